@@ -1,0 +1,414 @@
+"""Hypernetworks: pure functions from a task id to the parameter pytree of a target Flax module.
+
+A hypernetwork ``H_psi`` holds a learned task-embedding table ``e`` and maps a task id ``t`` to
+parameters ``theta_t = H_psi(e_t)`` laid out leaf for leaf like the ``params`` of a target module,
+so that ``target.apply({"params": hnet.apply(hparams, t)}, x)`` just works. The target's leaves are
+read with ``jax.eval_shape(target.init, ...)``; nothing is wired by hand per model.
+
+Structure (von Oswald et al., ICLR 2020; the partial-hypernetwork variant of Hemati et al., CoLLAs
+2023)::
+
+    e_t = E[t]                                 task embedding (dim 32)
+    h_t = MLP(e_t)                             trunk, hidden sizes (50, 32), ReLU
+    theta_t[leaf] = head_leaf(h_t, t)          one head per target leaf, chosen by its role
+
+Heads, by the leaf's role (see :data:`HEADS`):
+
+* ``conv`` (kernels of rank >= 3, shape ``(..., c_in, c_out)``): channel-wise generation. Output
+  channel ``c`` has a learned lookup vector ``l_c`` of dimension ``d``; one shared linear map takes
+  ``[h_t, l_c]`` to that channel's kernel, ``W[..., c] = A [h_t; l_c] + b``. Parameters:
+  ``d * c_out + (h + d + 1) * prod(kernel_shape[:-1])`` instead of ``h * prod(kernel_shape)``.
+* ``dense`` (rank-2 kernels): a linear head ``W = reshape(A h_t + b)``.
+* ``table`` (biases, normalisation scales and shifts): a per-task table, not generated,
+  initialised to 1 for scales and 0 otherwise.
+* ``shared`` (leaves the ``generate`` filter leaves out): one ordinary trained parameter, the same
+  for every task.
+
+The generated heads are initialised so that, at initialisation, a generated kernel has the
+variance of Flax's default (LeCun normal, ``1 / fan_in``) initialiser of the same leaf; the trunk
+uses He initialisation so that ``E[h^2] ~ 1`` at every depth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import traverse_util
+
+PyTree = Any
+Path = tuple[str, ...]
+Role = Literal["conv", "dense", "table", "shared"]
+NEW_TASK_INITS = ("copy_prev", "random")
+
+
+# ----------------------------------------------------------------------------------------------
+# Leaves of the target and their roles.
+
+
+class LeafSpec(NamedTuple):
+    """One leaf of the target's ``params``: where it is, its shape and dtype, and its head."""
+
+    path: Path
+    shape: tuple[int, ...]
+    dtype: Any
+    role: Role
+
+
+def leaf_role(path: Path, shape: Sequence[int]) -> Role:
+    """The head a generated leaf gets: ``conv`` or ``dense`` kernels, else a per-task ``table``."""
+    if path[-1] == "kernel" and len(shape) >= 3:
+        return "conv"
+    if path[-1] == "kernel" and len(shape) == 2:
+        return "dense"
+    return "table"
+
+
+def generate_all(path: Path) -> bool:
+    """Path filter: every leaf of the target comes from the hypernetwork."""
+    del path
+    return True
+
+
+def generate_under(*prefixes: str | Sequence[str]) -> Callable[[Path], bool]:
+    """Path filter: generate the leaves under any of the given module paths.
+
+    ``generate_under("stage3", ("head", "Dense_0"))`` generates everything below the top-level
+    module ``stage3`` and below ``head/Dense_0``; every other leaf stays an ordinary (shared)
+    parameter.
+    """
+    normalised = [tuple(p.split("/")) if isinstance(p, str) else tuple(p) for p in prefixes]
+
+    def keep(path: Path) -> bool:
+        return any(path[: len(p)] == p for p in normalised)
+
+    return keep
+
+
+def target_leaf_specs(
+    target_params: PyTree, generate: Callable[[Path], bool] = generate_all
+) -> tuple[LeafSpec, ...]:
+    """Describe every leaf of a target's ``params`` pytree (arrays or ``ShapeDtypeStruct``s)."""
+    flat = traverse_util.flatten_dict(_unfreeze(target_params))
+    if not flat:
+        raise ValueError("the target has no parameters to generate")
+    specs = []
+    for path, leaf in flat.items():
+        role = leaf_role(path, leaf.shape) if generate(path) else "shared"
+        specs.append(LeafSpec(tuple(path), tuple(leaf.shape), leaf.dtype, role))
+    return tuple(specs)
+
+
+def _unfreeze(tree: PyTree) -> dict:
+    if isinstance(tree, Mapping):
+        return {k: _unfreeze(v) for k, v in tree.items()}
+    return tree
+
+
+# ----------------------------------------------------------------------------------------------
+# Configuration.
+
+
+@dataclasses.dataclass(frozen=True)
+class HypernetConfig:
+    """What a hypernetwork is made of.
+
+    Attributes:
+      num_tasks: rows of the task-embedding table (and of every per-task table): the most tasks
+        the hypernetwork can serve.
+      embedding_dim: dimension of a task embedding ``e_t``.
+      hidden: widths of the trunk MLP; its last width ``h`` feeds every head.
+      chunk_dim: dimension ``d`` of the per-output-channel lookup vectors of the conv heads.
+      new_task_init: how :func:`init_task_embedding` initialises a new task's embedding:
+        ``"copy_prev"`` copies task ``t - 1``'s, ``"random"`` draws ``N(0, 1)``.
+    """
+
+    num_tasks: int
+    embedding_dim: int = 32
+    hidden: tuple[int, ...] = (50, 32)
+    chunk_dim: int = 8
+    new_task_init: str = "copy_prev"
+
+    def __post_init__(self):
+        _check_positive_int("num_tasks", self.num_tasks)
+        _check_positive_int("embedding_dim", self.embedding_dim)
+        _check_positive_int("chunk_dim", self.chunk_dim)
+        if not isinstance(self.hidden, tuple) or not self.hidden:
+            raise ValueError(f"hidden must be a non-empty tuple of widths, got {self.hidden!r}")
+        for width in self.hidden:
+            _check_positive_int("hidden width", width)
+        if self.new_task_init not in NEW_TASK_INITS:
+            raise ValueError(
+                f"new_task_init={self.new_task_init!r} is not one of {NEW_TASK_INITS}"
+            )
+
+    @property
+    def trunk_dim(self) -> int:
+        return self.hidden[-1]
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Heads. Each one maps the trunk output h_t (and the task id) to one leaf of the target.
+
+
+def _kernel_init(fan_in: int):
+    """Head-matrix init that gives generated kernels LeCun variance ``1 / fan_in``.
+
+    The head's inputs have second moment ~1, so ``Var(A) = 1 / (fan_in * n_inputs)`` gives
+    ``Var(A x) = 1 / fan_in``.
+    """
+    return nn.initializers.variance_scaling(1.0 / fan_in, "fan_in", "truncated_normal")
+
+
+class ChannelwiseConvHead(nn.Module):
+    """``W[..., c] = A [h_t; l_c] + b`` for each output channel ``c`` (lookup vectors ``l_c``)."""
+
+    shape: tuple[int, ...]
+    chunk_dim: int
+
+    @nn.compact
+    def __call__(self, h: jax.Array, task_id: jax.Array) -> jax.Array:
+        del task_id
+        c_out = self.shape[-1]
+        channel_size = math.prod(self.shape[:-1])
+        lookup = self.param(
+            "lookup", nn.initializers.normal(1.0), (c_out, self.chunk_dim), jnp.float32
+        )
+        inputs = jnp.concatenate([jnp.broadcast_to(h, (c_out, h.shape[-1])), lookup], axis=-1)
+        per_channel = nn.Dense(channel_size, kernel_init=_kernel_init(channel_size), name="linear")(
+            inputs
+        )
+        return per_channel.T.reshape(self.shape)
+
+
+class LinearHead(nn.Module):
+    """``W = reshape(A h_t + b)``: direct linear generation of a whole dense kernel."""
+
+    shape: tuple[int, ...]
+    chunk_dim: int
+
+    @nn.compact
+    def __call__(self, h: jax.Array, task_id: jax.Array) -> jax.Array:
+        del task_id
+        fan_in = math.prod(self.shape[:-1])
+        flat = nn.Dense(math.prod(self.shape), kernel_init=_kernel_init(fan_in), name="linear")(h)
+        return flat.reshape(self.shape)
+
+
+class TaskTable(nn.Module):
+    """``theta_t = T[t]``: a per-task table, 1 for normalisation scales and 0 for the rest."""
+
+    shape: tuple[int, ...]
+    chunk_dim: int
+    num_tasks: int = 1
+    fill: float = 0.0
+
+    @nn.compact
+    def __call__(self, h: jax.Array, task_id: jax.Array) -> jax.Array:
+        del h
+        table = self.param(
+            "table", nn.initializers.constant(self.fill), (self.num_tasks, *self.shape), jnp.float32
+        )
+        return table[task_id]
+
+
+class SharedParam(nn.Module):
+    """One ordinary trained parameter, the same for every task (a leaf left out of generation)."""
+
+    shape: tuple[int, ...]
+    chunk_dim: int
+    fill: float | None = None
+
+    @nn.compact
+    def __call__(self, h: jax.Array, task_id: jax.Array) -> jax.Array:
+        del h, task_id
+        if self.fill is None:  # a kernel: Flax's default Dense/Conv initialiser
+            init = nn.initializers.lecun_normal()
+        else:
+            init = nn.initializers.constant(self.fill)
+        return self.param("value", init, self.shape, jnp.float32)
+
+
+HEADS: dict[str, type[nn.Module]] = {
+    "conv": ChannelwiseConvHead,
+    "dense": LinearHead,
+    "table": TaskTable,
+    "shared": SharedParam,
+}
+"""The head for each leaf role; registered heads are property-tested one by one."""
+
+
+def _fill(spec: LeafSpec) -> float | None:
+    if spec.path[-1] == "kernel":
+        return None
+    return 1.0 if spec.path[-1] == "scale" else 0.0
+
+
+# ----------------------------------------------------------------------------------------------
+# The hypernetwork.
+
+
+class Hypernetwork(nn.Module):
+    """``t -> theta_t``: task embedding, trunk MLP, one head per target leaf.
+
+    Build it with :meth:`for_target`. ``hnet.init(key, 0)`` gives its variables ``hparams``;
+    ``hnet.apply(hparams, t)`` gives the target's ``params`` for task ``t`` (a traced integer: one
+    compilation serves every task; ``jax.vmap`` over task ids generates many tasks at once).
+    With ``task_only=True`` only the task-conditioned leaves are returned (generated leaves and
+    per-task tables, not shared ones): the outputs the CL output regulariser compares.
+    """
+
+    specs: tuple[LeafSpec, ...]
+    config: HypernetConfig
+
+    @classmethod
+    def for_target(
+        cls,
+        target: nn.Module,
+        *sample_args: Any,
+        config: HypernetConfig,
+        generate: Callable[[Path], bool] = generate_all,
+        **sample_kwargs: Any,
+    ) -> Hypernetwork:
+        """A hypernetwork for ``target``, whose shapes come from ``jax.eval_shape(target.init)``."""
+        shapes = jax.eval_shape(target.init, jax.random.key(0), *sample_args, **sample_kwargs)
+        if "params" not in shapes:
+            raise ValueError(f"{type(target).__name__} has no 'params' collection to generate")
+        return cls(specs=target_leaf_specs(shapes["params"], generate), config=config)
+
+    @nn.compact
+    def __call__(self, task_id: jax.Array, task_only: bool = False) -> PyTree:
+        cfg = self.config
+        task_id = jnp.asarray(task_id, jnp.int32)
+        table = self.param(
+            "embedding", nn.initializers.normal(1.0), (cfg.num_tasks, cfg.embedding_dim), jnp.float32
+        )
+        h = table[task_id]
+        for i, width in enumerate(cfg.hidden):
+            h = nn.relu(nn.Dense(width, kernel_init=nn.initializers.he_normal(), name=f"trunk_{i}")(h))
+        leaves = {}
+        for spec in self.specs:
+            if task_only and spec.role == "shared":
+                continue
+            kwargs: dict[str, Any] = {}
+            if spec.role in ("table", "shared"):
+                kwargs["fill"] = _fill(spec)
+            if spec.role == "table":
+                kwargs["num_tasks"] = cfg.num_tasks
+            head = HEADS[spec.role](
+                shape=spec.shape, chunk_dim=cfg.chunk_dim, name=head_name(spec), **kwargs
+            )
+            leaves[spec.path] = head(h, task_id)
+        return traverse_util.unflatten_dict(leaves)
+
+
+def head_name(spec: LeafSpec) -> str:
+    """The name of a leaf's head inside ``hparams["params"]``: its role and its target path."""
+    return f"{spec.role}:{'.'.join(spec.path)}"
+
+
+def init_task_embedding(
+    hparams: PyTree, task_id: int | jax.Array, *, mode: str, key: jax.Array
+) -> PyTree:
+    """Initialise task ``task_id``'s embedding before training it.
+
+    ``mode="copy_prev"`` sets ``e_t = e_{t-1}`` (task 0 keeps its random initialisation);
+    ``mode="random"`` draws ``e_t ~ N(0, I)``. Pure: returns new ``hparams``.
+    """
+    if mode not in NEW_TASK_INITS:
+        raise ValueError(f"mode={mode!r} is not one of {NEW_TASK_INITS}")
+    table = hparams["params"]["embedding"]
+    task_id = jnp.asarray(task_id, jnp.int32)
+    if mode == "copy_prev":
+        row = jnp.where(task_id > 0, table[jnp.maximum(task_id - 1, 0)], table[task_id])
+    else:
+        row = jax.random.normal(key, table.shape[1:], table.dtype)
+    params = {**hparams["params"], "embedding": table.at[task_id].set(row)}
+    return {**hparams, "params": params}
+
+
+# ----------------------------------------------------------------------------------------------
+# Parameter counts and compression.
+
+
+class HeadReport(NamedTuple):
+    """Parameter count of one head against direct linear generation of the same leaf."""
+
+    path: Path
+    role: Role
+    shape: tuple[int, ...]
+    params: int
+    direct_params: int
+
+    @property
+    def compression(self) -> float:
+        return self.direct_params / self.params if self.params else math.inf
+
+
+def head_param_count(spec: LeafSpec, config: HypernetConfig) -> int:
+    """Trainable parameters of the head that serves ``spec`` (formulas in the module docstring)."""
+    h, d, size = config.trunk_dim, config.chunk_dim, math.prod(spec.shape)
+    if spec.role == "conv":
+        c_out = spec.shape[-1]
+        return d * c_out + (h + d + 1) * (size // c_out)
+    if spec.role == "dense":
+        return (h + 1) * size
+    if spec.role == "table":
+        return config.num_tasks * size
+    return size
+
+
+def direct_param_count(spec: LeafSpec, config: HypernetConfig) -> int:
+    """Parameters of a direct linear head ``h * prod(shape)`` (the compression baseline)."""
+    if spec.role in ("conv", "dense"):
+        return config.trunk_dim * math.prod(spec.shape)
+    return head_param_count(spec, config)
+
+
+def parameter_report(hnet: Hypernetwork) -> tuple[list[HeadReport], int]:
+    """Per-head reports and the parameter count of the embedding table plus trunk."""
+    cfg = hnet.config
+    heads = [
+        HeadReport(s.path, s.role, s.shape, head_param_count(s, cfg), direct_param_count(s, cfg))
+        for s in hnet.specs
+    ]
+    trunk = cfg.num_tasks * cfg.embedding_dim
+    fan_in = cfg.embedding_dim
+    for width in cfg.hidden:
+        trunk += (fan_in + 1) * width
+        fan_in = width
+    return heads, trunk
+
+
+def compression_table(
+    hnet: Hypernetwork, chunk_dims: Sequence[int] = (4, 8, 16, 32, 64)
+) -> list[dict[str, float]]:
+    """Generated-head parameters and compression (direct / ours) for each lookup dimension ``d``.
+
+    Only the generated (conv and dense) heads count: tables and shared leaves cost the same
+    either way. This is the shape of Table 3 of Hemati et al. (2023).
+    """
+    rows = []
+    for d in chunk_dims:
+        cfg = dataclasses.replace(hnet.config, chunk_dim=d)
+        generated = [s for s in hnet.specs if s.role in ("conv", "dense")]
+        ours = sum(head_param_count(s, cfg) for s in generated)
+        direct = sum(direct_param_count(s, cfg) for s in generated)
+        rows.append({"chunk_dim": d, "params": ours, "direct_params": direct,
+                     "compression": direct / ours if ours else math.inf})
+    return rows
+
+
+def count_params(tree: PyTree) -> int:
+    """Number of scalars in a pytree of arrays."""
+    return sum(math.prod(x.shape) for x in jax.tree.leaves(tree))

@@ -1,0 +1,117 @@
+"""Exact look-ahead gradients: differentiate a regulariser through a virtual optimizer step.
+
+Hemati et al. (CoLLAs 2023, Sec. 3.2) regularise the hypernetwork *after* a virtual update made with
+the current task's gradient. With task loss ``L_CE``, regulariser ``L_H`` and coefficient ``lambda``::
+
+    psi'  = psi + u(grad L_CE(psi))                    virtual optax update (SGD: u(g) = -beta g)
+    J(psi) = L_CE(psi) + lambda * L_H(psi')            total objective
+    grad J = g1 + g2,   g1 = grad L_CE(psi),   g2 = lambda * grad_psi L_H(psi'(psi))
+
+Order 2 differentiates through the virtual update exactly with ``jax.grad``; for SGD that is
+``g2 = lambda (I - beta H_CE(psi)) grad L_H(psi')``, with the Hessian ``H_CE`` never formed. Order 1
+treats the inner gradient as a constant (``jax.lax.stop_gradient``), which drops the Hessian term:
+``g2 = lambda grad L_H(psi')``. Any optax ``GradientTransformation`` can make the virtual step; its
+state starts fresh and is discarded. Adam-like steps divide by ``sqrt(v + eps_root)``: pass
+``eps_root > 0`` (see :func:`virtual_adam`), or the order-2 gradient is NaN wherever a component of
+``g1`` is exactly 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+PyTree = Any
+ORDERS = (1, 2)
+
+
+class LookaheadInfo(NamedTuple):
+    """What one look-ahead gradient computed on the way, at no extra pass.
+
+    Attributes:
+      task_loss: ``L_CE(psi)``.
+      reg_loss: ``L_H(psi')``, the regulariser after the virtual step (before ``coef``).
+      task_grad: ``g1 = grad L_CE(psi)``.
+      reg_grad: ``g2 = coef * grad_psi L_H(psi')``.
+      cosine: cosine similarity of ``g1`` and ``g2`` over all leaves (0 where either is 0).
+      aux: what ``task_loss`` returned beside the loss when ``has_aux=True``, else ``None``.
+    """
+
+    task_loss: jax.Array
+    reg_loss: jax.Array
+    task_grad: PyTree
+    reg_grad: PyTree
+    cosine: jax.Array
+    aux: Any = None
+
+
+def virtual_sgd(learning_rate: float) -> optax.GradientTransformation:
+    """The reference virtual step: plain SGD, ``psi' = psi - beta * g``."""
+    return optax.sgd(learning_rate)
+
+
+def virtual_adam(learning_rate: float, *, eps_root: float = 1e-12, **kwargs: Any):
+    """A virtual Adam step whose square root has a finite derivative (``eps_root > 0``)."""
+    if not eps_root > 0:
+        raise ValueError(f"eps_root must be > 0 for a differentiable virtual Adam, got {eps_root!r}")
+    return optax.adam(learning_rate, eps_root=eps_root, **kwargs)
+
+
+def tree_cosine(a: PyTree, b: PyTree) -> jax.Array:
+    """``<a, b> / (|a| |b|)`` over all leaves of two pytrees; 0 if either is the zero tree."""
+    dot = optax.tree.vdot(a, b)
+    norms = optax.tree.norm(a) * optax.tree.norm(b)
+    return jnp.where(norms > 0, dot / jnp.where(norms > 0, norms, 1.0), 0.0)
+
+
+def lookahead_grad(
+    task_loss: Callable[[PyTree], jax.Array],
+    reg_loss: Callable[[PyTree], jax.Array],
+    params: PyTree,
+    *,
+    virtual_opt: optax.GradientTransformation | float,
+    order: int,
+    coef: float | jax.Array,
+    has_aux: bool = False,
+) -> tuple[PyTree, LookaheadInfo]:
+    """Gradient of ``L_CE(psi) + coef * L_H(psi')`` with respect to ``psi``, ``psi'`` a virtual step.
+
+    Args:
+      task_loss: ``psi -> L_CE(psi)``, a scalar (the current batch is closed over); with
+        ``has_aux``, ``psi -> (L_CE(psi), aux)``, as for ``jax.grad``.
+      reg_loss: ``psi -> L_H(psi)``, a scalar (the frozen hypernetwork and the previous tasks are
+        closed over).
+      params: ``psi``.
+      virtual_opt: the optax transformation of the virtual step; a float ``beta`` means SGD.
+      order: 2 differentiates through the virtual step exactly; 1 stops the gradient of the inner
+        gradient (first-order approximation). A Python int: it changes the program.
+      coef: ``lambda``.
+      has_aux: whether ``task_loss`` returns ``(loss, aux)``; ``aux`` comes back in ``info``.
+
+    Returns:
+      ``(grad, info)``: the total gradient ``g1 + g2``, a pytree like ``params``, and a
+      :class:`LookaheadInfo` with the two parts, the losses and the cosine similarity.
+    """
+    if order not in ORDERS:
+        raise ValueError(f"order={order!r} is not one of {ORDERS}")
+    if isinstance(virtual_opt, (int, float)):
+        if not virtual_opt > 0:
+            raise ValueError(f"the virtual SGD learning rate must be > 0, got {virtual_opt!r}")
+        virtual_opt = virtual_sgd(float(virtual_opt))
+
+    loss_and_aux = task_loss if has_aux else (lambda psi: (task_loss(psi), None))
+
+    def regularised(psi):
+        (loss, aux), g1 = jax.value_and_grad(loss_and_aux, has_aux=True)(psi)
+        inner = jax.lax.stop_gradient(g1) if order == 1 else g1
+        updates, _ = virtual_opt.update(inner, virtual_opt.init(psi), psi)
+        reg = reg_loss(optax.apply_updates(psi, updates))
+        return coef * reg, (loss, reg, g1, aux)
+
+    g2, (loss, reg, g1, aux) = jax.grad(regularised, has_aux=True)(params)
+    total = optax.tree.add(g1, g2)
+    return total, LookaheadInfo(loss, reg, g1, g2, tree_cosine(g1, g2), aux)

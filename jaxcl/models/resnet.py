@@ -1,0 +1,136 @@
+"""Slim ResNet-18 for 32x32 inputs, split at freeze depth k into a stateful and a stateless part.
+
+The slim ResNet-18 used across CL papers (GEM, Avalanche's ``SlimResNet18``, Hemati et al. 2023):
+a 3x3 stem conv with ``nf = 20`` filters, four stages of two BasicBlocks with ``nf, 2nf, 4nf, 8nf``
+filters and strides 1, 2, 2, 2, normalisation after every conv, global average pooling and a
+linear classifier on ``8 nf = 160`` features.
+
+Freeze depth ``k`` in 0..4 splits the network: the stem plus the first ``k`` stages form the
+stateful part ``g_phi`` (ordinary parameters, trained in the first experience, frozen after); the
+rest plus the classifier form the stateless part ``h_omega``, whose parameters the hypernetwork
+generates. ``k = 0`` leaves no stateful part (the hypernetwork generates everything, HN-F);
+``k = 4`` generates only the classifier. Both parts are the same :class:`SlimResNet18` module
+with different stage ranges, so one definition serves every ``k``, and module paths
+(``stem``, ``stage1`` .. ``stage4``, ``classifier``) do not depend on the split.
+
+Normalisation (``norm``):
+
+* ``"batch"`` (default, as in the reference implementation): every normalisation layer uses the
+  mean and variance of the current batch, in training and in evaluation, and keeps no running
+  statistics. The model is then a pure function of its ``params``, which is what a hypernetwork
+  that serves many tasks needs (one set of running statistics could not serve every task).
+  Implemented with ``flax.linen.LayerNorm`` reducing over the batch and spatial axes, which is
+  exactly batch normalisation without state.
+* ``"running"``: ``flax.linen.BatchNorm`` with running averages in the ``batch_stats`` collection,
+  used in evaluation (``train=False``). Apply with ``mutable=["batch_stats"]`` when training.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+NORMS = ("batch", "running")
+FREEZE_DEPTHS = (0, 1, 2, 3, 4)
+NUM_STAGES = 4
+
+
+def _norm(kind: str, train: bool, name: str) -> nn.Module:
+    if kind == "batch":
+        return nn.LayerNorm(reduction_axes=(0, 1, 2), feature_axes=-1, epsilon=1e-5, name=name)
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with normalisation and a (projected when needed) shortcut."""
+
+    features: int
+    strides: int = 1
+    norm: str = "batch"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        conv = lambda f, k, s, name: nn.Conv(  # noqa: E731
+            f, (k, k), strides=(s, s), padding=(k - 1) // 2, use_bias=False, name=name
+        )
+        y = conv(self.features, 3, self.strides, "conv1")(x)
+        y = nn.relu(_norm(self.norm, train, "norm1")(y))
+        y = conv(self.features, 3, 1, "conv2")(y)
+        y = _norm(self.norm, train, "norm2")(y)
+        if self.strides != 1 or x.shape[-1] != self.features:
+            x = conv(self.features, 1, self.strides, "shortcut_conv")(x)
+            x = _norm(self.norm, train, "shortcut_norm")(x)
+        return nn.relu(x + y)
+
+
+class SlimResNet18(nn.Module):
+    """Stages ``first_stage .. last_stage - 1`` of the slim ResNet-18, with stem and classifier.
+
+    The full network is ``SlimResNet18(num_classes)``; :func:`split_resnet18` builds the two
+    parts for a freeze depth. Input: NHWC images (the stem) or the previous part's features.
+    """
+
+    num_classes: int
+    nf: int = 20
+    first_stage: int = 0
+    last_stage: int = NUM_STAGES
+    stem: bool = True
+    classifier: bool = True
+    norm: str = "batch"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.norm not in NORMS:
+            raise ValueError(f"norm={self.norm!r} is not one of {NORMS}")
+        if not 0 <= self.first_stage <= self.last_stage <= NUM_STAGES:
+            raise ValueError(
+                f"stages [{self.first_stage}, {self.last_stage}) are not within 0..{NUM_STAGES}"
+            )
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        if self.stem:
+            x = nn.Conv(self.nf, (3, 3), padding=1, use_bias=False, name="stem_conv")(x)
+            x = nn.relu(_norm(self.norm, train, "stem_norm")(x))
+        for stage in range(self.first_stage, self.last_stage):
+            features = self.nf * 2**stage
+            for block in range(2):
+                strides = 2 if (stage > 0 and block == 0) else 1
+                x = BasicBlock(features, strides, self.norm, name=f"stage{stage + 1}_block{block}")(
+                    x, train
+                )
+        if self.classifier:
+            x = jnp.mean(x, axis=(1, 2))
+            x = nn.Dense(self.num_classes, name="classifier")(x)
+        return x
+
+
+class ResNetSplit(NamedTuple):
+    """The two parts of a slim ResNet-18 at freeze depth ``k``."""
+
+    k: int
+    stateful: SlimResNet18 | None  # g_phi: stem + stages 1..k (None for k = 0)
+    stateless: SlimResNet18  # h_omega: stages k+1..4 + classifier (stem too for k = 0)
+
+
+def split_resnet18(
+    k: int, num_classes: int, *, nf: int = 20, norm: str = "batch"
+) -> ResNetSplit:
+    """Split the slim ResNet-18 into ``g_phi`` (stem + first ``k`` stages) and ``h_omega``."""
+    if k not in FREEZE_DEPTHS:
+        raise ValueError(f"freeze depth k={k!r} is not one of {FREEZE_DEPTHS}")
+    if norm not in NORMS:
+        raise ValueError(f"norm={norm!r} is not one of {NORMS}")
+    stateless = SlimResNet18(
+        num_classes, nf, first_stage=k, last_stage=NUM_STAGES, stem=(k == 0), classifier=True,
+        norm=norm,
+    )
+    if k == 0:
+        return ResNetSplit(k, None, stateless)
+    stateful = SlimResNet18(
+        num_classes, nf, first_stage=0, last_stage=k, stem=True, classifier=False, norm=norm
+    )
+    return ResNetSplit(k, stateful, stateless)

@@ -1,0 +1,204 @@
+"""Hypernetwork properties: structure for every k, every head, vmap, counts, regulariser."""
+
+import math
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from jaxcl.hypernet import (
+    HEADS,
+    HypernetConfig,
+    Hypernetwork,
+    LeafSpec,
+    compression_table,
+    count_params,
+    generate_under,
+    head_name,
+    head_param_count,
+    init_task_embedding,
+    parameter_report,
+)
+from jaxcl.models import MLP, split_resnet18
+from jaxcl.regularizers import output_regularizer, previous_tasks, task_outputs
+
+CONFIG = HypernetConfig(num_tasks=6)
+
+
+def _shapes(tree):
+    return jax.tree.map(lambda a: (tuple(a.shape), jnp.dtype(a.dtype)), tree)
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3, 4])
+def test_generated_tree_matches_target_for_every_k(k):
+    split = split_resnet18(k, num_classes=5)
+    x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
+    features = x
+    if split.stateful is not None:
+        phi = jax.eval_shape(split.stateful.init, jax.random.key(0), x)
+        features = jax.eval_shape(split.stateful.apply, phi, x)
+    target = jax.eval_shape(split.stateless.init, jax.random.key(0), features)["params"]
+    hnet = Hypernetwork.for_target(split.stateless, features, config=CONFIG)
+    hparams = jax.eval_shape(hnet.init, jax.random.key(0), 0)
+    generated = jax.eval_shape(hnet.apply, hparams, jnp.int32(3))
+    assert jax.tree.structure(generated) == jax.tree.structure(target)
+    assert _shapes(generated) == _shapes(target)
+    # k = 4 generates only the classifier; k = 0 generates the stem too.
+    top = set(generated)
+    assert top == ({"classifier"} if k == 4 else top)
+    assert ("stem_conv" in top) == (k == 0)
+
+
+def _mlp_hnet(generate=None, num_tasks=5):
+    x = jnp.ones((3, 6))
+    target = MLP(num_classes=4, hidden=(16,))
+    kwargs = {} if generate is None else {"generate": generate}
+    hnet = Hypernetwork.for_target(
+        target, x, config=HypernetConfig(num_tasks=num_tasks, hidden=(20, 12), chunk_dim=4), **kwargs
+    )
+    return target, x, hnet
+
+
+def test_vmap_over_task_ids_and_target_apply(key):
+    target, x, hnet = _mlp_hnet()
+    hparams = jax.jit(hnet.init)(key, 0)
+    ids = jnp.array([0, 3, 4], jnp.int32)
+    many = jax.jit(jax.vmap(lambda t: hnet.apply(hparams, t)))(ids)
+    for i, t in enumerate(ids):
+        one = jax.jit(hnet.apply)(hparams, t)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b, rtol=1e-6, atol=1e-6), many, one)
+        logits = target.apply({"params": one}, x)
+        assert logits.shape == (3, 4)
+    # Different tasks get different weights (embeddings differ at initialisation).
+    k0, k3 = many["dense0"]["kernel"][0], many["dense0"]["kernel"][1]
+    assert float(jnp.abs(k0 - k3).max()) > 1e-3
+
+
+def _head_inputs(role, shape):
+    spec = LeafSpec(("m", "scale" if role == "table" else "kernel"), shape, jnp.float32, role)
+    return spec
+
+
+@pytest.mark.parametrize("role", sorted(HEADS))
+def test_every_head(role, key):
+    shape = {"conv": (3, 3, 16, 32), "dense": (40, 24), "table": (24,), "shared": (40, 24)}[role]
+    kwargs = {"num_tasks": 3, "fill": 1.0} if role == "table" else {}
+    head = HEADS[role](shape=shape, chunk_dim=8, **kwargs)
+    h = jax.nn.relu(jax.random.normal(key, (3, 32))) * jnp.sqrt(2.0)  # E[h^2] = 1
+    params = head.init(key, h[0], jnp.int32(0))
+    outs = jax.vmap(lambda hi, t: head.apply(params, hi, t))(h, jnp.arange(3))
+    assert outs.shape == (3, *shape)
+    spec = LeafSpec(("m", "scale" if role == "table" else "kernel"), shape, jnp.float32, role)
+    assert count_params(params) == head_param_count(spec, HypernetConfig(num_tasks=3))
+    if role in ("conv", "dense"):
+        # Task-dependent, with the variance of Flax's default initialiser (1 / fan_in).
+        assert float(jnp.abs(outs[0] - outs[1]).max()) > 1e-3
+        fan_in = math.prod(shape[:-1])
+        ratio = float(jnp.var(outs[0])) * fan_in
+        assert 0.4 < ratio < 2.5, ratio
+    elif role == "table":
+        np.testing.assert_array_equal(outs, 1.0)  # scales start at 1, one row per task
+        params = jax.tree.map(lambda t: t.at[1].add(2.0), params)
+        assert float(head.apply(params, h[0], jnp.int32(1)).mean()) == 3.0
+        assert float(head.apply(params, h[0], jnp.int32(2)).mean()) == 1.0
+    else:
+        np.testing.assert_array_equal(outs[0], outs[2])  # the same for every task
+
+
+def test_compression_matches_hand_count_for_one_conv_layer():
+    # One 3x3 conv, 16 -> 32 channels; trunk output h = 32; lookup dimension d.
+    shape, h = (3, 3, 16, 32), 32
+    spec = LeafSpec(("conv", "kernel"), shape, jnp.float32, "conv")
+    hnet = Hypernetwork(specs=(spec,), config=HypernetConfig(num_tasks=1, hidden=(50, h)))
+    rows = compression_table(hnet, (4, 8, 16, 32, 64))
+    for row in rows:
+        d = row["chunk_dim"]
+        ours = d * 32 + (h + d + 1) * (3 * 3 * 16)
+        direct = h * 3 * 3 * 16 * 32
+        assert row["params"] == ours and row["direct_params"] == direct
+        assert row["compression"] == pytest.approx(direct / ours)
+    assert rows[1]["params"] == 8 * 32 + 41 * 144 == 6160
+    # The report's counts are the real parameter counts of the initialised hypernetwork.
+    hparams = jax.eval_shape(hnet.init, jax.random.key(0), 0)["params"]
+    heads, trunk = parameter_report(hnet)
+    assert count_params(hparams[head_name(spec)]) == heads[0].params == 6160
+    assert count_params(hparams) == heads[0].params + trunk
+
+
+def test_generate_filter_keeps_other_leaves_shared(key):
+    target, x, hnet = _mlp_hnet(generate=generate_under("classifier"))
+    roles = {spec.path: spec.role for spec in hnet.specs}
+    assert roles[("classifier", "kernel")] == "dense" and roles[("classifier", "bias")] == "table"
+    assert roles[("dense0", "kernel")] == "shared" and roles[("dense0", "bias")] == "shared"
+    hparams = jax.jit(hnet.init)(key, 0)
+    a, b = jax.jit(hnet.apply)(hparams, 0), jax.jit(hnet.apply)(hparams, 2)
+    np.testing.assert_array_equal(a["dense0"]["kernel"], b["dense0"]["kernel"])
+    only = jax.jit(lambda p: hnet.apply(p, 1, task_only=True))(hparams)
+    assert set(traverse_util.flatten_dict(only)) == {("classifier", "kernel"), ("classifier", "bias")}
+
+
+def test_output_regularizer(key):
+    _, _, hnet = _mlp_hnet()
+    hparams = jax.jit(hnet.init)(key, 0)
+    ids = jnp.array([0, 1, 2], jnp.int32)
+    reg = jax.jit(lambda p, f, m: output_regularizer(hnet, p, task_outputs(hnet, f, ids), ids, m))
+    mask = jnp.array([True, True, False])
+    assert float(reg(hparams, hparams, mask)) == 0.0  # psi equals the frozen copy
+    moved = jax.tree.map(lambda p: p + 0.01, hparams)
+    value = float(reg(moved, hparams, mask))
+    assert value > 0
+    # Independent: mean over the two real tasks of the summed squared differences.
+    out_new = [jax.jit(hnet.apply)(moved, t) for t in (0, 1)]
+    out_old = [jax.jit(hnet.apply)(hparams, t) for t in (0, 1)]
+    expected = np.mean([
+        sum(float(jnp.sum((a - b) ** 2)) for a, b in zip(jax.tree.leaves(n), jax.tree.leaves(o)))
+        for n, o in zip(out_new, out_old)
+    ])
+    assert value == pytest.approx(expected, rel=1e-4)
+    assert float(reg(moved, hparams, jnp.zeros(3, bool))) == 0.0
+
+
+@pytest.mark.parametrize("task_id", [0, 2, 7])
+def test_previous_tasks(task_id, key):
+    ids, mask = jax.jit(previous_tasks, static_argnums=(1, 2))(jnp.int32(task_id), 8, 4, key)
+    assert ids.shape == mask.shape == (4,)
+    real = set(np.asarray(ids)[np.asarray(mask)].tolist())
+    assert len(real) == min(task_id, 4) and all(j < task_id for j in real)
+
+
+def test_init_task_embedding(key):
+    _, _, hnet = _mlp_hnet()
+    hparams = jax.jit(hnet.init)(key, 0)
+    table = hparams["params"]["embedding"]
+    copied = init_task_embedding(hparams, 3, mode="copy_prev", key=key)
+    new = copied["params"]["embedding"]
+    np.testing.assert_array_equal(new[3], table[2])
+    np.testing.assert_array_equal(np.delete(new, 3, 0), np.delete(table, 3, 0))
+    drawn = init_task_embedding(hparams, 3, mode="random", key=jax.random.key(9))
+    assert float(jnp.abs(drawn["params"]["embedding"][3] - table[3]).max()) > 0
+    with pytest.raises(ValueError, match="'nearest'"):
+        init_task_embedding(hparams, 3, mode="nearest", key=key)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"num_tasks": 0}, "num_tasks must be a positive integer, got 0"),
+        ({"num_tasks": 3, "hidden": ()}, "hidden"),
+        ({"num_tasks": 3, "chunk_dim": -2}, "chunk_dim"),
+        ({"num_tasks": 3, "new_task_init": "zeros"}, "'zeros'"),
+    ],
+)
+def test_config_errors_name_the_value(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        HypernetConfig(**kwargs)
+
+
+def test_import_does_not_import_tensorflow():
+    code = "import sys, jaxcl; print(any(m.split('.')[0] == 'tensorflow' for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

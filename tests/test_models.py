@@ -1,0 +1,96 @@
+"""The slim ResNet-18: parameter count by hand, the split at every k, normalisation modes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from jaxcl.hypernet import count_params
+from jaxcl.models import MLP, SlimResNet18, split_resnet18
+
+
+def _hand_count(nf, num_classes):
+    """Conv kernels (no biases), two affine parameters per normalised channel, the classifier."""
+    total = 3 * 3 * 3 * nf + 2 * nf  # stem
+    c_in = nf
+    for stage in range(4):
+        c = nf * 2**stage
+        for block in range(2):
+            total += 9 * c_in * c + 2 * c + 9 * c * c + 2 * c
+            if c_in != c:
+                total += c_in * c + 2 * c  # projection shortcut
+            c_in = c
+    return total + (8 * nf + 1) * num_classes
+
+
+def test_parameter_count_matches_hand_count():
+    shapes = jax.eval_shape(SlimResNet18(100).init, jax.random.key(0), jnp.ones((1, 32, 32, 3)))
+    assert count_params(shapes["params"]) == _hand_count(20, 100)
+    assert shapes["params"]["classifier"]["kernel"].shape == (160, 100)
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3, 4])
+def test_split_composes_to_the_full_network(k, key):
+    x = jax.random.normal(key, (4, 16, 16, 3))
+    full = SlimResNet18(num_classes=3, nf=4)
+    params = jax.jit(full.init)(key, x)["params"]
+    split = split_resnet18(k, num_classes=3, nf=4)
+    flat = traverse_util.flatten_dict(params)
+
+    def part(module, inputs):
+        names = jax.eval_shape(module.init, key, inputs)["params"]
+        return {"params": traverse_util.unflatten_dict(
+            {p: flat[p] for p in traverse_util.flatten_dict(names)}
+        )}
+
+    features = x
+    if split.stateful is not None:
+        phi = part(split.stateful, x)
+        features = jax.jit(split.stateful.apply)(phi, x)
+    omega = part(split.stateless, features)
+    np.testing.assert_allclose(
+        jax.jit(split.stateless.apply)(omega, features),
+        jax.jit(full.apply)({"params": params}, x),
+        rtol=1e-5, atol=1e-5,
+    )
+
+
+def test_batch_statistics_mode_has_no_state_and_uses_the_batch(key):
+    x = jax.random.normal(key, (8, 8, 8, 3))
+    model = SlimResNet18(num_classes=2, nf=4)  # norm="batch"
+    variables = jax.jit(model.init)(key, x)
+    assert set(variables) == {"params"}
+    apply = jax.jit(model.apply)
+    full = apply(variables, x)
+    half = apply(variables, x[:4])
+    # The same samples give other outputs in another batch: statistics are the batch's own.
+    assert float(jnp.abs(full[:4] - half).max()) > 1e-4
+
+
+def test_running_statistics_mode(key):
+    x = jax.random.normal(key, (8, 8, 8, 3))
+    model = SlimResNet18(num_classes=2, nf=4, norm="running")
+    variables = jax.jit(model.init)(key, x)
+    assert set(variables) == {"params", "batch_stats"}
+    train = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))
+    _, updates = train(variables, x)
+    assert jax.tree.structure(updates["batch_stats"]) == jax.tree.structure(variables["batch_stats"])
+    evaluate = jax.jit(lambda v, x: model.apply(v, x, train=False))
+    full = evaluate(variables, x)
+    np.testing.assert_allclose(full[:4], evaluate(variables, x[:4]), rtol=1e-5, atol=1e-6)
+
+
+def test_bad_values_are_named():
+    with pytest.raises(ValueError, match="k=5"):
+        split_resnet18(5, num_classes=3)
+    with pytest.raises(ValueError, match="'group'"):
+        split_resnet18(2, num_classes=3, norm="group")
+    with pytest.raises(ValueError, match="'layer'"):
+        SlimResNet18(3, norm="layer")
+
+
+def test_mlp(key):
+    x = jnp.ones((5, 2, 3))
+    out = MLP(num_classes=4, hidden=(8, 8)).init_with_output(key, x)[0]
+    assert out.shape == (5, 4)
