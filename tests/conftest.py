@@ -1,8 +1,14 @@
 """Shared fixtures: explicit PRNG keys, float64 scoped to one test, loud broadcasting."""
 
-import jax
-import pytest
-from jax import enable_x64
+import os
+
+# The tests compile many small programs and run each briefly: XLA's backend optimisations cost
+# more compile time than they save. Set before JAX starts its backend.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+from jax import enable_x64  # noqa: E402
 
 # Implicit rank promotion hides shape bugs: make it an error everywhere in the tests.
 jax.config.update("jax_numpy_rank_promotion", "raise")
