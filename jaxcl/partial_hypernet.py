@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxcl.hypernet import Hypernetwork, HypernetConfig, generate_all
+from jaxcl.hypernet import Hypernetwork, HypernetConfig, generate_all, init_task_embedding
 from jaxcl.lookahead import ORDERS, lookahead_grad
 from jaxcl.regularizers import output_regularizer, task_outputs
 
@@ -143,6 +143,17 @@ class PartialHypernet:
         """``h_{H_psi(e_t)}(g_phi(x))``: the weights are generated once for the whole batch."""
         omega = self.hnet.apply(hparams, task_id)
         return self.stateless.apply({"params": omega}, self.features(stateful, x))
+
+    def begin_experience(
+        self, state: LearnerState, task_id: int | jax.Array, key: jax.Array
+    ) -> LearnerState:
+        """Before training task ``task_id``: initialise its embedding (``config.new_task_init``)
+        and start ``psi``'s optimizer afresh, as a new experience's optimizer is in the study."""
+        hparams = init_task_embedding(
+            state.hparams, task_id, mode=self.hnet.config.new_task_init, key=key
+        )
+        opt_state = {**state.opt_state, "hnet": self.optimizer.init(hparams)}
+        return state._replace(hparams=hparams, opt_state=opt_state)
 
     def end_experience(self, state: LearnerState) -> LearnerState:
         """Take the frozen copy ``H* = psi`` that the next experience's regulariser compares to."""

@@ -1,0 +1,79 @@
+"""Time the compiled partial-hypernetwork step for every freeze depth k and look-ahead order.
+
+A later-experience step (phi frozen, look-ahead gradient for psi, 20 previous-task slots of which
+5 are real) on a batch of 64 images of 32x32x3 and 5 classes, slim ResNet-18 with nf = 20.
+Median wall time of ``--repeats`` calls after ``--warmup`` calls; compile time reported apart.
+
+    python benchmarks/lookahead_step.py            # the table in the README
+    python benchmarks/lookahead_step.py --quick    # tiny sizes, a smoke run
+
+The last line is ``max order2/order1 ratio: X``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+
+from jaxcl import Batch, HypernetConfig, PartialHypernet
+from jaxcl.models import split_resnet18
+from jaxcl.regularizers import previous_tasks
+
+
+def time_step(k: int, order: int, *, batch: int, size: int, nf: int, warmup: int, repeats: int):
+    """``(compile seconds, median seconds per step)`` of one later-experience step."""
+    split = split_resnet18(k, num_classes=5, nf=nf)
+    key = jax.random.key(0)
+    x = jax.random.normal(key, (batch, size, size, 3))
+    data = Batch(x, jax.random.randint(key, (batch,), 0, 5))
+    learner = PartialHypernet.build(split.stateless, split.stateful, x, order=order,
+                                    hnet_config=HypernetConfig(num_tasks=20))
+    state = learner.end_experience(learner.init(key, x))
+    task = jnp.int32(5)
+    ids, mask = previous_tasks(task, 20, 20, key)
+    step = jax.jit(lambda s: learner.step(s, data, task, ids, mask, train_stateful=False))
+    start = time.perf_counter()
+    compiled = step.lower(state).compile()
+    compile_s = time.perf_counter() - start
+    for _ in range(warmup):
+        state, metrics = compiled(state)
+    jax.block_until_ready(metrics)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        state, metrics = compiled(state)
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - start)
+    return compile_s, statistics.median(times)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="nf=4, 8x8 images, batch 8, 2 repeats")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--k", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    args = parser.parse_args(argv)
+    sizes = dict(batch=64, size=32, nf=20, warmup=args.warmup, repeats=args.repeats)
+    if args.quick:
+        sizes = dict(batch=8, size=8, nf=4, warmup=1, repeats=2)
+    print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, jax {jax.__version__}, "
+          f"batch {sizes['batch']} x {sizes['size']}x{sizes['size']}x3, nf {sizes['nf']}")
+    print("| k | order 1 ms/step | order 2 ms/step | order2/order1 | compile s (o1, o2) |")
+    print("|---|---|---|---|---|")
+    ratios = []
+    for k in args.k:
+        (c1, t1), (c2, t2) = (time_step(k, order, **sizes) for order in (1, 2))
+        ratios.append(t2 / t1)
+        print(f"| {k} | {1e3 * t1:.1f} | {1e3 * t2:.1f} | {t2 / t1:.2f} | {c1:.1f}, {c2:.1f} |",
+              flush=True)
+    print(f"max order2/order1 ratio: {max(ratios):.2f}")
+    return ratios
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Experiment modules, each runnable as ``python -m experiments.<name>``; ``run`` returns metrics."""

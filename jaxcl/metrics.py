@@ -1,0 +1,60 @@
+"""Continual-learning metrics from the accuracy matrix.
+
+``R[i, j]`` is the test accuracy on experience ``j`` after training experience ``i`` (entries with
+``j > i`` are not used). With ``N`` experiences trained (last row ``N - 1``):
+
+* average accuracy (ACA): ``1/N sum_j R[N-1, j]``;
+* learning accuracy: ``1/N sum_j R[j, j]``;
+* forgetting (Avalanche): ``1/(N-1) sum_{j < N-1} (max_{i < N-1} R[i, j] - R[N-1, j])``;
+* backward transfer (BWT, Lopez-Paz & Ranzato 2017): ``1/(N-1) sum_{j < N-1} (R[N-1, j] - R[j, j])``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _matrix(accuracy_matrix) -> np.ndarray:
+    r = np.asarray(accuracy_matrix, dtype=np.float64)
+    if r.ndim != 2 or r.shape[0] != r.shape[1] or r.shape[0] == 0:
+        raise ValueError(f"the accuracy matrix must be square and non-empty, got shape {r.shape}")
+    return r
+
+
+def average_accuracy(accuracy_matrix) -> float:
+    """ACA: mean of the last row over every experience seen."""
+    return float(_matrix(accuracy_matrix)[-1].mean())
+
+
+def learning_accuracy(accuracy_matrix) -> float:
+    """Mean accuracy on each experience just after training it."""
+    return float(np.diag(_matrix(accuracy_matrix)).mean())
+
+
+def forgetting(accuracy_matrix) -> float:
+    """Mean drop from the best earlier accuracy to the final one (0 for a single experience)."""
+    r = _matrix(accuracy_matrix)
+    n = r.shape[0]
+    if n == 1:
+        return 0.0
+    best = np.array([r[j:n - 1, j].max() for j in range(n - 1)])
+    return float((best - r[-1, : n - 1]).mean())
+
+
+def backward_transfer(accuracy_matrix) -> float:
+    """Mean change from just-after-training accuracy to the final one (negative: forgetting)."""
+    r = _matrix(accuracy_matrix)
+    n = r.shape[0]
+    if n == 1:
+        return 0.0
+    return float((r[-1, : n - 1] - np.diag(r)[: n - 1]).mean())
+
+
+def summary(accuracy_matrix) -> dict[str, float]:
+    """All four metrics, keyed as in ``metrics.json``."""
+    return {
+        "aca": average_accuracy(accuracy_matrix),
+        "learning_accuracy": learning_accuracy(accuracy_matrix),
+        "forgetting": forgetting(accuracy_matrix),
+        "bwt": backward_transfer(accuracy_matrix),
+    }

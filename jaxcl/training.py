@@ -1,0 +1,48 @@
+"""Training an experience as one compiled scan over pre-shuffled minibatches.
+
+The experience's arrays stay on the device; each epoch is a fresh permutation of the examples
+(the remainder that does not fill a minibatch is dropped), and every step gets its own key from
+``jax.random.split``. Pure: the caller jits :func:`scan_minibatches` with its step closed over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxcl.partial_hypernet import Batch
+
+PyTree = Any
+Step = Callable[[PyTree, Batch, jax.Array], tuple[PyTree, dict[str, jax.Array]]]
+
+
+def minibatch_indices(key: jax.Array, num_examples: int, batch_size: int, epochs: int) -> jax.Array:
+    """``(epochs * steps_per_epoch, batch_size)`` example indices, one permutation per epoch."""
+    if not 0 < batch_size <= num_examples:
+        raise ValueError(f"batch_size must be in 1..{num_examples} (the examples), got {batch_size}")
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    steps = num_examples // batch_size
+    perms = jax.vmap(lambda k: jax.random.permutation(k, num_examples))(jax.random.split(key, epochs))
+    return perms[:, : steps * batch_size].reshape(epochs * steps, batch_size)
+
+
+def scan_minibatches(
+    step: Step, state: PyTree, data: Batch, key: jax.Array, *, epochs: int, batch_size: int
+) -> tuple[PyTree, dict[str, jax.Array]]:
+    """Run ``step(state, batch, key)`` over every minibatch of ``epochs`` epochs.
+
+    Returns the final state and the per-step metrics stacked along the first axis.
+    """
+    index_key, step_key = jax.random.split(key)
+    indices = minibatch_indices(index_key, data.x.shape[0], batch_size, epochs)
+    keys = jax.random.split(step_key, indices.shape[0])
+
+    def body(state, inputs):
+        idx, k = inputs
+        return step(state, Batch(jnp.take(data.x, idx, axis=0), jnp.take(data.y, idx, axis=0)), k)
+
+    return jax.lax.scan(body, state, (indices, keys))
