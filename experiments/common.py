@@ -1,5 +1,5 @@
-"""What every experiment module shares at its edge: a command line from a config dataclass, and a
-results folder written atomically (a failed run never leaves half-written or overwritten results).
+"""What every experiment module shares: a command line from a config dataclass, training a set of
+strategies over a stream for several seeds, and writing the run folder (:mod:`jaxcl.results`).
 """
 
 from __future__ import annotations
@@ -7,18 +7,26 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import json
-import os
 import pathlib
-import shutil
-import tempfile
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import jax
+
+from jaxcl import results
+from jaxcl.engine import train_stream
+from jaxcl.streams import Experience
+from jaxcl.strategies import StrategyConfig, build_strategy
+
+check_out = results.check_out
+write_results = results.write_files
 
 
 def parse_config(config_cls: type, argv: list[str] | None, *, description: str, quick: dict):
     """``--field value`` for every field of ``config_cls``, plus ``--quick`` and ``--out DIR``.
 
-    Returns ``(config, out)``. ``--quick`` applies the ``quick`` overrides first; explicit flags win.
+    Tuple fields take several values (``--seeds 0 1 2``). Returns ``(config, out)``. ``--quick``
+    applies the ``quick`` overrides first; explicit flags win.
     """
     parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -32,12 +40,18 @@ def parse_config(config_cls: type, argv: list[str] | None, *, description: str, 
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                                 help=f"(default: {default})")
+        elif isinstance(default, tuple):
+            kind = type(default[0]) if default else int
+            parser.add_argument(flag, type=kind, nargs="+", default=None,
+                                help=f"(default: {' '.join(map(str, default))})")
         else:
             parser.add_argument(flag, type=type(default), default=None, help=f"(default: {default})")
     args = parser.parse_args(argv)
     values = dict(quick) if args.quick else {}
-    values.update({f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)
-                   if getattr(args, f.name) is not None})
+    for f in dataclasses.fields(config_cls):
+        value = getattr(args, f.name)
+        if value is not None:
+            values[f.name] = tuple(value) if isinstance(value, list) else value
     return dataclasses.replace(defaults, **values), args.out
 
 
@@ -46,30 +60,55 @@ def default_out(name: str) -> pathlib.Path:
     return pathlib.Path("runs") / f"{name}-{stamp}"
 
 
-def check_out(out: pathlib.Path) -> None:
-    """Refuse, before any work, an ``--out`` that is a file or a folder with anything in it."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"--out {out} already exists and is not an empty folder; "
-                              "pass a new folder so that earlier results stay as they are")
+def run_strategies(
+    strategies: dict[str, StrategyConfig],
+    stream_for_seed: Callable[[int], Sequence[Experience]],
+    *,
+    seeds: Sequence[int],
+    epochs: int,
+    batch_size: int,
+    eval_batch_size: int = 256,
+    progress: bool = True,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[int, dict]]]:
+    """Train every strategy on the stream of every seed (same stream and init key per seed).
 
-
-def write_results(out: pathlib.Path, files: dict[str, Any]) -> None:
-    """Write ``{name: json-able object or str}`` into ``out`` all at once.
-
-    Everything goes to a temporary folder beside ``out`` first, which is then renamed to ``out``
-    (an empty ``out`` is replaced): readers see no results or all of them.
+    Returns ``(records, steps)``: :func:`jaxcl.results.strategy_record` per label, and the per-step
+    logs ``steps[label][seed]``.
     """
-    check_out(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
-        for name, content in files.items():
-            text = content if isinstance(content, str) else json.dumps(content, indent=2)
-            (tmp / name).write_text(text)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    per_seed = {label: [] for label in strategies}
+    steps: dict[str, dict[int, dict]] = {label: {} for label in strategies}
+    for seed in seeds:
+        stream = stream_for_seed(seed)
+        for label, config in strategies.items():
+            strategy = build_strategy(config, num_tasks=len(stream),
+                                      classes_per_task=len(stream[0].classes),
+                                      sample_x=stream[0].x_train[:batch_size])
+            result = train_stream(strategy, stream, key=jax.random.key(seed), epochs=epochs,
+                                  batch_size=batch_size, eval_batch_size=eval_batch_size,
+                                  progress=progress, label=f"{label} seed {seed}")
+            record = results.seed_record(seed, result)
+            per_seed[label].append(record)
+            steps[label][seed] = result.step_metrics
+            print(f"  {label} seed {seed}: ACA {record['aca']:.3f}, forgetting "
+                  f"{record['forgetting']:.3f}, {record['time_s']:.1f} s "
+                  f"(+{record['compile_s']:.1f} s compile)", flush=True)
+    return {label: results.strategy_record(r) for label, r in per_seed.items()}, steps
+
+
+def finish(out: pathlib.Path | None, *, experiment: str, config: Any, seeds: Sequence[int],
+           records: dict, steps: dict, title: str, table: str, extra: dict | None = None,
+           extra_files: dict | None = None) -> dict:
+    """Print the table last, write the run folder; return ``metrics.json``'s content."""
+    config_dict = dataclasses.asdict(config)
+    files = results.run_files(experiment=experiment, config=config_dict, seeds=list(seeds),
+                              records=records, steps=steps, summary_md=f"# {title}\n\n{table}\n",
+                              extra=extra)
+    files.update(extra_files or {})
+    print(f"\n{title}\n{table}")
+    if out is not None:
+        results.write_files(out, files)
+        print(f"\nresults: {out}")
+    return files["metrics.json"]
 
 
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
@@ -77,3 +116,74 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    """Settings every strategy-comparison module shares (defaults: the study's Split-CIFAR100
+    shape, 20 experiences x 5 classes of 32x32 images; ``benchmark`` says where the data comes
+    from). Each module subclasses it with its own defaults and adds its own fields."""
+
+    benchmark: str = "synthetic"
+    seeds: tuple[int, ...] = (0,)
+    epochs: int = 20
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    learning_rate: float = 1e-3
+    model: str = "resnet"
+    nf: int = 20
+    hidden: tuple[int, ...] = (64,)
+    num_tasks: int = 20
+    classes_per_task: int = 5
+    image_size: int = 32
+    train_per_class: int = 500
+    test_per_class: int = 100
+    noise: float = 1.0
+    order: int = 2
+    coef: float = 0.5
+    ewc_lambda: float = 100.0
+    memory_size: int = 200
+    max_prev_tasks: int = 20
+    progress: bool = True
+
+    def __post_init__(self):
+        from jaxcl.data import check_benchmark
+
+        check_benchmark(self.benchmark)
+        if not self.seeds:
+            raise ValueError("seeds must name at least one seed")
+        for name in ("epochs", "batch_size", "eval_batch_size", "num_tasks", "classes_per_task",
+                     "image_size", "train_per_class", "test_per_class"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        examples = self.classes_per_task * self.train_per_class
+        if self.batch_size > examples:
+            raise ValueError(f"batch_size={self.batch_size} exceeds the {examples} training "
+                             "examples of an experience")
+        for label in self.labels():
+            self.strategy(label)  # every strategy setting is checked before any work
+
+    def labels(self) -> tuple[str, ...]:
+        """The strategy labels the module trains (overridden by modules)."""
+        return ()
+
+    def strategy(self, label: str, **overrides) -> StrategyConfig:
+        """The :class:`StrategyConfig` for ``label`` with these settings."""
+        shared = {name: getattr(self, name) for name in (
+            "model", "nf", "hidden", "learning_rate", "batch_size", "ewc_lambda", "memory_size",
+            "order", "coef", "max_prev_tasks")}
+        return StrategyConfig.from_label(label, **{**shared, **overrides})
+
+    def stream(self, seed: int) -> list[Experience]:
+        from jaxcl.data import make_stream
+
+        return make_stream(self.benchmark, seed=seed, num_tasks=self.num_tasks,
+                           classes_per_task=self.classes_per_task, image_size=self.image_size,
+                           train_per_class=self.train_per_class,
+                           test_per_class=self.test_per_class, noise=self.noise)
+
+
+QUICK_SETTINGS = {"model": "mlp", "num_tasks": 3, "classes_per_task": 2, "image_size": 8,
+                  "train_per_class": 40, "test_per_class": 20, "epochs": 2, "batch_size": 16,
+                  "memory_size": 12, "progress": False}

@@ -7,9 +7,11 @@ the current task's gradient. With task loss ``L_CE``, regulariser ``L_H`` and co
     J(psi) = L_CE(psi) + lambda * L_H(psi')            total objective
     grad J = g1 + g2,   g1 = grad L_CE(psi),   g2 = lambda * grad_psi L_H(psi'(psi))
 
-Order 2 differentiates through the virtual update exactly with ``jax.grad``; for SGD that is
-``g2 = lambda (I - beta H_CE(psi)) grad L_H(psi')``, with the Hessian ``H_CE`` never formed. Order 1
-treats the inner gradient as a constant (``jax.lax.stop_gradient``), which drops the Hessian term:
+Order 2 differentiates through the virtual update exactly; for SGD that is
+``g2 = lambda (I - beta H_CE(psi)) grad L_H(psi')``, with the Hessian ``H_CE`` never formed: the
+chain rule is applied by ``jax.vjp`` of the virtual step and one Hessian-vector product of
+``L_CE``, taken forward-over-reverse (``jax.linearize`` of ``jax.grad``). Order 1 treats the inner
+gradient as a constant (as ``jax.lax.stop_gradient`` would), which drops the Hessian term:
 ``g2 = lambda grad L_H(psi')``. Any optax ``GradientTransformation`` can make the virtual step; its
 state starts fresh and is discarded. Adam-like steps divide by ``sqrt(v + eps_root)``: pass
 ``eps_root > 0`` (see :func:`virtual_adam`), or the order-2 gradient is NaN wherever a component of
@@ -39,6 +41,9 @@ class LookaheadInfo(NamedTuple):
       reg_grad: ``g2 = coef * grad_psi L_H(psi')``.
       cosine: cosine similarity of ``g1`` and ``g2`` over all leaves (0 where either is 0).
       aux: what ``task_loss`` returned beside the loss when ``has_aux=True``, else ``None``.
+      hessian_term: the part of ``reg_grad`` that comes through the Hessian of ``L_CE`` (order 2;
+        ``None`` for order 1). ``grad - hessian_term`` is the first-order gradient at the same
+        ``psi``, so one order-2 step also gives the order-1 gradient at no extra pass.
     """
 
     task_loss: jax.Array
@@ -47,6 +52,7 @@ class LookaheadInfo(NamedTuple):
     reg_grad: PyTree
     cosine: jax.Array
     aux: Any = None
+    hessian_term: Any = None
 
 
 def virtual_sgd(learning_rate: float) -> optax.GradientTransformation:
@@ -105,13 +111,28 @@ def lookahead_grad(
 
     loss_and_aux = task_loss if has_aux else (lambda psi: (task_loss(psi), None))
 
-    def regularised(psi):
-        (loss, aux), g1 = jax.value_and_grad(loss_and_aux, has_aux=True)(psi)
-        inner = jax.lax.stop_gradient(g1) if order == 1 else g1
-        updates, _ = virtual_opt.update(inner, virtual_opt.init(psi), psi)
-        reg = reg_loss(optax.apply_updates(psi, updates))
-        return coef * reg, (loss, reg, g1, aux)
+    def task_grad(psi):
+        (loss, aux), g = jax.value_and_grad(loss_and_aux, has_aux=True)(psi)
+        return g, (loss, aux)
 
-    g2, (loss, reg, g1, aux) = jax.grad(regularised, has_aux=True)(params)
+    def virtual_step(g, psi):
+        updates, _ = virtual_opt.update(g, virtual_opt.init(psi), psi)
+        return optax.apply_updates(psi, updates)
+
+    if order == 2:
+        # Forward-over-reverse: linearising the gradient keeps the residuals of its forward and
+        # backward passes, so the Hessian-vector product below is one tangent pass, not a second
+        # reverse pass through the backward pass (about half the time of jax.grad over jax.grad).
+        g1, hvp, (loss, aux) = jax.linearize(task_grad, params, has_aux=True)
+    else:
+        g1, (loss, aux) = task_grad(params)
+    psi_virtual, pullback = jax.vjp(virtual_step, g1, params)
+    reg, v = jax.value_and_grad(reg_loss)(psi_virtual)
+    through_g, through_psi = pullback(v)
+    # d psi'/d psi = d u/d psi + (d u/d g) H_CE; H_CE is symmetric, so its transpose product is hvp.
+    hessian_term = None if order == 1 else optax.tree.scale(coef, hvp(through_g))
+    g2 = optax.tree.scale(coef, through_psi)
+    if hessian_term is not None:
+        g2 = optax.tree.add(g2, hessian_term)
     total = optax.tree.add(g1, g2)
-    return total, LookaheadInfo(loss, reg, g1, g2, tree_cosine(g1, g2), aux)
+    return total, LookaheadInfo(loss, reg, g1, g2, tree_cosine(g1, g2), aux, hessian_term)

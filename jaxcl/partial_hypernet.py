@@ -182,7 +182,8 @@ class PartialHypernet:
 
         Returns:
           The new state and metrics: ``loss`` (L_CE), ``accuracy``, ``reg_loss`` (L_H(psi')),
-          ``cosine`` (of the task and regulariser gradients), ``grad_norm``.
+          ``cosine`` (of the task and regulariser gradients), ``grad_norm``, ``grad_rel_diff``
+          (``|g_order2 - g_order1| / |g_order1|`` at the same ``psi``; 0 for order 1).
         """
         if train_stateful:
             return self._first_experience_step(state, batch, task_id)
@@ -207,6 +208,7 @@ class PartialHypernet:
             "reg_loss": jnp.zeros_like(loss),
             "cosine": jnp.zeros_like(loss),
             "grad_norm": optax.tree.norm(grads),
+            "grad_rel_diff": jnp.zeros_like(loss),
         }
         new_state = LearnerState(new_params["hnet"], new_params["stateful"], opt_state,
                                  state.frozen_hparams)
@@ -232,12 +234,18 @@ class PartialHypernet:
             grads, state.opt_state["hnet"], state.hparams
         )
         hparams = optax.apply_updates(state.hparams, updates)
+        if info.hessian_term is None:
+            rel_diff = jnp.zeros_like(info.task_loss)
+        else:  # |g_order2 - g_order1| / |g_order1| at the same psi, from the same pass
+            first_order = optax.tree.norm(optax.tree.sub(grads, info.hessian_term))
+            rel_diff = optax.tree.norm(info.hessian_term) / jnp.maximum(first_order, 1e-30)
         metrics = {
             "loss": info.task_loss,
             "accuracy": info.aux,
             "reg_loss": info.reg_loss,
             "cosine": info.cosine,
             "grad_norm": optax.tree.norm(grads),
+            "grad_rel_diff": rel_diff,
         }
         opt_state = {**state.opt_state, "hnet": hnet_opt_state}
         return state._replace(hparams=hparams, opt_state=opt_state), metrics

@@ -122,6 +122,11 @@ def test_order2_equals_closed_form_and_order1_drops_the_hessian_term(x64, key):
     )
     np.testing.assert_allclose(info2.cosine, cos, rtol=1e-10)
     np.testing.assert_allclose(info2.reg_loss, jax.jit(reg_loss)(psi_virtual), rtol=1e-12)
+    # The Hessian term reported by order 2 is what separates it from order 1.
+    np.testing.assert_allclose(flat(info2.hessian_term), -LAMBDA * BETA * flat(hv), rtol=1e-9)
+    np.testing.assert_allclose(flat(order2) - flat(info2.hessian_term), flat(order1), rtol=1e-9,
+                               atol=1e-12)
+    assert info1.hessian_term is None
 
 
 def test_adam_virtual_step_needs_eps_root(key):

@@ -1,4 +1,4 @@
-"""A small MLP classifier: the fast target for tests and demos."""
+"""A small MLP: the fast target for tests and demos, as a classifier or as a feature extractor."""
 
 from __future__ import annotations
 
@@ -7,10 +7,15 @@ import jax
 
 
 class MLP(nn.Module):
-    """``x -> Dense -> ReLU -> ... -> Dense(num_classes)``, on flattened inputs."""
+    """``x -> Dense -> ReLU -> ... [-> Dense(num_classes)]``, on flattened inputs.
 
-    num_classes: int
+    With ``head=False`` the module stops at the last hidden layer (or returns the flattened input
+    when ``hidden`` is empty): the feature extractor of the multi-head baselines.
+    """
+
+    num_classes: int = 0
     hidden: tuple[int, ...] = (32,)
+    head: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
@@ -18,4 +23,6 @@ class MLP(nn.Module):
         x = x.reshape(x.shape[0], -1)
         for i, width in enumerate(self.hidden):
             x = nn.relu(nn.Dense(width, name=f"dense{i}")(x))
-        return nn.Dense(self.num_classes, name="classifier")(x)
+        if self.head:
+            x = nn.Dense(self.num_classes, name="classifier")(x)
+        return x

@@ -1,0 +1,72 @@
+"""Compression of channel-wise generation (the study's Table 3), computed from the models.
+
+For the hypernetwork that generates the whole slim ResNet-18 (HN-F, the largest target) and for
+each lookup dimension d: the parameters of the generated heads with channel-wise generation,
+against a direct linear head ``h * prod(shape)`` per leaf, and their ratio.
+
+    python -m experiments.compression
+    python -m experiments.compression --quick
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import jax.numpy as jnp
+
+from experiments.common import default_out, markdown_table, parse_config
+from jaxcl.hypernet import Hypernetwork, HypernetConfig, compression_table
+from jaxcl.models import split_resnet18
+from jaxcl.results import check_out, write_files
+
+NAME = "compression"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    nf: int = 20
+    k: int = 0
+    num_classes: int = 5
+    chunk_dims: tuple[int, ...] = (4, 8, 16, 32, 64)
+
+    def __post_init__(self):
+        split_resnet18(self.k, self.num_classes, nf=self.nf)  # validates k and nf
+        if any(d < 1 for d in self.chunk_dims):
+            raise ValueError(f"chunk_dims must be positive, got {self.chunk_dims}")
+
+
+QUICK = {"nf": 4}
+
+
+def run(config: Config, out=None) -> dict:
+    if out is not None:
+        check_out(out)
+    split = split_resnet18(config.k, config.num_classes, nf=config.nf)
+    x = jnp.zeros((2, 32, 32, 3))
+    if split.stateful is not None:
+        import jax
+        x = jax.eval_shape(lambda: split.stateful.apply(
+            split.stateful.init(jax.random.key(0), x), x))
+    hnet = Hypernetwork.for_target(split.stateless, x, config=HypernetConfig(num_tasks=20))
+    rows = compression_table(hnet, config.chunk_dims)
+    keys = list(rows[0])
+    table = markdown_table(keys, [[r[k] for k in keys] for r in rows])
+    title = f"{NAME}: ResNet-{config.k} (nf={config.nf}), generated heads"
+    print(f"{title}\n{table}")
+    metrics = {"schema": "jaxcl.compression/1", "experiment": NAME,
+               "config": dataclasses.asdict(config), "rows": rows}
+    if out is not None:
+        write_files(out, {"config.json": dataclasses.asdict(config), "metrics.json": metrics,
+                          "summary.md": f"# {title}\n\n{table}\n"})
+        print(f"\nresults: {out}")
+    return metrics
+
+
+def main(argv=None) -> dict:
+    config, out = parse_config(Config, argv, description=__doc__.splitlines()[0], quick=QUICK)
+    return run(config, out if out is not None else default_out(NAME))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

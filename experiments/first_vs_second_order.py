@@ -1,0 +1,80 @@
+"""First- vs second-order look-ahead (the study's Table 5 and Figure 12).
+
+The same stream, initialisation and class order trained with HN-k, order 1 and order 2: ACA,
+learning accuracy, time, the mean cosine similarity of the task and regulariser gradients, and the
+relative difference ``|g_order2 - g_order1| / |g_order1|`` along the order-2 run. That difference
+costs nothing extra: the order-2 look-ahead already computes the order-1 gradient at the same
+``psi`` (:attr:`jaxcl.lookahead.LookaheadInfo.hessian_term`).
+
+    python -m experiments.first_vs_second_order --k 3
+    python -m experiments.first_vs_second_order --quick
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import numpy as np
+
+from experiments.common import (QUICK_SETTINGS, RunSettings, default_out, finish, markdown_table,
+                                parse_config, run_strategies)
+from jaxcl import plots
+from jaxcl.results import check_out, mean_std
+
+NAME = "first_vs_second_order"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(RunSettings):
+    k: int = 3
+
+    def labels(self):
+        return (f"HN-{self.k}",) if self.k else ("HN-F",)
+
+
+QUICK = {**QUICK_SETTINGS, "k": 1}
+
+
+def run(config: Config, out=None) -> dict:
+    if out is not None:
+        check_out(out)
+    base = config.labels()[0]
+    strategies = {f"{base} order {o}": config.strategy(base, order=o) for o in (1, 2)}
+    records, steps = run_strategies(strategies, config.stream, seeds=config.seeds,
+                                    epochs=config.epochs, batch_size=config.batch_size,
+                                    eval_batch_size=config.eval_batch_size,
+                                    progress=config.progress)
+    rows = [[label, mean_std(r, "aca", 100), mean_std(r, "learning_accuracy", 100),
+             mean_std(r, "forgetting", 100), mean_std(r, "time_s", 1, 1),
+             mean_std(r, "mean_cosine", 1, 3)] for label, r in records.items()]
+    o2 = records[f"{base} order 2"]
+    table = markdown_table(["variant", "ACA (%)", "learning acc. (%)", "forgetting (%)",
+                            "train time (s)", "mean cos(g_CE, g_H)"], rows)
+    ratio = o2["time_s"] / max(records[f"{base} order 1"]["time_s"], 1e-9)
+    table += (f"\n\nalong the order-2 run, mean |g_order2 - g_order1| / |g_order1| = "
+              f"{mean_std(o2, 'mean_grad_rel_diff', 1, 4)} (free: same pass); "
+              f"order-2 / order-1 training time: {ratio:.2f}")
+    seed = config.seeds[0]
+    log = steps[f"{base} order 2"][seed]
+    later = log["experience"] > 0
+    extra_files = {}
+    if later.any():
+        extra_files["grad_rel_diff_over_steps.png"] = plots.series_over_steps(
+            {"order 2 vs order 1": log["grad_rel_diff"][later]},
+            "|g2 - g1| / |g1|", f"{NAME}: gradient difference along the order-2 run (seed {seed})")
+    title = (f"{NAME}: {base}, {config.benchmark}, {config.num_tasks} x {config.classes_per_task} "
+             f"classes, {config.epochs} epochs, seeds {list(config.seeds)}")
+    extra = {"time_ratio_order2_order1": ratio,
+             "grad_rel_diff_per_step": np.asarray(log["grad_rel_diff"]).tolist()}
+    return finish(out, experiment=NAME, config=config, seeds=config.seeds, records=records,
+                  steps=steps, title=title, table=table, extra=extra, extra_files=extra_files)
+
+
+def main(argv=None) -> dict:
+    config, out = parse_config(Config, argv, description=__doc__.splitlines()[0], quick=QUICK)
+    return run(config, out if out is not None else default_out(NAME))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,69 @@
+"""How many blocks can be frozen (the study's Figure 4).
+
+Two-experience streams: HN-k for every freeze depth k is trained on experience 1 (which also
+trains the frozen part) and then on experience 2 with the first k blocks frozen. The learning
+accuracy in the second experience, ``R[1, 1]``, against k shows how far the features of the first
+experience carry to the second.
+
+    python -m experiments.freeze_depth
+    python -m experiments.freeze_depth --quick
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import numpy as np
+
+from experiments.common import (QUICK_SETTINGS, RunSettings, default_out, finish, markdown_table,
+                                parse_config, run_strategies)
+from jaxcl import plots
+from jaxcl.results import check_out
+
+NAME = "freeze_depth"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(RunSettings):
+    num_tasks: int = 2
+    depths: tuple[int, ...] = (0, 1, 2, 3, 4)
+
+    def labels(self):
+        return tuple("HN-F" if k == 0 else f"HN-{k}" for k in self.depths)
+
+
+QUICK = {**QUICK_SETTINGS, "num_tasks": 2, "depths": (0, 1)}
+
+
+def run(config: Config, out=None) -> dict:
+    if out is not None:
+        check_out(out)
+    strategies = {label: config.strategy(label) for label in config.labels()}
+    records, steps = run_strategies(strategies, config.stream, seeds=config.seeds,
+                                    epochs=config.epochs, batch_size=config.batch_size,
+                                    eval_batch_size=config.eval_batch_size,
+                                    progress=config.progress)
+    second = {label: [r["accuracy_matrix"][1][1] for r in rec["per_seed"]]
+              for label, rec in records.items()}
+    rows = [[k, label, f"{100 * np.mean(v):.2f} ± {100 * np.std(v):.2f}"]
+            for k, (label, v) in zip(config.depths, second.items())]
+    table = markdown_table(["frozen blocks k", "strategy", "learning acc. exp. 2 (%)"], rows)
+    figure = plots.lines(list(config.depths), {"HN-k": [np.mean(v) for v in second.values()]},
+                         "frozen blocks k", "learning accuracy, experience 2",
+                         f"{NAME}: {config.benchmark}")
+    title = (f"{NAME}: {config.benchmark}, 2 experiences x {config.classes_per_task} classes, "
+             f"{config.epochs} epochs, seeds {list(config.seeds)}")
+    return finish(out, experiment=NAME, config=config, seeds=config.seeds, records=records,
+                  steps=steps, title=title, table=table,
+                  extra={"learning_accuracy_exp2": second},
+                  extra_files={"learning_accuracy_vs_k.png": figure})
+
+
+def main(argv=None) -> dict:
+    config, out = parse_config(Config, argv, description=__doc__.splitlines()[0], quick=QUICK)
+    return run(config, out if out is not None else default_out(NAME))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,66 @@
+"""Latent replay vs partial hypernetwork on the noisy stream (the study's Table 1 and Figure 7).
+
+Four experiences: clean, random solarize, Gaussian blur, contrast + blur + grayscale
+(:mod:`jaxcl.data.transforms`). LR-k and HN-k share the frozen depth k; the table gives the
+learning accuracy of every experience (clean vs noisy) and the final ACA and forgetting.
+
+    python -m experiments.noisy_stream --k 3
+    python -m experiments.noisy_stream --quick
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import numpy as np
+
+from experiments.common import (QUICK_SETTINGS, RunSettings, default_out, finish, markdown_table,
+                                parse_config, run_strategies)
+from jaxcl.data.transforms import NOISE_NAMES
+from jaxcl.results import check_out, mean_std
+
+NAME = "noisy_stream"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(RunSettings):
+    benchmark: str = "synthetic_noisy"
+    num_tasks: int = 4
+    k: int = 3
+
+    def labels(self):
+        return (f"LR-{self.k}", f"HN-{self.k}")
+
+
+QUICK = {**QUICK_SETTINGS, "num_tasks": 4, "k": 1}
+
+
+def run(config: Config, out=None) -> dict:
+    if out is not None:
+        check_out(out)
+    strategies = {label: config.strategy(label) for label in config.labels()}
+    records, steps = run_strategies(strategies, config.stream, seeds=config.seeds,
+                                    epochs=config.epochs, batch_size=config.batch_size,
+                                    eval_batch_size=config.eval_batch_size,
+                                    progress=config.progress)
+    n = len(records[config.labels()[0]]["accuracy_matrix"])
+    header = ["strategy", *[f"LA exp {j + 1}: {NOISE_NAMES[j] if j < len(NOISE_NAMES) else ''} (%)" for j in range(n)],
+              "ACA (%)", "forgetting (%)"]
+    rows = [[label, *[f"{100 * np.diag(r['accuracy_matrix'])[j]:.2f}" for j in range(n)],
+             mean_std(r, "aca", 100), mean_std(r, "forgetting", 100)]
+            for label, r in records.items()]
+    table = markdown_table(header, rows)
+    title = (f"{NAME}: {config.benchmark}, {n} x {config.classes_per_task} classes, "
+             f"{config.epochs} epochs, seeds {list(config.seeds)}")
+    return finish(out, experiment=NAME, config=config, seeds=config.seeds, records=records,
+                  steps=steps, title=title, table=table)
+
+
+def main(argv=None) -> dict:
+    config, out = parse_config(Config, argv, description=__doc__.splitlines()[0], quick=QUICK)
+    return run(config, out if out is not None else default_out(NAME))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

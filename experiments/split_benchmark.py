@@ -1,0 +1,60 @@
+"""Split benchmark (the study's Table 2): ACA, forgetting, time and memory of every strategy.
+
+Naive, EWC, LR-k and HN-k (k = 1..4) and HN-F on one task-incremental stream, several seeds,
+mean ± std. Prints the table last; writes the run folder (see :mod:`jaxcl.results`).
+
+    python -m experiments.split_benchmark --seeds 0 1 2
+    python -m experiments.split_benchmark --quick
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+from experiments.common import (QUICK_SETTINGS, RunSettings, default_out, finish, markdown_table,
+                                run_strategies)
+from jaxcl.results import check_out, mean_std
+
+NAME = "split_benchmark"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(RunSettings):
+    strategies: tuple[str, ...] = ("Naive", "EWC", "LR-1", "LR-2", "LR-3", "LR-4",
+                                   "HN-1", "HN-2", "HN-3", "HN-4", "HN-F")
+
+    def labels(self):
+        return self.strategies
+
+
+QUICK = {**QUICK_SETTINGS, "strategies": ("Naive", "EWC", "LR-1", "HN-1", "HN-F")}
+
+
+def run(config: Config, out=None) -> dict:
+    if out is not None:
+        check_out(out)
+    records, steps = run_strategies(
+        {label: config.strategy(label) for label in config.strategies}, config.stream,
+        seeds=config.seeds, epochs=config.epochs, batch_size=config.batch_size,
+        eval_batch_size=config.eval_batch_size, progress=config.progress)
+    rows = [[label, mean_std(r, "aca", 100), mean_std(r, "forgetting", 100),
+             mean_std(r, "learning_accuracy", 100), mean_std(r, "time_s", 1, 1),
+             f"{r['memory_bytes'] / 2**20:.2f}"] for label, r in records.items()]
+    table = markdown_table(["strategy", "ACA (%)", "forgetting (%)", "learning acc. (%)",
+                            "train time (s)", "memory (MiB)"], rows)
+    title = (f"{NAME}: {config.benchmark}, {config.num_tasks} x {config.classes_per_task} classes, "
+             f"{config.model}, {config.epochs} epochs, seeds {list(config.seeds)}")
+    return finish(out, experiment=NAME, config=config, seeds=config.seeds, records=records,
+                  steps=steps, title=title, table=table)
+
+
+def main(argv=None) -> dict:
+    from experiments.common import parse_config
+
+    config, out = parse_config(Config, argv, description=__doc__.splitlines()[0], quick=QUICK)
+    return run(config, out if out is not None else default_out(NAME))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

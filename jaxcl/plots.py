@@ -1,0 +1,85 @@
+"""The PNG figures of a run folder, drawn on matplotlib ``Figure`` objects (no global pyplot state).
+
+* :func:`accuracy_heatmap`: the accuracy matrix ``R[i, j]`` (after experience ``i``, on ``j``).
+* :func:`accuracy_over_stream`: accuracy of each experience as the stream goes on (the study's
+  Figures 7, 8, 11).
+* :func:`series_over_steps`: a per-step series such as the gradient cosine similarity (Figure 12).
+
+Each returns the PNG bytes.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def accuracy_heatmap(matrix, title: str) -> bytes:
+    r = np.asarray(matrix, dtype=float)
+    n = r.shape[0]
+    shown = np.where(np.tril(np.ones_like(r)) > 0, r, np.nan)
+    fig = Figure(figsize=(1.0 + 0.45 * n, 0.8 + 0.4 * n))
+    ax = fig.subplots()
+    im = ax.imshow(shown, vmin=0.0, vmax=1.0, cmap="viridis")
+    if n <= 12:
+        for i in range(n):
+            for j in range(i + 1):
+                ax.text(j, i, f"{r[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w")
+    ax.set_xlabel("evaluated on experience j")
+    ax.set_ylabel("after training experience i")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, label="accuracy")
+    return _png(fig)
+
+
+def accuracy_over_stream(matrices: dict[str, np.ndarray], title: str) -> bytes:
+    """One panel per strategy: a line per experience ``j``, ``R[i, j]`` against ``i >= j``."""
+    names = list(matrices)
+    fig = Figure(figsize=(4.0 * len(names), 3.2))
+    axes = np.atleast_1d(fig.subplots(1, len(names), sharey=True))
+    for ax, name in zip(axes, names):
+        r = np.asarray(matrices[name], dtype=float)
+        for j in range(r.shape[0]):
+            ax.plot(range(j, r.shape[0]), r[j:, j], marker=".", label=f"exp {j}")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("after training experience")
+        ax.set_ylim(0.0, 1.02)
+    axes[0].set_ylabel("test accuracy")
+    if np.asarray(matrices[names[0]]).shape[0] <= 10:
+        axes[-1].legend(fontsize=6, loc="lower left")
+    fig.suptitle(title, fontsize=10)
+    return _png(fig)
+
+
+def series_over_steps(series: dict[str, np.ndarray], ylabel: str, title: str) -> bytes:
+    fig = Figure(figsize=(6.0, 3.2))
+    ax = fig.subplots()
+    for name, values in series.items():
+        ax.plot(np.asarray(values), lw=0.8, label=name)
+    ax.axhline(0.0, color="k", lw=0.5)
+    ax.set_xlabel("training step (after the first experience)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def lines(x, ys: dict[str, np.ndarray], xlabel: str, ylabel: str, title: str) -> bytes:
+    """One line per entry of ``ys`` against ``x`` (e.g. learning accuracy against freeze depth)."""
+    fig = Figure(figsize=(5.0, 3.2))
+    ax = fig.subplots()
+    for name, values in ys.items():
+        ax.plot(x, np.asarray(values), marker="o", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    return _png(fig)

@@ -1,0 +1,173 @@
+"""Run folders: the stable ``metrics.json`` schema, CSV and Markdown tables, plots, atomic writes.
+
+Every experiment writes one folder (``--out DIR``)::
+
+    config.json           the resolved configuration
+    metrics.json          see below
+    accuracy_matrix.csv   strategy, seed, row i, then R[i, 0..N-1] (seed "mean": over seeds)
+    steps.csv             strategy, seed, step, experience, loss, cosine, grad_rel_diff
+    summary.md            the experiment's table(s)
+    *.png                 accuracy heat maps, accuracy over the stream, cosine over steps
+
+``metrics.json`` (schema ``"jaxcl.run/1"``; fractions in [0, 1], times in seconds)::
+
+    {"schema": "jaxcl.run/1", "experiment": str, "config": {...}, "seeds": [int, ...],
+     "strategies": {label: {
+         "aca", "learning_accuracy", "forgetting", "bwt", "time_s", "compile_s",
+         "mean_cosine", "mean_grad_rel_diff":      mean over seeds (float)
+         "<same>_std":                             standard deviation over seeds (0 for one seed)
+         "accuracy_matrix": [[...], ...],          mean over seeds, R[i][j] after i, on j (j <= i)
+         "time_per_experience_s": [...],           mean over seeds
+         "memory_bytes": int,                      kept against forgetting, 32-bit
+         "per_seed": [{"seed", "aca", ..., "accuracy_matrix", "time_per_experience_s"}, ...]}},
+     "extra": {...}}                               experiment-specific tables
+
+``mean_cosine`` and ``mean_grad_rel_diff`` average the per-step values over the experiences after
+the first (0 where a strategy has no regulariser). Results are written to a temporary folder and
+renamed into place: a failed run leaves no folder, and an existing non-empty folder is refused.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from jaxcl import metrics as cl_metrics
+from jaxcl import plots
+from jaxcl.engine import StreamResult
+
+SCHEMA = "jaxcl.run/1"
+SCALARS = ("aca", "learning_accuracy", "forgetting", "bwt", "time_s", "compile_s", "mean_cosine",
+           "mean_grad_rel_diff")
+
+
+def seed_record(seed: int, result: StreamResult) -> dict[str, Any]:
+    """The per-seed entry of a strategy."""
+    later = result.step_metrics["experience"] > 0
+    mean_later = lambda v: float(np.mean(v[later])) if later.any() else 0.0  # noqa: E731
+    return {
+        "seed": seed,
+        **cl_metrics.summary(result.accuracy_matrix),
+        "time_s": result.time_s,
+        "compile_s": result.compile_s,
+        "mean_cosine": mean_later(result.step_metrics["cosine"]),
+        "mean_grad_rel_diff": mean_later(result.step_metrics["grad_rel_diff"]),
+        "accuracy_matrix": np.asarray(result.accuracy_matrix).tolist(),
+        "time_per_experience_s": list(map(float, result.time_per_experience)),
+        "memory_bytes": result.memory_bytes,
+    }
+
+
+def strategy_record(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and standard deviation over seeds of every scalar, mean accuracy matrix."""
+    out: dict[str, Any] = {}
+    for name in SCALARS:
+        values = np.array([r[name] for r in per_seed], dtype=float)
+        out[name], out[f"{name}_std"] = float(values.mean()), float(values.std())
+    out["accuracy_matrix"] = np.mean([r["accuracy_matrix"] for r in per_seed], axis=0).tolist()
+    out["time_per_experience_s"] = np.mean(
+        [r["time_per_experience_s"] for r in per_seed], axis=0).tolist()
+    out["memory_bytes"] = int(per_seed[0]["memory_bytes"])
+    out["per_seed"] = per_seed
+    return out
+
+
+def mean_std(record: dict[str, Any], name: str, scale: float = 1.0, digits: int = 2) -> str:
+    """``"mean ± std"`` of a scalar of a strategy record (``scale=100`` for percentages)."""
+    return f"{scale * record[name]:.{digits}f} ± {scale * record[f'{name}_std']:.{digits}f}"
+
+
+def check_out(out: pathlib.Path) -> None:
+    """Refuse, before any work, an ``--out`` that is a file or a folder with anything in it."""
+    out = pathlib.Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"--out {out} already exists and is not an empty folder; "
+                              "pass a new folder so that earlier results stay as they are")
+
+
+def write_files(out: pathlib.Path, files: dict[str, Any]) -> None:
+    """Write ``{name: json-able object, str or bytes}`` into ``out`` all at once (atomic rename)."""
+    out = pathlib.Path(out)
+    check_out(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        for name, content in files.items():
+            if isinstance(content, bytes):
+                (tmp / name).write_bytes(content)
+            else:
+                text = content if isinstance(content, str) else json.dumps(content, indent=2)
+                (tmp / name).write_text(text)
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def _csv(header: list[str], rows) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def run_files(
+    *,
+    experiment: str,
+    config: dict[str, Any],
+    seeds: list[int],
+    records: dict[str, dict[str, Any]],
+    steps: dict[str, dict[int, dict[str, np.ndarray]]],
+    summary_md: str,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Every file of a run folder, from the strategy records and the per-step logs."""
+    n = len(next(iter(records.values()))["accuracy_matrix"])
+    matrix_rows = []
+    for label, rec in records.items():
+        for r in rec["per_seed"]:
+            matrix_rows += [[label, r["seed"], i, *row] for i, row in enumerate(r["accuracy_matrix"])]
+        matrix_rows += [[label, "mean", i, *row] for i, row in enumerate(rec["accuracy_matrix"])]
+    step_rows = []
+    for label, by_seed in steps.items():
+        for seed, log in by_seed.items():
+            for s in range(len(log["loss"])):
+                step_rows.append([label, seed, s, int(log["experience"][s]), float(log["loss"][s]),
+                                  float(log["cosine"][s]), float(log["grad_rel_diff"][s])])
+    files: dict[str, Any] = {
+        "config.json": config,
+        "metrics.json": {"schema": SCHEMA, "experiment": experiment, "config": config,
+                         "seeds": seeds, "strategies": records, "extra": extra or {}},
+        "accuracy_matrix.csv": _csv(["strategy", "seed", "after_experience",
+                                     *[f"exp{j}" for j in range(n)]], matrix_rows),
+        "steps.csv": _csv(["strategy", "seed", "step", "experience", "loss", "cosine",
+                           "grad_rel_diff"], step_rows),
+        "summary.md": summary_md,
+    }
+    for label, rec in records.items():
+        safe = label.replace(" ", "_").replace("/", "_")
+        files[f"accuracy_matrix_{safe}.png"] = plots.accuracy_heatmap(
+            rec["accuracy_matrix"], f"{experiment}: {label} (mean over seeds {seeds})")
+    files["accuracy_over_stream.png"] = plots.accuracy_over_stream(
+        {label: np.asarray(rec["accuracy_matrix"]) for label, rec in records.items()}, experiment)
+    cosines = {}
+    for label, by_seed in steps.items():
+        log = by_seed[seeds[0]]
+        later = log["experience"] > 0
+        if later.any() and np.any(log["cosine"][later] != 0):
+            cosines[label] = log["cosine"][later]
+    if cosines:
+        files["cosine_over_steps.png"] = plots.series_over_steps(
+            cosines, "cos(g_CE, g_H)", f"{experiment}: task vs regulariser gradient (seed {seeds[0]})")
+    return files

@@ -1,0 +1,127 @@
+"""Naive fine-tuning and EWC: one multi-head network trained on every experience in turn.
+
+Naive trains the whole network on each new experience with nothing against forgetting. EWC
+(Kirkpatrick et al., PNAS 2017) adds, for every finished experience ``s``, a quadratic penalty
+weighted by the diagonal Fisher information ``F_s`` at the parameters ``theta*_s`` it ended with::
+
+    L(theta) = L_CE(theta) + lambda_EWC * sum_s sum_i F_{s,i} (theta_i - theta*_{s,i})^2
+
+as Avalanche's ``EWCPlugin`` (mode "separate") computes it, with ``F_s`` the mean over the
+experience's minibatches of the squared minibatch gradient. The sum over experiences is kept in
+a fixed size: ``A = sum_s F_s``, ``B = sum_s F_s theta*_s``, ``C = sum_s F_s theta*_s^2``, so that
+the penalty is ``sum_i A_i theta_i^2 - 2 B_i theta_i + C_i`` and the state does not grow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxcl.partial_hypernet import Batch
+from jaxcl.strategies.base import accuracy, adam_update, bytes32, cross_entropy, step_metrics
+from jaxcl.training import minibatch_indices
+
+PyTree = Any
+
+
+class FinetuneState(NamedTuple):
+    """``params`` of the multi-head network, Adam's state, and the EWC sums (zeros for Naive)."""
+
+    params: PyTree
+    opt_state: PyTree
+    fisher: PyTree  # A = sum_s F_s
+    fisher_anchor: PyTree  # B = sum_s F_s theta*_s
+    fisher_const: jax.Array  # sum of C = sum_s F_s theta*_s^2 over all entries
+
+
+@dataclasses.dataclass(frozen=True)
+class Naive:
+    """Fine-tune everything, one head per task.
+
+    Attributes:
+      net: a :class:`jaxcl.models.MultiHeadClassifier`, applied as ``net.apply(params, x, t)``.
+      optimizer: optax optimizer (the study: Adam, lr 1e-3), reset at each experience.
+      batch_size: minibatch size of the Fisher pass (EWC).
+    """
+
+    net: nn.Module
+    optimizer: optax.GradientTransformation
+    batch_size: int = 64
+    name: str = "naive"
+
+    def _penalty(self, state: FinetuneState, params: PyTree) -> jax.Array:
+        return jnp.zeros(())
+
+    def init(self, key, sample_x):
+        params = self.net.init(key, sample_x, 0)
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        return FinetuneState(params, self.optimizer.init(params), zeros, zeros, jnp.zeros(()))
+
+    def begin_experience(self, state, task_id, key):
+        return state._replace(opt_state=self.optimizer.init(state.params))
+
+    def train_step(self, state, batch, task_id, key, *, first):
+        def loss_fn(params):
+            logits = self.net.apply(params, batch.x, task_id)
+            ce = cross_entropy(logits, batch.y)
+            return ce + self._penalty(state, params), (ce, accuracy(logits, batch.y))
+
+        grads, (ce, acc) = jax.grad(loss_fn, has_aux=True)(state.params)
+        params, opt_state = adam_update(self.optimizer, grads, state.opt_state, state.params)
+        return state._replace(params=params, opt_state=opt_state), step_metrics(ce, acc)
+
+    def end_experience(self, state, data, task_id, key):
+        return state
+
+    def logits(self, state, x, task_id):
+        return self.net.apply(state.params, x, task_id)
+
+    def memory_bytes(self, state):
+        return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class EWC(Naive):
+    """Naive plus the EWC penalty; ``ewc_lambda`` is ``lambda_EWC``."""
+
+    ewc_lambda: float = 1.0
+    name: str = "ewc"
+
+    def __post_init__(self):
+        if not self.ewc_lambda >= 0:
+            raise ValueError(f"ewc_lambda must be >= 0, got {self.ewc_lambda!r}")
+
+    def _penalty(self, state, params):
+        quad = jax.tree.map(lambda a, b, p: jnp.sum(a * p * p - 2.0 * b * p), state.fisher,
+                            state.fisher_anchor, params)
+        return self.ewc_lambda * (sum(jax.tree.leaves(quad)) + state.fisher_const)
+
+    def fisher(self, params: PyTree, data: Batch, task_id: jax.Array, key: jax.Array) -> PyTree:
+        """Diagonal empirical Fisher: mean over minibatches of the squared minibatch gradient."""
+        indices = minibatch_indices(key, data.x.shape[0], self.batch_size, 1)
+
+        def body(total, idx):
+            x, y = jnp.take(data.x, idx, axis=0), jnp.take(data.y, idx, axis=0)
+            g = jax.grad(lambda p: cross_entropy(self.net.apply(p, x, task_id), y))(params)
+            return jax.tree.map(lambda t, gi: t + gi * gi, total, g), None
+
+        total, _ = jax.lax.scan(body, jax.tree.map(jnp.zeros_like, params), indices)
+        return jax.tree.map(lambda t: t / indices.shape[0], total)
+
+    def end_experience(self, state, data, task_id, key):
+        f = self.fisher(state.params, data, task_id, key)
+        p = state.params
+        const = sum(jax.tree.leaves(jax.tree.map(lambda fi, pi: jnp.sum(fi * pi * pi), f, p)))
+        return state._replace(
+            fisher=jax.tree.map(jnp.add, state.fisher, f),
+            fisher_anchor=jax.tree.map(lambda b, fi, pi: b + fi * pi, state.fisher_anchor, f, p),
+            fisher_const=state.fisher_const + const,
+        )
+
+    def memory_bytes(self, state):
+        return bytes32((state.fisher, state.fisher_anchor))
