@@ -1,0 +1,90 @@
+"""Every experiment module runs in --quick mode and writes a complete, readable run folder."""
+
+import importlib
+import json
+
+import numpy as np
+import pytest
+
+from jaxcl import results
+
+TRAINING = ["split_benchmark", "first_vs_second_order", "lookahead_ablation", "freeze_depth",
+            "noisy_stream"]
+PER_STRATEGY = {"aca", "learning_accuracy", "forgetting", "bwt", "accuracy_matrix", "time_s",
+                "compile_s", "memory_bytes", "per_seed", "aca_std", "mean_cosine"}
+
+
+@pytest.mark.parametrize("name", TRAINING)
+def test_training_module_quick_run(name, tmp_path):
+    module = importlib.import_module(f"experiments.{name}")
+    out = tmp_path / "run"
+    module.main(["--quick", "--out", str(out)])
+    files = {p.name for p in out.iterdir()}
+    assert {"config.json", "metrics.json", "accuracy_matrix.csv", "steps.csv", "summary.md",
+            "accuracy_over_stream.png"} <= files
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["schema"] == results.SCHEMA and saved["experiment"] == name
+    for label, record in saved["strategies"].items():
+        assert PER_STRATEGY <= record.keys(), label
+        r = np.asarray(record["accuracy_matrix"])
+        assert r.shape[0] == r.shape[1] == len(record["per_seed"][0]["accuracy_matrix"])
+        assert np.all((0 <= r) & (r <= 1))
+        assert record["aca"] == pytest.approx(r[-1].mean())
+        assert f"accuracy_matrix_{label.replace(' ', '_')}.png" in files
+    assert (out / "accuracy_over_stream.png").read_bytes()[:4] == b"\x89PNG"
+    if name == "first_vs_second_order":
+        o2 = saved["strategies"]["HN-1 order 2"]
+        assert o2["mean_grad_rel_diff"] > 0 and saved["strategies"]["HN-1 order 1"][
+            "mean_grad_rel_diff"] == 0
+        assert "cosine_over_steps.png" in files and "grad_rel_diff_over_steps.png" in files
+
+
+@pytest.mark.parametrize("name", ["memory_usage", "compression"])
+def test_model_only_modules(name, tmp_path):
+    module = importlib.import_module(f"experiments.{name}")
+    metrics = module.main(["--quick", "--out", str(tmp_path / "run")])
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == json.loads(
+        json.dumps(metrics))
+    if name == "memory_usage":
+        for entry in metrics["memory"].values():
+            assert entry["hn_bytes"] > 0 and entry["lr_bytes"] > 0
+        # LR-1's buffer: 200 entries of 32x32x nf features, 4 bytes each (nf = 4 in quick mode).
+        assert metrics["memory"]["split_cifar100/k=1"]["lr_bytes"] == 200 * 32 * 32 * 4 * 4
+    else:
+        ratios = [row["compression"] for row in metrics["rows"]]
+        assert all(a > b > 1 for a, b in zip(ratios, ratios[1:]))
+
+
+def test_two_seeds_give_mean_and_std(tmp_path):
+    from experiments import split_benchmark
+
+    saved = split_benchmark.main(["--quick", "--strategies", "Naive", "--seeds", "0", "1",
+                                  "--out", str(tmp_path / "run")])
+    record = saved["strategies"]["Naive"]
+    acas = [r["aca"] for r in record["per_seed"]]
+    assert [r["seed"] for r in record["per_seed"]] == [0, 1]
+    assert record["aca"] == pytest.approx(np.mean(acas))
+    assert record["aca_std"] == pytest.approx(np.std(acas))
+
+
+def test_bad_options_fail_before_training(tmp_path):
+    from experiments import split_benchmark
+
+    with pytest.raises(ValueError, match="'GEM'"):
+        split_benchmark.main(["--quick", "--strategies", "GEM", "--out", str(tmp_path / "a")])
+    with pytest.raises(ValueError, match="'cifar7'"):
+        split_benchmark.main(["--quick", "--benchmark", "cifar7", "--out", str(tmp_path / "b")])
+    with pytest.raises(ValueError, match="epochs"):
+        split_benchmark.main(["--quick", "--epochs", "0", "--out", str(tmp_path / "c")])
+    assert not any(tmp_path.iterdir())
+
+
+def test_seed_records_aggregate():
+    per_seed = [{"seed": s, "aca": a, "learning_accuracy": 0.5, "forgetting": 0.1, "bwt": -0.1,
+                 "time_s": 1.0, "compile_s": 2.0, "mean_cosine": 0.0, "mean_grad_rel_diff": 0.0,
+                 "accuracy_matrix": [[a]], "time_per_experience_s": [1.0], "memory_bytes": 8}
+                for s, a in [(0, 0.2), (1, 0.6)]]
+    record = results.strategy_record(per_seed)
+    assert record["aca"] == pytest.approx(0.4) and record["aca_std"] == pytest.approx(0.2)
+    assert record["accuracy_matrix"] == [[pytest.approx(0.4)]]
+    assert results.mean_std(record, "aca", 100) == "40.00 ± 20.00"

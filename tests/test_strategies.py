@@ -1,0 +1,132 @@
+"""Every strategy behind the engine: trains, evaluates, and each does what its formula says."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxcl import metrics
+from jaxcl.data import make_stream
+from jaxcl.engine import train_stream
+from jaxcl.partial_hypernet import Batch
+from jaxcl.strategies import EWC, LatentReplay, StrategyConfig, build_strategy
+from jaxcl.training import minibatch_indices
+
+MLP = dict(model="mlp", hidden=(8,), batch_size=16)
+
+
+def _stream(num_tasks=3, noise=3.0, seed=0):
+    return make_stream("synthetic", seed=seed, num_tasks=num_tasks, classes_per_task=2,
+                       image_size=6, train_per_class=32, test_per_class=32, noise=noise)
+
+
+def _build(label, stream, **settings):
+    config = StrategyConfig.from_label(label, **{**MLP, **settings})
+    return build_strategy(config, num_tasks=len(stream), classes_per_task=2,
+                          sample_x=stream[0].x_train[:16])
+
+
+@pytest.mark.parametrize("label", ["Naive", "EWC", "LR-1", "HN-1", "HN-F"])
+def test_every_strategy_trains_and_is_evaluated(label):
+    stream = _stream(noise=1.5)
+    result = train_stream(_build(label, stream, learning_rate=1e-2), stream, key=jax.random.key(0), epochs=2,
+                          batch_size=16, progress=False)
+    r = result.accuracy_matrix
+    assert r.shape == (3, 3)
+    assert np.all(np.triu(r, 1) == 0) and np.all((0 <= r) & (r <= 1))
+    assert metrics.learning_accuracy(r) > 0.6  # chance is 0.5
+    steps = 3 * 2 * (64 // 16)
+    assert all(v.shape == (steps,) for v in result.step_metrics.values())
+    assert np.all(np.isfinite(result.step_metrics["loss"]))
+    assert result.time_s > 0 and result.compile_s > 0 and len(result.time_per_experience) == 3
+
+
+def test_hypernetworks_forget_less_than_naive():
+    """A 2-unit trunk trained at a high learning rate: Naive's shared features drift (it forgets);
+    HN-F with the look-ahead output regulariser, order 1 and 2, keeps earlier tasks."""
+    stream = _stream(num_tasks=4)
+    settings = dict(hidden=(2,), learning_rate=1e-2)
+    forgetting = {}
+    for name, label, extra in [("naive", "Naive", {}), ("order1", "HN-F", {"order": 1}),
+                               ("order2", "HN-F", {"order": 2})]:
+        result = train_stream(_build(label, stream, **settings, **extra), stream,
+                              key=jax.random.key(0), epochs=10, batch_size=16, progress=False)
+        forgetting[name] = metrics.forgetting(result.accuracy_matrix)
+    assert forgetting["naive"] > 0.05, forgetting
+    assert forgetting["order1"] < forgetting["naive"] - 0.03, forgetting
+    assert forgetting["order2"] < forgetting["naive"] - 0.03, forgetting
+
+
+def test_ewc_fisher_and_penalty_match_their_formulas(key):
+    stream = _stream(num_tasks=2)
+    ewc = _build("EWC", stream, ewc_lambda=3.0)
+    assert isinstance(ewc, EWC)
+    state = ewc.init(key, stream[0].x_train[:16])
+    anchors, fishers = [], []
+    for t, exp in enumerate(stream):
+        data = Batch(exp.x_train, exp.y_train)
+        k = jax.random.fold_in(key, t)
+        # Move the parameters so that the two anchors differ.
+        state = state._replace(params=jax.tree.map(lambda p: p + 0.1 * (t + 1), state.params))
+        # The Fisher by hand: squared gradients of each minibatch of the same permutation.
+        idx = np.asarray(minibatch_indices(k, 64, 16, 1))
+        grads = [jax.grad(lambda p: _ce(ewc, p, exp.x_train[i], exp.y_train[i], t))(state.params)
+                 for i in idx]
+        fishers.append(jax.tree.map(lambda *g: sum(x * x for x in g) / 4, *grads))
+        anchors.append(state.params)
+        state = ewc.end_experience(state, data, jnp.int32(t), k)
+    theta = jax.tree.map(lambda p: p * 0.9 - 0.05, state.params)
+    expected = 3.0 * sum(
+        sum(jnp.sum(f * (p - a) ** 2) for f, p, a in zip(
+            jax.tree.leaves(fisher), jax.tree.leaves(theta), jax.tree.leaves(anchor)))
+        for fisher, anchor in zip(fishers, anchors))
+    got = ewc._penalty(state, theta)
+    np.testing.assert_allclose(got, expected, rtol=2e-4)
+    assert float(expected) > 0
+    np.testing.assert_allclose(
+        jax.flatten_util.ravel_pytree(state.fisher)[0],
+        jax.flatten_util.ravel_pytree(jax.tree.map(jnp.add, *fishers))[0], rtol=1e-5)
+
+
+def _ce(strategy, params, x, y, t):
+    import optax
+    return optax.softmax_cross_entropy_with_integer_labels(strategy.net.apply(params, x, t), y).mean()
+
+
+def test_latent_replay_buffer_is_class_balanced_and_holds_true_features(key):
+    stream = _stream(num_tasks=3)
+    lr = _build("LR-1", stream, memory_size=10)
+    assert isinstance(lr, LatentReplay)
+    state = lr.init(key, stream[0].x_train[:16])
+    end = jax.jit(lr.end_experience)
+    for t, exp in enumerate(stream):
+        state = end(state, Batch(exp.x_train, exp.y_train), jnp.int32(t), jax.random.fold_in(key, t))
+        buf = jax.device_get(state.buffer)
+        seen = 2 * (t + 1)
+        quota = 10 // seen
+        classes = buf.task_ids[buf.valid] * 2 + buf.labels[buf.valid]
+        np.testing.assert_array_equal(np.bincount(classes, minlength=seen), [quota] * seen)
+        # Every stored feature is g_phi of a training example of its task with its label.
+        for task in range(t + 1):
+            e = stream[task]
+            feats = np.asarray(lr.frozen_net.apply(state.frozen, e.x_train))
+            rows = np.flatnonzero(buf.valid & (buf.task_ids == task))
+            for i in rows:
+                match = np.flatnonzero(np.all(np.isclose(feats, buf.features[i], atol=1e-5), axis=1))
+                assert match.size >= 1 and np.all(np.asarray(e.y_train)[match] == buf.labels[i])
+
+
+def test_labels_parse_and_bad_settings_are_named():
+    assert StrategyConfig.from_label("LR-2").k == 2
+    assert StrategyConfig.from_label("HN-F").k == 0
+    assert StrategyConfig.from_label("HN-3", order=1).label == "HN-3"
+    with pytest.raises(ValueError, match="'GEM'"):
+        StrategyConfig.from_label("GEM")
+    with pytest.raises(ValueError, match="k=0"):
+        StrategyConfig.from_label("LR-0")
+    with pytest.raises(ValueError, match="k=7"):
+        StrategyConfig.from_label("HN-7")
+    with pytest.raises(ValueError, match="order=3"):
+        StrategyConfig.from_label("HN-2", order=3)
+    with pytest.raises(ValueError, match="learning_rate"):
+        StrategyConfig(learning_rate=0.0)
