@@ -111,6 +111,25 @@ def finish(out: pathlib.Path | None, *, experiment: str, config: Any, seeds: Seq
     return files["metrics.json"]
 
 
+def finish_tables(out: pathlib.Path | None, *, config: Any, title: str, table: str,
+                  metrics: dict) -> dict:
+    """For modules that train nothing: print the table, write config, metrics and summary."""
+    print(f"{title}\n{table}")
+    if out is not None:
+        results.write_files(out, {"config.json": dataclasses.asdict(config),
+                                  "metrics.json": metrics, "summary.md": f"# {title}\n\n{table}\n"})
+        print(f"\nresults: {out}")
+    return metrics
+
+
+def module_main(name: str, config_cls: type, quick: dict, run: Callable, doc: str) -> Callable:
+    """The ``main(argv)`` of an experiment module: parse, then ``run(config, out)``."""
+    def main(argv: list[str] | None = None):
+        config, out = parse_config(config_cls, argv, description=doc.splitlines()[0], quick=quick)
+        return run(config, out if out is not None else default_out(name))
+    return main
+
+
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -174,6 +193,18 @@ class RunSettings:
             "model", "nf", "hidden", "learning_rate", "batch_size", "ewc_lambda", "memory_size",
             "order", "coef", "max_prev_tasks")}
         return StrategyConfig.from_label(label, **{**shared, **overrides})
+
+    def train(self, strategies: dict[str, StrategyConfig]):
+        """:func:`run_strategies` with these settings: ``(records, steps)``."""
+        return run_strategies(strategies, self.stream, seeds=self.seeds, epochs=self.epochs,
+                              batch_size=self.batch_size, eval_batch_size=self.eval_batch_size,
+                              progress=self.progress)
+
+    def title(self, experiment: str, what: str = "") -> str:
+        what = f"{what}, " if what else ""
+        return (f"{experiment}: {what}{self.benchmark}, {self.num_tasks} x "
+                f"{self.classes_per_task} classes, {self.model}, {self.epochs} epochs, "
+                f"seeds {list(self.seeds)}")
 
     def stream(self, seed: int) -> list[Experience]:
         from jaxcl.data import make_stream

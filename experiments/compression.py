@@ -15,10 +15,10 @@ import sys
 
 import jax.numpy as jnp
 
-from experiments.common import default_out, markdown_table, parse_config
+from experiments.common import finish_tables, markdown_table, module_main
 from jaxcl.hypernet import Hypernetwork, HypernetConfig, compression_table
 from jaxcl.models import split_resnet18
-from jaxcl.results import check_out, write_files
+from jaxcl.results import check_out
 
 NAME = "compression"
 
@@ -53,20 +53,12 @@ def run(config: Config, out=None) -> dict:
     keys = list(rows[0])
     table = markdown_table(keys, [[r[k] for k in keys] for r in rows])
     title = f"{NAME}: ResNet-{config.k} (nf={config.nf}), generated heads"
-    print(f"{title}\n{table}")
     metrics = {"schema": "jaxcl.compression/1", "experiment": NAME,
                "config": dataclasses.asdict(config), "rows": rows}
-    if out is not None:
-        write_files(out, {"config.json": dataclasses.asdict(config), "metrics.json": metrics,
-                          "summary.md": f"# {title}\n\n{table}\n"})
-        print(f"\nresults: {out}")
-    return metrics
+    return finish_tables(out, config=config, title=title, table=table, metrics=metrics)
 
 
-def main(argv=None) -> dict:
-    config, out = parse_config(Config, argv, description=__doc__.splitlines()[0], quick=QUICK)
-    return run(config, out if out is not None else default_out(NAME))
-
+main = module_main(NAME, Config, QUICK, run, __doc__)
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -17,8 +17,7 @@ import sys
 
 import numpy as np
 
-from experiments.common import (QUICK_SETTINGS, RunSettings, default_out, finish, markdown_table,
-                                parse_config, run_strategies)
+from experiments.common import QUICK_SETTINGS, RunSettings, finish, markdown_table, module_main
 from jaxcl import plots
 from jaxcl.results import check_out, mean_std
 
@@ -41,10 +40,7 @@ def run(config: Config, out=None) -> dict:
         check_out(out)
     base = config.labels()[0]
     strategies = {f"{base} order {o}": config.strategy(base, order=o) for o in (1, 2)}
-    records, steps = run_strategies(strategies, config.stream, seeds=config.seeds,
-                                    epochs=config.epochs, batch_size=config.batch_size,
-                                    eval_batch_size=config.eval_batch_size,
-                                    progress=config.progress)
+    records, steps = config.train(strategies)
     rows = [[label, mean_std(r, "aca", 100), mean_std(r, "learning_accuracy", 100),
              mean_std(r, "forgetting", 100), mean_std(r, "time_s", 1, 1),
              mean_std(r, "mean_cosine", 1, 3)] for label, r in records.items()]
@@ -63,18 +59,14 @@ def run(config: Config, out=None) -> dict:
         extra_files["grad_rel_diff_over_steps.png"] = plots.series_over_steps(
             {"order 2 vs order 1": log["grad_rel_diff"][later]},
             "|g2 - g1| / |g1|", f"{NAME}: gradient difference along the order-2 run (seed {seed})")
-    title = (f"{NAME}: {base}, {config.benchmark}, {config.num_tasks} x {config.classes_per_task} "
-             f"classes, {config.epochs} epochs, seeds {list(config.seeds)}")
+    title = config.title(NAME, base)
     extra = {"time_ratio_order2_order1": ratio,
              "grad_rel_diff_per_step": np.asarray(log["grad_rel_diff"]).tolist()}
     return finish(out, experiment=NAME, config=config, seeds=config.seeds, records=records,
                   steps=steps, title=title, table=table, extra=extra, extra_files=extra_files)
 
 
-def main(argv=None) -> dict:
-    config, out = parse_config(Config, argv, description=__doc__.splitlines()[0], quick=QUICK)
-    return run(config, out if out is not None else default_out(NAME))
-
+main = module_main(NAME, Config, QUICK, run, __doc__)
 
 if __name__ == "__main__":
     main(sys.argv[1:])

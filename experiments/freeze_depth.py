@@ -16,8 +16,7 @@ import sys
 
 import numpy as np
 
-from experiments.common import (QUICK_SETTINGS, RunSettings, default_out, finish, markdown_table,
-                                parse_config, run_strategies)
+from experiments.common import QUICK_SETTINGS, RunSettings, finish, markdown_table, module_main
 from jaxcl import plots
 from jaxcl.results import check_out
 
@@ -40,10 +39,7 @@ def run(config: Config, out=None) -> dict:
     if out is not None:
         check_out(out)
     strategies = {label: config.strategy(label) for label in config.labels()}
-    records, steps = run_strategies(strategies, config.stream, seeds=config.seeds,
-                                    epochs=config.epochs, batch_size=config.batch_size,
-                                    eval_batch_size=config.eval_batch_size,
-                                    progress=config.progress)
+    records, steps = config.train(strategies)
     second = {label: [r["accuracy_matrix"][1][1] for r in rec["per_seed"]]
               for label, rec in records.items()}
     rows = [[k, label, f"{100 * np.mean(v):.2f} ± {100 * np.std(v):.2f}"]
@@ -52,18 +48,14 @@ def run(config: Config, out=None) -> dict:
     figure = plots.lines(list(config.depths), {"HN-k": [np.mean(v) for v in second.values()]},
                          "frozen blocks k", "learning accuracy, experience 2",
                          f"{NAME}: {config.benchmark}")
-    title = (f"{NAME}: {config.benchmark}, 2 experiences x {config.classes_per_task} classes, "
-             f"{config.epochs} epochs, seeds {list(config.seeds)}")
+    title = config.title(NAME)
     return finish(out, experiment=NAME, config=config, seeds=config.seeds, records=records,
                   steps=steps, title=title, table=table,
                   extra={"learning_accuracy_exp2": second},
                   extra_files={"learning_accuracy_vs_k.png": figure})
 
 
-def main(argv=None) -> dict:
-    config, out = parse_config(Config, argv, description=__doc__.splitlines()[0], quick=QUICK)
-    return run(config, out if out is not None else default_out(NAME))
-
+main = module_main(NAME, Config, QUICK, run, __doc__)
 
 if __name__ == "__main__":
     main(sys.argv[1:])

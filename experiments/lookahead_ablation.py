@@ -13,8 +13,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from experiments.common import (QUICK_SETTINGS, RunSettings, default_out, finish, markdown_table,
-                                parse_config, run_strategies)
+from experiments.common import QUICK_SETTINGS, RunSettings, finish, markdown_table, module_main
 from jaxcl.results import check_out, mean_std
 
 NAME = "lookahead_ablation"
@@ -37,25 +36,18 @@ def run(config: Config, out=None) -> dict:
     base = config.labels()[0]
     strategies = {f"{base} with look-ahead (order {config.order})": config.strategy(base),
                   f"{base} without look-ahead": config.strategy(base, lookahead=False)}
-    records, steps = run_strategies(strategies, config.stream, seeds=config.seeds,
-                                    epochs=config.epochs, batch_size=config.batch_size,
-                                    eval_batch_size=config.eval_batch_size,
-                                    progress=config.progress)
+    records, steps = config.train(strategies)
     rows = [[label, mean_std(r, "aca", 100), mean_std(r, "forgetting", 100),
              mean_std(r, "learning_accuracy", 100), mean_std(r, "time_s", 1, 1)]
             for label, r in records.items()]
     table = markdown_table(["variant", "ACA (%)", "forgetting (%)", "learning acc. (%)",
                             "train time (s)"], rows)
-    title = (f"{NAME}: {config.benchmark}, {config.num_tasks} x {config.classes_per_task} "
-             f"classes, {config.epochs} epochs, seeds {list(config.seeds)}")
+    title = config.title(NAME)
     return finish(out, experiment=NAME, config=config, seeds=config.seeds, records=records,
                   steps=steps, title=title, table=table)
 
 
-def main(argv=None) -> dict:
-    config, out = parse_config(Config, argv, description=__doc__.splitlines()[0], quick=QUICK)
-    return run(config, out if out is not None else default_out(NAME))
-
+main = module_main(NAME, Config, QUICK, run, __doc__)
 
 if __name__ == "__main__":
     main(sys.argv[1:])

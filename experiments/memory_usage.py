@@ -17,8 +17,8 @@ import sys
 import jax
 import jax.numpy as jnp
 
-from experiments.common import default_out, markdown_table, parse_config
-from jaxcl.results import check_out, write_files
+from experiments.common import finish_tables, markdown_table, module_main
+from jaxcl.results import check_out
 from jaxcl.strategies import StrategyConfig, build_strategy
 
 NAME = "memory_usage"
@@ -64,20 +64,12 @@ def run(config: Config, out=None) -> dict:
     table = markdown_table(["benchmark", "k", "HN-k: H* (MiB)", "LR-k: buffer (MiB)",
                             "LR / HN"], rows)
     title = f"{NAME}: bytes kept against forgetting, 32-bit, nf={config.nf}"
-    print(f"{title}\n{table}")
     metrics = {"schema": "jaxcl.memory/1", "experiment": NAME,
                "config": dataclasses.asdict(config), "memory": data}
-    if out is not None:
-        write_files(out, {"config.json": dataclasses.asdict(config), "metrics.json": metrics,
-                          "summary.md": f"# {title}\n\n{table}\n"})
-        print(f"\nresults: {out}")
-    return metrics
+    return finish_tables(out, config=config, title=title, table=table, metrics=metrics)
 
 
-def main(argv=None) -> dict:
-    config, out = parse_config(Config, argv, description=__doc__.splitlines()[0], quick=QUICK)
-    return run(config, out if out is not None else default_out(NAME))
-
+main = module_main(NAME, Config, QUICK, run, __doc__)
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -15,8 +15,7 @@ import sys
 
 import numpy as np
 
-from experiments.common import (QUICK_SETTINGS, RunSettings, default_out, finish, markdown_table,
-                                parse_config, run_strategies)
+from experiments.common import QUICK_SETTINGS, RunSettings, finish, markdown_table, module_main
 from jaxcl.data.transforms import NOISE_NAMES
 from jaxcl.results import check_out, mean_std
 
@@ -40,10 +39,7 @@ def run(config: Config, out=None) -> dict:
     if out is not None:
         check_out(out)
     strategies = {label: config.strategy(label) for label in config.labels()}
-    records, steps = run_strategies(strategies, config.stream, seeds=config.seeds,
-                                    epochs=config.epochs, batch_size=config.batch_size,
-                                    eval_batch_size=config.eval_batch_size,
-                                    progress=config.progress)
+    records, steps = config.train(strategies)
     n = len(records[config.labels()[0]]["accuracy_matrix"])
     header = ["strategy", *[f"LA exp {j + 1}: {NOISE_NAMES[j] if j < len(NOISE_NAMES) else ''} (%)" for j in range(n)],
               "ACA (%)", "forgetting (%)"]
@@ -51,16 +47,12 @@ def run(config: Config, out=None) -> dict:
              mean_std(r, "aca", 100), mean_std(r, "forgetting", 100)]
             for label, r in records.items()]
     table = markdown_table(header, rows)
-    title = (f"{NAME}: {config.benchmark}, {n} x {config.classes_per_task} classes, "
-             f"{config.epochs} epochs, seeds {list(config.seeds)}")
+    title = config.title(NAME)
     return finish(out, experiment=NAME, config=config, seeds=config.seeds, records=records,
                   steps=steps, title=title, table=table)
 
 
-def main(argv=None) -> dict:
-    config, out = parse_config(Config, argv, description=__doc__.splitlines()[0], quick=QUICK)
-    return run(config, out if out is not None else default_out(NAME))
-
+main = module_main(NAME, Config, QUICK, run, __doc__)
 
 if __name__ == "__main__":
     main(sys.argv[1:])

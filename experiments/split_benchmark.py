@@ -12,8 +12,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from experiments.common import (QUICK_SETTINGS, RunSettings, default_out, finish, markdown_table,
-                                run_strategies)
+from experiments.common import QUICK_SETTINGS, RunSettings, finish, markdown_table, module_main
 from jaxcl.results import check_out, mean_std
 
 NAME = "split_benchmark"
@@ -34,27 +33,18 @@ QUICK = {**QUICK_SETTINGS, "strategies": ("Naive", "EWC", "LR-1", "HN-1", "HN-F"
 def run(config: Config, out=None) -> dict:
     if out is not None:
         check_out(out)
-    records, steps = run_strategies(
-        {label: config.strategy(label) for label in config.strategies}, config.stream,
-        seeds=config.seeds, epochs=config.epochs, batch_size=config.batch_size,
-        eval_batch_size=config.eval_batch_size, progress=config.progress)
+    records, steps = config.train({label: config.strategy(label) for label in config.strategies})
     rows = [[label, mean_std(r, "aca", 100), mean_std(r, "forgetting", 100),
              mean_std(r, "learning_accuracy", 100), mean_std(r, "time_s", 1, 1),
              f"{r['memory_bytes'] / 2**20:.2f}"] for label, r in records.items()]
     table = markdown_table(["strategy", "ACA (%)", "forgetting (%)", "learning acc. (%)",
                             "train time (s)", "memory (MiB)"], rows)
-    title = (f"{NAME}: {config.benchmark}, {config.num_tasks} x {config.classes_per_task} classes, "
-             f"{config.model}, {config.epochs} epochs, seeds {list(config.seeds)}")
+    title = config.title(NAME)
     return finish(out, experiment=NAME, config=config, seeds=config.seeds, records=records,
                   steps=steps, title=title, table=table)
 
 
-def main(argv=None) -> dict:
-    from experiments.common import parse_config
-
-    config, out = parse_config(Config, argv, description=__doc__.splitlines()[0], quick=QUICK)
-    return run(config, out if out is not None else default_out(NAME))
-
+main = module_main(NAME, Config, QUICK, run, __doc__)
 
 if __name__ == "__main__":
     main(sys.argv[1:])

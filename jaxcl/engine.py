@@ -42,6 +42,8 @@ class StreamResult:
       step_metrics: ``{name: (steps,) array}`` over the whole run for ``METRIC_KEYS``, plus
         ``experience``, the experience of each step.
       memory_bytes: bytes the strategy keeps against forgetting at the end (32-bit).
+      compilations: programs compiled for the run (5 when every experience has the same shapes:
+        the epoch of the first and of later experiences, start, end, evaluation).
       state: the final strategy state.
     """
 
@@ -51,6 +53,7 @@ class StreamResult:
     compile_s: float
     step_metrics: dict[str, np.ndarray]
     memory_bytes: int
+    compilations: int = 0
     state: PyTree = None
 
 
@@ -164,5 +167,6 @@ def train_stream(
         compile_s=compile_s,
         step_metrics={name: np.concatenate(v) for name, v in logs.items()},
         memory_bytes=int(strategy.memory_bytes(state)),
+        compilations=sum(len(p.compiled) for p in (epoch, begin, end, accuracy)),
         state=state,
     )

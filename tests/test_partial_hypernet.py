@@ -146,7 +146,8 @@ def test_mlp_target_without_stateful_part(key):
     batch = Batch(jax.random.normal(key, (8, 5)), jnp.arange(8) % 2)
     ids, mask = previous_tasks(jnp.int32(1), 3, 2, key)
     new, metrics = learner.make_step()(state, batch, jnp.int32(1), ids, mask, train_stateful=False)
-    assert set(metrics) == {"loss", "accuracy", "reg_loss", "cosine", "grad_norm"}
+    assert set(metrics) == {"loss", "accuracy", "reg_loss", "cosine", "grad_norm", "grad_rel_diff"}
+    assert float(metrics["grad_rel_diff"]) == 0.0  # order 1 has no Hessian term
 
 
 @pytest.mark.parametrize(

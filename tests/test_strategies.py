@@ -39,6 +39,7 @@ def test_every_strategy_trains_and_is_evaluated(label):
     assert all(v.shape == (steps,) for v in result.step_metrics.values())
     assert np.all(np.isfinite(result.step_metrics["loss"]))
     assert result.time_s > 0 and result.compile_s > 0 and len(result.time_per_experience) == 3
+    assert result.compilations == 5  # two epoch programs (phases), start, end, evaluation
 
 
 def test_hypernetworks_forget_less_than_naive():
