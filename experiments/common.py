@@ -215,6 +215,16 @@ class RunSettings:
                            test_per_class=self.test_per_class, noise=self.noise)
 
 
+@dataclasses.dataclass(frozen=True)
+class HypernetSettings(RunSettings):
+    """Settings of modules that compare variants of one HN-k (k = 0 is HN-F)."""
+
+    k: int = 3
+
+    def labels(self):
+        return (f"HN-{self.k}",) if self.k else ("HN-F",)
+
+
 QUICK_SETTINGS = {"model": "mlp", "num_tasks": 3, "classes_per_task": 2, "image_size": 8,
                   "train_per_class": 40, "test_per_class": 20, "epochs": 2, "batch_size": 16,
                   "memory_size": 12, "progress": False}

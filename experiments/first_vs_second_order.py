@@ -12,24 +12,16 @@ costs nothing extra: the order-2 look-ahead already computes the order-1 gradien
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 
 import numpy as np
 
-from experiments.common import QUICK_SETTINGS, RunSettings, finish, markdown_table, module_main
+from experiments.common import HypernetSettings, QUICK_SETTINGS, finish, markdown_table, module_main
 from jaxcl import plots
 from jaxcl.results import check_out, mean_std
 
 NAME = "first_vs_second_order"
-
-
-@dataclasses.dataclass(frozen=True)
-class Config(RunSettings):
-    k: int = 3
-
-    def labels(self):
-        return (f"HN-{self.k}",) if self.k else ("HN-F",)
+Config = HypernetSettings
 
 
 QUICK = {**QUICK_SETTINGS, "k": 1}

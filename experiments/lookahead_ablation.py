@@ -10,21 +10,13 @@ stream, initialisation and class order.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 
-from experiments.common import QUICK_SETTINGS, RunSettings, finish, markdown_table, module_main
+from experiments.common import HypernetSettings, QUICK_SETTINGS, finish, markdown_table, module_main
 from jaxcl.results import check_out, mean_std
 
 NAME = "lookahead_ablation"
-
-
-@dataclasses.dataclass(frozen=True)
-class Config(RunSettings):
-    k: int = 3
-
-    def labels(self):
-        return (f"HN-{self.k}",) if self.k else ("HN-F",)
+Config = HypernetSettings
 
 
 QUICK = {**QUICK_SETTINGS, "k": 1}
