@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from jaxcl.partial_hypernet import Batch
 from jaxcl.streams import Experience
 from jaxcl.strategies.base import METRIC_KEYS, Strategy
-from jaxcl.training import scan_minibatches
+from jaxcl.training import map_chunks, scan_minibatches
 
 PyTree = Any
 
@@ -84,19 +84,11 @@ def _epoch(strategy: Strategy, batch_size: int, state, data: Batch, task_id, key
 
 def _accuracy(strategy: Strategy, eval_batch_size: int, state, x, y, task_id):
     """Accuracy over ``x`` in minibatches of ``eval_batch_size`` (the remainder as one more)."""
-    n = x.shape[0]
-    bs = min(eval_batch_size, n)
-    full = (n // bs) * bs
-
     def correct(xy):
         xb, yb = xy
-        return jnp.sum(jnp.argmax(strategy.logits(state, xb, task_id), axis=-1) == yb)
+        return jnp.argmax(strategy.logits(state, xb, task_id), axis=-1) == yb
 
-    chunks = (x[:full].reshape(n // bs, bs, *x.shape[1:]), y[:full].reshape(n // bs, bs))
-    total = jnp.sum(jax.lax.map(correct, chunks))
-    if full < n:
-        total = total + correct((x[full:], y[full:]))
-    return total / n
+    return jnp.mean(map_chunks(correct, (x, y), eval_batch_size))
 
 
 def train_stream(

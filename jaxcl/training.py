@@ -46,3 +46,20 @@ def scan_minibatches(
         return step(state, Batch(jnp.take(data.x, idx, axis=0), jnp.take(data.y, idx, axis=0)), k)
 
     return jax.lax.scan(body, state, (indices, keys))
+
+
+def map_chunks(fn: Callable[[PyTree], PyTree], xs: PyTree, chunk_size: int) -> PyTree:
+    """``fn`` over leading-axis chunks of ``chunk_size`` (``jax.lax.map``), outputs concatenated.
+
+    The remainder that does not fill a chunk is one more call of its own size, so that every
+    example is seen once and no chunk is padded (padding would change batch statistics).
+    """
+    n = jax.tree.leaves(xs)[0].shape[0]
+    size = min(chunk_size, n)
+    full = (n // size) * size
+    chunks = jax.tree.map(lambda a: a[:full].reshape(n // size, size, *a.shape[1:]), xs)
+    out = jax.tree.map(lambda o: o.reshape(full, *o.shape[2:]), jax.lax.map(fn, chunks))
+    if full < n:
+        rest = fn(jax.tree.map(lambda a: a[full:], xs))
+        out = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, rest)
+    return out

@@ -49,3 +49,15 @@ def test_scan_visits_every_minibatch_with_its_own_key(key):
     )(data, key)
     assert float(total) == 3 * sum(range(12))
     assert metrics["draw"].shape == (9,) and len(set(np.asarray(metrics["draw"]).tolist())) == 9
+
+
+def test_map_chunks_covers_every_example_once_with_a_remainder():
+    from jaxcl.training import map_chunks
+
+    x = jnp.arange(23.0)
+    calls = []
+    out = map_chunks(lambda c: (calls.append(c.shape), 2 * c + c.mean() * 0)[1], x, 5)
+    np.testing.assert_array_equal(out, 2 * x)
+    assert calls == [(5,), (3,)]  # the full chunks under lax.map, then the remainder
+    rows = map_chunks(lambda xy: xy[0] + xy[1], (x, x), 30)  # one chunk when it holds them all
+    np.testing.assert_array_equal(rows, 2 * x)

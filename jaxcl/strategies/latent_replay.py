@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxcl.training import map_chunks
 from jaxcl.strategies.base import accuracy, adam_update, cross_entropy, step_metrics
 
 PyTree = Any
@@ -131,14 +132,8 @@ class LatentReplay:
 
     def features(self, frozen: PyTree, x: jax.Array) -> jax.Array:
         """``g_phi(x)`` in minibatches of ``feature_batch_size`` (the remainder as one more)."""
-        n, bs = x.shape[0], min(self.feature_batch_size, x.shape[0])
-        full = (n // bs) * bs
-        apply = lambda xb: self.frozen_net.apply(frozen, xb)  # noqa: E731
-        out = jax.lax.map(apply, x[:full].reshape(n // bs, bs, *x.shape[1:]))
-        out = out.reshape(full, *out.shape[2:])
-        if full < n:
-            out = jnp.concatenate([out, apply(x[full:])])
-        return out
+        return map_chunks(lambda xb: self.frozen_net.apply(frozen, xb), x,
+                          self.feature_batch_size)
 
     def end_experience(self, state, data, task_id, key):
         """Rebalance the buffer for the classes seen so far and add this experience's classes."""
