@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -22,9 +22,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxcl.partial_hypernet import Batch
-from jaxcl.streams import Experience
 from jaxcl.strategies.base import METRIC_KEYS, Strategy
-from jaxcl.training import map_chunks, scan_minibatches
+from jaxcl.streams import Experience
+from jaxcl.training import CompiledPrograms, map_chunks, scan_minibatches
 
 PyTree = Any
 
@@ -55,25 +55,6 @@ class StreamResult:
     memory_bytes: int
     compilations: int = 0
     state: PyTree = None
-
-
-class _Programs:
-    """A jitted function compiled ahead of time once per input signature, compile time summed."""
-
-    def __init__(self, fn: Callable, static_argnames: Sequence[str] = ()):
-        self.jitted = jax.jit(fn, static_argnames=tuple(static_argnames))
-        self.compiled: dict[Any, Any] = {}
-        self.compile_s = 0.0
-
-    def __call__(self, *args, **static):
-        leaves, tree = jax.tree.flatten(args)
-        sig = (tree, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves),
-               tuple(sorted(static.items())))
-        if sig not in self.compiled:
-            start = time.perf_counter()
-            self.compiled[sig] = self.jitted.lower(*args, **static).compile()
-            self.compile_s += time.perf_counter() - start
-        return self.compiled[sig](*args)
 
 
 def _epoch(strategy: Strategy, batch_size: int, state, data: Batch, task_id, key, first: bool):
@@ -117,10 +98,10 @@ def train_stream(
     jax.block_until_ready(state)
     init_s = time.perf_counter() - start
 
-    epoch = _Programs(functools.partial(_epoch, strategy, batch_size), ["first"])
-    begin = _Programs(strategy.begin_experience)
-    end = _Programs(strategy.end_experience)
-    accuracy = _Programs(functools.partial(_accuracy, strategy, eval_batch_size))
+    epoch = CompiledPrograms(functools.partial(_epoch, strategy, batch_size), ["first"])
+    begin = CompiledPrograms(strategy.begin_experience)
+    end = CompiledPrograms(strategy.end_experience)
+    accuracy = CompiledPrograms(functools.partial(_accuracy, strategy, eval_batch_size))
 
     n = len(stream)
     matrix = np.zeros((n, n))

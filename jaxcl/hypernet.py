@@ -21,6 +21,10 @@ Heads, by the leaf's role (see :data:`HEADS`):
 * ``dense`` (rank-2 kernels): a linear head ``W = reshape(A h_t + b)``.
 * ``table`` (biases, normalisation scales and shifts): a per-task table, not generated,
   initialised to 1 for scales and 0 otherwise.
+* ``vector`` (the same leaves with ``HypernetConfig(vectors="generated")``): generated as well,
+  ``v = A h_t + b`` with ``A`` initialised to 0, so that every task starts from the table's fill;
+  weights and biases then both come from ``e_t``, as in the "DynamicLinear" layers of the
+  Hypernet-SDE-Flow study.
 * ``shared`` (leaves the ``generate`` filter leaves out): one ordinary trained parameter, the same
   for every task.
 
@@ -43,8 +47,9 @@ from flax import traverse_util
 
 PyTree = Any
 Path = tuple[str, ...]
-Role = Literal["conv", "dense", "table", "shared"]
+Role = Literal["conv", "dense", "table", "vector", "shared"]
 NEW_TASK_INITS = ("copy_prev", "random")
+VECTOR_MODES = ("table", "generated")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -60,13 +65,14 @@ class LeafSpec(NamedTuple):
     role: Role
 
 
-def leaf_role(path: Path, shape: Sequence[int]) -> Role:
-    """The head a generated leaf gets: ``conv`` or ``dense`` kernels, else a per-task ``table``."""
+def leaf_role(path: Path, shape: Sequence[int], vectors: str = "table") -> Role:
+    """The head a generated leaf gets: ``conv`` or ``dense`` kernels, else ``vectors``' head
+    (a per-task ``table``, or a generated ``vector``)."""
     if path[-1] == "kernel" and len(shape) >= 3:
         return "conv"
     if path[-1] == "kernel" and len(shape) == 2:
         return "dense"
-    return "table"
+    return "vector" if vectors == "generated" else "table"
 
 
 def generate_all(path: Path) -> bool:
@@ -91,7 +97,7 @@ def generate_under(*prefixes: str | Sequence[str]) -> Callable[[Path], bool]:
 
 
 def target_leaf_specs(
-    target_params: PyTree, generate: Callable[[Path], bool] = generate_all
+    target_params: PyTree, generate: Callable[[Path], bool] = generate_all, vectors: str = "table"
 ) -> tuple[LeafSpec, ...]:
     """Describe every leaf of a target's ``params`` pytree (arrays or ``ShapeDtypeStruct``s)."""
     flat = traverse_util.flatten_dict(_unfreeze(target_params))
@@ -99,7 +105,7 @@ def target_leaf_specs(
         raise ValueError("the target has no parameters to generate")
     specs = []
     for path, leaf in flat.items():
-        role = leaf_role(path, leaf.shape) if generate(path) else "shared"
+        role = leaf_role(path, leaf.shape, vectors) if generate(path) else "shared"
         specs.append(LeafSpec(tuple(path), tuple(leaf.shape), leaf.dtype, role))
     return tuple(specs)
 
@@ -126,6 +132,8 @@ class HypernetConfig:
       chunk_dim: dimension ``d`` of the per-output-channel lookup vectors of the conv heads.
       new_task_init: how :func:`init_task_embedding` initialises a new task's embedding:
         ``"copy_prev"`` copies task ``t - 1``'s, ``"random"`` draws ``N(0, 1)``.
+      vectors: biases and normalisation scales and shifts of generated layers: ``"table"``, a
+        per-task table; ``"generated"``, generated from ``h_t`` like the kernels.
     """
 
     num_tasks: int
@@ -133,6 +141,7 @@ class HypernetConfig:
     hidden: tuple[int, ...] = (50, 32)
     chunk_dim: int = 8
     new_task_init: str = "copy_prev"
+    vectors: str = "table"
 
     def __post_init__(self):
         _check_positive_int("num_tasks", self.num_tasks)
@@ -146,6 +155,8 @@ class HypernetConfig:
             raise ValueError(
                 f"new_task_init={self.new_task_init!r} is not one of {NEW_TASK_INITS}"
             )
+        if self.vectors not in VECTOR_MODES:
+            raise ValueError(f"vectors={self.vectors!r} is not one of {VECTOR_MODES}")
 
     @property
     def trunk_dim(self) -> int:
@@ -205,6 +216,22 @@ class LinearHead(nn.Module):
         return flat.reshape(self.shape)
 
 
+class VectorHead(nn.Module):
+    """``v = A h_t + b`` with ``A = 0`` and ``b = fill`` at initialisation: a generated bias or
+    normalisation parameter that starts, for every task, where a table would."""
+
+    shape: tuple[int, ...]
+    chunk_dim: int
+    fill: float = 0.0
+
+    @nn.compact
+    def __call__(self, h: jax.Array, task_id: jax.Array) -> jax.Array:
+        del task_id
+        flat = nn.Dense(math.prod(self.shape), kernel_init=nn.initializers.zeros,
+                        bias_init=nn.initializers.constant(self.fill), name="linear")(h)
+        return flat.reshape(self.shape)
+
+
 class TaskTable(nn.Module):
     """``theta_t = T[t]``: a per-task table, 1 for normalisation scales and 0 for the rest."""
 
@@ -243,6 +270,7 @@ HEADS: dict[str, type[nn.Module]] = {
     "conv": ChannelwiseConvHead,
     "dense": LinearHead,
     "table": TaskTable,
+    "vector": VectorHead,
     "shared": SharedParam,
 }
 """The head for each leaf role; registered heads are property-tested one by one."""
@@ -284,7 +312,19 @@ class Hypernetwork(nn.Module):
         shapes = jax.eval_shape(target.init, jax.random.key(0), *sample_args, **sample_kwargs)
         if "params" not in shapes:
             raise ValueError(f"{type(target).__name__} has no 'params' collection to generate")
-        return cls(specs=target_leaf_specs(shapes["params"], generate), config=config)
+        return cls.for_params(shapes["params"], config=config, generate=generate)
+
+    @classmethod
+    def for_params(
+        cls,
+        params: PyTree,
+        *,
+        config: HypernetConfig,
+        generate: Callable[[Path], bool] = generate_all,
+    ) -> Hypernetwork:
+        """A hypernetwork for a parameter pytree (arrays or ``ShapeDtypeStruct``s) of any model,
+        e.g. one that several Flax modules and a Diffrax solve share."""
+        return cls(specs=target_leaf_specs(params, generate, config.vectors), config=config)
 
     @nn.compact
     def __call__(self, task_id: jax.Array, task_only: bool = False) -> PyTree:
@@ -301,7 +341,7 @@ class Hypernetwork(nn.Module):
             if task_only and spec.role == "shared":
                 continue
             kwargs: dict[str, Any] = {}
-            if spec.role in ("table", "shared"):
+            if spec.role in ("table", "vector", "shared"):
                 kwargs["fill"] = _fill(spec)
             if spec.role == "table":
                 kwargs["num_tasks"] = cfg.num_tasks
@@ -361,7 +401,7 @@ def head_param_count(spec: LeafSpec, config: HypernetConfig) -> int:
     if spec.role == "conv":
         c_out = spec.shape[-1]
         return d * c_out + (h + d + 1) * (size // c_out)
-    if spec.role == "dense":
+    if spec.role in ("dense", "vector"):
         return (h + 1) * size
     if spec.role == "table":
         return config.num_tasks * size

@@ -85,14 +85,16 @@ def _head_inputs(role, shape):
 
 @pytest.mark.parametrize("role", sorted(HEADS))
 def test_every_head(role, key):
-    shape = {"conv": (3, 3, 16, 32), "dense": (40, 24), "table": (24,), "shared": (40, 24)}[role]
-    kwargs = {"num_tasks": 3, "fill": 1.0} if role == "table" else {}
+    shape = {"conv": (3, 3, 16, 32), "dense": (40, 24), "table": (24,), "vector": (24,),
+             "shared": (40, 24)}[role]
+    kwargs = {"table": {"num_tasks": 3, "fill": 1.0}, "vector": {"fill": 1.0}}.get(role, {})
     head = HEADS[role](shape=shape, chunk_dim=8, **kwargs)
     h = jax.nn.relu(jax.random.normal(key, (3, 32))) * jnp.sqrt(2.0)  # E[h^2] = 1
     params = head.init(key, h[0], jnp.int32(0))
     outs = jax.vmap(lambda hi, t: head.apply(params, hi, t))(h, jnp.arange(3))
     assert outs.shape == (3, *shape)
-    spec = LeafSpec(("m", "scale" if role == "table" else "kernel"), shape, jnp.float32, role)
+    spec = LeafSpec(("m", "scale" if role in ("table", "vector") else "kernel"), shape, jnp.float32,
+                    role)
     assert count_params(params) == head_param_count(spec, HypernetConfig(num_tasks=3))
     if role in ("conv", "dense"):
         # Task-dependent, with the variance of Flax's default initialiser (1 / fan_in).
@@ -105,6 +107,11 @@ def test_every_head(role, key):
         params = jax.tree.map(lambda t: t.at[1].add(2.0), params)
         assert float(head.apply(params, h[0], jnp.int32(1)).mean()) == 3.0
         assert float(head.apply(params, h[0], jnp.int32(2)).mean()) == 1.0
+    elif role == "vector":
+        np.testing.assert_array_equal(outs, 1.0)  # starts at the fill for every task...
+        params = jax.tree.map(lambda a: a + 0.1, params)
+        moved = jax.vmap(lambda hi: head.apply(params, hi, 0))(h)
+        assert float(jnp.abs(moved[0] - moved[1]).max()) > 1e-3  # ...and is generated from h_t
     else:
         np.testing.assert_array_equal(outs[0], outs[2])  # the same for every task
 

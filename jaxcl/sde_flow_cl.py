@@ -1,0 +1,461 @@
+"""Continual training of the point autoencoders: the Hypernet-SDE-Flow study and its repair.
+
+Tasks come in sequence (:mod:`jaxcl.data.synthetic`); after each, the test MSE on every task
+fills one row of the MSE matrix ``M[i, j]`` (after task ``i``, on task ``j``). A variant
+(:class:`Variant`) is one model of the study:
+
+* ``model="mlp"``: the MLP autoencoder, loss ``MSE``, nothing against forgetting.
+* ``model="hypernet_sde_flow"``: ``theta_t = H_psi(e_t)`` generates the encoder and decoder
+  (weights and biases); the flow and both SDEs are shared parameters of ``psi`` (or generated too,
+  ``shared="generated"``). For a batch ``x`` of task ``t`` at step ``k`` of ``K``::
+
+      L(psi) = MSE(x_hat, x) + beta_k NLL(z0) + gamma R + delta S
+      beta_k = beta min(1, k / (a K))                               annealed within each task
+      R      = mean_{j < t} MSE of the episodic memory of task j, decoded with theta_j
+      S      = mean_{i < j <= t} exp(-|e_i - e_j|^2 / D)            pushes embeddings apart
+
+  The memory keeps ``memory_per_task`` random training points of each finished task.
+* The repair (``order`` 1 or 2): the partial-hypernetwork method of Hemati et al. (2023). After
+  task 0 the shared flow and SDE networks are frozen (``shared="frozen"``) or generated per task
+  (``shared="generated"``), and ``psi`` is trained on
+  ``L(psi) + lambda L_H(psi')``, ``psi' = psi - eta grad L(psi)`` a virtual SGD step, ``L_H`` the
+  output regulariser against the hypernetwork frozen at the end of the previous task
+  (:func:`jaxcl.regularizers.output_regularizer`), through :func:`jaxcl.lookahead.lookahead_grad`
+  (order 2 exact, order 1 without the Hessian term).
+
+Every weight (``beta, gamma, delta, lambda, eta``) is a traced value (:class:`LossWeights`): the
+study's model and both ablations run one compiled program. Training a task is one compiled
+program, ``jax.lax.scan`` over every minibatch of every epoch, with AdamW started fresh for
+each task; the loop over tasks stays in Python, where the MSE matrix is filled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import traverse_util
+
+from jaxcl.data.synthetic import PointTasks
+from jaxcl.hypernet import (
+    HypernetConfig,
+    Hypernetwork,
+    generate_all,
+    generate_under,
+    head_name,
+)
+from jaxcl.lookahead import ORDERS, lookahead_grad
+from jaxcl.models.sde_flow import PARTS, SdeFlowConfig, flow_nll, init_params, reconstruct
+from jaxcl.regularizers import output_regularizer, task_outputs
+from jaxcl.training import CompiledPrograms, minibatch_indices
+
+PyTree = Any
+SHARED_MODES = ("trained", "frozen", "generated")
+STEP_METRICS = ("loss", "mse", "nll", "replay", "separation", "reg")
+
+
+class LossWeights(NamedTuple):
+    """The traced weights of the loss (module docstring).
+
+    Attributes:
+      nll: ``beta``, the flow NLL weight reached after annealing.
+      replay: ``gamma``.
+      separation: ``delta``.
+      regularizer: ``lambda``, the output regulariser of the repair.
+      virtual_lr: ``eta``, the learning rate of the repair's virtual SGD step.
+    """
+
+    nll: float = 0.01
+    replay: float = 1.0
+    separation: float = 0.1
+    regularizer: float = 1.0
+    virtual_lr: float = 0.01
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One model of the study: everything but :class:`LossWeights` changes the program.
+
+    Attributes:
+      model: the autoencoder's shapes; ``model.model`` is ``"mlp"`` or ``"hypernet_sde_flow"``.
+      embedding_dim: dimension ``D`` of the task embeddings.
+      hnet_hidden: widths of the hypernetwork's trunk.
+      shared: the flow and SDE networks: ``"trained"`` (shared, trained on every task, the
+        study), ``"frozen"`` (shared, frozen after task 0), ``"generated"`` (generated per task).
+      order: 0, no output regulariser (the study); 1 or 2, the repair's look-ahead order.
+      epochs: epochs per task (300 in the study).
+      batch_size: minibatch size; the remainder of an epoch is dropped.
+      learning_rate: AdamW's (5e-4 in the study).
+      weight_decay: AdamW's.
+      anneal_fraction: ``a``, the fraction of a task over which ``beta`` ramps up.
+      memory_per_task: points of each finished task kept for replay.
+      weights: the traced loss weights.
+    """
+
+    model: SdeFlowConfig = SdeFlowConfig()
+    embedding_dim: int = 32
+    hnet_hidden: tuple[int, ...] = (50, 32)
+    shared: str = "trained"
+    order: int = 0
+    epochs: int = 300
+    batch_size: int = 50
+    learning_rate: float = 5e-4
+    weight_decay: float = 1e-4
+    anneal_fraction: float = 0.5
+    memory_per_task: int = 20
+    weights: LossWeights = LossWeights()
+
+    def __post_init__(self):
+        if self.shared not in SHARED_MODES:
+            raise ValueError(f"shared={self.shared!r} is not one of {SHARED_MODES}")
+        if self.order not in (0, *ORDERS):
+            raise ValueError(f"order={self.order!r} is not one of {(0, *ORDERS)} "
+                             "(0: no output regulariser)")
+        if self.model.model == "mlp" and (self.order or self.shared != "trained"):
+            raise ValueError("the MLP baseline has no hypernetwork: it takes order=0 and "
+                             f"shared='trained', got order={self.order!r}, shared={self.shared!r}")
+        for name in ("embedding_dim", "epochs", "batch_size", "memory_per_task"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not 0 < self.anneal_fraction <= 1:
+            raise ValueError(f"anneal_fraction must be in (0, 1], got {self.anneal_fraction!r}")
+        for name, value in self.weights._asdict().items():
+            if not value >= 0:
+                raise ValueError(f"loss weight {name} must be >= 0, got {value!r}")
+
+    @property
+    def is_hypernet(self) -> bool:
+        return self.model.model == "hypernet_sde_flow"
+
+    @property
+    def static(self) -> Variant:
+        """The variant with default weights: what the compiled program depends on."""
+        return dataclasses.replace(self, weights=LossWeights())
+
+    def check_tasks(self, tasks: PointTasks) -> None:
+        """Refuse, before any compilation, data this variant cannot train on."""
+        n = tasks.x_train.shape[1]
+        if self.batch_size > n:
+            raise ValueError(f"batch_size={self.batch_size} exceeds the {n} training points of a "
+                             "task")
+        if self.memory_per_task > n:
+            raise ValueError(f"memory_per_task={self.memory_per_task} exceeds the {n} training "
+                             "points of a task")
+        if tasks.x_train.shape[-1] != self.model.data_dim:
+            raise ValueError(f"points have dimension {tasks.x_train.shape[-1]}, the model "
+                             f"data_dim={self.model.data_dim}")
+
+
+# ----------------------------------------------------------------------------------------------
+# The model of a variant: parameters psi, and theta_t for a task.
+
+
+def hypernetwork(variant: Variant, num_tasks: int) -> Hypernetwork:
+    """``H_psi``: generates the encoder and decoder (and, if ``shared="generated"``, the rest)."""
+    shapes = jax.eval_shape(functools.partial(init_params, variant.model), jax.random.key(0))
+    generate = generate_all if variant.shared == "generated" else generate_under("encoder",
+                                                                                 "decoder")
+    config = HypernetConfig(num_tasks=num_tasks, embedding_dim=variant.embedding_dim,
+                            hidden=variant.hnet_hidden, new_task_init="random", vectors="generated")
+    return Hypernetwork.for_params(shapes, config=config, generate=generate)
+
+
+def init(variant: Variant, num_tasks: int, key: jax.Array) -> PyTree:
+    """``psi``: the autoencoder's parameters (MLP) or the hypernetwork's variables.
+
+    Shared leaves start from the model's own initialisers (the flow as the identity).
+    """
+    k_model, k_hnet = jax.random.split(key)
+    own = init_params(variant.model, k_model)
+    if not variant.is_hypernet:
+        return own
+    hnet = hypernetwork(variant, num_tasks)
+    psi = hnet.init(k_hnet, 0)
+    flat = traverse_util.flatten_dict(own)
+    params = dict(psi["params"])
+    for spec in hnet.specs:
+        if spec.role == "shared":
+            params[head_name(spec)] = {"value": flat[spec.path]}
+    return {**psi, "params": params}
+
+
+def task_params(variant: Variant, hnet: Hypernetwork | None, psi: PyTree, task_id) -> PyTree:
+    """``theta_t``: the autoencoder's parameters for task ``task_id``."""
+    return hnet.apply(psi, task_id) if variant.is_hypernet else psi
+
+
+def _shared_mask(psi: PyTree) -> PyTree:
+    """``True`` on the leaves of shared (not generated) heads."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: any(getattr(p, "key", "").startswith("shared:") for p in path), psi)
+
+
+# ----------------------------------------------------------------------------------------------
+# The loss.
+
+
+def separation(embeddings: jax.Array, task_id: jax.Array) -> jax.Array:
+    """``S = mean_{i < j <= t} exp(-|e_i - e_j|^2 / D)`` (0 while only one task is seen)."""
+    n, dim = embeddings.shape
+    sq = jnp.sum(jnp.square(embeddings[:, None, :] - embeddings[None, :, :]), axis=-1)
+    ids = jnp.arange(n)
+    pairs = (ids[:, None] < ids[None, :]) & (ids[None, :] <= task_id)
+    kernel = jnp.exp(-sq / dim)
+    return jnp.sum(jnp.where(pairs, kernel, 0.0)) / jnp.maximum(jnp.sum(pairs), 1)
+
+
+def _per_task_mse(x_hat, x, num_groups):
+    """Mean squared error of each of ``num_groups`` equal consecutive blocks of rows."""
+    err = jnp.square(x_hat - x).reshape(num_groups, -1)
+    return jnp.mean(err, axis=1)
+
+
+def _per_example_parts(variant: Variant) -> tuple[str, ...]:
+    """The model parts that differ between tasks (generated), hence between examples of a
+    mixed batch."""
+    if not variant.is_hypernet:
+        return ()
+    if variant.shared == "generated":
+        return PARTS
+    return ("encoder", "decoder")
+
+
+def reconstruct_tasks(variant: Variant, hnet, psi, x, task_ids, key, adjoint="checkpoint"):
+    """``(x_hat, z0)`` for points ``x`` ``(n, d)`` of several tasks ``task_ids`` ``(n,)``, in one
+    solve: every example goes through its own task's generated parts; shared parts are shared."""
+    if not variant.is_hypernet:
+        return reconstruct(variant.model, psi, x, key, adjoint)
+    num_tasks = hnet.config.num_tasks
+    thetas = jax.vmap(lambda j: hnet.apply(psi, j))(jnp.arange(num_tasks))
+    per_example = _per_example_parts(variant)
+    theta = {part: jax.tree.map(lambda a: jnp.take(a, task_ids, axis=0), tree)
+             if part in per_example else jax.tree.map(lambda a: a[0], tree)
+             for part, tree in thetas.items()}
+    return reconstruct(variant.model, theta, x, key, adjoint, per_example)
+
+
+def loss_terms(variant: Variant, weights: LossWeights, hnet, psi, x, task_id, memory, progress,
+               key, adjoint="checkpoint"):
+    """``(L, terms)`` for one batch ``x`` of task ``task_id``; ``progress = k / K`` in [0, 1].
+
+    The batch and the whole episodic memory go through the model together, each point with its
+    own task id (the memory rows of tasks not yet seen are computed and masked out: one shape
+    for every task).
+    """
+    cfg = variant.model
+    n = x.shape[0]
+    if not variant.is_hypernet:
+        mse = jnp.mean(jnp.square(reconstruct(cfg, psi, x, key)[0] - x))
+        zero = jnp.zeros((), mse.dtype)
+        return mse, {"mse": mse, "nll": zero, "replay": zero, "separation": zero}
+    num_tasks, per_task, _ = memory.shape
+    points = jnp.concatenate([x, memory.reshape(-1, x.shape[-1])])
+    ids = jnp.concatenate([jnp.full((n,), task_id, jnp.int32),
+                           jnp.repeat(jnp.arange(num_tasks, dtype=jnp.int32), per_task)])
+    x_hat, z0 = reconstruct_tasks(variant, hnet, psi, points, ids, key, adjoint)
+    mse = jnp.mean(jnp.square(x_hat[:n] - x))
+    theta_t = hnet.apply(psi, task_id)
+    nll = jnp.mean(flow_nll(cfg, theta_t["flow"], z0[:n]))
+    beta = weights.nll * jnp.minimum(1.0, progress / variant.anneal_fraction)
+    per_task_mse = _per_task_mse(x_hat[n:], points[n:], num_tasks)
+    seen = (jnp.arange(num_tasks) < task_id).astype(per_task_mse.dtype)
+    replay = jnp.sum(per_task_mse * seen) / jnp.maximum(jnp.sum(seen), 1.0)
+    sep = separation(psi["params"]["embedding"], task_id)
+    total = mse + beta * nll + weights.replay * replay + weights.separation * sep
+    return total, {"mse": mse, "nll": nll, "replay": replay, "separation": sep}
+
+
+# ----------------------------------------------------------------------------------------------
+# The compiled programs: one task's training, and the evaluation of every task.
+
+
+def objective_grad(variant: Variant, weights: LossWeights, hnet, psi, x, task_id, memory,
+                   targets, progress, key):
+    """The gradient a training step follows, and the step's metrics.
+
+    Order 0: ``grad L(psi)``. Orders 1 and 2: the look-ahead gradient of
+    ``L(psi) + lambda L_H(psi - eta grad L(psi))``, ``L_H`` against ``targets`` (the frozen
+    hypernetwork's outputs for every task, of which the tasks before ``task_id`` count).
+    """
+    adjoint = "direct" if variant.order == 2 else "checkpoint"  # order 2 differentiates forward
+
+    def task_loss(p):
+        return loss_terms(variant, weights, hnet, p, x, task_id, memory, progress, key, adjoint)
+
+    if variant.order:
+        ids = jnp.arange(memory.shape[0])
+        grad, info = lookahead_grad(
+            task_loss, lambda p: output_regularizer(hnet, p, targets, ids, ids < task_id), psi,
+            virtual_opt=optax.sgd(weights.virtual_lr), order=variant.order,
+            coef=weights.regularizer, has_aux=True)
+        loss, terms, reg = info.task_loss, info.aux, info.reg_loss
+    else:
+        (loss, terms), grad = jax.value_and_grad(task_loss, has_aux=True)(psi)
+        reg = jnp.zeros((), loss.dtype)
+    return grad, {"loss": loss, "reg": reg, **terms}
+
+
+def train_task(variant: Variant, weights: LossWeights, psi, frozen, memory, x, task_id, key):
+    """Train on task ``task_id``'s points ``x``; returns ``(psi, memory, step_metrics)``.
+
+    ``frozen`` is ``psi`` at the end of the previous task (the output regulariser's ``H*``);
+    ``memory`` ``(T, m, d)`` gains this task's row at the end. One ``jax.lax.scan`` over
+    ``epochs x (n // batch_size)`` minibatches; ``variant`` is static, the rest traced.
+    """
+    num_tasks = memory.shape[0]
+    hnet = hypernetwork(variant, num_tasks) if variant.is_hypernet else None
+    optimizer = optax.adamw(variant.learning_rate, weight_decay=variant.weight_decay)
+    targets = task_outputs(hnet, frozen, jnp.arange(num_tasks)) if variant.order else None
+    frozen_leaves = _shared_mask(psi) if variant.shared == "frozen" else None
+    k_index, k_steps, k_memory = jax.random.split(key, 3)
+    indices = minibatch_indices(k_index, x.shape[0], variant.batch_size, variant.epochs)
+    total = indices.shape[0]
+
+    def step(carry, inputs):
+        psi, opt_state = carry
+        k, idx, k_step = inputs
+        grad, metrics = objective_grad(variant, weights, hnet, psi, jnp.take(x, idx, axis=0),
+                                       task_id, memory, targets, k / total, k_step)
+        updates, opt_state = optimizer.update(grad, opt_state, psi)
+        if frozen_leaves is not None:
+            updates = jax.tree.map(lambda u, f: jnp.where(f & (task_id > 0), 0.0, u), updates,
+                                   frozen_leaves)
+        return (optax.apply_updates(psi, updates), opt_state), metrics
+
+    (psi, _), metrics = jax.lax.scan(
+        step, (psi, optimizer.init(psi)),
+        (jnp.arange(total), indices, jax.random.split(k_steps, total)))
+    keep = jax.random.permutation(k_memory, x.shape[0])[: memory.shape[1]]
+    memory = memory.at[task_id].set(jnp.take(x, keep, axis=0))
+    return psi, memory, metrics
+
+
+def evaluate(variant: Variant, psi, x_test, key) -> jax.Array:
+    """``(T,)`` test MSE of every task ``j``, decoded with ``theta_j`` (one fixed noise key)."""
+    num_tasks, per_task, dim = x_test.shape
+    hnet = hypernetwork(variant, num_tasks) if variant.is_hypernet else None
+    points = x_test.reshape(-1, dim)
+    ids = jnp.repeat(jnp.arange(num_tasks, dtype=jnp.int32), per_task)
+    x_hat, _ = reconstruct_tasks(variant, hnet, psi, points, ids, key)
+    return _per_task_mse(x_hat, points, num_tasks)
+
+
+def _static_first(fn):
+    """``fn(variant, *args)`` as ``g(*args, variant=...)``, for ``CompiledPrograms``."""
+    def with_static(*args, variant):
+        return fn(variant, *args)
+    return with_static
+
+
+class Programs(NamedTuple):
+    """The compiled programs, shared by every variant of a run: variants that differ only in
+    their :class:`LossWeights` share one compilation."""
+
+    train: CompiledPrograms
+    evaluate: CompiledPrograms
+
+    @classmethod
+    def create(cls) -> Programs:
+        return cls(CompiledPrograms(_static_first(train_task), ["variant"]),
+                   CompiledPrograms(_static_first(evaluate), ["variant"]))
+
+    @property
+    def compilations(self) -> int:
+        return len(self.train.compiled) + len(self.evaluate.compiled)
+
+    @property
+    def compile_s(self) -> float:
+        return self.train.compile_s + self.evaluate.compile_s
+
+
+# ----------------------------------------------------------------------------------------------
+# A run over the tasks.
+
+
+@dataclasses.dataclass
+class StudyRun:
+    """What one variant measured over the tasks.
+
+    Attributes:
+      mse_matrix: ``(T, T)``, ``[i, j]`` the test MSE on task ``j`` after training task ``i``
+        (every ``j``; for ``j > i`` the hypernetwork uses task ``j``'s untrained embedding).
+      forgetting_t0: ``M[T-1, 0] - M[0, 0]``.
+      mean_forgetting: ``mean_{j < T-1} (M[T-1, j] - M[j, j])``.
+      step_metrics: ``{name: (steps,)}`` for :data:`STEP_METRICS` plus ``task``.
+      time_s: training and evaluation seconds, compilation excluded.
+      compile_s: compilation seconds of the programs this run compiled (0 when reused).
+      params: the final ``psi``.
+    """
+
+    mse_matrix: np.ndarray
+    forgetting_t0: float
+    mean_forgetting: float
+    step_metrics: dict[str, np.ndarray]
+    time_s: float
+    compile_s: float
+    params: PyTree = None
+
+
+def forgetting(matrix: np.ndarray) -> tuple[float, float]:
+    """``(forgetting_t0, mean_forgetting)`` of an MSE matrix (increases: positive is worse)."""
+    m = np.asarray(matrix, dtype=float)
+    last = m.shape[0] - 1
+    if last == 0:
+        return 0.0, 0.0
+    return float(m[last, 0] - m[0, 0]), float(np.mean(m[last, :last] - np.diag(m)[:last]))
+
+
+def run_tasks(variant: Variant, tasks: PointTasks, key: jax.Array, *,
+              programs: Programs | None = None, progress=None) -> StudyRun:
+    """Train ``variant`` on every task in order, evaluating all tasks after each.
+
+    Args:
+      variant: the model.
+      tasks: the benchmark.
+      key: the run's key (initialisation, minibatches, SDE noise, memory, evaluation noise).
+      programs: compiled programs to reuse across variants (a fresh cache if ``None``).
+      progress: ``callable(task_id, metrics)`` called after each task, e.g. to print.
+    """
+    variant.check_tasks(tasks)
+    programs = programs or Programs.create()
+    num_tasks = tasks.num_tasks
+    k_init, k_eval, k_train = jax.random.split(key, 3)
+    compile_before = programs.compile_s
+    start = time.perf_counter()
+    init_program = jax.jit(functools.partial(init, variant, num_tasks)).lower(k_init).compile()
+    init_s = time.perf_counter() - start
+    start = time.perf_counter()
+    psi = init_program(k_init)
+    memory = jnp.zeros((num_tasks, variant.memory_per_task, tasks.x_train.shape[-1]),
+                       tasks.x_train.dtype)
+    weights = LossWeights(*(jnp.float32(w) for w in variant.weights))
+    matrix = np.zeros((num_tasks, num_tasks))
+    logs: dict[str, list] = {name: [] for name in (*STEP_METRICS, "task")}
+    for t in range(num_tasks):
+        frozen = psi
+        psi, memory, metrics = programs.train(
+            weights, psi, frozen, memory, tasks.x_train[t], jnp.int32(t),
+            jax.random.fold_in(k_train, t), variant=variant.static)
+        matrix[t] = np.asarray(programs.evaluate(psi, tasks.x_test, k_eval,
+                                                 variant=variant.static))
+        metrics = jax.device_get(metrics)
+        for name in STEP_METRICS:
+            logs[name].append(np.asarray(metrics[name]))
+        logs["task"].append(np.full(len(metrics["loss"]), t))
+        if progress is not None:
+            progress(t, {name: float(np.mean(metrics[name][-10:])) for name in STEP_METRICS})
+    compile_s = programs.compile_s - compile_before
+    time_s = time.perf_counter() - start - compile_s
+    compile_s += init_s
+    f0, mean_f = forgetting(matrix)
+    return StudyRun(matrix, f0, mean_f, {k: np.concatenate(v) for k, v in logs.items()},
+                    time_s, compile_s, psi)

@@ -1,0 +1,222 @@
+"""The Hypernet-SDE-Flow parts: the coupling flow (invertible, exact log-det), the SDE solve
+(zero diffusion is the ODE; Ornstein-Uhlenbeck moments), the point benchmark."""
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxcl.data import synthetic
+from jaxcl.models import sde_flow as sf
+
+
+# Eager diffrax and distrax dispatch op by op: compiled, each test runs in about a second.
+reconstruct = jax.jit(sf.reconstruct, static_argnums=0, static_argnames=("adjoint", "per_example"))
+flow_nll = jax.jit(sf.flow_nll, static_argnums=(0, 3))
+solve_sde = jax.jit(sf.solve_sde, static_argnums=(0, 1),
+                    static_argnames=("horizon", "steps", "solver", "adjoint", "brownian"))
+
+
+def _forward_and_log_det(cfg, params, z):
+    return sf.coupling_flow(cfg, params).forward_and_log_det(z)
+
+
+def _perturbed(params, key, scale=0.5):
+    """Random parameters everywhere (the flow's zero-initialised last layers would make it the
+    identity, which proves nothing)."""
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    return jax.tree.unflatten(tree, [x + scale * jax.random.normal(k, x.shape, x.dtype)
+                                     for x, k in zip(leaves, keys)])
+
+
+@pytest.mark.parametrize("latent_dim,layers", [(2, 1), (3, 4), (4, 3)])
+def test_flow_round_trip_and_log_det_against_jacobian(latent_dim, layers, key, x64):
+    cfg = sf.SdeFlowConfig(latent_dim=latent_dim, flow_layers=layers)
+    params = _perturbed(jax.tree.map(lambda a: a.astype(jnp.float64),
+                                     sf.init_params(cfg, key)["flow"]), jax.random.key(1))
+    z = jax.random.normal(jax.random.key(2), (16, latent_dim), jnp.float64)
+
+    @jax.jit
+    def check(params, z):
+        flow = sf.coupling_flow(cfg, params)
+        u, log_det = flow.forward_and_log_det(z)
+        jac = jax.vmap(jax.jacfwd(flow.forward))(z)
+        return u, log_det, flow.inverse(u), jnp.linalg.slogdet(jac)[1]
+
+    u, log_det, back, jac_log_det = check(params, z)
+    assert float(jnp.abs(u - z).max()) > 1e-2  # the flow is not the identity here
+    np.testing.assert_allclose(back, z, atol=1e-10)
+    np.testing.assert_allclose(log_det, jac_log_det, atol=1e-10)
+    # The NLL is -log N(u; 0, I) - log|det J|, row by row.
+    base = -0.5 * jnp.sum(u**2, -1) - 0.5 * latent_dim * jnp.log(2 * jnp.pi)
+    np.testing.assert_allclose(flow_nll(cfg, params, z), -(base + log_det), atol=1e-10)
+
+
+def test_flow_round_trip_float32(key):
+    cfg = sf.SdeFlowConfig()
+    params = _perturbed(sf.init_params(cfg, key)["flow"], key, scale=0.1)
+    z = jax.random.normal(key, (64, cfg.latent_dim))
+
+    @jax.jit
+    def round_trip(params, z):
+        flow = sf.coupling_flow(cfg, params)
+        u = flow.forward(z)
+        return u, flow.inverse(u)
+
+    u, back = round_trip(params, z)
+    assert float(jnp.abs(u - z).max()) > 1e-2
+    np.testing.assert_allclose(back, z, atol=1e-5)
+
+
+def test_flow_starts_as_identity_and_bounds_log_scales(key):
+    cfg = sf.SdeFlowConfig(max_log_scale=0.5)
+    params = sf.init_params(cfg, key)["flow"]
+    z = jax.random.normal(key, (8, cfg.latent_dim))
+    forward = jax.jit(_forward_and_log_det, static_argnums=0)
+    u, log_det = forward(cfg, params, z)
+    np.testing.assert_array_equal(u, z)
+    np.testing.assert_array_equal(log_det, 0.0)
+    wild = jax.tree.map(lambda a: 100.0 * jnp.ones_like(a), params)
+    _, log_det = forward(cfg, wild, z)
+    # Each layer changes at most ceil(d/2) coordinates by at most s_max in log-scale.
+    assert float(jnp.abs(log_det).max()) <= cfg.flow_layers * 2 * 0.5 + 1e-5
+
+
+def test_flow_per_example_parameters_match_one_by_one(key):
+    cfg = sf.SdeFlowConfig()
+    p0 = _perturbed(sf.init_params(cfg, key)["flow"], jax.random.key(1))
+    p1 = _perturbed(p0, jax.random.key(2))
+    z = jax.random.normal(key, (4, cfg.latent_dim))
+    stacked = jax.tree.map(lambda a, b: jnp.stack([a, b, a, b]), p0, p1)
+    mixed = flow_nll(cfg, stacked, z, True)
+    one = jnp.array([flow_nll(cfg, p, z[i:i + 1])[0] for i, p in enumerate([p0, p1, p0, p1])])
+    np.testing.assert_allclose(mixed, one, rtol=1e-5)
+
+
+def _drift(t, y, args):
+    return -args["theta"] * y + jnp.sin(t)
+
+
+@pytest.mark.parametrize("solver", sorted(sf.SDE_SOLVERS))
+@pytest.mark.parametrize("brownian", sf.BROWNIAN_PATHS)
+def test_zero_diffusion_is_the_ode(solver, brownian, key):
+    y0 = jax.random.normal(key, (5, 3))
+    args = {"theta": 0.7}
+    zero = lambda t, y, a: jnp.zeros_like(y)  # noqa: E731
+    sde = solve_sde(_drift, zero, y0, key, args=args, horizon=2.0, steps=16, solver=solver,
+                       brownian=brownian)
+    ode = diffrax.diffeqsolve(diffrax.ODETerm(_drift), sf.SDE_SOLVERS[solver](), 0.0, 2.0,
+                              2.0 / 16, y0, args=args).ys[-1]
+    np.testing.assert_allclose(sde, ode, rtol=1e-6, atol=1e-6)
+    # ...and a non-zero diffusion does change it.
+    noisy = solve_sde(_drift, lambda t, y, a: 0.3 * jnp.ones_like(y), y0, key, args=args,
+                         horizon=2.0, steps=16, solver=solver, brownian=brownian)
+    assert float(jnp.abs(noisy - ode).max()) > 1e-2
+
+
+@pytest.mark.parametrize("solver", sorted(sf.SDE_SOLVERS))
+@pytest.mark.parametrize("brownian", sf.BROWNIAN_PATHS)
+def test_ornstein_uhlenbeck_moments(solver, brownian, key):
+    """dY = -theta Y dt + sigma dW: Y_T ~ N(y0 e^{-theta T}, sigma^2 (1 - e^{-2 theta T}) / 2theta)."""
+    theta, sigma, horizon, y0, n = 1.0, 0.5, 1.0, 1.0, 20_000
+    ys = solve_sde(lambda t, y, a: -theta * y, lambda t, y, a: sigma * jnp.ones_like(y),
+                      jnp.full((n, 1), y0), key, horizon=horizon, steps=200, solver=solver,
+                      brownian=brownian)
+    mean = y0 * np.exp(-theta * horizon)
+    var = sigma**2 * (1 - np.exp(-2 * theta * horizon)) / (2 * theta)
+    # 4 standard errors, plus the solver's O(dt) bias (< 1e-3 at dt = 1/200).
+    assert abs(float(ys.mean()) - mean) < 4 * np.sqrt(var / n) + 1e-3
+    assert abs(float(ys.var()) - var) < 4 * var * np.sqrt(2 / (n - 1)) + 1e-3
+
+
+def test_same_key_same_path_and_a_new_key_a_new_one(key):
+    cfg = sf.SdeFlowConfig()
+    params = sf.init_params(cfg, key)
+    x = jax.random.normal(key, (8, 3))
+    a = reconstruct(cfg, params, x, jax.random.key(1))[0]
+    b = reconstruct(cfg, params, x, jax.random.key(1))[0]
+    c = reconstruct(cfg, params, x, jax.random.key(2))[0]
+    np.testing.assert_array_equal(a, b)
+    assert float(jnp.abs(a - c).max()) > 1e-4
+
+
+def test_per_example_parts_match_one_by_one(key):
+    cfg = sf.SdeFlowConfig(diffusion_scale=0.0)  # deterministic: batches of any size agree
+    p0 = _perturbed(sf.init_params(cfg, key), jax.random.key(1), 0.1)
+    p1 = _perturbed(p0, jax.random.key(2), 0.1)
+    x = jax.random.normal(key, (4, 3))
+    stacked = jax.tree.map(lambda a, b: jnp.stack([a, b, b, a]), p0, p1)
+    mixed = reconstruct(cfg, stacked, x, key, per_example=sf.PARTS)[0]
+    one = jnp.concatenate([reconstruct(cfg, p, x[i:i + 1], key)[0]
+                           for i, p in enumerate([p0, p1, p1, p0])])
+    np.testing.assert_allclose(mixed, one, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown parts"):
+        sf.reconstruct(cfg, p0, x, key, per_example=("encoder", "flows"))
+
+
+def test_mlp_and_model_parameter_counts(key):
+    from jaxcl.hypernet import count_params
+
+    hsf = sf.init_params(sf.SdeFlowConfig(), key)
+    mlp = sf.init_params(sf.SdeFlowConfig(model="mlp"), key)
+    assert set(mlp) == {"encoder", "decoder"}
+    assert count_params(mlp) == count_params({k: hsf[k] for k in ("encoder", "decoder")})
+    # 3 -> 32 -> 32 -> 3, twice.
+    assert count_params(mlp) == 2 * ((3 * 32 + 32) + (32 * 32 + 32) + (32 * 3 + 3))
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"model": "vae"}, "model='vae'"), ({"solver": "rk4"}, "solver='rk4'"),
+    ({"latent_dim": 1}, "latent_dim"), ({"sde_steps": 0}, "sde_steps"),
+    ({"hidden": (32, 0)}, "hidden"), ({"diffusion_scale": -1.0}, "diffusion_scale"),
+])
+def test_bad_config_is_refused(bad, match):
+    with pytest.raises(ValueError, match=match):
+        sf.SdeFlowConfig(**bad)
+
+
+# ----------------------------------------------------------------------------------------------
+# The point benchmark.
+
+
+def test_manifolds_satisfy_their_formulas(key):
+    n = 200
+    x = synthetic.helix(key, n)
+    np.testing.assert_allclose(x[:, 0] ** 2 + x[:, 1] ** 2, 1.0, rtol=1e-5)
+    x = synthetic.saddle(key, n)
+    np.testing.assert_allclose(x[:, 2], x[:, 0] ** 2 - x[:, 1] ** 2, atol=1e-6)
+    x = synthetic.swiss_roll(key, n)
+    radius = jnp.sqrt(x[:, 0] ** 2 + x[:, 2] ** 2)  # = s
+    np.testing.assert_allclose(jnp.arctan2(x[:, 2], x[:, 0]), jnp.arctan2(jnp.sin(radius),
+                               jnp.cos(radius)), atol=1e-4)
+    x = synthetic.torus_knot(key, n)
+    ring = jnp.sqrt(x[:, 0] ** 2 + x[:, 1] ** 2) - 2.0  # = cos 3s, and x[:, 2] = -sin 3s
+    np.testing.assert_allclose(ring**2 + x[:, 2] ** 2, 1.0, rtol=1e-4)
+    x = synthetic.sine_sheet(key, n)
+    np.testing.assert_allclose(x[:, 2], jnp.sin(jnp.pi * x[:, 0]) * jnp.cos(jnp.pi * x[:, 1]),
+                               atol=1e-6)
+
+
+def test_point_tasks_shapes_scale_and_determinism(key):
+    tasks = synthetic.point_tasks(key)
+    assert tasks.x_train.shape == (5, 300, 3) and tasks.x_test.shape == (5, 100, 3)
+    assert tasks.names == tuple(synthetic.MANIFOLDS)
+    np.testing.assert_allclose(tasks.x_train.mean(axis=1), 0.0, atol=0.02)
+    np.testing.assert_allclose(tasks.x_train.std(axis=1), 1.0, atol=0.02)
+    again = synthetic.point_tasks(jax.random.key(0))
+    np.testing.assert_array_equal(tasks.x_train, again.x_train)
+    other = synthetic.point_tasks(jax.random.key(1))
+    assert float(jnp.abs(tasks.x_train - other.x_train).max()) > 0.1
+    # Held out: no test point is a training point.
+    d = jnp.abs(tasks.x_test[:, :, None, :] - tasks.x_train[:, None, :, :]).sum(-1)
+    assert float(d.min()) > 0
+
+
+@pytest.mark.parametrize("bad,match", [({"num_tasks": 6}, "num_tasks"),
+                                       ({"train_per_task": 1}, "train_per_task"),
+                                       ({"noise": -0.1}, "noise")])
+def test_point_tasks_refuse_bad_options(bad, match, key):
+    with pytest.raises(ValueError, match=match):
+        synthetic.point_tasks(key, **bad)
