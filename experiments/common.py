@@ -18,8 +18,6 @@ from jaxcl.engine import train_stream
 from jaxcl.streams import Experience
 from jaxcl.strategies import StrategyConfig, build_strategy
 
-check_out = results.check_out
-write_results = results.write_files
 
 
 def parse_config(config_cls: type, argv: list[str] | None, *, description: str, quick: dict):

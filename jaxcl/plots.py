@@ -3,6 +3,8 @@
 * :func:`accuracy_heatmap`: the accuracy matrix ``R[i, j]`` (after experience ``i``, on ``j``).
 * :func:`accuracy_over_stream`: accuracy of each experience as the stream goes on (the study's
   Figures 7, 8, 11).
+* :func:`matrix_heatmap`: any after-``i``-on-``j`` matrix, e.g. the test MSE of the
+  Hypernet-SDE-Flow study (logarithmic colours, the whole matrix shown).
 * :func:`series_over_steps`: a per-step series such as the gradient cosine similarity (Figure 12).
 
 Each returns the PNG bytes.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 
@@ -37,6 +40,29 @@ def accuracy_heatmap(matrix, title: str) -> bytes:
     ax.set_ylabel("after training experience i")
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, label="accuracy")
+    return _png(fig)
+
+
+def matrix_heatmap(matrix, title: str, *, label: str, log: bool = True,
+                   what: str = "task") -> bytes:
+    """``M[i, j]`` (after training ``i``, on ``j``) with its values written in; the diagonal
+    (just trained) is outlined. ``log`` colours on a logarithmic scale (values must be > 0)."""
+    m = np.asarray(matrix, dtype=float)
+    n = m.shape[0]
+    fig = Figure(figsize=(1.4 + 0.6 * n, 1.0 + 0.5 * n))
+    ax = fig.subplots()
+    norm = LogNorm(vmin=max(m.min(), 1e-6), vmax=max(m.max(), 1e-5)) if log else None
+    im = ax.imshow(m, cmap="magma", norm=norm)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{m[i, j]:.3g}", ha="center", va="center", fontsize=6,
+                    color="w" if i != j else "c")
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    ax.set_xlabel(f"evaluated on {what} j")
+    ax.set_ylabel(f"after training {what} i")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, label=label)
     return _png(fig)
 
 

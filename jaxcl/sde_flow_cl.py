@@ -51,7 +51,13 @@ from jaxcl.hypernet import (
     head_name,
 )
 from jaxcl.lookahead import ORDERS, lookahead_grad
-from jaxcl.models.sde_flow import PARTS, SdeFlowConfig, flow_nll, init_params, reconstruct
+from jaxcl.models.sde_flow import (
+    PARTS,
+    SdeFlowConfig,
+    flow_nll,
+    init_params,
+    reconstruct,
+)
 from jaxcl.regularizers import output_regularizer, task_outputs
 from jaxcl.training import CompiledPrograms, minibatch_indices
 
@@ -141,6 +147,14 @@ class Variant:
         """The variant with default weights: what the compiled program depends on."""
         return dataclasses.replace(self, weights=LossWeights())
 
+    @property
+    def eval_static(self) -> Variant:
+        """What the evaluation program depends on: the model and which parts are generated, not
+        how they were trained (so the study and its repairs share one evaluation program)."""
+        generated = self.shared == "generated"
+        return Variant(model=self.model, embedding_dim=self.embedding_dim,
+                       hnet_hidden=self.hnet_hidden, shared="generated" if generated else "trained")
+
     def check_tasks(self, tasks: PointTasks) -> None:
         """Refuse, before any compilation, data this variant cannot train on."""
         n = tasks.x_train.shape[1]
@@ -169,7 +183,7 @@ def hypernetwork(variant: Variant, num_tasks: int) -> Hypernetwork:
     return Hypernetwork.for_params(shapes, config=config, generate=generate)
 
 
-def init(variant: Variant, num_tasks: int, key: jax.Array) -> PyTree:
+def init(variant: Variant, key: jax.Array, num_tasks: int) -> PyTree:
     """``psi``: the autoencoder's parameters (MLP) or the hypernetwork's variables.
 
     Shared leaves start from the model's own initialisers (the flow as the identity).
@@ -351,8 +365,8 @@ def evaluate(variant: Variant, psi, x_test, key) -> jax.Array:
 
 def _static_first(fn):
     """``fn(variant, *args)`` as ``g(*args, variant=...)``, for ``CompiledPrograms``."""
-    def with_static(*args, variant):
-        return fn(variant, *args)
+    def with_static(*args, variant, **static):
+        return fn(variant, *args, **static)
     return with_static
 
 
@@ -360,21 +374,23 @@ class Programs(NamedTuple):
     """The compiled programs, shared by every variant of a run: variants that differ only in
     their :class:`LossWeights` share one compilation."""
 
+    init: CompiledPrograms
     train: CompiledPrograms
     evaluate: CompiledPrograms
 
     @classmethod
     def create(cls) -> Programs:
-        return cls(CompiledPrograms(_static_first(train_task), ["variant"]),
+        return cls(CompiledPrograms(_static_first(init), ["variant", "num_tasks"]),
+                   CompiledPrograms(_static_first(train_task), ["variant"]),
                    CompiledPrograms(_static_first(evaluate), ["variant"]))
 
     @property
     def compilations(self) -> int:
-        return len(self.train.compiled) + len(self.evaluate.compiled)
+        return sum(len(p.compiled) for p in self)
 
     @property
     def compile_s(self) -> float:
-        return self.train.compile_s + self.evaluate.compile_s
+        return sum(p.compile_s for p in self)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -431,10 +447,7 @@ def run_tasks(variant: Variant, tasks: PointTasks, key: jax.Array, *,
     k_init, k_eval, k_train = jax.random.split(key, 3)
     compile_before = programs.compile_s
     start = time.perf_counter()
-    init_program = jax.jit(functools.partial(init, variant, num_tasks)).lower(k_init).compile()
-    init_s = time.perf_counter() - start
-    start = time.perf_counter()
-    psi = init_program(k_init)
+    psi = programs.init(k_init, variant=variant.eval_static, num_tasks=num_tasks)
     memory = jnp.zeros((num_tasks, variant.memory_per_task, tasks.x_train.shape[-1]),
                        tasks.x_train.dtype)
     weights = LossWeights(*(jnp.float32(w) for w in variant.weights))
@@ -446,7 +459,7 @@ def run_tasks(variant: Variant, tasks: PointTasks, key: jax.Array, *,
             weights, psi, frozen, memory, tasks.x_train[t], jnp.int32(t),
             jax.random.fold_in(k_train, t), variant=variant.static)
         matrix[t] = np.asarray(programs.evaluate(psi, tasks.x_test, k_eval,
-                                                 variant=variant.static))
+                                                 variant=variant.eval_static))
         metrics = jax.device_get(metrics)
         for name in STEP_METRICS:
             logs[name].append(np.asarray(metrics[name]))
@@ -455,7 +468,6 @@ def run_tasks(variant: Variant, tasks: PointTasks, key: jax.Array, *,
             progress(t, {name: float(np.mean(metrics[name][-10:])) for name in STEP_METRICS})
     compile_s = programs.compile_s - compile_before
     time_s = time.perf_counter() - start - compile_s
-    compile_s += init_s
     f0, mean_f = forgetting(matrix)
     return StudyRun(matrix, f0, mean_f, {k: np.concatenate(v) for k, v in logs.items()},
                     time_s, compile_s, psi)

@@ -88,3 +88,55 @@ def test_seed_records_aggregate():
     assert record["aca"] == pytest.approx(0.4) and record["aca_std"] == pytest.approx(0.2)
     assert record["accuracy_matrix"] == [[pytest.approx(0.4)]]
     assert results.mean_std(record, "aca", 100) == "40.00 ± 20.00"
+
+
+def test_sde_flow_forgetting_quick_writes_every_file(tmp_path):
+    from experiments import sde_flow_forgetting as study
+
+    out = tmp_path / "run"
+    metrics = study.main(["--quick", "--out", str(out)])
+    files = {p.name for p in out.iterdir()}
+    assert {"config.json", "metrics.json", "summary.md", "mse_matrices.csv", "forgetting.csv",
+            "steps.csv"} <= files
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(metrics))
+    assert saved["schema"] == study.SCHEMA and saved["reference"]["ratio"] == pytest.approx(
+        0.3822 / 0.0016)
+    for name in study.VARIANT_NAMES:
+        entry = saved[name]
+        m = np.asarray(entry["mse_matrix"])
+        assert m.shape == (5, 5) and np.all(m > 0), name
+        assert entry["forgetting_t0"] == pytest.approx(m[4, 0] - m[0, 0])
+        assert entry["mean_forgetting"] == pytest.approx(np.mean(m[4, :4] - np.diag(m)[:4]))
+        assert (out / f"mse_matrix_{name}.png").read_bytes()[:4] == b"\x89PNG"
+    # The study and both ablations differ only in traced weights: their first task is the same
+    # program on the same data and key, so their first rows agree.
+    np.testing.assert_allclose(saved["hypernet_sde_flow"]["mse_matrix"][0],
+                               saved["ablation_no_replay_sep"]["mse_matrix"][0], rtol=1e-5)
+    summary = (out / "summary.md").read_text()
+    assert "+0.3822" in summary and "+0.0016" in summary and "239x" in summary
+    rows = (out / "forgetting.csv").read_text().splitlines()
+    assert len(rows) == 1 + len(study.VARIANT_NAMES)
+
+
+def test_sde_flow_forgetting_refuses_bad_options_before_training(tmp_path):
+    from experiments import sde_flow_forgetting as study
+
+    for argv, match in ((["--variants", "mlp", "vae"], "'vae'"),
+                        (["--batch-size", "500"], "batch_size=500"),
+                        (["--epochs", "0"], "epochs"), (["--replay", "-1"], "replay")):
+        with pytest.raises(ValueError, match=match):
+            study.main(["--quick", *argv, "--out", str(tmp_path / "a")])
+    assert not any(tmp_path.iterdir())
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "metrics.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="already exists"):
+        study.main(["--quick", "--variants", "mlp", "--out", str(tmp_path / "done")])
+    assert (tmp_path / "done" / "metrics.json").read_text() == "{}"
+
+
+def test_failed_write_leaves_no_results(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(TypeError):
+        results.write_files(out, {"metrics.json": {"x": object()}})
+    assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -10,7 +10,6 @@ import pytest
 from jaxcl.data import synthetic
 from jaxcl.models import sde_flow as sf
 
-
 # Eager diffrax and distrax dispatch op by op: compiled, each test runs in about a second.
 reconstruct = jax.jit(sf.reconstruct, static_argnums=0, static_argnames=("adjoint", "per_example"))
 flow_nll = jax.jit(sf.flow_nll, static_argnums=(0, 3))
@@ -104,7 +103,7 @@ def _drift(t, y, args):
 def test_zero_diffusion_is_the_ode(solver, brownian, key):
     y0 = jax.random.normal(key, (5, 3))
     args = {"theta": 0.7}
-    zero = lambda t, y, a: jnp.zeros_like(y)  # noqa: E731
+    zero = lambda t, y, a: jnp.zeros_like(y)
     sde = solve_sde(_drift, zero, y0, key, args=args, horizon=2.0, steps=16, solver=solver,
                        brownian=brownian)
     ode = diffrax.diffeqsolve(diffrax.ODETerm(_drift), sf.SDE_SOLVERS[solver](), 0.0, 2.0,

@@ -1,0 +1,137 @@
+"""Time the default Hypernet-SDE-Flow study end to end, and show where a training step's time goes.
+
+Part 1, end to end: the MLP baseline and the Hypernet-SDE-Flow model (the study's two models),
+five tasks of 300 points, 300 epochs each, batch 50, AdamW: every compilation and every training
+step, in one fresh process. The target is under 60 seconds on a 2-core CPU.
+
+Part 2, one Hypernet-SDE-Flow step taken apart: the gradient of each piece of the loss alone,
+compiled, median over repeated calls: generating the parameters, the encoder and decoder, the
+flow NLL, the two SDE solves (with the Brownian path sampled on the solver grid or as Diffrax's
+virtual Brownian tree, and with the reverse-only or the forward-and-reverse adjoint), and the
+whole loss; then a repair step of order 1 and of order 2.
+
+    python benchmarks/sde_flow_study.py            # the numbers in the README
+    python benchmarks/sde_flow_study.py --quick    # a smoke run (3 epochs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+
+from jaxcl import sde_flow_cl as cl
+from jaxcl.data.synthetic import point_tasks
+from jaxcl.models import sde_flow as sf
+from jaxcl.regularizers import task_outputs
+
+
+def end_to_end(epochs: int) -> list[list]:
+    tasks = point_tasks(jax.random.key(0))
+    rows = []
+    wall = time.perf_counter()
+    for name, model in (("mlp", sf.SdeFlowConfig(model="mlp")),
+                        ("hypernet_sde_flow", sf.SdeFlowConfig())):
+        variant = cl.Variant(model=model, epochs=epochs)
+        start = time.perf_counter()
+        run = cl.run_tasks(variant, tasks, jax.random.key(0))
+        total = time.perf_counter() - start
+        steps = len(run.step_metrics["loss"])
+        rows.append([name, f"{run.compile_s:.1f}", f"{run.time_s:.1f}", f"{total:.1f}", steps,
+                     f"{1e3 * run.time_s / steps:.2f}"])
+    rows.append(["both, wall clock", "", "", f"{time.perf_counter() - wall:.1f}", "", ""])
+    return rows
+
+
+def median_ms(fn, *args, repeats: int) -> tuple[float, float]:
+    """``(compile seconds, median milliseconds per call)`` of ``jax.jit(fn)(*args)``."""
+    start = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    compile_s = time.perf_counter() - start
+    jax.block_until_ready(compiled(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        times.append(time.perf_counter() - start)
+    return compile_s, 1e3 * statistics.median(times)
+
+
+def pieces(repeats: int) -> list[list]:
+    variant = cl.Variant()
+    cfg = variant.model
+    hnet = cl.hypernetwork(variant, 5)
+    psi = cl.init(variant, jax.random.key(0), 5)
+    tasks = point_tasks(jax.random.key(0))
+    x, memory, task = tasks.x_train[2, :50], tasks.x_train[:, :20], jnp.int32(2)
+    key = jax.random.key(1)
+    theta = hnet.apply(psi, 2)
+    z = jax.random.normal(key, (150, cfg.latent_dim))  # batch + memory, as one solve sees it
+
+    def sde_loss(brownian, adjoint):
+        def loss(sde_params):
+            drift, diffusion = sf._neural_sde(cfg, reverse=False, per_example=False)
+            y = sf.solve_sde(drift, diffusion, z, key, args=sde_params, steps=cfg.sde_steps,
+                             brownian=brownian, adjoint=adjoint)
+            return jnp.mean(y**2)
+        return jax.grad(loss)
+
+    def square_sum(tree):
+        return sum(jnp.sum(a**2) for a in jax.tree.leaves(tree))
+
+    cases = {
+        "generate theta_j, 5 tasks (vmap)": (
+            jax.grad(lambda p: square_sum(jax.vmap(lambda j: hnet.apply(p, j))(jnp.arange(5)))),
+            psi),
+        "encoder + decoder": (
+            jax.grad(lambda t: jnp.mean(sf.decode(cfg, t, sf.encode(cfg, t, x)) ** 2)), theta),
+        "flow NLL": (jax.grad(lambda f: jnp.mean(sf.flow_nll(cfg, f, z))), theta["flow"]),
+        "one SDE solve, grid path, checkpoint adjoint": (sde_loss("grid", "checkpoint"),
+                                                         theta["sde"]),
+        "one SDE solve, grid path, direct adjoint": (sde_loss("grid", "direct"), theta["sde"]),
+        "one SDE solve, virtual Brownian tree": (sde_loss("tree", "checkpoint"), theta["sde"]),
+        "whole loss (the study's step)": (
+            jax.grad(lambda p: cl.loss_terms(variant, cl.LossWeights(), hnet, p, x, task, memory,
+                                             0.5, key)[0]), psi),
+    }
+    rows = []
+    for name, (fn, arg) in cases.items():
+        compile_s, ms = median_ms(fn, arg, repeats=repeats)
+        rows.append([name, f"{ms:.3f}", f"{compile_s:.1f}"])
+    targets = task_outputs(hnet, psi, jnp.arange(5))
+    for order in (1, 2):
+        repair = dataclasses.replace(variant, shared="frozen", order=order)
+
+        def grad(p, repair=repair):
+            return cl.objective_grad(repair, cl.LossWeights(), hnet, p, x, task, memory, targets,
+                                     0.5, key)[0]
+
+        compile_s, ms = median_ms(grad, psi, repeats=repeats)
+        rows.append([f"repair step gradient, order {order}", f"{ms:.3f}", f"{compile_s:.1f}"])
+    return rows
+
+
+def table(header, rows) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 epochs, 5 repeats")
+    args = parser.parse_args(argv)
+    epochs, repeats = (3, 5) if args.quick else (300, 50)
+    print(f"device: {jax.devices()[0].device_kind}, {jax.device_count()} device(s)\n")
+    print(f"End to end, 5 tasks x 300 points, {epochs} epochs per task, batch 50:\n")
+    print(table(["model", "compile s", "train s", "total s", "steps", "ms / step"],
+                end_to_end(epochs)))
+    print(f"\nOne Hypernet-SDE-Flow step taken apart (gradients; median of {repeats}):\n")
+    print(table(["piece", "ms", "compile s"], pieces(repeats)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""The Hypernet-SDE-Flow forgetting study, its two ablations, and its repair by partial hypernetworks.
+
+Five tasks of 3-D points (:mod:`jaxcl.data.synthetic`), trained in sequence, 300 epochs each
+with AdamW at 5e-4. After each task the test MSE on every task fills one row of the MSE matrix.
+Models (:mod:`jaxcl.sde_flow_cl`; ``--variants`` picks a subset):
+
+=============================  ===============================================================
+``mlp``                        MLP autoencoder, nothing against forgetting
+``hypernet_sde_flow``          the study's model: MSE + beta NLL + gamma replay + delta sep.
+``ablation_no_replay_sep``     the same without replay and separation (gamma = delta = 0)
+``ablation_penalties_x10``     replay and separation weights times ``ablation_factor``
+``repair_order1`` / ``2``      flow and SDEs frozen after task 0; output regulariser through a
+                               first- / second-order look-ahead; no replay (nothing stored)
+``repair_generated_order1/2``  the same with flow and SDE networks generated per task too
+=============================  ===============================================================
+
+The run folder (``--out DIR``)::
+
+    config.json, summary.md             the settings; every table below, in Markdown
+    mse_matrices.csv                    model, seed ("mean" over seeds), after_task, task_0..
+    forgetting.csv                      the forgetting table, with the study's numbers
+    steps.csv                           model, seed, step, task, loss, mse, nll, replay,
+                                        separation, reg (the first seed)
+    mse_matrix_<model>.png              heat maps of the MSE matrices
+    metrics.json                        schema "jaxcl.sde_flow/1":
+      {"schema", "experiment", "config", "seeds",
+       "reference": {"mlp": {"forgetting_t0"}, "hypernet_sde_flow": {...}, "ratio"},
+       "<model>": {"mse_matrix": [[...]] (mean over seeds), "forgetting_t0", "mean_forgetting",
+                   "<same>_std", "time_s", "compile_s",
+                   "per_seed": [{"seed", "mse_matrix", "forgetting_t0", "mean_forgetting"}]},
+       ...one entry per model run}
+
+``forgetting_t0 = M[4, 0] - M[0, 0]`` (the MSE increase on task 0 from after task 0 to after the
+last task; positive is forgetting); ``mean_forgetting`` averages ``M[4, j] - M[j, j]`` over
+``j = 0..3``.
+
+    python -m experiments.sde_flow_forgetting            # the study, about 10 minutes on 2 cores
+    python -m experiments.sde_flow_forgetting --quick    # seconds of training, for tests
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import sys
+from typing import Any
+
+import jax
+import numpy as np
+
+from experiments.common import default_out, markdown_table, parse_config
+from jaxcl import plots, results
+from jaxcl import sde_flow_cl as cl
+from jaxcl.data.synthetic import point_tasks
+from jaxcl.models.sde_flow import SdeFlowConfig
+
+NAME = "sde_flow_forgetting"
+SCHEMA = "jaxcl.sde_flow/1"
+# The study's forgetting on task 0 (MSE after task 4 minus after task 0).
+REFERENCE = {"mlp": 0.0016, "hypernet_sde_flow": 0.3822}
+VARIANT_NAMES = ("mlp", "hypernet_sde_flow", "ablation_no_replay_sep", "ablation_penalties_x10",
+                 "repair_order1", "repair_order2", "repair_generated_order1",
+                 "repair_generated_order2")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The study's settings (weights and memory size are ours: the study does not give them)."""
+
+    seeds: tuple[int, ...] = (0,)
+    variants: tuple[str, ...] = VARIANT_NAMES
+    epochs: int = 300
+    batch_size: int = 50
+    learning_rate: float = 5e-4
+    train_per_task: int = 300
+    test_per_task: int = 100
+    noise: float = 0.05
+    latent_dim: int = 3
+    hidden: tuple[int, ...] = (32, 32)
+    sde_steps: int = 8
+    nll: float = 0.01
+    replay: float = 1.0
+    separation: float = 0.1
+    memory_per_task: int = 20
+    regularizer: float = 1.0
+    virtual_lr: float = 0.01
+    ablation_factor: float = 10.0
+    progress: bool = True
+
+    def __post_init__(self):
+        if not self.seeds:
+            raise ValueError("seeds must name at least one seed")
+        unknown = [v for v in self.variants if v not in VARIANT_NAMES]
+        if unknown or not self.variants:
+            raise ValueError(f"variants {unknown or '()'} not known; choose from {VARIANT_NAMES}")
+        if not self.ablation_factor > 0:
+            raise ValueError(f"ablation_factor must be > 0, got {self.ablation_factor!r}")
+        for name in ("train_per_task", "test_per_task"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 2):
+                raise ValueError(f"{name} must be an integer >= 2, got {value!r}")
+        for name in self.variants:  # every model's settings are checked before any work
+            variant = self.variant(name)
+            if variant.batch_size > self.train_per_task:
+                raise ValueError(f"batch_size={self.batch_size} exceeds train_per_task="
+                                 f"{self.train_per_task}")
+            if variant.memory_per_task > self.train_per_task:
+                raise ValueError(f"memory_per_task={self.memory_per_task} exceeds "
+                                 f"train_per_task={self.train_per_task}")
+
+    def variant(self, name: str) -> cl.Variant:
+        """The :class:`jaxcl.sde_flow_cl.Variant` of model ``name`` with these settings."""
+        model = SdeFlowConfig(latent_dim=self.latent_dim, hidden=self.hidden,
+                              sde_steps=self.sde_steps)
+        weights = cl.LossWeights(nll=self.nll, replay=self.replay, separation=self.separation,
+                                 regularizer=self.regularizer, virtual_lr=self.virtual_lr)
+        base = cl.Variant(model=model, epochs=self.epochs, batch_size=self.batch_size,
+                          learning_rate=self.learning_rate, memory_per_task=self.memory_per_task,
+                          weights=weights)
+        w = self.ablation_factor
+        changes: dict[str, dict[str, Any]] = {
+            "mlp": {"model": dataclasses.replace(model, model="mlp")},
+            "hypernet_sde_flow": {},
+            "ablation_no_replay_sep": {"weights": weights._replace(replay=0.0, separation=0.0)},
+            "ablation_penalties_x10": {"weights": weights._replace(
+                replay=w * self.replay, separation=w * self.separation)},
+        }
+        for shared, prefix in (("frozen", "repair_order"), ("generated", "repair_generated_order")):
+            for order in (1, 2):
+                changes[f"{prefix}{order}"] = {"shared": shared, "order": order,
+                                               "weights": weights._replace(replay=0.0)}
+        return dataclasses.replace(base, **changes[name])
+
+    def tasks(self, seed: int):
+        return point_tasks(jax.random.key(seed), train_per_task=self.train_per_task,
+                           test_per_task=self.test_per_task, noise=self.noise)
+
+
+QUICK = {"epochs": 3, "train_per_task": 40, "test_per_task": 20, "batch_size": 20,
+         "memory_per_task": 5, "hidden": (8,), "sde_steps": 2, "progress": False}
+
+
+def _record(runs: list[tuple[int, cl.StudyRun]]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "mse_matrix": np.mean([r.mse_matrix for _, r in runs], axis=0).tolist()}
+    for name in ("forgetting_t0", "mean_forgetting", "time_s", "compile_s"):
+        values = np.array([getattr(r, name) for _, r in runs], dtype=float)
+        out[name], out[f"{name}_std"] = float(values.mean()), float(values.std())
+    out["per_seed"] = [{"seed": s, "mse_matrix": r.mse_matrix.tolist(),
+                        "forgetting_t0": r.forgetting_t0, "mean_forgetting": r.mean_forgetting}
+                       for s, r in runs]
+    return out
+
+
+def _csv(header, rows) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _pm(record, name, digits=4):
+    value, std = record[name], record[f"{name}_std"]
+    return f"{value:+.{digits}f}" + (f" ± {std:.{digits}f}" if std else "")
+
+
+def tables(config: Config, records: dict[str, dict]) -> tuple[str, list[list]]:
+    """The Markdown of every table, and the rows of the forgetting table."""
+    parts = []
+    for name, rec in records.items():
+        m = np.asarray(rec["mse_matrix"])
+        n = m.shape[0]
+        rows = [[f"after task {i}", *(f"{v:.4f}" for v in m[i])] for i in range(n)]
+        parts.append(f"### Test MSE, {name} (row: after training task i; column: task j)\n\n"
+                     + markdown_table(["", *(f"task {j}" for j in range(n))], rows))
+    header = ["model", "MSE t0 after t0", "MSE t0 after t4", "increase (ours)",
+              "increase (study)", "increase / MLP's", "mean forgetting t0..3", "train s",
+              "compile s"]
+    mlp = records["mlp"]["forgetting_t0"] if "mlp" in records else None
+    rows = []
+    for name, rec in records.items():
+        m = np.asarray(rec["mse_matrix"])
+        study = REFERENCE.get(name)
+        ratio = (f"{rec['forgetting_t0'] / mlp:.1f}x" if mlp is not None and mlp > 0 else "—")
+        rows.append([name, f"{m[0, 0]:.4f}", f"{m[-1, 0]:.4f}", _pm(rec, "forgetting_t0"),
+                     f"{study:+.4f}" if study is not None else "—", ratio,
+                     _pm(rec, "mean_forgetting"), f"{rec['time_s']:.1f}",
+                     f"{rec['compile_s']:.1f}"])
+    forgetting_md = markdown_table(header, rows)
+    study_ratio = REFERENCE["hypernet_sde_flow"] / REFERENCE["mlp"]
+    forgetting_md += (f"\n\nRatio of the task-0 increases in the study, Hypernet-SDE-Flow / MLP: "
+                      f"{study_ratio:.0f}x. A ratio is shown only where the MLP's increase is "
+                      "positive; a negative increase means the task got better.")
+    return ("## Forgetting (MSE increase; positive is forgetting)\n\n" + forgetting_md + "\n\n"
+            + "\n\n".join(parts)), [header, *rows]
+
+
+def run(config: Config, out) -> dict:
+    results.check_out(out)
+    programs = cl.Programs.create()
+    runs: dict[str, list[tuple[int, cl.StudyRun]]] = {name: [] for name in config.variants}
+    for seed in config.seeds:
+        tasks = config.tasks(seed)
+        for name in config.variants:
+            def report(t, m, name=name, seed=seed):
+                if config.progress:
+                    print(f"    {name} seed {seed}: task {t} done, loss {m['loss']:.4f}, "
+                          f"mse {m['mse']:.4f}, reg {m['reg']:.4f}", flush=True)
+            result = cl.run_tasks(config.variant(name), tasks, jax.random.key(seed),
+                                  programs=programs, progress=report)
+            runs[name].append((seed, result))
+            print(f"  {name} seed {seed}: forgetting t0 {result.forgetting_t0:+.4f}, mean "
+                  f"{result.mean_forgetting:+.4f}, {result.time_s:.1f} s "
+                  f"(+{result.compile_s:.1f} s compile)", flush=True)
+    records = {name: _record(r) for name, r in runs.items()}
+    title = (f"{NAME}: 5 tasks x {config.train_per_task} points, {config.epochs} epochs per "
+             f"task, seeds {list(config.seeds)}")
+    summary, forgetting_rows = tables(config, records)
+    study_ratio = REFERENCE["hypernet_sde_flow"] / REFERENCE["mlp"]
+    metrics = {"schema": SCHEMA, "experiment": NAME, "config": dataclasses.asdict(config),
+               "seeds": list(config.seeds),
+               "reference": {"mlp": {"forgetting_t0": REFERENCE["mlp"]},
+                             "hypernet_sde_flow": {"forgetting_t0": REFERENCE["hypernet_sde_flow"]},
+                             "ratio": study_ratio},
+               **records}
+    matrix_rows, step_rows = [], []
+    for name, seeded in runs.items():
+        for seed, r in seeded:
+            matrix_rows += [[name, seed, i, *row] for i, row in enumerate(r.mse_matrix.tolist())]
+        matrix_rows += [[name, "mean", i, *row] for i, row in
+                        enumerate(records[name]["mse_matrix"])]
+        seed, r = seeded[0]
+        log = r.step_metrics
+        step_rows += [[name, seed, s, int(log["task"][s]),
+                       *(float(log[k][s]) for k in cl.STEP_METRICS)]
+                      for s in range(len(log["loss"]))]
+    n = len(next(iter(records.values()))["mse_matrix"])
+    files: dict[str, Any] = {
+        "config.json": dataclasses.asdict(config),
+        "metrics.json": metrics,
+        "summary.md": f"# {title}\n\n{summary}\n",
+        "mse_matrices.csv": _csv(["model", "seed", "after_task", *(f"task_{j}" for j in range(n))],
+                                 matrix_rows),
+        "forgetting.csv": _csv(forgetting_rows[0], forgetting_rows[1:]),
+        "steps.csv": _csv(["model", "seed", "step", "task", *cl.STEP_METRICS], step_rows),
+    }
+    for name, rec in records.items():
+        files[f"mse_matrix_{name}.png"] = plots.matrix_heatmap(
+            rec["mse_matrix"], f"{name}: test MSE (mean over seeds {list(config.seeds)})",
+            label="test MSE")
+    print(f"\n{title}\n\n{summary}")
+    results.write_files(out, files)
+    print(f"\nresults: {out}")
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> dict:
+    config, out = parse_config(Config, argv, description=__doc__.splitlines()[0], quick=QUICK)
+    return run(config, out if out is not None else default_out(NAME))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
