@@ -34,7 +34,7 @@ The run folder (``--out DIR``)::
 last task; positive is forgetting); ``mean_forgetting`` averages ``M[4, j] - M[j, j]`` over
 ``j = 0..3``.
 
-    python -m experiments.sde_flow_forgetting            # the study, about 10 minutes on 2 cores
+    python -m experiments.sde_flow_forgetting            # the study, about 15 minutes on 2 cores
     python -m experiments.sde_flow_forgetting --quick    # seconds of training, for tests
 """
 
