@@ -5,7 +5,9 @@ Modules:
   lookahead: exact first- and second-order look-ahead gradients through a virtual optax step.
   regularizers: the output regulariser on hypernetwork outputs.
   partial_hypernet: the partial-hypernetwork learner and its compiled training step.
-  models: the slim ResNet-18 split at freeze depth k, and a small MLP.
+  models: the slim ResNet-18 split at freeze depth k, a small MLP, the Hypernet-SDE-Flow
+    autoencoder (models.sde_flow).
+  sde_flow_cl: continual training of the point autoencoders (the Hypernet-SDE-Flow study).
 
 ``import jaxcl`` never imports TensorFlow; dataset loading lives behind the ``data`` extra.
 """
