@@ -204,6 +204,13 @@ class RunSettings:
                 f"{self.classes_per_task} classes, {self.model}, {self.epochs} epochs, "
                 f"seeds {list(self.seeds)}")
 
+    def finish(self, out, experiment: str, records: dict, steps: dict, table: str, *,
+               what: str = "", **kwargs) -> dict:
+        """:func:`finish` with these settings' seeds and title: print the table, write the run
+        folder, return ``metrics.json``'s content (``kwargs``: ``extra``, ``extra_files``)."""
+        return finish(out, experiment=experiment, config=self, seeds=self.seeds, records=records,
+                      steps=steps, title=self.title(experiment, what), table=table, **kwargs)
+
     def stream(self, seed: int) -> list[Experience]:
         from jaxcl.data import make_stream
 

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from experiments.common import HypernetSettings, QUICK_SETTINGS, finish, markdown_table, module_main
+from experiments.common import HypernetSettings, QUICK_SETTINGS, markdown_table, module_main
 from jaxcl import plots
 from jaxcl.results import check_out, mean_std
 
@@ -51,11 +51,10 @@ def run(config: Config, out=None) -> dict:
         extra_files["grad_rel_diff_over_steps.png"] = plots.series_over_steps(
             {"order 2 vs order 1": log["grad_rel_diff"][later]},
             "|g2 - g1| / |g1|", f"{NAME}: gradient difference along the order-2 run (seed {seed})")
-    title = config.title(NAME, base)
     extra = {"time_ratio_order2_order1": ratio,
              "grad_rel_diff_per_step": np.asarray(log["grad_rel_diff"]).tolist()}
-    return finish(out, experiment=NAME, config=config, seeds=config.seeds, records=records,
-                  steps=steps, title=title, table=table, extra=extra, extra_files=extra_files)
+    return config.finish(out, NAME, records, steps, table, what=base, extra=extra,
+                         extra_files=extra_files)
 
 
 main = module_main(NAME, Config, QUICK, run, __doc__)

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from experiments.common import QUICK_SETTINGS, RunSettings, finish, markdown_table, module_main
+from experiments.common import QUICK_SETTINGS, RunSettings, markdown_table, module_main
 from jaxcl import plots
 from jaxcl.results import check_out
 
@@ -48,11 +48,9 @@ def run(config: Config, out=None) -> dict:
     figure = plots.lines(list(config.depths), {"HN-k": [np.mean(v) for v in second.values()]},
                          "frozen blocks k", "learning accuracy, experience 2",
                          f"{NAME}: {config.benchmark}")
-    title = config.title(NAME)
-    return finish(out, experiment=NAME, config=config, seeds=config.seeds, records=records,
-                  steps=steps, title=title, table=table,
-                  extra={"learning_accuracy_exp2": second},
-                  extra_files={"learning_accuracy_vs_k.png": figure})
+    return config.finish(out, NAME, records, steps, table,
+                         extra={"learning_accuracy_exp2": second},
+                         extra_files={"learning_accuracy_vs_k.png": figure})
 
 
 main = module_main(NAME, Config, QUICK, run, __doc__)

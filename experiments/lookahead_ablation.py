@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from experiments.common import HypernetSettings, QUICK_SETTINGS, finish, markdown_table, module_main
+from experiments.common import HypernetSettings, QUICK_SETTINGS, markdown_table, module_main
 from jaxcl.results import check_out, mean_std
 
 NAME = "lookahead_ablation"
@@ -34,9 +34,7 @@ def run(config: Config, out=None) -> dict:
             for label, r in records.items()]
     table = markdown_table(["variant", "ACA (%)", "forgetting (%)", "learning acc. (%)",
                             "train time (s)"], rows)
-    title = config.title(NAME)
-    return finish(out, experiment=NAME, config=config, seeds=config.seeds, records=records,
-                  steps=steps, title=title, table=table)
+    return config.finish(out, NAME, records, steps, table)
 
 
 main = module_main(NAME, Config, QUICK, run, __doc__)

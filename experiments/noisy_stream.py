@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from experiments.common import QUICK_SETTINGS, RunSettings, finish, markdown_table, module_main
+from experiments.common import QUICK_SETTINGS, RunSettings, markdown_table, module_main
 from jaxcl.data.transforms import NOISE_NAMES
 from jaxcl.results import check_out, mean_std
 
@@ -47,9 +47,7 @@ def run(config: Config, out=None) -> dict:
              mean_std(r, "aca", 100), mean_std(r, "forgetting", 100)]
             for label, r in records.items()]
     table = markdown_table(header, rows)
-    title = config.title(NAME)
-    return finish(out, experiment=NAME, config=config, seeds=config.seeds, records=records,
-                  steps=steps, title=title, table=table)
+    return config.finish(out, NAME, records, steps, table)
 
 
 main = module_main(NAME, Config, QUICK, run, __doc__)

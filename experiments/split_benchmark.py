@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from experiments.common import QUICK_SETTINGS, RunSettings, finish, markdown_table, module_main
+from experiments.common import QUICK_SETTINGS, RunSettings, markdown_table, module_main
 from jaxcl.results import check_out, mean_std
 
 NAME = "split_benchmark"
@@ -39,9 +39,7 @@ def run(config: Config, out=None) -> dict:
              f"{r['memory_bytes'] / 2**20:.2f}"] for label, r in records.items()]
     table = markdown_table(["strategy", "ACA (%)", "forgetting (%)", "learning acc. (%)",
                             "train time (s)", "memory (MiB)"], rows)
-    title = config.title(NAME)
-    return finish(out, experiment=NAME, config=config, seeds=config.seeds, records=records,
-                  steps=steps, title=title, table=table)
+    return config.finish(out, NAME, records, steps, table)
 
 
 main = module_main(NAME, Config, QUICK, run, __doc__)
