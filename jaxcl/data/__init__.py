@@ -1,5 +1,10 @@
 """Benchmarks by name: ``make_stream(name, seed=..., **options)`` returns a list of experiences.
 
+``load_benchmark(name, seed=..., data_dir=..., manual_dir=...)`` is the one entry for real data
+as well: ``"synthetic_images"`` (the ``"synthetic"`` stream, no download), and, with the ``data``
+extra installed, the TFDS benchmarks of :mod:`jaxcl.data.tfds_benchmarks`
+(``"split_cifar100"``, ``"split_fashion_mnist"``).
+
 ``"synthetic"`` needs no download (random class prototypes plus noise,
 :func:`jaxcl.streams.synthetic_image_stream`); the class order, prototypes and noise come from
 ``seed``. ``"synthetic_noisy"`` is its four-experience noisy stream (clean, solarize, blur,
@@ -54,3 +59,21 @@ def make_stream(name: str, *, seed: int, **options) -> list[Experience]:
     """The stream ``name`` for ``seed``; options a benchmark does not use are ignored."""
     check_benchmark(name)
     return BENCHMARKS[name](seed, **options)
+
+
+LOAD_BENCHMARKS = ("synthetic_images", "split_cifar100", "split_fashion_mnist")
+
+
+def load_benchmark(name: str, *, seed: int, data_dir=None, manual_dir=None,
+                   **options) -> list[Experience]:
+    """The stream ``name`` (one of :data:`LOAD_BENCHMARKS`) for ``seed``; TensorFlow Datasets is
+    imported only for the TFDS benchmarks (see :func:`jaxcl.data.tfds_benchmarks.load_benchmark`
+    for ``data_dir``, ``manual_dir`` and the options)."""
+    if name not in LOAD_BENCHMARKS:
+        raise ValueError(f"benchmark {name!r} is not one of {LOAD_BENCHMARKS}")
+    if name == "synthetic_images":
+        return make_stream("synthetic", seed=seed, **options)
+    from jaxcl.data import tfds_benchmarks
+
+    return tfds_benchmarks.load_benchmark(name, seed=seed, data_dir=data_dir,
+                                          manual_dir=manual_dir, **options)
