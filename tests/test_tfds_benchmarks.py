@@ -124,3 +124,27 @@ def test_one_entry_and_bad_names_and_folders(tmp_path):
         tb.split_stream({"train": (np.zeros((10, 2, 2, 1), np.uint8), np.arange(10)),
                          "test": (np.zeros((10, 2, 2, 1), np.uint8), np.arange(10))},
                         seed=0, num_tasks=6, classes_per_task=2, num_classes=10)
+
+
+def test_noisy_cifar_on_mock_data(tmp_path, monkeypatch):
+    monkeypatch.setattr(tb, "_online", lambda: True)
+    with tfds.testing.mock_data(num_examples=1000, policy=tfds.testing.MockPolicy.USE_CODE):
+        stream = tb.load_benchmark("noisy_cifar", seed=0, data_dir=str(tmp_path))
+        again = tb.load_benchmark("noisy_cifar", seed=0, data_dir=str(tmp_path))
+        clean = tb.load_benchmark("split_cifar100", seed=0, data_dir=str(tmp_path), num_tasks=4)
+        x_train = tb._arrays(tfds.builder("cifar100", data_dir=str(tmp_path)))["train"][0]
+    assert len(stream) == 4 and all(len(e.classes) == 5 for e in stream)
+    # The first 20 classes of the seed's order, as the clean split draws them.
+    assert [e.classes for e in stream] == [e.classes for e in clean]
+    np.testing.assert_array_equal(stream[0].x_train, clean[0].x_train)  # experience 1 is clean
+    for a, b in zip(stream, again):
+        np.testing.assert_array_equal(a.x_train, b.x_train)  # corruptions are deterministic
+    scaled = x_train.astype(np.float32) / 255.0
+    mean, std = scaled.mean(axis=(0, 1, 2)), scaled.std(axis=(0, 1, 2)) + 1e-6
+    unit = [np.asarray(e.x_train) * std + mean for e in stream]  # back to [0, 1]
+    assert not np.allclose(unit[1], np.asarray(clean[1].x_train) * std + mean)  # solarized
+    roughness = [float(np.abs(np.diff(u, axis=2)).mean()) for u in unit]
+    assert roughness[2] < 0.5 * float(
+        np.abs(np.diff(np.asarray(clean[2].x_train) * std + mean, axis=2)).mean())  # blurred
+    np.testing.assert_allclose(unit[3][..., 0], unit[3][..., 1], atol=1e-4)  # grayscale
+    np.testing.assert_allclose(unit[3][..., 1], unit[3][..., 2], atol=1e-4)

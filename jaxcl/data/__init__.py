@@ -3,7 +3,7 @@
 ``load_benchmark(name, seed=..., data_dir=..., manual_dir=...)`` is the one entry for real data
 as well: ``"synthetic_images"`` (the ``"synthetic"`` stream, no download), and, with the ``data``
 extra installed, the TFDS benchmarks of :mod:`jaxcl.data.tfds_benchmarks`
-(``"split_cifar100"``, ``"split_fashion_mnist"``).
+(``"split_cifar100"``, ``"noisy_cifar"``, ``"split_fashion_mnist"``).
 
 ``"synthetic"`` needs no download (random class prototypes plus noise,
 :func:`jaxcl.streams.synthetic_image_stream`); the class order, prototypes and noise come from
@@ -61,7 +61,7 @@ def make_stream(name: str, *, seed: int, **options) -> list[Experience]:
     return BENCHMARKS[name](seed, **options)
 
 
-LOAD_BENCHMARKS = ("synthetic_images", "split_cifar100", "split_fashion_mnist")
+LOAD_BENCHMARKS = ("synthetic_images", "split_cifar100", "noisy_cifar", "split_fashion_mnist")
 
 
 def load_benchmark(name: str, *, seed: int, data_dir=None, manual_dir=None,

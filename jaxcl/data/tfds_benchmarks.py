@@ -5,6 +5,8 @@
 :class:`jaxcl.streams.Experience` on the device:
 
 * ``split_cifar100``: TFDS ``cifar100``, 20 experiences x 5 classes (the study's Split-CIFAR100).
+* ``noisy_cifar``: the study's noisy stream (Section 4.2) on CIFAR-100, 4 experiences x 5
+  classes, each corrupted by its transform of :mod:`jaxcl.data.transforms`.
 * ``split_fashion_mnist``: Fashion-MNIST, 5 experiences x 2 classes, 28x28x1.
 
 Every split draws its class order from ``seed`` (``jax.random.permutation``), gives each
@@ -30,7 +32,7 @@ import gzip
 import hashlib
 import pathlib
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -140,9 +142,14 @@ def _arrays(builder) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def split_stream(arrays, *, seed: int, num_tasks: int, classes_per_task: int,
-                 num_classes: int) -> list[Experience]:
+                 num_classes: int, corrupt: Sequence[Callable] | None = None) -> list[Experience]:
     """Class-incremental splits of ``{"train": (x_u8, y), "test": (x_u8, y)}`` into experiences
-    (module docstring): class order from ``seed``, labels restarting at 0, normalised images."""
+    (module docstring): class order from ``seed``, labels restarting at 0, normalised images.
+
+    ``corrupt[t](key, x)``, if given, corrupts experience ``t``'s images in [0, 1] before they are
+    normalised (with the clean training split's statistics); its keys come from ``seed``, so the
+    stream is deterministic.
+    """
     x_train, _ = arrays["train"]
     needed = num_tasks * classes_per_task
     if not (isinstance(num_tasks, int) and isinstance(classes_per_task, int)
@@ -150,27 +157,48 @@ def split_stream(arrays, *, seed: int, num_tasks: int, classes_per_task: int,
         raise ValueError(f"num_tasks x classes_per_task = {num_tasks} x {classes_per_task} must be "
                          f"positive and at most the {num_classes} classes")
     scaled = x_train.astype(np.float32) / 255.0
-    mean = scaled.mean(axis=(0, 1, 2))
-    std = scaled.std(axis=(0, 1, 2)) + 1e-6
+    mean = scaled.mean(axis=(0, 1, 2), keepdims=True)
+    std = scaled.std(axis=(0, 1, 2), keepdims=True) + 1e-6
     order = np.asarray(jax.random.permutation(jax.random.key(seed), num_classes))[:needed]
 
-    def pick(split, classes):
+    if corrupt is not None and len(corrupt) != num_tasks:
+        raise ValueError(f"corrupt has {len(corrupt)} transforms for {num_tasks} experiences")
+    noise_key = jax.random.fold_in(jax.random.key(seed), 1)
+
+    def pick(split, classes, t):
         x, y = arrays[split]
         keep = np.isin(y, classes)
         relabel = {c: i for i, c in enumerate(classes)}
         labels = np.array([relabel[int(c)] for c in y[keep]], np.int32)
-        return jnp.asarray((x[keep].astype(np.float32) / 255.0 - mean) / std), jnp.asarray(labels)
+        images = jnp.asarray(x[keep].astype(np.float32) / 255.0)
+        if corrupt is not None:
+            images = corrupt[t](jax.random.fold_in(noise_key, 2 * t + (split == "test")), images)
+        return (images - mean) / std, jnp.asarray(labels)
 
     stream = []
     for t in range(num_tasks):
         classes = tuple(int(c) for c in order[t * classes_per_task:(t + 1) * classes_per_task])
-        stream.append(Experience(t, classes, *pick("train", classes), *pick("test", classes)))
+        stream.append(Experience(t, classes, *pick("train", classes, t),
+                                 *pick("test", classes, t)))
     return stream
 
 
 def _split_cifar100(seed, data_dir, manual_dir, num_tasks=20, classes_per_task=5):
     builder = _prepared_builder("cifar100", ("cifar-100-binary.tar.gz",), data_dir, manual_dir)
     return _split(builder, seed, num_tasks, classes_per_task)
+
+
+def _noisy_cifar(seed, data_dir, manual_dir, classes_per_task=5):
+    """The study's noisy stream: the first 20 CIFAR-100 classes in seed order, 4 experiences x 5;
+    clean, random solarize, Gaussian blur, contrast + blur + grayscale
+    (:data:`jaxcl.data.transforms.NOISY_STREAM`)."""
+    from jaxcl.data.transforms import NOISY_STREAM
+
+    builder = _prepared_builder("cifar100", ("cifar-100-binary.tar.gz",), data_dir, manual_dir)
+    return split_stream(_arrays(builder), seed=seed, num_tasks=len(NOISY_STREAM),
+                        classes_per_task=classes_per_task,
+                        num_classes=builder.info.features["label"].num_classes,
+                        corrupt=NOISY_STREAM)
 
 
 def _split_fashion_mnist(seed, data_dir, manual_dir, num_tasks=5, classes_per_task=2):
@@ -184,6 +212,7 @@ def _split_fashion_mnist(seed, data_dir, manual_dir, num_tasks=5, classes_per_ta
 
 LOADERS: dict[str, Callable[..., list[Experience]]] = {
     "split_cifar100": _split_cifar100,
+    "noisy_cifar": _noisy_cifar,
     "split_fashion_mnist": _split_fashion_mnist,
 }
 
