@@ -14,6 +14,7 @@ from typing import Any
 import jax
 
 from jaxcl import results
+from jaxcl.data.augment import random_crop_flip
 from jaxcl.engine import train_stream
 from jaxcl.streams import Experience
 from jaxcl.strategies import StrategyConfig, build_strategy
@@ -67,6 +68,7 @@ def run_strategies(
     batch_size: int,
     eval_batch_size: int = 256,
     progress: bool = True,
+    augment: bool = False,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[int, dict]]]:
     """Train every strategy on the stream of every seed (same stream and init key per seed).
 
@@ -83,7 +85,8 @@ def run_strategies(
                                       sample_x=stream[0].x_train[:batch_size])
             result = train_stream(strategy, stream, key=jax.random.key(seed), epochs=epochs,
                                   batch_size=batch_size, eval_batch_size=eval_batch_size,
-                                  progress=progress, label=f"{label} seed {seed}")
+                                  progress=progress, label=f"{label} seed {seed}",
+                                  augment=random_crop_flip if augment else None)
             record = results.seed_record(seed, result)
             per_seed[label].append(record)
             steps[label][seed] = result.step_metrics
@@ -139,7 +142,8 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
 class RunSettings:
     """Settings every strategy-comparison module shares (defaults: the study's Split-CIFAR100
     shape, 20 experiences x 5 classes of 32x32 images; ``benchmark`` says where the data comes
-    from). Each module subclasses it with its own defaults and adds its own fields."""
+    from). Each module subclasses it with its own defaults and adds its own fields. ``augment``
+    crops and flips every training minibatch on the device (:mod:`jaxcl.data.augment`)."""
 
     benchmark: str = "synthetic"
     seeds: tuple[int, ...] = (0,)
@@ -161,6 +165,7 @@ class RunSettings:
     ewc_lambda: float = 100.0
     memory_size: int = 200
     max_prev_tasks: int = 20
+    augment: bool = False
     progress: bool = True
 
     def __post_init__(self):
@@ -196,7 +201,7 @@ class RunSettings:
         """:func:`run_strategies` with these settings: ``(records, steps)``."""
         return run_strategies(strategies, self.stream, seeds=self.seeds, epochs=self.epochs,
                               batch_size=self.batch_size, eval_batch_size=self.eval_batch_size,
-                              progress=self.progress)
+                              progress=self.progress, augment=self.augment)
 
     def title(self, experiment: str, what: str = "") -> str:
         what = f"{what}, " if what else ""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -57,8 +57,12 @@ class StreamResult:
     state: PyTree = None
 
 
-def _epoch(strategy: Strategy, batch_size: int, state, data: Batch, task_id, key, first: bool):
+def _epoch(strategy: Strategy, batch_size: int, augment, state, data: Batch, task_id, key,
+           first: bool):
     def step(state, batch, k):
+        if augment is not None:
+            k_augment, k = jax.random.split(k)
+            batch = batch._replace(x=augment(k_augment, batch.x))
         return strategy.train_step(state, batch, task_id, k, first=first)
     return scan_minibatches(step, state, data, key, epochs=1, batch_size=batch_size)
 
@@ -82,8 +86,13 @@ def train_stream(
     eval_batch_size: int = 256,
     progress: bool = True,
     label: str = "",
+    augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
 ) -> StreamResult:
-    """Train ``strategy`` on every experience of ``stream`` in order; evaluate on all after each."""
+    """Train ``strategy`` on every experience of ``stream`` in order; evaluate on all after each.
+
+    ``augment(key, x)``, e.g. :func:`jaxcl.data.augment.random_crop_flip`, transforms every
+    training minibatch on the device with a fresh key (evaluation sees the images unchanged).
+    """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs!r}")
     if eval_batch_size < 1:
@@ -98,7 +107,7 @@ def train_stream(
     jax.block_until_ready(state)
     init_s = time.perf_counter() - start
 
-    epoch = CompiledPrograms(functools.partial(_epoch, strategy, batch_size), ["first"])
+    epoch = CompiledPrograms(functools.partial(_epoch, strategy, batch_size, augment), ["first"])
     begin = CompiledPrograms(strategy.begin_experience)
     end = CompiledPrograms(strategy.end_experience)
     accuracy = CompiledPrograms(functools.partial(_accuracy, strategy, eval_batch_size))

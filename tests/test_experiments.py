@@ -140,3 +140,14 @@ def test_failed_write_leaves_no_results(tmp_path):
     with pytest.raises(TypeError):
         results.write_files(out, {"metrics.json": {"x": object()}})
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_augment_flag_reaches_training(tmp_path):
+    from experiments import split_benchmark
+
+    argv = ["--quick", "--strategies", "Naive", "--image-size", "8"]
+    plain = split_benchmark.main([*argv, "--out", str(tmp_path / "a")])
+    augmented = split_benchmark.main([*argv, "--augment", "--out", str(tmp_path / "b")])
+    assert augmented["config"]["augment"] is True and plain["config"]["augment"] is False
+    assert (augmented["strategies"]["Naive"]["accuracy_matrix"]
+            != plain["strategies"]["Naive"]["accuracy_matrix"])

@@ -131,3 +131,15 @@ def test_labels_parse_and_bad_settings_are_named():
         StrategyConfig.from_label("HN-2", order=3)
     with pytest.raises(ValueError, match="learning_rate"):
         StrategyConfig(learning_rate=0.0)
+
+
+def test_augmentation_changes_training_not_the_program_count():
+    from jaxcl.data.augment import random_crop_flip
+
+    stream = _stream()
+    runs = [train_stream(_build("Naive", stream), stream, key=jax.random.key(0), epochs=1,
+                         batch_size=16, progress=False, augment=augment)
+            for augment in (None, random_crop_flip)]
+    assert runs[1].compilations == runs[0].compilations == 5
+    assert not np.allclose(runs[0].step_metrics["loss"], runs[1].step_metrics["loss"])
+    assert np.all(np.isfinite(runs[1].step_metrics["loss"]))

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxcl.data import make_stream
 from jaxcl.data import transforms as T
@@ -42,3 +43,28 @@ def test_noisy_stream_is_deterministic_and_corrupted():
         np.testing.assert_array_equal(ea.x_train, eb.x_train)
     grey = a[3].x_train
     np.testing.assert_allclose(grey[..., 0], grey[..., 1], atol=1e-6)  # grayscale experience
+
+
+def test_random_crop_flip_is_a_window_of_the_padded_image_maybe_mirrored():
+    from jaxcl.data.augment import random_crop_flip
+
+    x = jax.random.normal(jax.random.key(0), (16, 5, 5, 3))
+    np.testing.assert_array_equal(random_crop_flip(jax.random.key(1), x, padding=0,
+                                                   flip_prob=0.0), x)
+    np.testing.assert_array_equal(random_crop_flip(jax.random.key(1), x, padding=0,
+                                                   flip_prob=1.0), x[:, :, ::-1])
+    out = random_crop_flip(jax.random.key(2), x, padding=2)
+    assert out.shape == x.shape
+    padded = np.pad(np.asarray(x), ((0, 0), (2, 2), (2, 2), (0, 0)))
+    flipped = 0
+    for i in range(16):
+        windows = [padded[i, r:r + 5, c:c + 5] for r in range(5) for c in range(5)]
+        plain = any(np.array_equal(w, out[i]) for w in windows)
+        mirrored = any(np.array_equal(w[:, ::-1], out[i]) for w in windows)
+        assert plain or mirrored, i
+        flipped += mirrored and not plain
+    assert 0 < flipped < 16  # both outcomes of the coin occur
+    np.testing.assert_array_equal(out, random_crop_flip(jax.random.key(2), x, padding=2))
+    assert not np.array_equal(out, random_crop_flip(jax.random.key(3), x, padding=2))
+    with pytest.raises(ValueError, match="NHWC"):
+        random_crop_flip(jax.random.key(0), x[0])
