@@ -40,9 +40,7 @@ last task; positive is forgetting); ``mean_forgetting`` averages ``M[4, j] - M[j
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import sys
 from typing import Any
 
@@ -153,14 +151,6 @@ def _record(runs: list[tuple[int, cl.StudyRun]]) -> dict[str, Any]:
     return out
 
 
-def _csv(header, rows) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
 def _pm(record, name, digits=4):
     value, std = record[name], record[f"{name}_std"]
     return f"{value:+.{digits}f}" + (f" ± {std:.{digits}f}" if std else "")
@@ -241,10 +231,12 @@ def run(config: Config, out) -> dict:
         "config.json": dataclasses.asdict(config),
         "metrics.json": metrics,
         "summary.md": f"# {title}\n\n{summary}\n",
-        "mse_matrices.csv": _csv(["model", "seed", "after_task", *(f"task_{j}" for j in range(n))],
-                                 matrix_rows),
-        "forgetting.csv": _csv(forgetting_rows[0], forgetting_rows[1:]),
-        "steps.csv": _csv(["model", "seed", "step", "task", *cl.STEP_METRICS], step_rows),
+        "mse_matrices.csv": results.csv_text(
+            ["model", "seed", "after_task", *(f"task_{j}" for j in range(n))],
+            matrix_rows),
+        "forgetting.csv": results.csv_text(forgetting_rows[0], forgetting_rows[1:]),
+        "steps.csv": results.csv_text(["model", "seed", "step", "task", *cl.STEP_METRICS],
+                                      step_rows),
     }
     for name, rec in records.items():
         files[f"mse_matrix_{name}.png"] = plots.matrix_heatmap(

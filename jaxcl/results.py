@@ -114,7 +114,8 @@ def write_files(out: pathlib.Path, files: dict[str, Any]) -> None:
             shutil.rmtree(tmp)
 
 
-def _csv(header: list[str], rows) -> str:
+def csv_text(header: list[str], rows) -> str:
+    """A CSV file's text: the header row, then ``rows``."""
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(header)
@@ -149,9 +150,9 @@ def run_files(
         "config.json": config,
         "metrics.json": {"schema": SCHEMA, "experiment": experiment, "config": config,
                          "seeds": seeds, "strategies": records, "extra": extra or {}},
-        "accuracy_matrix.csv": _csv(["strategy", "seed", "after_experience",
+        "accuracy_matrix.csv": csv_text(["strategy", "seed", "after_experience",
                                      *[f"exp{j}" for j in range(n)]], matrix_rows),
-        "steps.csv": _csv(["strategy", "seed", "step", "experience", "loss", "cosine",
+        "steps.csv": csv_text(["strategy", "seed", "step", "experience", "loss", "cosine",
                            "grad_rel_diff"], step_rows),
         "summary.md": summary_md,
     }

@@ -202,9 +202,12 @@ def init(variant: Variant, key: jax.Array, num_tasks: int) -> PyTree:
     return {**psi, "params": params}
 
 
-def task_params(variant: Variant, hnet: Hypernetwork | None, psi: PyTree, task_id) -> PyTree:
-    """``theta_t``: the autoencoder's parameters for task ``task_id``."""
-    return hnet.apply(psi, task_id) if variant.is_hypernet else psi
+def all_task_params(variant: Variant, hnet: Hypernetwork | None, psi: PyTree) -> PyTree:
+    """``theta_j`` for every task ``j``, stacked on a leading axis (one ``vmap`` of ``H_psi``);
+    the MLP's ``psi`` as it is."""
+    if not variant.is_hypernet:
+        return psi
+    return jax.vmap(lambda j: hnet.apply(psi, j))(jnp.arange(hnet.config.num_tasks))
 
 
 def _shared_mask(psi: PyTree) -> PyTree:
@@ -243,13 +246,12 @@ def _per_example_parts(variant: Variant) -> tuple[str, ...]:
     return ("encoder", "decoder")
 
 
-def reconstruct_tasks(variant: Variant, hnet, psi, x, task_ids, key, adjoint="checkpoint"):
+def reconstruct_tasks(variant: Variant, thetas, x, task_ids, key, adjoint="checkpoint"):
     """``(x_hat, z0)`` for points ``x`` ``(n, d)`` of several tasks ``task_ids`` ``(n,)``, in one
-    solve: every example goes through its own task's generated parts; shared parts are shared."""
+    solve: every example goes through its own task's generated parts; shared parts are shared.
+    ``thetas`` is :func:`all_task_params`."""
     if not variant.is_hypernet:
-        return reconstruct(variant.model, psi, x, key, adjoint)
-    num_tasks = hnet.config.num_tasks
-    thetas = jax.vmap(lambda j: hnet.apply(psi, j))(jnp.arange(num_tasks))
+        return reconstruct(variant.model, thetas, x, key, adjoint)
     per_example = _per_example_parts(variant)
     theta = {part: jax.tree.map(lambda a: jnp.take(a, task_ids, axis=0), tree)
              if part in per_example else jax.tree.map(lambda a: a[0], tree)
@@ -275,10 +277,11 @@ def loss_terms(variant: Variant, weights: LossWeights, hnet, psi, x, task_id, me
     points = jnp.concatenate([x, memory.reshape(-1, x.shape[-1])])
     ids = jnp.concatenate([jnp.full((n,), task_id, jnp.int32),
                            jnp.repeat(jnp.arange(num_tasks, dtype=jnp.int32), per_task)])
-    x_hat, z0 = reconstruct_tasks(variant, hnet, psi, points, ids, key, adjoint)
+    thetas = all_task_params(variant, hnet, psi)
+    x_hat, z0 = reconstruct_tasks(variant, thetas, points, ids, key, adjoint)
     mse = jnp.mean(jnp.square(x_hat[:n] - x))
-    theta_t = hnet.apply(psi, task_id)
-    nll = jnp.mean(flow_nll(cfg, theta_t["flow"], z0[:n]))
+    flow_t = jax.tree.map(lambda a: a[task_id], thetas["flow"])
+    nll = jnp.mean(flow_nll(cfg, flow_t, z0[:n]))
     beta = weights.nll * jnp.minimum(1.0, progress / variant.anneal_fraction)
     per_task_mse = _per_task_mse(x_hat[n:], points[n:], num_tasks)
     seen = (jnp.arange(num_tasks) < task_id).astype(per_task_mse.dtype)
@@ -359,7 +362,7 @@ def evaluate(variant: Variant, psi, x_test, key) -> jax.Array:
     hnet = hypernetwork(variant, num_tasks) if variant.is_hypernet else None
     points = x_test.reshape(-1, dim)
     ids = jnp.repeat(jnp.arange(num_tasks, dtype=jnp.int32), per_task)
-    x_hat, _ = reconstruct_tasks(variant, hnet, psi, points, ids, key)
+    x_hat, _ = reconstruct_tasks(variant, all_task_params(variant, hnet, psi), points, ids, key)
     return _per_task_mse(x_hat, points, num_tasks)
 
 

@@ -200,8 +200,8 @@ def test_mixed_batches_use_each_examples_task(tasks):
         psi = cl.init(variant, jax.random.key(0), 3)
         x = tasks.x_test[:, :4].reshape(-1, 3)
         ids = jnp.repeat(jnp.arange(3), 4)
-        mixed, _ = jax.jit(lambda p: cl.reconstruct_tasks(variant, hnet, p, x, ids,
-                                                          jax.random.key(1)))(psi)
+        mixed, _ = jax.jit(lambda p: cl.reconstruct_tasks(
+            variant, cl.all_task_params(variant, hnet, p), x, ids, jax.random.key(1)))(psi)
         own = jax.jit(lambda p, j, xj: reconstruct(variant.model, hnet.apply(p, j), xj,
                                                    jax.random.key(1))[0])
         for j in range(3):
