@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import datetime
 import pathlib
+import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,9 +17,8 @@ import jax
 from jaxcl import results
 from jaxcl.data.augment import random_crop_flip
 from jaxcl.engine import train_stream
-from jaxcl.streams import Experience
 from jaxcl.strategies import StrategyConfig, build_strategy
-
+from jaxcl.streams import Experience
 
 
 def parse_config(config_cls: type, argv: list[str] | None, *, description: str, quick: dict):
@@ -33,6 +33,7 @@ def parse_config(config_cls: type, argv: list[str] | None, *, description: str, 
     parser.add_argument("--out", type=pathlib.Path, default=None,
                         help="results folder (default: a fresh runs/<name>-<timestamp>)")
     defaults = config_cls()
+    hints = typing.get_type_hints(config_cls)
     for field in dataclasses.fields(config_cls):
         default = getattr(defaults, field.name)
         flag = "--" + field.name.replace("_", "-")
@@ -40,7 +41,7 @@ def parse_config(config_cls: type, argv: list[str] | None, *, description: str, 
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                                 help=f"(default: {default})")
         elif isinstance(default, tuple):
-            kind = type(default[0]) if default else int
+            kind = typing.get_args(hints[field.name])[0]
             parser.add_argument(flag, type=kind, nargs="+", default=None,
                                 help=f"(default: {' '.join(map(str, default))})")
         else:
@@ -79,6 +80,10 @@ def run_strategies(
     steps: dict[str, dict[int, dict]] = {label: {} for label in strategies}
     for seed in seeds:
         stream = stream_for_seed(seed)
+        smallest = min(len(exp.x_train) for exp in stream)
+        if batch_size > smallest:
+            raise ValueError(f"batch_size={batch_size} exceeds the {smallest} training examples "
+                             "of the stream's smallest experience")
         for label, config in strategies.items():
             strategy = build_strategy(config, num_tasks=len(stream),
                                       classes_per_task=len(stream[0].classes),
@@ -140,12 +145,24 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class RunSettings:
-    """Settings every strategy-comparison module shares (defaults: the study's Split-CIFAR100
-    shape, 20 experiences x 5 classes of 32x32 images; ``benchmark`` says where the data comes
-    from). Each module subclasses it with its own defaults and adds its own fields. ``augment``
-    crops and flips every training minibatch on the device (:mod:`jaxcl.data.augment`)."""
+    """Settings every strategy-comparison module shares. Each module subclasses it with its own
+    defaults and adds its own fields.
+
+    ``benchmark`` is any name of :func:`jaxcl.data.load_benchmark`: ``synthetic`` (no download;
+    the study's Split-CIFAR100 shape, 20 experiences x 5 classes of 32x32 images) or a real one
+    (``split_cifar100``, ``split_tinyimagenet``, ``noisy_cifar``, ``cross_dataset``,
+    ``split_fashion_mnist``) read through TFDS from ``data_dir``, prepared from the original files
+    in ``manual_dir`` when offline (empty: TFDS's default folder, no manual folder).
+    ``datasets`` names the experiences' datasets of ``cross_dataset`` (empty: its default).
+    ``num_tasks`` and ``classes_per_task`` at 0 keep the benchmark's own shape; ``image_size``,
+    ``train_per_class``, ``test_per_class`` and ``noise`` shape the synthetic streams only.
+    ``augment`` crops and flips every training minibatch on the device
+    (:mod:`jaxcl.data.augment`)."""
 
     benchmark: str = "synthetic"
+    data_dir: str = ""
+    manual_dir: str = ""
+    datasets: tuple[str, ...] = ()
     seeds: tuple[int, ...] = (0,)
     epochs: int = 20
     batch_size: int = 64
@@ -154,8 +171,8 @@ class RunSettings:
     model: str = "resnet"
     nf: int = 20
     hidden: tuple[int, ...] = (64,)
-    num_tasks: int = 20
-    classes_per_task: int = 5
+    num_tasks: int = 0
+    classes_per_task: int = 0
     image_size: int = 32
     train_per_class: int = 500
     test_per_class: int = 100
@@ -171,18 +188,20 @@ class RunSettings:
     def __post_init__(self):
         from jaxcl.data import check_benchmark
 
-        check_benchmark(self.benchmark)
         if not self.seeds:
             raise ValueError("seeds must name at least one seed")
-        for name in ("epochs", "batch_size", "eval_batch_size", "num_tasks", "classes_per_task",
-                     "image_size", "train_per_class", "test_per_class"):
+        for name in ("epochs", "batch_size", "eval_batch_size", "image_size", "train_per_class",
+                     "test_per_class"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        examples = self.classes_per_task * self.train_per_class
-        if self.batch_size > examples:
-            raise ValueError(f"batch_size={self.batch_size} exceeds the {examples} training "
-                             "examples of an experience")
+        for name in ("num_tasks", "classes_per_task"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 0):
+                raise ValueError(f"{name} must be a positive integer (or 0 for the benchmark's "
+                                 f"own), got {value!r}")
+        check_benchmark(self.benchmark, self.stream_options(),
+                        data_dir=self.data_dir or None, manual_dir=self.manual_dir or None)
         for label in self.labels():
             self.strategy(label)  # every strategy setting is checked before any work
 
@@ -205,9 +224,10 @@ class RunSettings:
 
     def title(self, experiment: str, what: str = "") -> str:
         what = f"{what}, " if what else ""
-        return (f"{experiment}: {what}{self.benchmark}, {self.num_tasks} x "
-                f"{self.classes_per_task} classes, {self.model}, {self.epochs} epochs, "
-                f"seeds {list(self.seeds)}")
+        shape = "".join(f", {n} {getattr(self, n)}" for n in ("num_tasks", "classes_per_task")
+                        if getattr(self, n))
+        return (f"{experiment}: {what}{self.benchmark}{shape}, {self.model}, {self.epochs} "
+                f"epochs, seeds {list(self.seeds)}")
 
     def finish(self, out, experiment: str, records: dict, steps: dict, table: str, *,
                what: str = "", **kwargs) -> dict:
@@ -216,13 +236,23 @@ class RunSettings:
         return finish(out, experiment=experiment, config=self, seeds=self.seeds, records=records,
                       steps=steps, title=self.title(experiment, what), table=table, **kwargs)
 
-    def stream(self, seed: int) -> list[Experience]:
-        from jaxcl.data import make_stream
+    def stream_options(self) -> dict[str, Any]:
+        """The options :func:`jaxcl.data.load_benchmark` gets: the shape where set, and the
+        synthetic streams' own settings."""
+        from jaxcl.data import SYNTHETIC
 
-        return make_stream(self.benchmark, seed=seed, num_tasks=self.num_tasks,
-                           classes_per_task=self.classes_per_task, image_size=self.image_size,
-                           train_per_class=self.train_per_class,
+        options = {n: getattr(self, n) for n in ("num_tasks", "classes_per_task", "datasets")
+                   if getattr(self, n)}
+        if self.benchmark in SYNTHETIC:
+            options.update(image_size=self.image_size, train_per_class=self.train_per_class,
                            test_per_class=self.test_per_class, noise=self.noise)
+        return options
+
+    def stream(self, seed: int) -> list[Experience]:
+        from jaxcl.data import load_benchmark
+
+        return load_benchmark(self.benchmark, seed=seed, data_dir=self.data_dir or None,
+                              manual_dir=self.manual_dir or None, **self.stream_options())
 
 
 @dataclasses.dataclass(frozen=True)

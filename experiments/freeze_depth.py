@@ -7,6 +7,9 @@ experience carry to the second.
 
     python -m experiments.freeze_depth
     python -m experiments.freeze_depth --quick
+    python -m experiments.freeze_depth --benchmark cross_dataset --datasets cifar10 svhn
+
+On synthetic data the stream has two experiences unless ``--num-tasks`` says otherwise.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 
 from experiments.common import QUICK_SETTINGS, RunSettings, markdown_table, module_main
 from jaxcl import plots
+from jaxcl.data import SYNTHETIC
 from jaxcl.results import check_out
 
 NAME = "freeze_depth"
@@ -25,11 +29,16 @@ NAME = "freeze_depth"
 
 @dataclasses.dataclass(frozen=True)
 class Config(RunSettings):
-    num_tasks: int = 2
     depths: tuple[int, ...] = (0, 1, 2, 3, 4)
 
     def labels(self):
         return tuple("HN-F" if k == 0 else f"HN-{k}" for k in self.depths)
+
+    def stream_options(self):
+        options = super().stream_options()
+        if self.benchmark in SYNTHETIC:
+            options.setdefault("num_tasks", 2)
+        return options
 
 
 QUICK = {**QUICK_SETTINGS, "num_tasks": 2, "depths": (0, 1)}

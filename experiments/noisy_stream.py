@@ -5,6 +5,7 @@ Four experiences: clean, random solarize, Gaussian blur, contrast + blur + grays
 learning accuracy of every experience (clean vs noisy) and the final ACA and forgetting.
 
     python -m experiments.noisy_stream --k 3
+    python -m experiments.noisy_stream --benchmark noisy_cifar --data-dir ~/tensorflow_datasets
     python -m experiments.noisy_stream --quick
 """
 
@@ -25,14 +26,13 @@ NAME = "noisy_stream"
 @dataclasses.dataclass(frozen=True)
 class Config(RunSettings):
     benchmark: str = "synthetic_noisy"
-    num_tasks: int = 4
     k: int = 3
 
     def labels(self):
         return (f"LR-{self.k}", f"HN-{self.k}")
 
 
-QUICK = {**QUICK_SETTINGS, "num_tasks": 4, "k": 1}
+QUICK = {**QUICK_SETTINGS, "num_tasks": 0, "k": 1}
 
 
 def run(config: Config, out=None) -> dict:

@@ -10,6 +10,9 @@ import tensorflow_datasets as tfds
 
 from jaxcl.data import tfds_benchmarks as tb
 
+# One worker prepares the real Fashion-MNIST once for the whole module (`--dist loadgroup`).
+pytestmark = pytest.mark.xdist_group("tfds")
+
 # Fashion-MNIST's first ten training labels (ankle boot, T-shirt, T-shirt, dress, ...).
 FIRST_TRAIN_LABELS = [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
 
@@ -26,14 +29,19 @@ def fashion(tmp_path_factory):
     return data_dir, stream
 
 
-def test_fashion_mnist_is_prepared_offline_from_the_real_files(fashion):
-    data_dir, _ = fashion
-    builder = tfds.builder("fashion_mnist_files", data_dir=str(data_dir))
+@pytest.fixture(scope="module")
+def fashion_arrays(fashion):
+    """The prepared Fashion-MNIST splits as arrays, ``{"train": (x, y), "test": (x, y)}``."""
+    builder = tfds.builder("fashion_mnist_files", data_dir=str(fashion[0]))
     assert builder.is_prepared()
+    return builder, tb._arrays(builder)
+
+
+def test_fashion_mnist_is_prepared_offline_from_the_real_files(fashion_arrays):
+    builder, arrays = fashion_arrays
     assert builder.info.splits["train"].num_examples == 60_000
     assert builder.info.splits["test"].num_examples == 10_000
     assert builder.info.features["label"].num_classes == 10
-    arrays = tb._arrays(builder)
     raw_x = tb.read_idx_gz(tb.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz")
     raw_y = tb.read_idx_gz(tb.DEBIAN_FASHION_MNIST / "train-labels-idx1-ubyte.gz")
     assert raw_y[:10].tolist() == FIRST_TRAIN_LABELS
@@ -148,3 +156,213 @@ def test_noisy_cifar_on_mock_data(tmp_path, monkeypatch):
         np.abs(np.diff(np.asarray(clean[2].x_train) * std + mean, axis=2)).mean())  # blurred
     np.testing.assert_allclose(unit[3][..., 0], unit[3][..., 1], atol=1e-4)  # grayscale
     np.testing.assert_allclose(unit[3][..., 1], unit[3][..., 2], atol=1e-4)
+
+
+# --- Tiny-ImageNet and GTSRB from fake archives in the originals' layout --------------------
+
+def _colour(label: int) -> tuple[int, int, int]:
+    """A flat colour per class, far enough apart to survive JPEG and resizing."""
+    return (40 + 5 * (label % 40), 40 + 40 * (label // 40), 200 - 3 * (label % 40))
+
+
+def _image_bytes(label: int, size: tuple[int, int], fmt: str, grey: bool = False) -> bytes:
+    import io
+
+    import PIL.Image
+
+    image = PIL.Image.new("RGB", size, _colour(label))
+    if grey:
+        image = image.convert("L")
+    out = io.BytesIO()
+    image.save(out, fmt)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def fake_archives(tmp_path_factory):
+    """A tiny-imagenet-200.zip (200 classes, 2 training and 1 validation image each; wnids.txt
+    not in sorted order; one grey JPEG) and the three GTSRB archives (43 classes, 2 training
+    images of different sizes each, 1 test image each), with flat colours that encode the class."""
+    import random
+    import zipfile
+
+    folder = tmp_path_factory.mktemp("manual")
+    wnids = [f"n{1000 + 7 * i:08d}" for i in range(200)]
+    listed = wnids[:]
+    random.Random(0).shuffle(listed)
+    root = "tiny-imagenet-200/"
+    with zipfile.ZipFile(folder / tb.TINY_IMAGENET_ZIP, "w") as z:
+        z.writestr(root + "wnids.txt", "\n".join(listed) + "\n")
+        z.writestr(root + "words.txt", "".join(f"{w}\tthing {w}\n" for w in wnids))
+        annotations = []
+        for label, w in enumerate(wnids):  # wnids are made in sorted order: label = index
+            for j in range(2):
+                z.writestr(f"{root}train/{w}/images/{w}_{j}.JPEG",
+                           _image_bytes(label, (64, 64), "JPEG", grey=(label, j) == (3, 1)))
+            z.writestr(f"{root}train/{w}/{w}_boxes.txt", "")
+            z.writestr(f"{root}val/images/val_{label}.JPEG", _image_bytes(label, (64, 64), "JPEG"))
+            annotations.append(f"val_{label}.JPEG\t{w}\t0\t0\t63\t63")
+        z.writestr(root + "val/val_annotations.txt", "\n".join(annotations) + "\n")
+        z.writestr(root + "test/images/test_0.JPEG", _image_bytes(0, (64, 64), "JPEG"))
+
+    train, test, truth = (folder / name for name in tb.GTSRB_ZIPS)
+    header = "Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId\n"
+    with zipfile.ZipFile(train, "w") as z:
+        for c in range(43):
+            d = f"GTSRB/Final_Training/Images/{c:05d}/"
+            rows = []
+            for j, size in enumerate([(30, 34), (61, 57)]):
+                z.writestr(f"{d}00000_{j:05d}.ppm", _image_bytes(c, size, "PPM"))
+                rows.append(f"00000_{j:05d}.ppm;{size[0]};{size[1]};1;1;{size[0] - 1};"
+                            f"{size[1] - 1};{c}\n")
+            z.writestr(f"{d}GT-{c:05d}.csv", header + "".join(rows))
+    test_labels = [(5 * i) % 43 for i in range(43)]
+    with zipfile.ZipFile(test, "w") as z:
+        d = "GTSRB/Final_Test/Images/"
+        for i, c in enumerate(test_labels):
+            z.writestr(f"{d}{i:05d}.ppm", _image_bytes(c, (44, 40), "PPM"))
+        z.writestr(d + "GT-final_test.test.csv", header.replace(";ClassId", "") + "".join(
+            f"{i:05d}.ppm;44;40;1;1;43;39\n" for i in range(43)))
+    with zipfile.ZipFile(truth, "w") as z:
+        z.writestr("GT-final_test.csv", header + "".join(
+            f"{i:05d}.ppm;44;40;1;1;43;39;{c}\n" for i, c in enumerate(test_labels)))
+    return folder
+
+
+def _labels_match_colours(x, y, atol):
+    expected = np.array([_colour(int(c)) for c in y], np.float32)
+    np.testing.assert_allclose(x.reshape(len(x), -1, 3).mean(axis=1), expected, atol=atol)
+
+
+def test_tiny_imagenet_builder_reads_the_original_zip(fake_archives, tmp_path):
+    stream = tb.load_benchmark("split_tinyimagenet", seed=0, data_dir=str(tmp_path),
+                               manual_dir=str(fake_archives))
+    builder = tfds.builder("tiny_imagenet", data_dir=str(tmp_path))
+    assert builder.info.splits["train"].num_examples == 400
+    assert builder.info.splits["test"].num_examples == 200
+    arrays = tb._arrays(builder)
+    for split in ("train", "test"):
+        x, y = arrays[split]
+        assert x.shape[1:] == (64, 64, 3) and x.dtype == np.uint8
+        grey = (y == 3) & (x.std(axis=-1).max(axis=(1, 2)) == 0)
+        ok = ~grey  # the grey JPEG decodes to three equal channels; the others keep their colour
+        _labels_match_colours(x[ok], y[ok], atol=3)
+    assert len(stream) == 20
+    classes = [c for exp in stream for c in exp.classes]
+    assert sorted(classes) == list(range(200))
+    for exp in stream:
+        assert exp.x_train.shape == (20, 64, 64, 3) and exp.x_test.shape == (10, 64, 64, 3)
+        assert sorted(np.asarray(exp.y_test).tolist()) == list(range(10))
+
+
+def test_gtsrb_builder_reads_the_original_archives(fake_archives, tmp_path):
+    builder = tb.CROSS_DATASETS["gtsrb"](str(tmp_path), str(fake_archives))
+    assert builder.info.splits["train"].num_examples == 86
+    assert builder.info.splits["test"].num_examples == 43
+    arrays = tb._arrays(builder)
+    np.testing.assert_array_equal(np.bincount(arrays["train"][1], minlength=43), np.full(43, 2))
+    for split in ("train", "test"):
+        x, y = arrays[split]
+        assert x.shape[1:] == (32, 32, 3)
+        _labels_match_colours(x, y, atol=1)  # test labels come from the separate GT archive
+    with pytest.raises(tb.DataNotAvailableError, match="'gtsrb' is not prepared.*not downloadable.*GTSRB_"):
+        tb.CROSS_DATASETS["gtsrb"](str(tmp_path / "other"), None)
+
+
+def test_cross_dataset_stream_real_fashion_mnist_then_gtsrb(fashion, fashion_arrays,
+                                                            fake_archives, tmp_path):
+    data_dir, _ = fashion
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    for f in [*tb.FASHION_MNIST_FILES, *tb.GTSRB_ZIPS]:
+        source = tb.DEBIAN_FASHION_MNIST / f if f in tb.FASHION_MNIST_FILES else fake_archives / f
+        (manual / f).symlink_to(source)
+    stream = tb.load_benchmark("cross_dataset", seed=0, data_dir=str(data_dir),
+                               manual_dir=str(manual), datasets=("fashion_mnist", "gtsrb"))
+    assert [e.task_id for e in stream] == [0, 1] and [len(e.classes) for e in stream] == [5, 5]
+    assert stream[0].x_train.shape == (30_000, 32, 32, 3) and stream[1].x_train.shape == (10, 32, 32, 3)
+    for exp in stream:
+        assert sorted(set(np.asarray(exp.y_train).tolist())) == list(range(5))
+    # Each dataset normalised with its own (converted) training split's statistics.
+    gtsrb = tb._arrays(tfds.builder("gtsrb", data_dir=str(data_dir)))
+    for exp, arrays in zip(stream, (fashion_arrays[1], gtsrb)):
+        x_all, y_all = arrays["train"]
+        converted = tb.to_rgb32(x_all)
+        mean, std = tb.channel_stats(converted)
+        mean_kept, _ = tb.channel_stats(converted[np.isin(y_all, exp.classes)])
+        np.testing.assert_allclose(np.asarray(exp.x_train).mean(axis=(0, 1, 2), keepdims=True),
+                                   (mean_kept - mean) / std, atol=1e-4)
+    x = np.random.default_rng(0).integers(0, 256, (50, 4, 4, 3), dtype=np.uint8)
+    mean, std = tb.channel_stats(x)  # exact: the histogram's moments are numpy's
+    np.testing.assert_allclose(mean.ravel(), (x / 255.0).mean(axis=(0, 1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(std.ravel(), (x / 255.0).std(axis=(0, 1, 2)), rtol=1e-5)
+    x0 = np.asarray(stream[0].x_train)
+    np.testing.assert_array_equal(x0[..., 0], x0[..., 1])  # grey repeated on three channels
+
+
+def test_cross_dataset_and_tinyimagenet_on_mock_data(tmp_path, monkeypatch):
+    monkeypatch.setattr(tb, "_online", lambda: True)
+    manual = tmp_path / "manual"  # the manual-only builders look for their archives' names
+    manual.mkdir()
+    for name in (*tb.GTSRB_ZIPS, tb.TINY_IMAGENET_ZIP):
+        (manual / name).touch()
+    kw = {"data_dir": str(tmp_path), "manual_dir": str(manual)}
+    with tfds.testing.mock_data(num_examples=200, policy=tfds.testing.MockPolicy.USE_CODE):
+        stream = tb.load_benchmark("cross_dataset", seed=0, datasets=tuple(tb.CROSS_DATASETS), **kw)
+        other = tb.load_benchmark("cross_dataset", seed=1, datasets=tuple(tb.CROSS_DATASETS), **kw)
+        tiny = tb.load_benchmark("split_tinyimagenet", seed=0, **kw)
+    assert len(stream) == 5
+    for exp in stream:
+        assert exp.x_train.shape[1:] == (32, 32, 3) and len(set(exp.classes)) == 5
+        assert set(np.unique(exp.y_train).tolist()) <= set(range(5))
+    assert [e.classes for e in other] != [e.classes for e in stream]
+    assert len(tiny) == 20 and len({c for e in tiny for c in e.classes}) == 200
+    assert tiny[0].x_train.shape[1:] == (64, 64, 3)
+    with pytest.raises(ValueError, match="two or more different datasets"):
+        tb.load_benchmark("cross_dataset", seed=0, datasets=("cifar10", "mnist"))
+
+
+def test_benchmark_options_are_the_loaders_keywords():
+    import inspect
+
+    from jaxcl import data
+
+    loaders = {**{n: data.BENCHMARKS[n] for n in ("synthetic", "synthetic_noisy")},
+               "synthetic_images": data.BENCHMARKS["synthetic"], **tb.LOADERS}
+    assert set(loaders) == set(data.BENCHMARK_OPTIONS)
+    for name, loader in loaders.items():
+        keywords = {p.name for p in inspect.signature(loader).parameters.values()
+                    if p.default is not inspect.Parameter.empty}
+        if name == "synthetic_noisy":  # passes the synthetic options on, less num_tasks
+            keywords = {"classes_per_task", *inspect.signature(data.BENCHMARKS["synthetic"])
+                        .parameters} - {"seed", "num_tasks"}
+        assert keywords == set(data.BENCHMARK_OPTIONS[name]), name
+
+
+def test_experiment_module_runs_on_real_fashion_mnist(fashion, tmp_path):
+    from experiments import split_benchmark
+
+    data_dir, _ = fashion
+    argv = ["--quick", "--benchmark", "split_fashion_mnist", "--data-dir", str(data_dir),
+            "--manual-dir", str(tb.DEBIAN_FASHION_MNIST), "--num-tasks", "2", "--epochs", "1",
+            "--batch-size", "256", "--strategies", "Naive"]
+    metrics = split_benchmark.main([*argv, "--out", str(tmp_path / "run")])
+    record = metrics["strategies"]["Naive"]
+    assert np.asarray(record["accuracy_matrix"]).shape == (2, 2)
+    assert record["learning_accuracy"] > 0.75  # two-class Fashion-MNIST tasks are easy
+    config = (tmp_path / "run" / "config.json").read_text()
+    assert '"benchmark": "split_fashion_mnist"' in config
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--benchmark", "cross_dataset", "--num-tasks", "3"], "'cross_dataset' does not take 'num_tasks'"),
+    (["--benchmark", "split_cifar100", "--data-dir", "/no/such/dir"], "data_dir='/no/such/dir' is not a folder"),
+    (["--benchmark", "imagenet"], "benchmark='imagenet' is not one of"),
+    (["--benchmark", "split_cifar100", "--num-tasks", "-1"], "num_tasks must be a positive"),
+])
+def test_experiment_module_refuses_bad_data_options_before_any_work(argv, message, tmp_path):
+    from experiments import split_benchmark
+
+    with pytest.raises(ValueError, match=message):
+        split_benchmark.main(["--quick", "--num-tasks", "0", *argv, "--out", str(tmp_path / "r")])
+    assert not (tmp_path / "r").exists()

@@ -1,19 +1,24 @@
-"""Benchmarks by name: ``make_stream(name, seed=..., **options)`` returns a list of experiences.
+"""Benchmarks by name: ``load_benchmark(name, seed=..., data_dir=..., manual_dir=...)``.
 
-``load_benchmark(name, seed=..., data_dir=..., manual_dir=...)`` is the one entry for real data
-as well: ``"synthetic_images"`` (the ``"synthetic"`` stream, no download), and, with the ``data``
-extra installed, the TFDS benchmarks of :mod:`jaxcl.data.tfds_benchmarks`
-(``"split_cifar100"``, ``"noisy_cifar"``, ``"split_fashion_mnist"``).
+The one entry for every stream, synthetic or real; it returns a list of
+:class:`jaxcl.streams.Experience` on the device.
 
-``"synthetic"`` needs no download (random class prototypes plus noise,
-:func:`jaxcl.streams.synthetic_image_stream`); the class order, prototypes and noise come from
-``seed``. ``"synthetic_noisy"`` is its four-experience noisy stream (clean, solarize, blur,
-contrast + blur + grayscale). The real benchmarks of the study (Split-CIFAR100, Split-TinyImageNet, the noisy stream,
-cross-dataset streams) register here when their TFDS loaders are installed.
+* ``"synthetic"`` (alias ``"synthetic_images"``): no download; random class prototypes plus noise
+  (:func:`jaxcl.streams.synthetic_image_stream`), class order, prototypes and noise from ``seed``.
+* ``"synthetic_noisy"``: its four-experience noisy stream (clean, solarize, blur, contrast + blur
+  + grayscale).
+* With the ``data`` extra, the study's real benchmarks through TFDS
+  (:mod:`jaxcl.data.tfds_benchmarks`): ``"split_cifar100"``, ``"split_tinyimagenet"``,
+  ``"noisy_cifar"``, ``"cross_dataset"`` and ``"split_fashion_mnist"``.
+
+:data:`BENCHMARK_OPTIONS` lists the options each benchmark takes, so a configuration is checked
+(:func:`check_benchmark`) before anything is loaded or compiled; TensorFlow Datasets is imported
+only when a TFDS benchmark is loaded. ``make_stream`` is the synthetic streams' entry.
 """
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Callable
 
 import jax
@@ -21,16 +26,16 @@ import jax
 from jaxcl.streams import Experience, synthetic_image_stream
 
 
-def _synthetic(seed: int, *, num_tasks: int = 5, classes_per_task: int = 2, image_size: int = 16,
-               train_per_class: int = 100, test_per_class: int = 50, noise: float = 1.0,
-               **_: object) -> list[Experience]:
+def _synthetic(seed: int, *, num_tasks: int = 20, classes_per_task: int = 5, image_size: int = 16,
+               train_per_class: int = 100, test_per_class: int = 50,
+               noise: float = 1.0) -> list[Experience]:
     return synthetic_image_stream(
         jax.random.key(seed), num_tasks=num_tasks, classes_per_task=classes_per_task,
         train_per_class=train_per_class, test_per_class=test_per_class, noise=noise,
         image_shape=(image_size, image_size, 3))
 
 
-def _synthetic_noisy(seed: int, *, classes_per_task: int = 2, **options) -> list[Experience]:
+def _synthetic_noisy(seed: int, *, classes_per_task: int = 5, **options) -> list[Experience]:
     """Four synthetic experiences corrupted as the noisy stream's (:mod:`jaxcl.data.transforms`):
     images squashed to [0, 1] with a sigmoid, corrupted, then centred, ``(x - 0.5) / 0.25``."""
     from jaxcl.data.transforms import NOISY_STREAM
@@ -50,29 +55,60 @@ BENCHMARKS: dict[str, Callable[..., list[Experience]]] = {
     "synthetic": _synthetic, "synthetic_noisy": _synthetic_noisy}
 
 
-def check_benchmark(name: str) -> None:
-    if name not in BENCHMARKS:
-        raise ValueError(f"benchmark={name!r} is not one of {tuple(BENCHMARKS)}")
+_SYNTHETIC_OPTIONS = ("classes_per_task", "image_size", "train_per_class", "test_per_class",
+                      "noise")
+BENCHMARK_OPTIONS: dict[str, tuple[str, ...]] = {
+    "synthetic": ("num_tasks", *_SYNTHETIC_OPTIONS),
+    "synthetic_images": ("num_tasks", *_SYNTHETIC_OPTIONS),
+    "synthetic_noisy": _SYNTHETIC_OPTIONS,
+    "split_cifar100": ("num_tasks", "classes_per_task"),
+    "split_tinyimagenet": ("num_tasks", "classes_per_task"),
+    "split_fashion_mnist": ("num_tasks", "classes_per_task"),
+    "noisy_cifar": ("classes_per_task",),
+    "cross_dataset": ("datasets", "classes_per_task"),
+}
+"""Every benchmark name and the options it takes (the loaders' keyword arguments)."""
+
+SYNTHETIC = ("synthetic", "synthetic_images", "synthetic_noisy")
+
+
+def check_benchmark(name: str, options=(), *, data_dir=None, manual_dir=None) -> None:
+    """Raise ``ValueError`` unless ``name`` is a benchmark, every option name is one it takes, and
+    the given folders exist; nothing is loaded."""
+    if name not in BENCHMARK_OPTIONS:
+        raise ValueError(f"benchmark={name!r} is not one of {tuple(BENCHMARK_OPTIONS)}")
+    unknown = [o for o in options if o not in BENCHMARK_OPTIONS[name]]
+    if unknown:
+        raise ValueError(f"benchmark {name!r} does not take {', '.join(map(repr, unknown))}; it "
+                         f"takes {BENCHMARK_OPTIONS[name]}")
+    for what, folder in (("data_dir", data_dir), ("manual_dir", manual_dir)):
+        if folder is not None and not pathlib.Path(folder).is_dir():
+            raise ValueError(f"{what}={str(folder)!r} is not a folder")
 
 
 def make_stream(name: str, *, seed: int, **options) -> list[Experience]:
-    """The stream ``name`` for ``seed``; options a benchmark does not use are ignored."""
-    check_benchmark(name)
+    """The synthetic stream ``name`` (``"synthetic"`` or ``"synthetic_noisy"``) for ``seed``."""
+    if name not in BENCHMARKS:
+        raise ValueError(f"benchmark={name!r} is not one of {tuple(BENCHMARKS)}")
     return BENCHMARKS[name](seed, **options)
-
-
-LOAD_BENCHMARKS = ("synthetic_images", "split_cifar100", "noisy_cifar", "split_fashion_mnist")
 
 
 def load_benchmark(name: str, *, seed: int, data_dir=None, manual_dir=None,
                    **options) -> list[Experience]:
-    """The stream ``name`` (one of :data:`LOAD_BENCHMARKS`) for ``seed``; TensorFlow Datasets is
-    imported only for the TFDS benchmarks (see :func:`jaxcl.data.tfds_benchmarks.load_benchmark`
-    for ``data_dir``, ``manual_dir`` and the options)."""
-    if name not in LOAD_BENCHMARKS:
-        raise ValueError(f"benchmark {name!r} is not one of {LOAD_BENCHMARKS}")
-    if name == "synthetic_images":
-        return make_stream("synthetic", seed=seed, **options)
+    """The stream ``name`` (a key of :data:`BENCHMARK_OPTIONS`) for ``seed``.
+
+    Args:
+      name: the benchmark.
+      seed: class order (and, for synthetic data, the data itself).
+      data_dir: TFDS data directory (TFDS's default when ``None``); prepared data is cached there.
+      manual_dir: folder with datasets' original files, to prepare them with no network.
+      **options: the benchmark's options (:data:`BENCHMARK_OPTIONS`), e.g. ``num_tasks``,
+        ``classes_per_task``; left out, each benchmark has the study's shape.
+    """
+    check_benchmark(name, options, data_dir=data_dir, manual_dir=manual_dir)
+    if name in SYNTHETIC:
+        return make_stream("synthetic" if name == "synthetic_images" else name, seed=seed,
+                           **options)
     from jaxcl.data import tfds_benchmarks
 
     return tfds_benchmarks.load_benchmark(name, seed=seed, data_dir=data_dir,

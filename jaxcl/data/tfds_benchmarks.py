@@ -28,15 +28,19 @@ it for its different gzip bytes.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
+import io
 import pathlib
 import socket
+import zipfile
 from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import PIL.Image
 import tensorflow_datasets as tfds
 
 from jaxcl.streams import Experience
@@ -96,6 +100,110 @@ class FashionMnistFiles(tfds.core.GeneratorBasedBuilder):
             yield i, {"image": image[..., None], "label": int(label)}
 
 
+TINY_IMAGENET_ZIP = "tiny-imagenet-200.zip"
+TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
+
+
+class TinyImagenet(tfds.core.GeneratorBasedBuilder):
+    """Tiny-ImageNet (200 classes, 64x64) prepared from the original ``tiny-imagenet-200.zip``.
+
+    The zip holds ``tiny-imagenet-200/wnids.txt`` (the 200 WordNet ids),
+    ``train/<wnid>/images/*.JPEG`` (500 per class) and ``val/images/*.JPEG`` with their classes in
+    ``val/val_annotations.txt`` (tab-separated: file, wnid, box). The labelled ``val`` images are
+    the test split (the ``test`` images have no labels). Label ``i`` is the ``i``-th wnid in sorted
+    order, as an image-folder reader gives; the JPEG bytes are kept as they are (grey images are
+    decoded to three channels).
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        f"Download {TINY_IMAGENET_URL} and put {TINY_IMAGENET_ZIP} (unopened) in the manual "
+        "directory.")
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(64, 64, 3), encoding_format="jpeg"),
+                "label": tfds.features.ClassLabel(num_classes=200)}),
+            supervised_keys=("image", "label"))
+
+    def _split_generators(self, dl_manager):
+        path = dl_manager.manual_dir / TINY_IMAGENET_ZIP
+        return {"train": self._generate_examples(path, "train"),
+                "test": self._generate_examples(path, "val")}
+
+    def _generate_examples(self, path, split):
+        with zipfile.ZipFile(path) as archive:
+            root = "tiny-imagenet-200/"
+            wnids = sorted(archive.read(root + "wnids.txt").decode().split())
+            if len(wnids) != 200:
+                raise ValueError(f"{path}: wnids.txt names {len(wnids)} classes, not 200")
+            label = {w: i for i, w in enumerate(wnids)}
+            if split == "train":
+                files = [(n, n.split("/")[2]) for n in archive.namelist()
+                         if n.startswith(root + "train/") and n.endswith(".JPEG")]
+            else:
+                lines = archive.read(root + "val/val_annotations.txt").decode().splitlines()
+                files = [(f"{root}val/images/{f}", w)
+                         for f, w, *_ in (line.split("\t") for line in lines if line.strip())]
+            for name, wnid in sorted(files):
+                yield name, {"image": io.BytesIO(archive.read(name)), "label": label[wnid]}
+
+
+GTSRB_ZIPS = ("GTSRB_Final_Training_Images.zip", "GTSRB_Final_Test_Images.zip",
+              "GTSRB_Final_Test_GT.zip")
+GTSRB_URL = "https://sid.erda.dk/public/archives/daaeac0d7ce1152aea9b61d9f1e19370/"
+
+
+class Gtsrb(tfds.core.GeneratorBasedBuilder):
+    """GTSRB (43 traffic-sign classes) prepared from the three original archives, every image
+    resized to 32x32 (bilinear, the whole image).
+
+    ``GTSRB_Final_Training_Images.zip`` holds ``GTSRB/Final_Training/Images/000NN/*.ppm`` with a
+    ``GT-000NN.csv`` per class; ``GTSRB_Final_Test_Images.zip`` holds
+    ``GTSRB/Final_Test/Images/*.ppm``, whose classes are in ``GT-final_test.csv`` of
+    ``GTSRB_Final_Test_GT.zip``. The CSVs are ``;``-separated with columns ``Filename`` and
+    ``ClassId``.
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        f"Download {', '.join(GTSRB_ZIPS)} from {GTSRB_URL} and put them (unopened) in the "
+        "manual directory.")
+    SIZE = 32
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(self.SIZE, self.SIZE, 3)),
+                "label": tfds.features.ClassLabel(num_classes=43)}),
+            supervised_keys=("image", "label"))
+
+    def _split_generators(self, dl_manager):
+        train, test, truth = (dl_manager.manual_dir / name for name in GTSRB_ZIPS)
+        return {"train": self._generate_examples(train, None),
+                "test": self._generate_examples(test, truth)}
+
+    def _generate_examples(self, images_zip, truth_zip):
+        with zipfile.ZipFile(images_zip) as archive:
+            names = archive.namelist()
+            if truth_zip is None:  # training: a GT-000NN.csv beside each class's images
+                tables = [(n.rsplit("/", 1)[0], archive.read(n)) for n in names
+                          if n.endswith(".csv")]
+            else:  # test: the classes are in the separate ground-truth archive
+                folder = next(n for n in names if n.endswith(".ppm")).rsplit("/", 1)[0]
+                with zipfile.ZipFile(truth_zip) as truth:
+                    tables = [(folder, truth.read(n)) for n in truth.namelist()
+                              if n.endswith(".csv")]
+            labels = {f"{folder}/{row['Filename']}": int(row["ClassId"])
+                      for folder, raw in tables
+                      for row in csv.DictReader(io.StringIO(raw.decode()), delimiter=";")}
+            for name in sorted(labels):
+                image = PIL.Image.open(io.BytesIO(archive.read(name))).convert("RGB")
+                image = image.resize((self.SIZE, self.SIZE), PIL.Image.BILINEAR)
+                yield name, {"image": np.asarray(image), "label": labels[name]}
+
+
 def _online(host: str = "storage.googleapis.com", timeout: float = 2.0) -> bool:
     try:
         socket.create_connection((host, 443), timeout=timeout).close()
@@ -104,8 +212,10 @@ def _online(host: str = "storage.googleapis.com", timeout: float = 2.0) -> bool:
         return False
 
 
-def _prepared_builder(name: str, expected: tuple[str, ...], data_dir, manual_dir):
-    """A TFDS builder whose data is prepared, preparing it from ``manual_dir`` or online."""
+def _prepared_builder(name: str, expected: tuple[str, ...], data_dir, manual_dir, *,
+                      downloadable: bool = True):
+    """A TFDS builder whose data is prepared, preparing it from ``manual_dir`` or, for a
+    ``downloadable`` dataset, online."""
     builder = tfds.builder(name, data_dir=data_dir)
     if builder.is_prepared():
         return builder
@@ -113,13 +223,15 @@ def _prepared_builder(name: str, expected: tuple[str, ...], data_dir, manual_dir
     if manual is not None and all((manual / f).exists() for f in expected):
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
-    elif _online():
+    elif downloadable and _online():
         builder.download_and_prepare()
     else:
+        why = "cannot be downloaded now (no network)" if downloadable else "is not downloadable"
         raise DataNotAvailableError(
             f"dataset {name!r} is not prepared in data_dir={data_dir or '~/tensorflow_datasets'}"
-            f" and cannot be downloaded now (no network); put {', '.join(expected)} in a "
-            f"folder and pass it as manual_dir (got manual_dir={manual_dir!r})")
+            f" and {why}; put {', '.join(expected)} in a folder and pass it as manual_dir (got "
+            f"manual_dir={manual_dir!r})" + (f". {builder.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+                                             if builder.MANUAL_DOWNLOAD_INSTRUCTIONS else ""))
     return builder
 
 
@@ -141,6 +253,47 @@ def _arrays(builder) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
+def channel_stats(x_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation of ``x_u8 / 255`` (shapes ``(1, 1, 1, C)``),
+    exact, from each channel's histogram of the 256 byte values (no float copy of the split)."""
+    values = np.arange(256) / 255.0
+    counts = np.stack([np.bincount(x_u8[..., c].ravel(), minlength=256)
+                       for c in range(x_u8.shape[-1])]) / (x_u8.size // x_u8.shape[-1])
+    mean = counts @ values
+    std = np.sqrt(np.maximum(counts @ values**2 - mean**2, 0.0)) + 1e-6
+    return (mean.reshape(1, 1, 1, -1).astype(np.float32),
+            std.reshape(1, 1, 1, -1).astype(np.float32))
+
+
+def class_experience(arrays, classes: Sequence[int], task_id: int, stats, *,
+                     corrupt: Callable | None = None, key: jax.Array | None = None) -> Experience:
+    """Experience ``task_id``: the training and test examples of ``classes`` (labels ``classes[i]
+    -> i``), images ``(u8 / 255 - mean) / std`` with ``stats = (mean, std)``; ``corrupt(key, x)``
+    first corrupts the images in [0, 1] (``key`` for the training split, ``fold_in(key, 1)`` for
+    the test split)."""
+    mean, std = stats
+
+    def pick(split):
+        x, y = arrays[split]
+        keep = np.isin(y, classes)
+        relabel = np.full(int(max(y.max(), max(classes))) + 1, -1, np.int32)
+        relabel[list(classes)] = np.arange(len(classes), dtype=np.int32)
+        images = jnp.asarray(x[keep].astype(np.float32) / 255.0)
+        if corrupt is not None:
+            images = corrupt(key if split == "train" else jax.random.fold_in(key, 1), images)
+        return (images - mean) / std, jnp.asarray(relabel[y[keep]])
+
+    return Experience(task_id, tuple(int(c) for c in classes), *pick("train"), *pick("test"))
+
+
+def _check_split(num_tasks, classes_per_task, num_classes: int) -> None:
+    if not (isinstance(num_tasks, int) and isinstance(classes_per_task, int)
+            and num_tasks >= 1 and classes_per_task >= 1
+            and num_tasks * classes_per_task <= num_classes):
+        raise ValueError(f"num_tasks x classes_per_task = {num_tasks} x {classes_per_task} must be "
+                         f"positive and at most the {num_classes} classes")
+
+
 def split_stream(arrays, *, seed: int, num_tasks: int, classes_per_task: int,
                  num_classes: int, corrupt: Sequence[Callable] | None = None) -> list[Experience]:
     """Class-incremental splits of ``{"train": (x_u8, y), "test": (x_u8, y)}`` into experiences
@@ -150,37 +303,16 @@ def split_stream(arrays, *, seed: int, num_tasks: int, classes_per_task: int,
     normalised (with the clean training split's statistics); its keys come from ``seed``, so the
     stream is deterministic.
     """
-    x_train, _ = arrays["train"]
-    needed = num_tasks * classes_per_task
-    if not (isinstance(num_tasks, int) and isinstance(classes_per_task, int)
-            and num_tasks >= 1 and classes_per_task >= 1 and needed <= num_classes):
-        raise ValueError(f"num_tasks x classes_per_task = {num_tasks} x {classes_per_task} must be "
-                         f"positive and at most the {num_classes} classes")
-    scaled = x_train.astype(np.float32) / 255.0
-    mean = scaled.mean(axis=(0, 1, 2), keepdims=True)
-    std = scaled.std(axis=(0, 1, 2), keepdims=True) + 1e-6
-    order = np.asarray(jax.random.permutation(jax.random.key(seed), num_classes))[:needed]
-
+    _check_split(num_tasks, classes_per_task, num_classes)
     if corrupt is not None and len(corrupt) != num_tasks:
         raise ValueError(f"corrupt has {len(corrupt)} transforms for {num_tasks} experiences")
+    stats = channel_stats(arrays["train"][0])
+    order = np.asarray(jax.random.permutation(jax.random.key(seed), num_classes))
     noise_key = jax.random.fold_in(jax.random.key(seed), 1)
-
-    def pick(split, classes, t):
-        x, y = arrays[split]
-        keep = np.isin(y, classes)
-        relabel = {c: i for i, c in enumerate(classes)}
-        labels = np.array([relabel[int(c)] for c in y[keep]], np.int32)
-        images = jnp.asarray(x[keep].astype(np.float32) / 255.0)
-        if corrupt is not None:
-            images = corrupt[t](jax.random.fold_in(noise_key, 2 * t + (split == "test")), images)
-        return (images - mean) / std, jnp.asarray(labels)
-
-    stream = []
-    for t in range(num_tasks):
-        classes = tuple(int(c) for c in order[t * classes_per_task:(t + 1) * classes_per_task])
-        stream.append(Experience(t, classes, *pick("train", classes, t),
-                                 *pick("test", classes, t)))
-    return stream
+    return [class_experience(arrays, order[t * classes_per_task:(t + 1) * classes_per_task], t,
+                             stats, corrupt=None if corrupt is None else corrupt[t],
+                             key=jax.random.fold_in(noise_key, t))
+            for t in range(num_tasks)]
 
 
 def _split_cifar100(seed, data_dir, manual_dir, num_tasks=20, classes_per_task=5):
@@ -201,35 +333,88 @@ def _noisy_cifar(seed, data_dir, manual_dir, classes_per_task=5):
                         corrupt=NOISY_STREAM)
 
 
-def _split_fashion_mnist(seed, data_dir, manual_dir, num_tasks=5, classes_per_task=2):
+def _fashion_mnist_builder(data_dir, manual_dir):
     files = tuple(FASHION_MNIST_FILES)
     if manual_dir is not None and all((pathlib.Path(manual_dir) / f).exists() for f in files):
-        builder = _prepared_builder("fashion_mnist_files", files, data_dir, manual_dir)
-    else:
-        builder = _prepared_builder("fashion_mnist", files, data_dir, manual_dir)
+        return _prepared_builder("fashion_mnist_files", files, data_dir, manual_dir)
+    return _prepared_builder("fashion_mnist", files, data_dir, manual_dir)
+
+
+def _split_fashion_mnist(seed, data_dir, manual_dir, num_tasks=5, classes_per_task=2):
+    return _split(_fashion_mnist_builder(data_dir, manual_dir), seed, num_tasks, classes_per_task)
+
+
+def _split_tinyimagenet(seed, data_dir, manual_dir, num_tasks=20, classes_per_task=10):
+    builder = _prepared_builder("tiny_imagenet", (TINY_IMAGENET_ZIP,), data_dir, manual_dir,
+                                downloadable=False)
     return _split(builder, seed, num_tasks, classes_per_task)
+
+
+CROSS_DATASETS: dict[str, Callable] = {
+    "fashion_mnist": _fashion_mnist_builder,
+    "svhn": lambda data_dir, manual_dir: _prepared_builder(
+        "svhn_cropped", ("train_32x32.mat", "test_32x32.mat", "extra_32x32.mat"), data_dir,
+        manual_dir),
+    "gtsrb": lambda data_dir, manual_dir: _prepared_builder(
+        "gtsrb", GTSRB_ZIPS, data_dir, manual_dir, downloadable=False),
+    "cifar10": lambda data_dir, manual_dir: _prepared_builder(
+        "cifar10", ("cifar-10-binary.tar.gz",), data_dir, manual_dir),
+    "cifar100": lambda data_dir, manual_dir: _prepared_builder(
+        "cifar100", ("cifar-100-binary.tar.gz",), data_dir, manual_dir),
+}
+"""The cross-dataset streams' datasets: name -> ``builder(data_dir, manual_dir)``."""
+
+
+def to_rgb32(x_u8: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """NHWC uint8 images as 32x32x3 uint8: bilinear resize (``jax.image.resize``) where the size
+    differs, grey channels repeated three times."""
+    if x_u8.shape[1:3] != (32, 32):
+        resize = jax.jit(lambda x: jax.image.resize(
+            x.astype(jnp.float32), (x.shape[0], 32, 32, x.shape[3]), "bilinear"))
+        x_u8 = np.concatenate([
+            np.clip(np.rint(np.asarray(resize(x_u8[i:i + chunk]))), 0, 255).astype(np.uint8)
+            for i in range(0, len(x_u8), chunk)])
+    return np.repeat(x_u8, 3, axis=-1) if x_u8.shape[-1] == 1 else x_u8
+
+
+def _cross_dataset(seed, data_dir, manual_dir, datasets=("cifar10", "svhn"), classes_per_task=5):
+    """The study's two-experience cross-dataset stream (Section 4.1): experience ``t`` takes
+    ``classes_per_task`` classes of ``datasets[t]`` drawn with ``fold_in(key(seed), t)``; every
+    dataset is brought to 32x32x3 (:func:`to_rgb32`) and normalised with its own training split's
+    statistics. ``Experience.classes`` are indices within the experience's dataset."""
+    datasets = tuple(datasets)
+    unknown = [d for d in datasets if d not in CROSS_DATASETS]
+    if unknown or len(datasets) < 2 or len(set(datasets)) != len(datasets):
+        raise ValueError(f"datasets={datasets!r} must name two or more different datasets of "
+                         f"{tuple(CROSS_DATASETS)}")
+    stream = []
+    for t, name in enumerate(datasets):
+        builder = CROSS_DATASETS[name](data_dir, manual_dir)
+        num_classes = builder.info.features["label"].num_classes
+        _check_split(1, classes_per_task, num_classes)
+        arrays = {split: (to_rgb32(x), y) for split, (x, y) in _arrays(builder).items()}
+        key = jax.random.fold_in(jax.random.key(seed), t)
+        classes = np.asarray(jax.random.permutation(key, num_classes))[:classes_per_task]
+        stream.append(class_experience(arrays, classes, t, channel_stats(arrays["train"][0])))
+    return stream
 
 
 LOADERS: dict[str, Callable[..., list[Experience]]] = {
     "split_cifar100": _split_cifar100,
     "noisy_cifar": _noisy_cifar,
     "split_fashion_mnist": _split_fashion_mnist,
+    "split_tinyimagenet": _split_tinyimagenet,
+    "cross_dataset": _cross_dataset,
 }
 
 
 def load_benchmark(name: str, *, seed: int, data_dir=None, manual_dir=None,
                    **options) -> list[Experience]:
-    """The stream ``name`` (a key of :data:`LOADERS`) for ``seed``.
+    """The TFDS stream ``name`` (a key of :data:`LOADERS`) for ``seed``; the arguments are
+    :func:`jaxcl.data.load_benchmark`'s."""
+    from jaxcl.data import check_benchmark
 
-    Args:
-      name: the benchmark.
-      seed: class order (and, for synthetic data, the data).
-      data_dir: TFDS data directory (TFDS's default when ``None``).
-      manual_dir: folder with the dataset's original files, for preparing offline.
-      **options: ``num_tasks``, ``classes_per_task`` (and the synthetic stream's options).
-    """
     if name not in LOADERS:
         raise ValueError(f"benchmark {name!r} is not one of {tuple(LOADERS)}")
-    if manual_dir is not None and not pathlib.Path(manual_dir).is_dir():
-        raise ValueError(f"manual_dir={str(manual_dir)!r} is not a folder")
+    check_benchmark(name, options, data_dir=data_dir, manual_dir=manual_dir)
     return LOADERS[name](seed, data_dir, manual_dir, **options)
