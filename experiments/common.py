@@ -16,13 +16,14 @@ import jax
 
 from jaxcl import results
 from jaxcl.data.augment import random_crop_flip
-from jaxcl.engine import train_stream
+from jaxcl.engine import train_seeds
 from jaxcl.strategies import StrategyConfig, build_strategy
 from jaxcl.streams import Experience
 
 
 def parse_config(config_cls: type, argv: list[str] | None, *, description: str, quick: dict):
-    """``--field value`` for every field of ``config_cls``, plus ``--quick`` and ``--out DIR``.
+    """``--field value`` for every field of ``config_cls``, plus ``--quick``, ``--out DIR`` and
+    ``--resume``/``--no-resume``.
 
     Tuple fields take several values (``--seeds 0 1 2``). Returns ``(config, out)``. ``--quick``
     applies the ``quick`` overrides first; explicit flags win.
@@ -32,6 +33,9 @@ def parse_config(config_cls: type, argv: list[str] | None, *, description: str, 
     parser.add_argument("--quick", action="store_true", help=f"tiny settings: {quick}")
     parser.add_argument("--out", type=pathlib.Path, default=None,
                         help="results folder (default: a fresh runs/<name>-<timestamp>)")
+    parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None,
+                        help="resume from the checkpoints in --out (default: when it holds "
+                             "some); --no-resume refuses such a folder")
     defaults = config_cls()
     hints = typing.get_type_hints(config_cls)
     for field in dataclasses.fields(config_cls):
@@ -47,6 +51,9 @@ def parse_config(config_cls: type, argv: list[str] | None, *, description: str, 
         else:
             parser.add_argument(flag, type=type(default), default=None, help=f"(default: {default})")
     args = parser.parse_args(argv)
+    if args.resume is False and args.out is not None and (args.out / results.CHECKPOINTS).exists():
+        raise FileExistsError(f"--out {args.out} holds checkpoints of an unfinished run and "
+                              "--no-resume was given; resume it, or pass a new folder")
     values = dict(quick) if args.quick else {}
     for f in dataclasses.fields(config_cls):
         value = getattr(args, f.name)
@@ -70,34 +77,59 @@ def run_strategies(
     eval_batch_size: int = 256,
     progress: bool = True,
     augment: bool = False,
+    devices: int = 1,
+    seeds_together: bool = True,
+    checkpoints: pathlib.Path | None = None,
+    tensorboard: pathlib.Path | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[int, dict]]]:
     """Train every strategy on the stream of every seed (same stream and init key per seed).
 
-    Returns ``(records, steps)``: :func:`jaxcl.results.strategy_record` per label, and the per-step
-    logs ``steps[label][seed]``.
+    All seeds train as one vmapped program (:func:`jaxcl.engine.train_seeds`) when
+    ``seeds_together`` and their streams have equal shapes, else one after another.
+    ``checkpoints``: the folder of the run's checkpoints, one subfolder per strategy (and seed
+    group); a killed run started again resumes from them. ``tensorboard``: a folder for event
+    files, ``<label>/seed_<seed>`` (:mod:`jaxcl.event_logs`). Returns ``(records, steps)``:
+    :func:`jaxcl.results.strategy_record` per label, and the per-step logs
+    ``steps[label][seed]``.
     """
+    streams = [stream_for_seed(seed) for seed in seeds]
+    smallest = min(len(exp.x_train) for stream in streams for exp in stream)
+    if batch_size > smallest:
+        raise ValueError(f"batch_size={batch_size} exceeds the {smallest} training examples "
+                         "of the stream's smallest experience")
+    shapes = {tuple((e.task_id, e.x_train.shape, e.x_test.shape) for e in s) for s in streams}
+    groups = [list(range(len(seeds)))] if seeds_together and len(shapes) == 1 else [
+        [i] for i in range(len(seeds))]
+    if seeds_together and len(groups) > 1:
+        print("  the seeds' streams differ in shape: training them one after another", flush=True)
     per_seed = {label: [] for label in strategies}
     steps: dict[str, dict[int, dict]] = {label: {} for label in strategies}
-    for seed in seeds:
-        stream = stream_for_seed(seed)
-        smallest = min(len(exp.x_train) for exp in stream)
-        if batch_size > smallest:
-            raise ValueError(f"batch_size={batch_size} exceeds the {smallest} training examples "
-                             "of the stream's smallest experience")
-        for label, config in strategies.items():
-            strategy = build_strategy(config, num_tasks=len(stream),
-                                      classes_per_task=len(stream[0].classes),
-                                      sample_x=stream[0].x_train[:batch_size])
-            result = train_stream(strategy, stream, key=jax.random.key(seed), epochs=epochs,
-                                  batch_size=batch_size, eval_batch_size=eval_batch_size,
-                                  progress=progress, label=f"{label} seed {seed}",
-                                  augment=random_crop_flip if augment else None)
-            record = results.seed_record(seed, result)
-            per_seed[label].append(record)
-            steps[label][seed] = result.step_metrics
-            print(f"  {label} seed {seed}: ACA {record['aca']:.3f}, forgetting "
-                  f"{record['forgetting']:.3f}, {record['time_s']:.1f} s "
-                  f"(+{record['compile_s']:.1f} s compile)", flush=True)
+    for label, config in strategies.items():
+        for group in groups:
+            group_seeds = [seeds[i] for i in group]
+            strategy = build_strategy(config, num_tasks=len(streams[group[0]]),
+                                      classes_per_task=len(streams[group[0]][0].classes),
+                                      sample_x=streams[group[0]][0].x_train[:batch_size])
+            name = f"{label}-seeds-{'-'.join(map(str, group_seeds))}".replace("/", "_")
+            results_ = train_seeds(
+                strategy, [streams[i] for i in group],
+                keys=[jax.random.key(seed) for seed in group_seeds], epochs=epochs,
+                batch_size=batch_size, eval_batch_size=eval_batch_size, progress=progress,
+                label=f"{label} seeds {group_seeds}", devices=devices,
+                augment=random_crop_flip if augment else None,
+                checkpoint_dir=None if checkpoints is None else checkpoints / name,
+                run_name=repr(config))
+            for seed, result in zip(group_seeds, results_):
+                record = results.seed_record(seed, result)
+                per_seed[label].append(record)
+                steps[label][seed] = result.step_metrics
+                if tensorboard is not None and jax.process_index() == 0:
+                    from jaxcl.event_logs import write_events
+
+                    write_events(tensorboard / label.replace("/", "_") / f"seed_{seed}", result)
+                print(f"  {label} seed {seed}: ACA {record['aca']:.3f}, forgetting "
+                      f"{record['forgetting']:.3f}, {record['time_s']:.1f} s "
+                      f"(+{record['compile_s']:.1f} s compile)", flush=True)
     return {label: results.strategy_record(r) for label, r in per_seed.items()}, steps
 
 
@@ -157,7 +189,9 @@ class RunSettings:
     ``num_tasks`` and ``classes_per_task`` at 0 keep the benchmark's own shape; ``image_size``,
     ``train_per_class``, ``test_per_class`` and ``noise`` shape the synthetic streams only.
     ``augment`` crops and flips every training minibatch on the device
-    (:mod:`jaxcl.data.augment`)."""
+    (:mod:`jaxcl.data.augment`). ``devices`` trains data-parallel over that many devices;
+    ``seeds_together`` trains all seeds as one vmapped program. ``tensorboard`` also writes the
+    metrics as TensorBoard event files in ``OUT/tensorboard`` (the ``tensorboard`` extra)."""
 
     benchmark: str = "synthetic"
     data_dir: str = ""
@@ -183,6 +217,9 @@ class RunSettings:
     memory_size: int = 200
     max_prev_tasks: int = 20
     augment: bool = False
+    devices: int = 1
+    seeds_together: bool = True
+    tensorboard: bool = False
     progress: bool = True
 
     def __post_init__(self):
@@ -200,6 +237,13 @@ class RunSettings:
             if not (isinstance(value, int) and value >= 0):
                 raise ValueError(f"{name} must be a positive integer (or 0 for the benchmark's "
                                  f"own), got {value!r}")
+        available = jax.device_count()
+        if not (isinstance(self.devices, int) and 1 <= self.devices <= available):
+            raise ValueError(f"devices must be in 1..{available} (the devices JAX sees), got "
+                             f"{self.devices!r}")
+        if self.batch_size % self.devices:
+            raise ValueError(f"batch_size={self.batch_size} must be a multiple of "
+                             f"devices={self.devices}")
         check_benchmark(self.benchmark, self.stream_options(),
                         data_dir=self.data_dir or None, manual_dir=self.manual_dir or None)
         for label in self.labels():
@@ -216,11 +260,17 @@ class RunSettings:
             "order", "coef", "max_prev_tasks")}
         return StrategyConfig.from_label(label, **{**shared, **overrides})
 
-    def train(self, strategies: dict[str, StrategyConfig]):
-        """:func:`run_strategies` with these settings: ``(records, steps)``."""
+    def train(self, strategies: dict[str, StrategyConfig], out: pathlib.Path | None = None):
+        """:func:`run_strategies` with these settings, checkpointed in ``out``'s
+        ``checkpoints/`` when given: ``(records, steps)``."""
         return run_strategies(strategies, self.stream, seeds=self.seeds, epochs=self.epochs,
                               batch_size=self.batch_size, eval_batch_size=self.eval_batch_size,
-                              progress=self.progress, augment=self.augment)
+                              progress=self.progress, augment=self.augment,
+                              devices=self.devices, seeds_together=self.seeds_together,
+                              checkpoints=None if out is None else
+                              pathlib.Path(out) / results.CHECKPOINTS,
+                              tensorboard=pathlib.Path(out) / "tensorboard"
+                              if out is not None and self.tensorboard else None)
 
     def title(self, experiment: str, what: str = "") -> str:
         what = f"{what}, " if what else ""

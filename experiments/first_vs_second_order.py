@@ -32,7 +32,7 @@ def run(config: Config, out=None) -> dict:
         check_out(out)
     base = config.labels()[0]
     strategies = {f"{base} order {o}": config.strategy(base, order=o) for o in (1, 2)}
-    records, steps = config.train(strategies)
+    records, steps = config.train(strategies, out)
     rows = [[label, mean_std(r, "aca", 100), mean_std(r, "learning_accuracy", 100),
              mean_std(r, "forgetting", 100), mean_std(r, "time_s", 1, 1),
              mean_std(r, "mean_cosine", 1, 3)] for label, r in records.items()]

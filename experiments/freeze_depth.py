@@ -48,7 +48,7 @@ def run(config: Config, out=None) -> dict:
     if out is not None:
         check_out(out)
     strategies = {label: config.strategy(label) for label in config.labels()}
-    records, steps = config.train(strategies)
+    records, steps = config.train(strategies, out)
     second = {label: [r["accuracy_matrix"][1][1] for r in rec["per_seed"]]
               for label, rec in records.items()}
     rows = [[k, label, f"{100 * np.mean(v):.2f} ± {100 * np.std(v):.2f}"]

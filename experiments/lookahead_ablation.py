@@ -28,7 +28,7 @@ def run(config: Config, out=None) -> dict:
     base = config.labels()[0]
     strategies = {f"{base} with look-ahead (order {config.order})": config.strategy(base),
                   f"{base} without look-ahead": config.strategy(base, lookahead=False)}
-    records, steps = config.train(strategies)
+    records, steps = config.train(strategies, out)
     rows = [[label, mean_std(r, "aca", 100), mean_std(r, "forgetting", 100),
              mean_std(r, "learning_accuracy", 100), mean_std(r, "time_s", 1, 1)]
             for label, r in records.items()]

@@ -39,7 +39,7 @@ def run(config: Config, out=None) -> dict:
     if out is not None:
         check_out(out)
     strategies = {label: config.strategy(label) for label in config.labels()}
-    records, steps = config.train(strategies)
+    records, steps = config.train(strategies, out)
     n = len(records[config.labels()[0]]["accuracy_matrix"])
     header = ["strategy", *[f"LA exp {j + 1}: {NOISE_NAMES[j] if j < len(NOISE_NAMES) else ''} (%)" for j in range(n)],
               "ACA (%)", "forgetting (%)"]

@@ -33,7 +33,7 @@ QUICK = {**QUICK_SETTINGS, "strategies": ("Naive", "EWC", "LR-1", "HN-1", "HN-F"
 def run(config: Config, out=None) -> dict:
     if out is not None:
         check_out(out)
-    records, steps = config.train({label: config.strategy(label) for label in config.strategies})
+    records, steps = config.train({label: config.strategy(label) for label in config.strategies}, out)
     rows = [[label, mean_std(r, "aca", 100), mean_std(r, "forgetting", 100),
              mean_std(r, "learning_accuracy", 100), mean_std(r, "time_s", 1, 1),
              f"{r['memory_bytes'] / 2**20:.2f}"] for label, r in records.items()]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import pathlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -19,6 +20,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from jaxcl.partial_hypernet import Batch
@@ -57,14 +60,27 @@ class StreamResult:
     state: PyTree = None
 
 
-def _epoch(strategy: Strategy, batch_size: int, augment, state, data: Batch, task_id, key,
+class NonFiniteError(FloatingPointError):
+    """Training produced a non-finite loss; the run stops, its last checkpoint kept."""
+
+
+def _epoch(strategy: Strategy, batch_size: int, augment, mesh, state, data: Batch, task_id, key,
            first: bool):
     def step(state, batch, k):
+        if mesh is not None:  # data parallel: each device takes its share of the minibatch
+            batch = jax.lax.with_sharding_constraint(batch, NamedSharding(mesh, P("data")))
         if augment is not None:
             k_augment, k = jax.random.split(k)
             batch = batch._replace(x=augment(k_augment, batch.x))
         return strategy.train_step(state, batch, task_id, k, first=first)
     return scan_minibatches(step, state, data, key, epochs=1, batch_size=batch_size)
+
+
+def _epochs(strategy, batch_size, augment, mesh, state, data, task_id, keys, first: bool):
+    """One epoch of every seed at once: :func:`_epoch` vmapped over (state, data, key)."""
+    def one(s, d, k):
+        return _epoch(strategy, batch_size, augment, mesh, s, d, task_id, k, first)
+    return jax.vmap(one)(state, data, keys)
 
 
 def _accuracy(strategy: Strategy, eval_batch_size: int, state, x, y, task_id):
@@ -76,79 +92,186 @@ def _accuracy(strategy: Strategy, eval_batch_size: int, state, x, y, task_id):
     return jnp.mean(map_chunks(correct, (x, y), eval_batch_size))
 
 
-def train_stream(
+def data_mesh(devices: int) -> Mesh | None:
+    """A one-axis ``("data",)`` mesh of the first ``devices`` devices (all hosts'), or ``None``
+    for one device."""
+    available = jax.device_count()
+    if not (isinstance(devices, int) and 1 <= devices <= available):
+        raise ValueError(f"devices must be in 1..{available} (the devices JAX sees), got "
+                         f"{devices!r}")
+    if devices == 1:
+        return None
+    return jax.make_mesh((devices,), ("data",), devices=jax.devices()[:devices],
+                         axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def _replicate(tree: PyTree, mesh: Mesh | None) -> PyTree:
+    """Every leaf on every device of ``mesh`` (from each host's identical copy)."""
+    return tree if mesh is None else jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def _stack(streams: Sequence[Sequence[Experience]]) -> list[Experience]:
+    """The seeds' streams as one stream whose arrays have a leading seed axis."""
+    first = streams[0]
+    for seed, stream in enumerate(streams):
+        shapes = [(e.task_id, e.x_train.shape, e.x_test.shape) for e in stream]
+        if shapes != [(e.task_id, e.x_train.shape, e.x_test.shape) for e in first]:
+            raise ValueError(f"stream {seed} differs from stream 0 in task ids or shapes "
+                             f"({shapes} against the first's); vmapped seeds need equal shapes, "
+                             "so train these seeds one by one")
+    return [Experience(exp.task_id, exp.classes,
+                       *(jnp.stack([s[i][f] for s in streams]) for f in range(2, 6)))
+            for i, exp in enumerate(first)]
+
+
+def train_stream(strategy: Strategy, stream: Sequence[Experience], *, key: jax.Array,
+                 **options) -> StreamResult:
+    """:func:`train_seeds` for one stream and one key."""
+    return train_seeds(strategy, [stream], keys=[key], **options)[0]
+
+
+def train_seeds(
     strategy: Strategy,
-    stream: Sequence[Experience],
+    streams: Sequence[Sequence[Experience]],
     *,
-    key: jax.Array,
+    keys: Sequence[jax.Array],
     epochs: int,
     batch_size: int,
     eval_batch_size: int = 256,
     progress: bool = True,
     label: str = "",
     augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
-) -> StreamResult:
-    """Train ``strategy`` on every experience of ``stream`` in order; evaluate on all after each.
+    devices: int = 1,
+    checkpoint_dir: str | pathlib.Path | None = None,
+    run_name: str | None = None,
+) -> list[StreamResult]:
+    """Train ``strategy`` on every experience of each stream in order, evaluating on all after
+    each; stream ``s`` with ``keys[s]``, all seeds in one vmapped program.
 
-    ``augment(key, x)``, e.g. :func:`jaxcl.data.augment.random_crop_flip`, transforms every
+    The streams must agree in task ids and shapes (those of one benchmark under several seeds
+    do). ``augment(key, x)``, e.g. :func:`jaxcl.data.augment.random_crop_flip`, transforms every
     training minibatch on the device with a fresh key (evaluation sees the images unchanged).
+    ``devices > 1`` trains data-parallel on a mesh of that many devices: every minibatch is
+    sharded along its batch axis, states and data replicated, one compiled step. With
+    ``checkpoint_dir`` the run is checkpointed after every experience (:mod:`jaxcl.checkpoints`)
+    and resumes from the latest checkpoint there, if that is of the same run: the same
+    ``run_name`` (default: the strategy's type; pass its settings, e.g. the ``StrategyConfig``'s
+    repr), seeds' keys, shapes, epochs and batch size. A non-finite loss raises
+    :class:`NonFiniteError` naming the experience, step and seed.
     """
+    if len(streams) != len(keys) or not streams:
+        raise ValueError(f"{len(streams)} streams for {len(keys)} keys; give one key per stream")
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs!r}")
     if eval_batch_size < 1:
         raise ValueError(f"eval_batch_size must be >= 1, got {eval_batch_size!r}")
-    smallest = min(e.x_train.shape[0] for e in stream)
+    smallest = min(e.x_train.shape[0] for stream in streams for e in stream)
     if not 1 <= batch_size <= smallest:
         raise ValueError(f"batch_size must be in 1..{smallest} (the smallest experience), "
                          f"got {batch_size!r}")
-    init_key, key = jax.random.split(key)
+    mesh = data_mesh(devices)
+    if batch_size % devices:
+        raise ValueError(f"batch_size={batch_size} must be a multiple of devices={devices}")
+    stream = _stack(streams)
+    seeds = len(streams)
+    keys = jnp.stack([jax.random.split(k) for k in keys])  # (S, 2): init key, run key
+    init_keys, keys = keys[:, 0], keys[:, 1]
+
     start = time.perf_counter()
-    state = jax.jit(strategy.init)(init_key, stream[0].x_train[:batch_size])
+    state = jax.jit(jax.vmap(strategy.init))(init_keys, stream[0].x_train[:, :batch_size])
+    state = _replicate(state, mesh)
     jax.block_until_ready(state)
     init_s = time.perf_counter() - start
 
-    epoch = CompiledPrograms(functools.partial(_epoch, strategy, batch_size, augment), ["first"])
-    begin = CompiledPrograms(strategy.begin_experience)
-    end = CompiledPrograms(strategy.end_experience)
-    accuracy = CompiledPrograms(functools.partial(_accuracy, strategy, eval_batch_size))
+    # On a mesh every program returns replicated arrays, so each compiles for one input layout.
+    jit = {} if mesh is None else {"out_shardings": NamedSharding(mesh, P())}
+    epoch = CompiledPrograms(
+        functools.partial(_epochs, strategy, batch_size, augment, mesh), ["first"], **jit)
+    begin = CompiledPrograms(jax.vmap(strategy.begin_experience, in_axes=(0, None, 0)), **jit)
+    end = CompiledPrograms(jax.vmap(strategy.end_experience, in_axes=(0, 0, None, 0)), **jit)
+    accuracy = CompiledPrograms(jax.vmap(functools.partial(_accuracy, strategy, eval_batch_size),
+                                         in_axes=(0, 0, 0, None)), **jit)
+    put = functools.partial(_replicate, mesh=mesh)
+    programs = (epoch, begin, end, accuracy)
 
     n = len(stream)
-    matrix = np.zeros((n, n))
-    times, logs = [], {name: [] for name in (*METRIC_KEYS, "experience")}
-    for i, exp in enumerate(stream):
-        task = jnp.int32(exp.task_id)
-        data = Batch(exp.x_train, exp.y_train)
-        exp_key = jax.random.fold_in(key, i)
-        k_begin, k_end, k_train = jax.random.split(exp_key, 3)
-        compile_before = epoch.compile_s + begin.compile_s + end.compile_s + accuracy.compile_s
+    steps = [exp.x_train.shape[1] // batch_size for exp in stream]
+    offsets = np.cumsum([0] + [epochs * k for k in steps])
+    record = {"state": state, "matrix": np.zeros((seeds, n, n)), "times": np.zeros(n),
+              "logs": {name: np.zeros((seeds, offsets[-1]), np.float32) for name in METRIC_KEYS}}
+    done, compile_s = 0, init_s
+    saver = None
+    if checkpoint_dir is not None:
+        from jaxcl.checkpoints import RunCheckpoints
+
+        saver = RunCheckpoints(checkpoint_dir, {
+            "run": run_name or type(strategy).__name__, "seeds": seeds,
+            "shapes": [list(e.x_train.shape) for e in stream], "epochs": epochs,
+            "batch_size": batch_size, "keys": np.asarray(jax.random.key_data(keys)).tolist()})
+        restored = saver.restore(record)
+        if restored is not None:
+            position, record, meta = restored
+            done, compile_s = position + 1, compile_s + meta["compile_s"]
+            record["matrix"], record["times"] = np.asarray(record["matrix"]), np.asarray(record["times"])
+            record["logs"] = {k: np.asarray(v) for k, v in record["logs"].items()}
+            if progress:
+                print(f"{label} resumed after experience {position}".strip(), flush=True)
+
+    state = record["state"]
+    for i in range(done, n):
+        exp = stream[i]
+        task = put(jnp.int32(exp.task_id))
+        data = put(Batch(exp.x_train, exp.y_train))
+        exp_keys = jax.vmap(lambda k: jax.random.fold_in(k, i))(keys)
+        k_begin, k_end, k_train = put(jnp.unstack(
+            jax.vmap(lambda k: jax.random.split(k, 3))(exp_keys), axis=1))
+        compile_before = sum(p.compile_s for p in programs)
         start = time.perf_counter()
         state = begin(state, task, k_begin)
-        steps = exp.x_train.shape[0] // batch_size
-        with tqdm(total=epochs * steps, desc=f"{label} experience {i}".strip(), leave=False,
+        with tqdm(total=epochs * steps[i], desc=f"{label} experience {i}".strip(), leave=False,
                   disable=not progress, unit="step") as bar:
             for e in range(epochs):
-                state, metrics = epoch(state, data, task, jax.random.fold_in(k_train, e),
+                state, metrics = epoch(state, data, task,
+                                       put(jax.vmap(lambda k: jax.random.fold_in(k, e))(k_train)),
                                        first=(i == 0))
                 metrics = jax.device_get(metrics)
+                _check_finite(metrics["loss"], experience=i, epoch=e, steps=steps[i])
+                at = offsets[i] + e * steps[i]
                 for name in METRIC_KEYS:
-                    logs[name].append(np.asarray(metrics[name]))
-                logs["experience"].append(np.full(steps, i))
-                bar.update(steps)
-                bar.set_postfix(loss=f"{float(metrics['loss'][-1]):.3f}")
+                    record["logs"][name][:, at:at + steps[i]] = metrics[name]
+                bar.update(steps[i])
+                bar.set_postfix(loss=f"{float(np.mean(metrics['loss'][:, -1])):.3f}")
         state = end(state, data, task, k_end)
         for j, other in enumerate(stream[: i + 1]):
-            matrix[i, j] = float(accuracy(state, other.x_test, other.y_test,
-                                          jnp.int32(other.task_id)))
-        compiled_now = epoch.compile_s + begin.compile_s + end.compile_s + accuracy.compile_s
-        times.append(time.perf_counter() - start - (compiled_now - compile_before))
-    compile_s = init_s + epoch.compile_s + begin.compile_s + end.compile_s + accuracy.compile_s
-    return StreamResult(
-        accuracy_matrix=matrix,
-        time_per_experience=times,
-        time_s=float(sum(times)),
+            record["matrix"][:, i, j] = np.asarray(accuracy(
+                state, *put((other.x_test, other.y_test, jnp.int32(other.task_id)))))
+        compiled_now = sum(p.compile_s for p in programs)
+        record["times"][i] = time.perf_counter() - start - (compiled_now - compile_before)
+        if saver is not None:
+            saver.save(i, {**record, "state": state},
+                       {"compile_s": compile_s - init_s + compiled_now})
+    if saver is not None:
+        saver.close()
+    compile_s += sum(p.compile_s for p in programs)
+    experience = np.concatenate([np.full(epochs * k, i) for i, k in enumerate(steps)])
+    return [StreamResult(
+        accuracy_matrix=record["matrix"][s],
+        time_per_experience=[float(t) for t in record["times"]],
+        time_s=float(record["times"].sum()),
         compile_s=compile_s,
-        step_metrics={name: np.concatenate(v) for name, v in logs.items()},
-        memory_bytes=int(strategy.memory_bytes(state)),
-        compilations=sum(len(p.compiled) for p in (epoch, begin, end, accuracy)),
-        state=state,
-    )
+        step_metrics={**{name: record["logs"][name][s] for name in METRIC_KEYS},
+                      "experience": experience},
+        memory_bytes=int(strategy.memory_bytes(jax.tree.map(lambda a: a[s], state))),
+        compilations=sum(len(p.compiled) for p in programs),
+        state=jax.tree.map(lambda a: a[s], state),
+    ) for s in range(seeds)]
+
+
+def _check_finite(loss: np.ndarray, *, experience: int, epoch: int, steps: int) -> None:
+    bad = ~np.isfinite(loss)
+    if bad.any():
+        seed, step = (int(v[0]) for v in np.nonzero(bad))
+        raise NonFiniteError(
+            f"non-finite loss {loss[seed, step]} at experience {experience}, epoch {epoch}, step "
+            f"{step} of {steps} (seed index {seed}); the run stops, and its last checkpoint (of "
+            f"the experience before) is kept")

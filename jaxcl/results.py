@@ -24,7 +24,8 @@ Every experiment writes one folder (``--out DIR``)::
 
 ``mean_cosine`` and ``mean_grad_rel_diff`` average the per-step values over the experiences after
 the first (0 where a strategy has no regulariser). Results are written to a temporary folder and
-renamed into place: a failed run leaves no folder, and an existing non-empty folder is refused.
+renamed into place (:func:`write_files`): a failed run leaves no result files, and a folder
+holding a finished run (or anything but an unfinished run's ``checkpoints/``) is refused.
 """
 
 from __future__ import annotations
@@ -85,16 +86,34 @@ def mean_std(record: dict[str, Any], name: str, scale: float = 1.0, digits: int 
     return f"{scale * record[name]:.{digits}f} ± {scale * record[f'{name}_std']:.{digits}f}"
 
 
+CHECKPOINTS = "checkpoints"
+"""The folder inside ``--out`` where a run keeps its checkpoints (:mod:`jaxcl.checkpoints`)."""
+
+
 def check_out(out: pathlib.Path) -> None:
-    """Refuse, before any work, an ``--out`` that is a file or a folder with anything in it."""
+    """Refuse, before any work, an ``--out`` that is a file, holds a finished run
+    (``metrics.json``), or holds anything but an unfinished run's checkpoints."""
     out = pathlib.Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"--out {out} already exists and is not an empty folder; "
-                              "pass a new folder so that earlier results stay as they are")
+    if not out.exists():
+        return
+    if not out.is_dir() or (out / "metrics.json").exists() or (
+            any(out.iterdir()) and not (out / CHECKPOINTS).is_dir()):
+        raise FileExistsError(f"--out {out} already exists and holds a finished run or other "
+                              "files; pass a new folder so that earlier results stay as they are")
 
 
 def write_files(out: pathlib.Path, files: dict[str, Any]) -> None:
-    """Write ``{name: json-able object, str or bytes}`` into ``out`` all at once (atomic rename)."""
+    """Write ``{name: json-able object, str or bytes}`` into ``out`` at once.
+
+    The files are written to a temporary folder first. A new ``out`` is that folder renamed into
+    place; into an ``out`` that holds the run's checkpoints each file is renamed, ``metrics.json``
+    last, so that a run is finished exactly when its ``metrics.json`` exists. Only process 0
+    of a multi-host run writes.
+    """
+    import jax
+
+    if jax.process_index() != 0:  # multi-host: one writer
+        return
     out = pathlib.Path(out)
     check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -106,9 +125,13 @@ def write_files(out: pathlib.Path, files: dict[str, Any]) -> None:
             else:
                 text = content if isinstance(content, str) else json.dumps(content, indent=2)
                 (tmp / name).write_text(text)
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        os.replace(tmp, out)
+        if out.exists() and any(out.iterdir()):
+            for name in sorted(files, key=lambda n: n == "metrics.json"):
+                os.replace(tmp / name, out / name)
+        else:
+            if out.exists():
+                out.rmdir()
+            os.replace(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -73,11 +73,11 @@ class CompiledPrograms:
     structure, shapes and dtypes of ``args``, values of the static keyword arguments) and reuses
     the executable after; ``len(programs.compiled)`` counts the compilations, ``compile_s`` their
     seconds, so that a run can report compile time apart from training time and prove that it
-    compiled once.
+    compiled once. ``jit_options`` go to ``jax.jit`` (e.g. ``out_shardings``).
     """
 
-    def __init__(self, fn: Callable, static_argnames: Sequence[str] = ()):
-        self.jitted = jax.jit(fn, static_argnames=tuple(static_argnames))
+    def __init__(self, fn: Callable, static_argnames: Sequence[str] = (), **jit_options):
+        self.jitted = jax.jit(fn, static_argnames=tuple(static_argnames), **jit_options)
         self.compiled: dict[Any, Any] = {}
         self.compile_s = 0.0
 

@@ -46,7 +46,7 @@ def _synthetic_noisy(seed: int, *, classes_per_task: int = 5, **options) -> list
     out = []
     for exp, corrupt in zip(stream, NOISY_STREAM):
         k_train, k_test = jax.random.split(jax.random.fold_in(key, exp.task_id))
-        fix = lambda k, x: (corrupt(k, jax.nn.sigmoid(x)) - 0.5) / 0.25  # noqa: E731
+        fix = lambda k, x, corrupt=corrupt: (corrupt(k, jax.nn.sigmoid(x)) - 0.5) / 0.25  # noqa: E731
         out.append(exp._replace(x_train=fix(k_train, exp.x_train), x_test=fix(k_test, exp.x_test)))
     return out
 

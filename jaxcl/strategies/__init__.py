@@ -106,7 +106,8 @@ class StrategyConfig:
         settings = {**settings, "strategy": kinds[name]}
         if depth:
             if not (depth == "F" and name == "HN") and not depth.isdigit():
-                raise ValueError(f"strategy label {label!r}: the freeze depth must be a digit or F")
+                allowed = "a digit or F (HN only)" if name == "LR" else "a digit or F"
+                raise ValueError(f"strategy label {label!r}: the freeze depth must be {allowed}")
             settings["k"] = 0 if depth == "F" else int(depth)
         return cls(**settings)
 

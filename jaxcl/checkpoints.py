@@ -1,0 +1,70 @@
+"""Checkpoints of a run over a stream, after every experience, so that a killed run resumes.
+
+A run's checkpoint after experience ``i`` holds everything the rest of the run reads: the
+strategies' states of all seeds (parameters, optimizer states, the frozen previous hypernetwork,
+buffers, Fisher terms), the accuracy matrices so far, the per-step logs, the times, and the stream
+position ``i``. Every key the engine uses is derived from the run's seeds and the position
+(``fold_in``), so no key needs saving: a run resumed from the checkpoint of experience ``i`` does
+exactly what the uninterrupted run did from experience ``i + 1`` on.
+
+Orbax writes each checkpoint to a temporary folder and renames it into place, so a run killed
+while saving leaves the previous checkpoint intact. A ``fingerprint`` (the strategy, seeds, shapes
+and settings of the run) is saved with every checkpoint; restoring into a run with another
+fingerprint is refused rather than mixing two runs.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+PyTree = Any
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint folder holds a run other than the one being resumed."""
+
+
+class RunCheckpoints:
+    """Checkpoints of one run in ``directory``, one per finished experience (the last two kept).
+
+    ``save(position, tree, meta)`` stores a pytree of arrays and a JSON-able dict;
+    ``restore(like)`` returns ``(position, tree, meta)`` of the latest checkpoint, the tree with
+    ``like``'s structure, shapes, dtypes and shardings, or ``None`` when there is none.
+    """
+
+    def __init__(self, directory: str | pathlib.Path, fingerprint: dict[str, Any]):
+        self.directory = pathlib.Path(directory).absolute()
+        self.fingerprint = fingerprint
+        self.manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True,
+                                                 enable_async_checkpointing=False))
+
+    def save(self, position: int, tree: PyTree, meta: dict[str, Any]) -> None:
+        self.manager.save(position, args=ocp.args.Composite(
+            tree=ocp.args.StandardSave(tree),
+            meta=ocp.args.JsonSave({**meta, "fingerprint": self.fingerprint})))
+        self.manager.wait_until_finished()
+
+    def restore(self, like: PyTree) -> tuple[int, PyTree, dict[str, Any]] | None:
+        position = self.manager.latest_step()
+        if position is None:
+            return None
+        meta = self.manager.restore(position, args=ocp.args.Composite(
+            meta=ocp.args.JsonRestore()))["meta"]
+        if meta.get("fingerprint") != self.fingerprint:
+            raise CheckpointMismatchError(
+                f"{self.directory} holds checkpoints of another run "
+                f"({meta.get('fingerprint')}); this run is {self.fingerprint}. Use another "
+                "--out folder, or delete the checkpoints to start again.")
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        tree = self.manager.restore(position, args=ocp.args.Composite(
+            tree=ocp.args.StandardRestore(abstract)))["tree"]
+        return position, tree, meta
+
+    def close(self) -> None:
+        self.manager.close()

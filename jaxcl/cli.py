@@ -1,0 +1,69 @@
+"""The command line: ``jaxcl list`` and ``jaxcl run <experiment> [--option value ...]``.
+
+``jaxcl run NAME ARGS`` is ``python -m experiments.NAME ARGS``: the experiment module parses its
+own options (``jaxcl run NAME --help`` lists every one with its default). ``--distributed`` (before
+the experiment's name) first calls ``jax.distributed.initialize()``, which reads the coordinator,
+process count and process id from the environment of a TPU pod, SLURM or Open MPI job, or from
+``--coordinator``, ``--num-processes`` and ``--process-id``; every process then runs the same
+command, and only process 0 writes results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+
+def experiments() -> dict[str, str]:
+    """``{name: first line of its docstring}`` for every module of the ``experiments`` package."""
+    import experiments as package
+
+    out = {}
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        if info.name.startswith("_") or info.name == "common":
+            continue
+        module = importlib.import_module(f"experiments.{info.name}")
+        if hasattr(module, "main"):
+            out[info.name] = (module.__doc__ or "").strip().splitlines()[0]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="jaxcl", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="list the experiments, one line each")
+    run = commands.add_parser("run", help="run an experiment (jaxcl run NAME --help: its options)")
+    run.add_argument("--distributed", action="store_true",
+                     help="call jax.distributed.initialize() first (multi-host)")
+    run.add_argument("--coordinator", default=None, help="host:port of process 0 (distributed)")
+    run.add_argument("--num-processes", type=int, default=None, help="processes (distributed)")
+    run.add_argument("--process-id", type=int, default=None, help="this process (distributed)")
+    run.add_argument("experiment", help="the experiment's name (jaxcl list)")
+    run.add_argument("options", nargs=argparse.REMAINDER, help="the experiment's options")
+    args = parser.parse_args(argv)
+
+    known = experiments()
+    if args.command == "list":
+        width = max(map(len, known))
+        for name, line in known.items():
+            print(f"{name:<{width}}  {line}")
+        return 0
+    if args.experiment not in known:
+        parser.error(f"experiment {args.experiment!r} is not one of {', '.join(known)}")
+    if args.distributed:
+        import jax
+
+        jax.distributed.initialize(coordinator_address=args.coordinator,
+                                   num_processes=args.num_processes, process_id=args.process_id)
+    try:
+        importlib.import_module(f"experiments.{args.experiment}").main(args.options)
+    except (ValueError, OSError, FloatingPointError) as error:  # bad input, data, files, NaN
+        print(f"jaxcl run {args.experiment}: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
