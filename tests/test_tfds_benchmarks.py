@@ -10,9 +10,6 @@ import tensorflow_datasets as tfds
 
 from jaxcl.data import tfds_benchmarks as tb
 
-# One worker prepares the real Fashion-MNIST once for the whole module (`--dist loadgroup`).
-pytestmark = pytest.mark.xdist_group("tfds")
-
 # Fashion-MNIST's first ten training labels (ankle boot, T-shirt, T-shirt, dress, ...).
 FIRST_TRAIN_LABELS = [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
 
@@ -108,6 +105,7 @@ def test_split_cifar100_on_mock_data(tmp_path, monkeypatch):
 
 def test_missing_dataset_offline_fails_at_once_and_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(tb, "_online", lambda: False)
+    (tmp_path / "tfds").mkdir()
     start = time.perf_counter()
     with pytest.raises(tb.DataNotAvailableError,
                        match=r"'cifar100' is not prepared.*cifar-100-binary\.tar\.gz.*manual_dir"):
