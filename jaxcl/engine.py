@@ -106,8 +106,23 @@ def data_mesh(devices: int) -> Mesh | None:
 
 
 def _replicate(tree: PyTree, mesh: Mesh | None) -> PyTree:
-    """Every leaf on every device of ``mesh`` (from each host's identical copy)."""
-    return tree if mesh is None else jax.device_put(tree, NamedSharding(mesh, P()))
+    """Every leaf on every device of ``mesh``, all hosts' (from each host's identical copy)."""
+    if mesh is None:
+        return tree
+    sharding = NamedSharding(mesh, P())
+
+    def put(a):
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(put(jax.random.key_data(a)),
+                                            impl=jax.random.key_impl(a))
+        return jax.make_array_from_process_local_data(sharding, np.asarray(a))
+    return jax.tree.map(put, tree)
+
+
+def _local(tree: PyTree) -> PyTree:
+    """Replicated (maybe multi-host) arrays as this host's numpy copy."""
+    return jax.tree.map(lambda a: np.asarray(
+        a if a.is_fully_addressable else a.addressable_data(0)), tree)
 
 
 def _stack(streams: Sequence[Sequence[Experience]]) -> list[Experience]:
@@ -234,7 +249,7 @@ def train_seeds(
                 state, metrics = epoch(state, data, task,
                                        put(jax.vmap(lambda k: jax.random.fold_in(k, e))(k_train)),
                                        first=(i == 0))
-                metrics = jax.device_get(metrics)
+                metrics = _local(metrics)
                 _check_finite(metrics["loss"], experience=i, epoch=e, steps=steps[i])
                 at = offsets[i] + e * steps[i]
                 for name in METRIC_KEYS:
@@ -243,7 +258,7 @@ def train_seeds(
                 bar.set_postfix(loss=f"{float(np.mean(metrics['loss'][:, -1])):.3f}")
         state = end(state, data, task, k_end)
         for j, other in enumerate(stream[: i + 1]):
-            record["matrix"][:, i, j] = np.asarray(accuracy(
+            record["matrix"][:, i, j] = _local(accuracy(
                 state, *put((other.x_test, other.y_test, jnp.int32(other.task_id)))))
         compiled_now = sum(p.compile_s for p in programs)
         record["times"][i] = time.perf_counter() - start - (compiled_now - compile_before)

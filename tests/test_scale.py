@@ -265,3 +265,36 @@ def test_bad_run_options_are_refused_before_any_work(argv, message, tmp_path, ca
     text = str(error.value) if error.type is ValueError else capsys.readouterr().err
     assert re.search(message, text), text
     assert not (tmp_path / "r").exists()
+
+
+def test_two_processes_as_two_hosts_give_the_single_device_run(tmp_path):
+    """Multi-host on one machine: two processes of two CPU devices each (gloo collectives),
+    started through `jaxcl run --distributed`; process 0 alone writes the results, which equal a
+    one-device run's."""
+    import socket
+
+    from experiments import split_benchmark
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    options = ["--quick", "--strategies", "HN-1", "--order", "1", "--seeds", "0", "1"]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2 "
+                                      "--xla_backend_optimization_level=0",
+           "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo",
+           "JAX_THREEFRY_PARTITIONABLE": str(jax.config.jax_threefry_partitionable)}
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "jaxcl.cli", "run", "--distributed", "--coordinator",
+         f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i), "split_benchmark",
+         *options, "--devices", "4", "--out", str(tmp_path / "hosts")],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for i in range(2)]
+    logs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    single = split_benchmark.main([*options, "--out", str(tmp_path / "single")])
+    hosts = json.loads((tmp_path / "hosts" / "metrics.json").read_text())
+    a, b = hosts["strategies"]["HN-1"], single["strategies"]["HN-1"]
+    assert [s["accuracy_matrix"] for s in a["per_seed"]] == [
+        s["accuracy_matrix"] for s in b["per_seed"]]
+    assert hosts["config"]["devices"] == 4
+    assert not [p for p in tmp_path.iterdir() if p.name not in ("hosts", "single")]
