@@ -16,17 +16,20 @@ import pkgutil
 import sys
 
 
-def experiments() -> dict[str, str]:
-    """``{name: first line of its docstring}`` for every module of the ``experiments`` package."""
+def experiment_names() -> list[str]:
+    """The experiment modules of the ``experiments`` package (found without importing them)."""
     import experiments as package
 
+    return sorted(info.name for info in pkgutil.iter_modules(package.__path__)
+                  if not info.name.startswith("_") and info.name != "common")
+
+
+def experiments() -> dict[str, str]:
+    """``{name: first line of its docstring}`` for every experiment module."""
     out = {}
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
-        if info.name.startswith("_") or info.name == "common":
-            continue
-        module = importlib.import_module(f"experiments.{info.name}")
-        if hasattr(module, "main"):
-            out[info.name] = (module.__doc__ or "").strip().splitlines()[0]
+    for name in experiment_names():
+        module = importlib.import_module(f"experiments.{name}")
+        out[name] = (module.__doc__ or "").strip().splitlines()[0]
     return out
 
 
@@ -44,14 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("options", nargs=argparse.REMAINDER, help="the experiment's options")
     args = parser.parse_args(argv)
 
-    known = experiments()
     if args.command == "list":
+        known = experiments()
         width = max(map(len, known))
         for name, line in known.items():
             print(f"{name:<{width}}  {line}")
         return 0
-    if args.experiment not in known:
-        parser.error(f"experiment {args.experiment!r} is not one of {', '.join(known)}")
+    if args.experiment not in experiment_names():
+        parser.error(f"experiment {args.experiment!r} is not one of "
+                     f"{', '.join(experiment_names())}")
     if args.distributed:
         import jax
 

@@ -39,7 +39,8 @@ class StreamResult:
     Attributes:
       accuracy_matrix: ``(N, N)``; ``[i, j]`` the test accuracy on experience ``j`` after training
         experience ``i``; entries with ``j > i`` are 0 (not evaluated).
-      time_per_experience: wall seconds per experience (start, training, end, evaluation).
+      time_per_experience: wall seconds per experience (start, training, end, evaluation); for
+        seeds trained together (:func:`train_seeds`), the seconds of all of them.
       time_s: their sum.
       compile_s: seconds spent compiling, apart from ``time_s``.
       step_metrics: ``{name: (steps,) array}`` over the whole run for ``METRIC_KEYS``, plus
@@ -207,6 +208,7 @@ def train_seeds(
     accuracy = CompiledPrograms(jax.vmap(functools.partial(_accuracy, strategy, eval_batch_size),
                                          in_axes=(0, 0, 0, None)), **jit)
     put = functools.partial(_replicate, mesh=mesh)
+    fold_in = jax.vmap(jax.random.fold_in, in_axes=(0, None))  # every seed's key with one value
     programs = (epoch, begin, end, accuracy)
 
     n = len(stream)
@@ -214,61 +216,56 @@ def train_seeds(
     offsets = np.cumsum([0] + [epochs * k for k in steps])
     record = {"state": state, "matrix": np.zeros((seeds, n, n)), "times": np.zeros(n),
               "logs": {name: np.zeros((seeds, offsets[-1]), np.float32) for name in METRIC_KEYS}}
-    done, compile_s = 0, init_s
-    saver = None
+    saver, done, compiled_before_s = None, 0, 0.0
     if checkpoint_dir is not None:
-        from jaxcl.checkpoints import RunCheckpoints
-
-        saver = RunCheckpoints(checkpoint_dir, {
+        saver, record, done, compiled_before_s = _resume(checkpoint_dir, record, {
             "run": run_name or type(strategy).__name__, "seeds": seeds,
             "shapes": [list(e.x_train.shape) for e in stream], "epochs": epochs,
-            "batch_size": batch_size, "keys": np.asarray(jax.random.key_data(keys)).tolist()})
-        restored = saver.restore(record)
-        if restored is not None:
-            position, record, meta = restored
-            done, compile_s = position + 1, compile_s + meta["compile_s"]
-            record["matrix"], record["times"] = np.asarray(record["matrix"]), np.asarray(record["times"])
-            record["logs"] = {k: np.asarray(v) for k, v in record["logs"].items()}
-            if progress:
-                print(f"{label} resumed after experience {position}".strip(), flush=True)
+            "batch_size": batch_size, "keys": np.asarray(jax.random.key_data(keys)).tolist()},
+            message=label if progress else None)
+    compile_s = init_s + compiled_before_s
 
     state = record["state"]
-    for i in range(done, n):
-        exp = stream[i]
-        task = put(jnp.int32(exp.task_id))
-        data = put(Batch(exp.x_train, exp.y_train))
-        exp_keys = jax.vmap(lambda k: jax.random.fold_in(k, i))(keys)
-        k_begin, k_end, k_train = put(jnp.unstack(
-            jax.vmap(lambda k: jax.random.split(k, 3))(exp_keys), axis=1))
-        compile_before = sum(p.compile_s for p in programs)
-        start = time.perf_counter()
-        state = begin(state, task, k_begin)
-        with tqdm(total=epochs * steps[i], desc=f"{label} experience {i}".strip(), leave=False,
-                  disable=not progress, unit="step") as bar:
-            for e in range(epochs):
-                state, metrics = epoch(state, data, task,
-                                       put(jax.vmap(lambda k: jax.random.fold_in(k, e))(k_train)),
-                                       first=(i == 0))
-                metrics = _local(metrics)
-                _check_finite(metrics["loss"], experience=i, epoch=e, steps=steps[i])
-                at = offsets[i] + e * steps[i]
-                for name in METRIC_KEYS:
-                    record["logs"][name][:, at:at + steps[i]] = metrics[name]
-                bar.update(steps[i])
-                bar.set_postfix(loss=f"{float(np.mean(metrics['loss'][:, -1])):.3f}")
-        state = end(state, data, task, k_end)
-        for j, other in enumerate(stream[: i + 1]):
-            record["matrix"][:, i, j] = _local(accuracy(
-                state, *put((other.x_test, other.y_test, jnp.int32(other.task_id)))))
-        compiled_now = sum(p.compile_s for p in programs)
-        record["times"][i] = time.perf_counter() - start - (compiled_now - compile_before)
+    try:
+        for i in range(done, n):
+            exp = stream[i]
+            task = put(jnp.int32(exp.task_id))
+            data = put(Batch(exp.x_train, exp.y_train))
+            exp_keys = fold_in(keys, i)
+            k_begin, k_end, k_train = put(jnp.unstack(
+                jax.vmap(lambda k: jax.random.split(k, 3))(exp_keys), axis=1))
+            compile_before = sum(p.compile_s for p in programs)
+            start = time.perf_counter()
+            state = begin(state, task, k_begin)
+            with tqdm(total=epochs * steps[i], desc=f"{label} experience {i}".strip(), leave=False,
+                      disable=not progress, unit="step") as bar:
+                for e in range(epochs):
+                    state, metrics = epoch(state, data, task, put(fold_in(k_train, e)),
+                                           first=(i == 0))
+                    metrics = _local(metrics)
+                    _check_finite(metrics["loss"], experience=i, epoch=e, steps=steps[i])
+                    at = offsets[i] + e * steps[i]
+                    for name in METRIC_KEYS:
+                        record["logs"][name][:, at:at + steps[i]] = metrics[name]
+                    bar.update(steps[i])
+                    bar.set_postfix(loss=f"{float(np.mean(metrics['loss'][:, -1])):.3f}")
+            state = end(state, data, task, k_end)
+            for j, other in enumerate(stream[: i + 1]):
+                record["matrix"][:, i, j] = _local(accuracy(
+                    state, *put((other.x_test, other.y_test, jnp.int32(other.task_id)))))
+            compiled_now = sum(p.compile_s for p in programs)
+            record["times"][i] = time.perf_counter() - start - (compiled_now - compile_before)
+            if saver is not None:
+                saver.save(i, {**record, "state": state},
+                           {"compile_s": compiled_before_s + compiled_now})
+    finally:  # a NaN stop, too, leaves the checkpoints closed
         if saver is not None:
-            saver.save(i, {**record, "state": state},
-                       {"compile_s": compile_s - init_s + compiled_now})
-    if saver is not None:
-        saver.close()
+            saver.close()
     compile_s += sum(p.compile_s for p in programs)
     experience = np.concatenate([np.full(epochs * k, i) for i, k in enumerate(steps)])
+    def seed(tree, s):
+        return jax.tree.map(lambda a: a[s], tree)
+
     return [StreamResult(
         accuracy_matrix=record["matrix"][s],
         time_per_experience=[float(t) for t in record["times"]],
@@ -276,10 +273,28 @@ def train_seeds(
         compile_s=compile_s,
         step_metrics={**{name: record["logs"][name][s] for name in METRIC_KEYS},
                       "experience": experience},
-        memory_bytes=int(strategy.memory_bytes(jax.tree.map(lambda a: a[s], state))),
+        memory_bytes=int(strategy.memory_bytes(seed(state, s))),
         compilations=sum(len(p.compiled) for p in programs),
-        state=jax.tree.map(lambda a: a[s], state),
+        state=seed(state, s),
     ) for s in range(seeds)]
+
+
+def _resume(checkpoint_dir, record: dict, fingerprint: dict, *, message):
+    """Open the run's checkpoints; ``(saver, record, first experience to train, compile
+    seconds of the earlier part of the run)``, from the latest checkpoint if there is one."""
+    from jaxcl.checkpoints import RunCheckpoints
+
+    saver = RunCheckpoints(checkpoint_dir, fingerprint)
+    restored = saver.restore(record)
+    if restored is None:
+        return saver, record, 0, 0.0
+    position, record, meta = restored
+    record = {"state": record["state"], "matrix": np.asarray(record["matrix"]),
+              "times": np.asarray(record["times"]),
+              "logs": {k: np.asarray(v) for k, v in record["logs"].items()}}
+    if message is not None:
+        print(f"{message} resumed after experience {position}".strip(), flush=True)
+    return saver, record, position + 1, float(meta["compile_s"])
 
 
 def _check_finite(loss: np.ndarray, *, experience: int, epoch: int, steps: int) -> None:

@@ -74,7 +74,7 @@ def test_data_parallel_on_1_2_8_devices_gives_the_same_run_and_shards_the_batch(
     """)
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8 "
                                       "--xla_backend_optimization_level=0"}
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, check=False,
                           text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.split("RESULT", 1)[1])

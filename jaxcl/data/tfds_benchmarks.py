@@ -241,16 +241,29 @@ def _split(builder, seed, num_tasks, classes_per_task) -> list[Experience]:
                         num_classes=builder.info.features["label"].num_classes)
 
 
+_ARRAYS: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+"""Prepared folder -> its splits as arrays: a run that builds a stream per seed reads each
+dataset from TFDS once (the last four datasets are kept)."""
+
+
 def _arrays(builder) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    out = {}
-    for split in ("train", "test"):
-        # Batches rather than batch_size=-1: a dataset of unknown length (TFDS mock data) cannot
-        # be read in one piece.
-        batches = list(tfds.as_numpy(builder.as_dataset(split=split, batch_size=8192,
-                                                        as_supervised=True)))
-        out[split] = (np.concatenate([x for x, _ in batches]),
-                      np.concatenate([y for _, y in batches]).astype(np.int32))
-    return out
+    """``{"train": (x_u8, y), "test": (x_u8, y)}`` of a prepared builder (read-only arrays)."""
+    folder = str(builder.data_dir)
+    if folder not in _ARRAYS:
+        out = {}
+        for split in ("train", "test"):
+            # Batches rather than batch_size=-1: a dataset of unknown length (TFDS mock data)
+            # cannot be read in one piece.
+            batches = list(tfds.as_numpy(builder.as_dataset(split=split, batch_size=8192,
+                                                            as_supervised=True)))
+            x = np.concatenate([x for x, _ in batches])
+            y = np.concatenate([y for _, y in batches]).astype(np.int32)
+            x.flags.writeable = y.flags.writeable = False
+            out[split] = (x, y)
+        while len(_ARRAYS) >= 4:
+            _ARRAYS.pop(next(iter(_ARRAYS)))
+        _ARRAYS[folder] = out
+    return _ARRAYS[folder]
 
 
 def channel_stats(x_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
