@@ -68,6 +68,7 @@ def main(argv=None) -> None:
     if args.quick:
         args.model, args.nf, args.image_size, args.train_per_class = "mlp", 8, 8, 16
         args.batch_size, args.epochs, args.devices, args.seeds = 16, 1, [1, 2], [1, 2]
+        args.labels = ["HN-F", "HN-1"]
     devices = [d for d in args.devices if d <= jax.device_count()]
     print(f"{jax.device_count()} {jax.devices()[0].platform} devices; {args.model} nf={args.nf}, "
           f"{args.image_size}x{args.image_size}, batch {args.batch_size}, order 2", flush=True)
