@@ -80,6 +80,7 @@ def run_strategies(
     devices: int = 1,
     seeds_together: bool = True,
     checkpoints: pathlib.Path | None = None,
+    checkpoint_epochs: int = 0,
     tensorboard: pathlib.Path | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[int, dict]]]:
     """Train every strategy on the stream of every seed (same stream and init key per seed).
@@ -87,7 +88,8 @@ def run_strategies(
     All seeds train as one vmapped program (:func:`jaxcl.engine.train_seeds`) when
     ``seeds_together`` and their streams have equal shapes, else one after another.
     ``checkpoints``: the folder of the run's checkpoints, one subfolder per strategy (and seed
-    group); a killed run started again resumes from them. ``tensorboard``: a folder for event
+    group), after every experience and every ``checkpoint_epochs`` epochs (0: only after
+    experiences); a killed run started again resumes from them. ``tensorboard``: a folder for event
     files, ``<label>/seed_<seed>`` (:mod:`jaxcl.event_logs`). Returns ``(records, steps)``:
     :func:`jaxcl.results.strategy_record` per label, and the per-step logs
     ``steps[label][seed]``.
@@ -118,7 +120,7 @@ def run_strategies(
                 label=f"{label} seeds {group_seeds}", devices=devices,
                 augment=random_crop_flip if augment else None,
                 checkpoint_dir=None if checkpoints is None else checkpoints / name,
-                run_name=repr(config))
+                checkpoint_epochs=checkpoint_epochs, run_name=repr(config))
             for seed, result in zip(group_seeds, results_):
                 record = results.seed_record(seed, result)
                 per_seed[label].append(record)
@@ -190,7 +192,9 @@ class RunSettings:
     ``train_per_class``, ``test_per_class`` and ``noise`` shape the synthetic streams only.
     ``augment`` crops and flips every training minibatch on the device
     (:mod:`jaxcl.data.augment`). ``devices`` trains data-parallel over that many devices;
-    ``seeds_together`` trains all seeds as one vmapped program. ``tensorboard`` also writes the
+    ``seeds_together`` trains all seeds as one vmapped program. With ``--out``, the run checkpoints
+    after every experience, and every ``checkpoint_epochs`` epochs inside one if positive.
+    ``tensorboard`` also writes the
     metrics as TensorBoard event files in ``OUT/tensorboard`` (the ``tensorboard`` extra)."""
 
     benchmark: str = "synthetic"
@@ -219,6 +223,7 @@ class RunSettings:
     augment: bool = False
     devices: int = 1
     seeds_together: bool = True
+    checkpoint_epochs: int = 0
     tensorboard: bool = False
     progress: bool = True
 
@@ -232,11 +237,11 @@ class RunSettings:
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("num_tasks", "classes_per_task"):
+        for name in ("num_tasks", "classes_per_task", "checkpoint_epochs"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 0):
-                raise ValueError(f"{name} must be a positive integer (or 0 for the benchmark's "
-                                 f"own), got {value!r}")
+                raise ValueError(f"{name} must be a positive integer (or 0, the default), got "
+                                 f"{value!r}")
         available = jax.device_count()
         if not (isinstance(self.devices, int) and 1 <= self.devices <= available):
             raise ValueError(f"devices must be in 1..{available} (the devices JAX sees), got "
@@ -267,6 +272,7 @@ class RunSettings:
                               batch_size=self.batch_size, eval_batch_size=self.eval_batch_size,
                               progress=self.progress, augment=self.augment,
                               devices=self.devices, seeds_together=self.seeds_together,
+                              checkpoint_epochs=self.checkpoint_epochs,
                               checkpoints=None if out is None else
                               pathlib.Path(out) / results.CHECKPOINTS,
                               tensorboard=pathlib.Path(out) / "tensorboard"

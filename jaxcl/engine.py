@@ -176,6 +176,7 @@ def train_seeds(
     augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
     devices: int = 1,
     checkpoint_dir: str | pathlib.Path | None = None,
+    checkpoint_epochs: int = 0,
     run_name: str | None = None,
 ) -> list[StreamResult]:
     """Train ``strategy`` on every experience of each stream in order, evaluating on all after
@@ -186,8 +187,8 @@ def train_seeds(
     training minibatch on the device with a fresh key (evaluation sees the images unchanged).
     ``devices > 1`` trains data-parallel on a mesh of that many devices: every minibatch is
     sharded along its batch axis, states and data replicated, one compiled step. With
-    ``checkpoint_dir`` the run is checkpointed after every experience (:mod:`jaxcl.checkpoints`)
-    and resumes from the latest checkpoint there, if that is of the same run: the same
+    ``checkpoint_dir`` the run is checkpointed after every experience (:mod:`jaxcl.checkpoints`),
+    and also after every ``checkpoint_epochs`` epochs inside one when that is positive, and resumes from the latest checkpoint there, if that is of the same run: the same
     ``run_name`` (default: the strategy's type; pass its settings, e.g. the ``StrategyConfig``'s
     repr), seeds' keys, shapes, epochs and batch size. A non-finite loss raises
     :class:`NonFiniteError` naming the experience, step and seed.
@@ -205,6 +206,8 @@ def train_seeds(
     mesh = data_mesh(devices)
     if batch_size % devices:
         raise ValueError(f"batch_size={batch_size} must be a multiple of devices={devices}")
+    if not (isinstance(checkpoint_epochs, int) and checkpoint_epochs >= 0):
+        raise ValueError(f"checkpoint_epochs must be an integer >= 0, got {checkpoint_epochs!r}")
     stream = _stack(streams)
     seeds = len(streams)
     keys = jnp.stack([jax.random.split(k) for k in keys])  # (S, 2): init key, run key
@@ -235,9 +238,9 @@ def train_seeds(
     offsets = np.cumsum([0] + [epochs * k for k in steps])
     record = {"state": state, "matrix": np.zeros((seeds, n, n)), "times": np.zeros(n),
               "logs": {name: np.zeros((seeds, offsets[-1]), np.float32) for name in METRIC_KEYS}}
-    saver, done, compiled_before_s = None, 0, 0.0
+    saver, done, compiled_before_s = None, (0, 0), 0.0
     if checkpoint_dir is not None:
-        saver, record, done, compiled_before_s = _resume(checkpoint_dir, record, {
+        saver, record, done, compiled_before_s = _resume(checkpoint_dir, record, epochs, {
             "run": run_name or type(strategy).__name__, "seeds": seeds,
             "shapes": [list(e.x_train.shape) for e in stream], "epochs": epochs,
             "batch_size": batch_size, "keys": np.asarray(jax.random.key_data(keys)).tolist()},
@@ -245,8 +248,9 @@ def train_seeds(
     compile_s = init_s + compiled_before_s
 
     state = record["state"]
+    first_experience, first_epoch = done
     try:
-        for i in range(done, n):
+        for i in range(first_experience, n):
             exp = stream[i]
             task = put(jnp.int32(exp.task_id))
             data = put(Batch(exp.x_train, exp.y_train))
@@ -254,11 +258,14 @@ def train_seeds(
             k_begin, k_end, k_train = put(jnp.unstack(
                 jax.vmap(lambda k: jax.random.split(k, 3))(exp_keys), axis=1))
             compile_before = sum(p.compile_s for p in programs)
-            start = time.perf_counter()
-            state = begin(state, task, k_begin)
-            with tqdm(total=epochs * steps[i], desc=f"{label} experience {i}".strip(), leave=False,
+            start, earlier_s = time.perf_counter(), record["times"][i]
+            resumed = i == first_experience and first_epoch > 0  # inside the experience
+            if not resumed:
+                state = begin(state, task, k_begin)
+            with tqdm(total=epochs * steps[i], initial=(first_epoch if resumed else 0) * steps[i],
+                      desc=f"{label} experience {i}".strip(), leave=False,
                       disable=not progress, unit="step") as bar:
-                for e in range(epochs):
+                for e in range(first_epoch if resumed else 0, epochs):
                     state, metrics = epoch(state, data, task, put(fold_in(k_train, e)),
                                            first=(i == 0))
                     metrics = _local(metrics)
@@ -268,15 +275,25 @@ def train_seeds(
                         record["logs"][name][:, at:at + steps[i]] = metrics[name]
                     bar.update(steps[i])
                     bar.set_postfix(loss=f"{float(np.mean(metrics['loss'][:, -1])):.3f}")
+                    if (saver is not None and checkpoint_epochs and e + 1 < epochs
+                            and (e + 1) % checkpoint_epochs == 0):
+                        compiled_now = sum(p.compile_s for p in programs)
+                        record["times"][i] = earlier_s + time.perf_counter() - start - (
+                            compiled_now - compile_before)
+                        saver.save(i * epochs + e, {**record, "state": state},
+                                   {"compile_s": compiled_before_s + compiled_now,
+                                    "experience": i, "epoch": e})
             state = end(state, data, task, k_end)
             for j, other in enumerate(stream[: i + 1]):
                 record["matrix"][:, i, j] = _local(accuracy(
                     state, *put((other.x_test, other.y_test, jnp.int32(other.task_id)))))
             compiled_now = sum(p.compile_s for p in programs)
-            record["times"][i] = time.perf_counter() - start - (compiled_now - compile_before)
+            record["times"][i] = earlier_s + time.perf_counter() - start - (
+                compiled_now - compile_before)
             if saver is not None:
-                saver.save(i, {**record, "state": state},
-                           {"compile_s": compiled_before_s + compiled_now})
+                saver.save(i * epochs + epochs - 1, {**record, "state": state},
+                           {"compile_s": compiled_before_s + compiled_now,
+                            "experience": i, "epoch": epochs - 1})
     finally:  # a NaN stop, too, leaves the checkpoints closed
         if saver is not None:
             saver.close()
@@ -298,22 +315,25 @@ def train_seeds(
     ) for s in range(seeds)]
 
 
-def _resume(checkpoint_dir, record: dict, fingerprint: dict, *, message):
-    """Open the run's checkpoints; ``(saver, record, first experience to train, compile
+def _resume(checkpoint_dir, record: dict, epochs: int, fingerprint: dict, *, message):
+    """Open the run's checkpoints; ``(saver, record, (experience, epoch) to go on from, compile
     seconds of the earlier part of the run)``, from the latest checkpoint if there is one."""
     from jaxcl.checkpoints import RunCheckpoints
 
     saver = RunCheckpoints(checkpoint_dir, fingerprint)
     restored = saver.restore(record)
     if restored is None:
-        return saver, record, 0, 0.0
-    position, record, meta = restored
+        return saver, record, (0, 0), 0.0
+    _, record, meta = restored
     record = {"state": record["state"], "matrix": np.asarray(record["matrix"]),
-              "times": np.asarray(record["times"]),
-              "logs": {k: np.asarray(v) for k, v in record["logs"].items()}}
+              "times": np.array(record["times"]),
+              "logs": {k: np.array(v) for k, v in record["logs"].items()}}
+    experience, epoch = meta["experience"], meta["epoch"]
     if message is not None:
-        print(f"{message} resumed after experience {position}".strip(), flush=True)
-    return saver, record, position + 1, float(meta["compile_s"])
+        print(f"{message} resumed after experience {experience}, epoch {epoch}".strip(),
+              flush=True)
+    after = (experience + 1, 0) if epoch == epochs - 1 else (experience, epoch + 1)
+    return saver, record, after, float(meta["compile_s"])
 
 
 def _check_finite(loss: np.ndarray, *, experience: int, epoch: int, steps: int) -> None:

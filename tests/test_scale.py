@@ -156,6 +156,32 @@ def test_engine_resumes_from_a_checkpoint_to_the_same_numbers(tmp_path):
         train_stream(strategy, stream, checkpoint_dir=tmp_path, **{**kw, "epochs": 3})
 
 
+def test_engine_resumes_inside_an_experience_from_an_epoch_checkpoint(tmp_path, monkeypatch):
+    from jaxcl import engine
+
+    stream = _stream(num_tasks=2)
+    strategy = _build("HN-1", stream, order=1)
+    kw = {"key": jax.random.key(0), "epochs": 3, "batch_size": 16, "progress": False,
+          "checkpoint_epochs": 1}
+    plain = train_stream(strategy, stream, **kw)
+    checked = engine._check_finite
+
+    def crash_at_experience_1_epoch_1(loss, *, experience, epoch, steps):
+        if (experience, epoch) == (1, 1):  # after the checkpoint of (1, 0), before (1, 1)'s
+            raise KeyboardInterrupt
+        checked(loss, experience=experience, epoch=epoch, steps=steps)
+
+    monkeypatch.setattr(engine, "_check_finite", crash_at_experience_1_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        train_stream(strategy, stream, checkpoint_dir=tmp_path, **kw)
+    monkeypatch.setattr(engine, "_check_finite", checked)
+    assert max(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()) == 3  # (1, 0)
+    resumed = train_stream(strategy, stream, checkpoint_dir=tmp_path, **kw)
+    np.testing.assert_array_equal(resumed.accuracy_matrix, plain.accuracy_matrix)
+    for name, values in plain.step_metrics.items():
+        np.testing.assert_array_equal(resumed.step_metrics[name], values, err_msg=name)
+
+
 def _quick(out, *extra):
     return [sys.executable, "-m", "experiments.split_benchmark", "--quick", "--seeds", "0", "1",
             "--strategies", "HN-1", "--order", "1", "--out", str(out), *extra]
@@ -173,7 +199,7 @@ def test_a_killed_run_resumes_and_ends_with_the_same_results(tmp_path):
     # Kill it once HN-1 has checkpointed its first experience of three: mid-run.
     deadline = time.monotonic() + 300
     target = out / "checkpoints" / "HN-1-seeds-0-1"
-    while not (target / "0").exists():
+    while not (target.is_dir() and any(p.name.isdigit() for p in target.iterdir())):
         assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.2)
     proc.kill()
