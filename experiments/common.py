@@ -16,7 +16,7 @@ import jax
 
 from jaxcl import results
 from jaxcl.data.augment import random_crop_flip
-from jaxcl.engine import train_seeds
+from jaxcl.engine import stackable, train_seeds
 from jaxcl.strategies import StrategyConfig, build_strategy
 from jaxcl.streams import Experience
 
@@ -95,13 +95,10 @@ def run_strategies(
     ``steps[label][seed]``.
     """
     streams = [stream_for_seed(seed) for seed in seeds]
-    smallest = min(len(exp.x_train) for stream in streams for exp in stream)
-    if batch_size > smallest:
-        raise ValueError(f"batch_size={batch_size} exceeds the {smallest} training examples "
-                         "of the stream's smallest experience")
-    shapes = {tuple((e.task_id, e.x_train.shape, e.x_test.shape) for e in s) for s in streams}
-    groups = [list(range(len(seeds)))] if seeds_together and len(shapes) == 1 else [
-        [i] for i in range(len(seeds))]
+    together = seeds_together and stackable(streams)
+    groups = [list(range(len(seeds)))] if together else [[i] for i in range(len(seeds))]
+    if seeds_together and not together:
+        print("  the seeds' streams differ in shape: training them one after another", flush=True)
     if seeds_together and len(groups) > 1:
         print("  the seeds' streams differ in shape: training them one after another", flush=True)
     per_seed = {label: [] for label in strategies}
@@ -113,7 +110,7 @@ def run_strategies(
                                       classes_per_task=len(streams[group[0]][0].classes),
                                       sample_x=streams[group[0]][0].x_train[:batch_size])
             name = f"{label}-seeds-{'-'.join(map(str, group_seeds))}".replace("/", "_")
-            results_ = train_seeds(
+            seed_results = train_seeds(
                 strategy, [streams[i] for i in group],
                 keys=[jax.random.key(seed) for seed in group_seeds], epochs=epochs,
                 batch_size=batch_size, eval_batch_size=eval_batch_size, progress=progress,
@@ -121,7 +118,7 @@ def run_strategies(
                 augment=random_crop_flip if augment else None,
                 checkpoint_dir=None if checkpoints is None else checkpoints / name,
                 checkpoint_epochs=checkpoint_epochs, run_name=repr(config))
-            for seed, result in zip(group_seeds, results_):
+            for seed, result in zip(group_seeds, seed_results):
                 record = results.seed_record(seed, result)
                 per_seed[label].append(record)
                 steps[label][seed] = result.step_metrics

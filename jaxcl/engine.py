@@ -143,15 +143,24 @@ def _local(tree: PyTree) -> PyTree:
         a if a.is_fully_addressable else a.addressable_data(0)), tree)
 
 
+def _layout(stream: Sequence[Experience]) -> list[tuple]:
+    return [(e.task_id, e.x_train.shape, e.x_test.shape) for e in stream]
+
+
+def stackable(streams: Sequence[Sequence[Experience]]) -> bool:
+    """Whether the streams agree in task ids and shapes, so that :func:`train_seeds` can train
+    them together."""
+    return all(_layout(s) == _layout(streams[0]) for s in streams)
+
+
 def _stack(streams: Sequence[Sequence[Experience]]) -> list[Experience]:
     """The seeds' streams as one stream whose arrays have a leading seed axis."""
     first = streams[0]
     for seed, stream in enumerate(streams):
-        shapes = [(e.task_id, e.x_train.shape, e.x_test.shape) for e in stream]
-        if shapes != [(e.task_id, e.x_train.shape, e.x_test.shape) for e in first]:
+        if _layout(stream) != _layout(first):
             raise ValueError(f"stream {seed} differs from stream 0 in task ids or shapes "
-                             f"({shapes} against the first's); vmapped seeds need equal shapes, "
-                             "so train these seeds one by one")
+                             f"({_layout(stream)} against {_layout(first)}); vmapped seeds "
+                             "need equal shapes, so train these seeds one by one")
     return [Experience(exp.task_id, exp.classes,
                        *(jnp.stack([s[i][f] for s in streams]) for f in range(2, 6)))
             for i, exp in enumerate(first)]

@@ -324,3 +324,18 @@ def test_two_processes_as_two_hosts_give_the_single_device_run(tmp_path):
         s["accuracy_matrix"] for s in b["per_seed"]]
     assert hosts["config"]["devices"] == 4
     assert not [p for p in tmp_path.iterdir() if p.name not in ("hosts", "single")]
+
+
+def test_seeds_whose_streams_differ_in_shape_train_one_after_another(capsys):
+    from experiments.common import run_strategies
+
+    def stream_for_seed(seed):  # seed 1's experiences are larger: not stackable
+        return load_benchmark("synthetic", seed=seed, num_tasks=2, classes_per_task=2,
+                              image_size=6, train_per_class=32 + 16 * seed, test_per_class=8)
+
+    records, steps = run_strategies({"Naive": StrategyConfig.from_label("Naive", **MLP)},
+                                    stream_for_seed, seeds=[0, 1], epochs=1, batch_size=16,
+                                    progress=False)
+    assert "differ in shape: training them one after another" in capsys.readouterr().out
+    assert [len(steps["Naive"][seed]["loss"]) for seed in (0, 1)] == [2 * 4, 2 * 6]
+    assert [r["seed"] for r in records["Naive"]["per_seed"]] == [0, 1]
