@@ -16,7 +16,7 @@ import jax
 
 from jaxcl import results
 from jaxcl.data.augment import random_crop_flip
-from jaxcl.engine import stackable, train_seeds
+from jaxcl.engine import check_devices, stackable, train_seeds
 from jaxcl.strategies import StrategyConfig, build_strategy
 from jaxcl.streams import Experience
 
@@ -239,13 +239,7 @@ class RunSettings:
             if not (isinstance(value, int) and value >= 0):
                 raise ValueError(f"{name} must be a positive integer (or 0, the default), got "
                                  f"{value!r}")
-        available = jax.device_count()
-        if not (isinstance(self.devices, int) and 1 <= self.devices <= available):
-            raise ValueError(f"devices must be in 1..{available} (the devices JAX sees), got "
-                             f"{self.devices!r}")
-        if self.batch_size % self.devices:
-            raise ValueError(f"batch_size={self.batch_size} must be a multiple of "
-                             f"devices={self.devices}")
+        check_devices(self.devices, self.batch_size)
         check_benchmark(self.benchmark, self.stream_options(),
                         data_dir=self.data_dir or None, manual_dir=self.manual_dir or None)
         for label in self.labels():

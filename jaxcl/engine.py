@@ -110,13 +110,20 @@ def _accuracy(strategy: Strategy, eval_batch_size: int, state, x, y, task_id):
     return jnp.mean(map_chunks(correct, (x, y), eval_batch_size))
 
 
-def data_mesh(devices: int) -> Mesh | None:
-    """A one-axis ``("data",)`` mesh of the first ``devices`` devices (all hosts'), or ``None``
-    for one device."""
+def check_devices(devices: int, batch_size: int) -> None:
+    """Raise ``ValueError`` unless ``devices`` is in 1..the devices JAX sees (all hosts') and
+    divides ``batch_size``."""
     available = jax.device_count()
     if not (isinstance(devices, int) and 1 <= devices <= available):
         raise ValueError(f"devices must be in 1..{available} (the devices JAX sees), got "
                          f"{devices!r}")
+    if batch_size % devices:
+        raise ValueError(f"batch_size={batch_size} must be a multiple of devices={devices}")
+
+
+def data_mesh(devices: int) -> Mesh | None:
+    """A one-axis ``("data",)`` mesh of the first ``devices`` devices (all hosts'), or ``None``
+    for one device (checked with :func:`check_devices` first)."""
     if devices == 1:
         return None
     return jax.make_mesh((devices,), ("data",), devices=jax.devices()[:devices],
@@ -212,9 +219,8 @@ def train_seeds(
     if not 1 <= batch_size <= smallest:
         raise ValueError(f"batch_size must be in 1..{smallest} (the smallest experience), "
                          f"got {batch_size!r}")
+    check_devices(devices, batch_size)
     mesh = data_mesh(devices)
-    if batch_size % devices:
-        raise ValueError(f"batch_size={batch_size} must be a multiple of devices={devices}")
     if not (isinstance(checkpoint_epochs, int) and checkpoint_epochs >= 0):
         raise ValueError(f"checkpoint_epochs must be an integer >= 0, got {checkpoint_epochs!r}")
     stream = _stack(streams)

@@ -235,10 +235,10 @@ def _prepared_builder(name: str, expected: tuple[str, ...], data_dir, manual_dir
     return builder
 
 
-def _split(builder, seed, num_tasks, classes_per_task) -> list[Experience]:
+def _split(builder, seed, num_tasks, classes_per_task, corrupt=None) -> list[Experience]:
     return split_stream(_arrays(builder), seed=seed, num_tasks=num_tasks,
                         classes_per_task=classes_per_task,
-                        num_classes=builder.info.features["label"].num_classes)
+                        num_classes=builder.info.features["label"].num_classes, corrupt=corrupt)
 
 
 _ARRAYS: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
@@ -328,9 +328,17 @@ def split_stream(arrays, *, seed: int, num_tasks: int, classes_per_task: int,
             for t in range(num_tasks)]
 
 
+def _catalogue(name: str, files: tuple[str, ...]) -> Callable:
+    """``builder(data_dir, manual_dir)`` of the TFDS catalogue's ``name``, whose original
+    ``files`` may lie in the manual folder."""
+    return lambda data_dir, manual_dir: _prepared_builder(name, files, data_dir, manual_dir)
+
+
+_cifar100 = _catalogue("cifar100", ("cifar-100-binary.tar.gz",))
+
+
 def _split_cifar100(seed, data_dir, manual_dir, num_tasks=20, classes_per_task=5):
-    builder = _prepared_builder("cifar100", ("cifar-100-binary.tar.gz",), data_dir, manual_dir)
-    return _split(builder, seed, num_tasks, classes_per_task)
+    return _split(_cifar100(data_dir, manual_dir), seed, num_tasks, classes_per_task)
 
 
 def _noisy_cifar(seed, data_dir, manual_dir, classes_per_task=5):
@@ -339,11 +347,8 @@ def _noisy_cifar(seed, data_dir, manual_dir, classes_per_task=5):
     (:data:`jaxcl.data.transforms.NOISY_STREAM`)."""
     from jaxcl.data.transforms import NOISY_STREAM
 
-    builder = _prepared_builder("cifar100", ("cifar-100-binary.tar.gz",), data_dir, manual_dir)
-    return split_stream(_arrays(builder), seed=seed, num_tasks=len(NOISY_STREAM),
-                        classes_per_task=classes_per_task,
-                        num_classes=builder.info.features["label"].num_classes,
-                        corrupt=NOISY_STREAM)
+    return _split(_cifar100(data_dir, manual_dir), seed, len(NOISY_STREAM), classes_per_task,
+                  corrupt=NOISY_STREAM)
 
 
 def _fashion_mnist_builder(data_dir, manual_dir):
@@ -365,15 +370,11 @@ def _split_tinyimagenet(seed, data_dir, manual_dir, num_tasks=20, classes_per_ta
 
 CROSS_DATASETS: dict[str, Callable] = {
     "fashion_mnist": _fashion_mnist_builder,
-    "svhn": lambda data_dir, manual_dir: _prepared_builder(
-        "svhn_cropped", ("train_32x32.mat", "test_32x32.mat", "extra_32x32.mat"), data_dir,
-        manual_dir),
+    "svhn": _catalogue("svhn_cropped", ("train_32x32.mat", "test_32x32.mat", "extra_32x32.mat")),
     "gtsrb": lambda data_dir, manual_dir: _prepared_builder(
         "gtsrb", GTSRB_ZIPS, data_dir, manual_dir, downloadable=False),
-    "cifar10": lambda data_dir, manual_dir: _prepared_builder(
-        "cifar10", ("cifar-10-binary.tar.gz",), data_dir, manual_dir),
-    "cifar100": lambda data_dir, manual_dir: _prepared_builder(
-        "cifar100", ("cifar-100-binary.tar.gz",), data_dir, manual_dir),
+    "cifar10": _catalogue("cifar10", ("cifar-10-binary.tar.gz",)),
+    "cifar100": _cifar100,
 }
 """The cross-dataset streams' datasets: name -> ``builder(data_dir, manual_dir)``."""
 
