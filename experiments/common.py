@@ -16,7 +16,8 @@ import jax
 
 from jaxcl import results
 from jaxcl.data.augment import random_crop_flip
-from jaxcl.engine import check_devices, stackable, train_seeds
+from jaxcl.engine import stackable, train_seeds
+from jaxcl.parallel import check_devices
 from jaxcl.strategies import StrategyConfig, build_strategy
 from jaxcl.streams import Experience
 
@@ -98,8 +99,6 @@ def run_strategies(
     together = seeds_together and stackable(streams)
     groups = [list(range(len(seeds)))] if together else [[i] for i in range(len(seeds))]
     if seeds_together and not together:
-        print("  the seeds' streams differ in shape: training them one after another", flush=True)
-    if seeds_together and len(groups) > 1:
         print("  the seeds' streams differ in shape: training them one after another", flush=True)
     per_seed = {label: [] for label in strategies}
     steps: dict[str, dict[int, dict]] = {label: {} for label in strategies}

@@ -19,6 +19,7 @@ import pathlib
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 PyTree = Any
@@ -68,3 +69,29 @@ class RunCheckpoints:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def resume(directory: str | pathlib.Path, fingerprint: dict[str, Any], record: PyTree, *,
+           epochs: int, message: str | None = None
+           ) -> tuple[RunCheckpoints, PyTree, tuple[int, int], float]:
+    """Open a run's checkpoints and restore the latest, if any.
+
+    ``record`` is the run's fresh record: device arrays (states, restored with their shardings)
+    and numpy arrays (matrices, logs, times; restored as writable numpy arrays). Checkpoints are
+    saved with ``meta`` holding ``experience``, ``epoch`` (the last finished) and ``compile_s``.
+    Returns ``(checkpoints, record, (experience, epoch) to go on from, compile seconds of the
+    earlier part of the run)``; ``message``, if given, is printed when resuming.
+    """
+    saver = RunCheckpoints(directory, fingerprint)
+    restored = saver.restore(record)
+    if restored is None:
+        return saver, record, (0, 0), 0.0
+    _, tree, meta = restored
+    tree = jax.tree.map(lambda fresh, saved: np.array(saved)
+                        if isinstance(fresh, np.ndarray) else saved, record, tree)
+    experience, epoch = meta["experience"], meta["epoch"]
+    if message is not None:
+        print(f"{message} resumed after experience {experience}, epoch {epoch}".strip(),
+              flush=True)
+    after = (experience + 1, 0) if epoch == epochs - 1 else (experience, epoch + 1)
+    return saver, tree, after, float(meta["compile_s"])

@@ -20,14 +20,28 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
+from jaxcl.checkpoints import resume
+from jaxcl.parallel import (
+    check_devices,
+    data_mesh,
+    local,
+    over_seeds,
+    replicate,
+    replicated,
+    shard_batch,
+)
 from jaxcl.partial_hypernet import Batch
 from jaxcl.strategies.base import METRIC_KEYS, Strategy
 from jaxcl.streams import Experience
-from jaxcl.training import CompiledPrograms, map_chunks, scan_minibatches
+from jaxcl.training import (  # noqa: F401  (NonFiniteError: part of the engine's interface)
+    CompiledPrograms,
+    NonFiniteError,
+    check_finite,
+    map_chunks,
+    scan_minibatches,
+)
 
 PyTree = Any
 
@@ -61,15 +75,10 @@ class StreamResult:
     state: PyTree = None
 
 
-class NonFiniteError(FloatingPointError):
-    """Training produced a non-finite loss; the run stops, its last checkpoint kept."""
-
-
 def _epoch(strategy: Strategy, batch_size: int, augment, mesh, state, data: Batch, task_id, key,
            first: bool):
     def step(state, batch, k):
-        if mesh is not None:  # data parallel: each device takes its share of the minibatch
-            batch = jax.lax.with_sharding_constraint(batch, NamedSharding(mesh, P("data")))
+        batch = shard_batch(batch, mesh)  # data parallel: each device takes its share
         if augment is not None:
             k_augment, k = jax.random.split(k)
             batch = batch._replace(x=augment(k_augment, batch.x))
@@ -77,28 +86,11 @@ def _epoch(strategy: Strategy, batch_size: int, augment, mesh, state, data: Batc
     return scan_minibatches(step, state, data, key, epochs=1, batch_size=batch_size)
 
 
-def _over_seeds(fn: Callable, in_axes: tuple[int | None, ...], seeds: int) -> Callable:
-    """``fn`` over a leading seed axis of the arguments whose axis is 0 (``None``: shared).
-
-    Several seeds: ``jax.vmap``. One seed: ``fn`` itself on the arguments without the axis, its
-    outputs given the axis back; a vmap of size 1 would only cost compile time (a third more for
-    the ResNet's programs).
-    """
-    if seeds > 1:
-        return jax.vmap(fn, in_axes=in_axes)
-
-    def one(*args):
-        args = [a if axis is None else jax.tree.map(lambda v: v[0], a)
-                for a, axis in zip(args, in_axes, strict=True)]
-        return jax.tree.map(lambda v: v[None], fn(*args))
-    return one
-
-
 def _epochs(strategy, batch_size, augment, mesh, seeds, state, data, task_id, keys, first: bool):
     """One epoch of every seed at once: :func:`_epoch` over (state, data, key) per seed."""
     def one(s, d, k):
         return _epoch(strategy, batch_size, augment, mesh, s, d, task_id, k, first)
-    return _over_seeds(one, (0, 0, 0), seeds)(state, data, keys)
+    return over_seeds(one, (0, 0, 0), seeds)(state, data, keys)
 
 
 def _accuracy(strategy: Strategy, eval_batch_size: int, state, x, y, task_id):
@@ -108,46 +100,6 @@ def _accuracy(strategy: Strategy, eval_batch_size: int, state, x, y, task_id):
         return jnp.argmax(strategy.logits(state, xb, task_id), axis=-1) == yb
 
     return jnp.mean(map_chunks(correct, (x, y), eval_batch_size))
-
-
-def check_devices(devices: int, batch_size: int) -> None:
-    """Raise ``ValueError`` unless ``devices`` is in 1..the devices JAX sees (all hosts') and
-    divides ``batch_size``."""
-    available = jax.device_count()
-    if not (isinstance(devices, int) and 1 <= devices <= available):
-        raise ValueError(f"devices must be in 1..{available} (the devices JAX sees), got "
-                         f"{devices!r}")
-    if batch_size % devices:
-        raise ValueError(f"batch_size={batch_size} must be a multiple of devices={devices}")
-
-
-def data_mesh(devices: int) -> Mesh | None:
-    """A one-axis ``("data",)`` mesh of the first ``devices`` devices (all hosts'), or ``None``
-    for one device (checked with :func:`check_devices` first)."""
-    if devices == 1:
-        return None
-    return jax.make_mesh((devices,), ("data",), devices=jax.devices()[:devices],
-                         axis_types=(jax.sharding.AxisType.Auto,))
-
-
-def _replicate(tree: PyTree, mesh: Mesh | None) -> PyTree:
-    """Every leaf on every device of ``mesh``, all hosts' (from each host's identical copy)."""
-    if mesh is None:
-        return tree
-    sharding = NamedSharding(mesh, P())
-
-    def put(a):
-        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
-            return jax.random.wrap_key_data(put(jax.random.key_data(a)),
-                                            impl=jax.random.key_impl(a))
-        return jax.make_array_from_process_local_data(sharding, np.asarray(a))
-    return jax.tree.map(put, tree)
-
-
-def _local(tree: PyTree) -> PyTree:
-    """Replicated (maybe multi-host) arrays as this host's numpy copy."""
-    return jax.tree.map(lambda a: np.asarray(
-        a if a.is_fully_addressable else a.addressable_data(0)), tree)
 
 
 def _layout(stream: Sequence[Experience]) -> list[tuple]:
@@ -229,22 +181,21 @@ def train_seeds(
     init_keys, keys = keys[:, 0], keys[:, 1]
 
     start = time.perf_counter()
-    state = jax.jit(_over_seeds(strategy.init, (0, 0), seeds))(
+    state = jax.jit(over_seeds(strategy.init, (0, 0), seeds))(
         init_keys, stream[0].x_train[:, :batch_size])
-    state = _replicate(state, mesh)
+    state = replicate(state, mesh)
     jax.block_until_ready(state)
     init_s = time.perf_counter() - start
 
-    # On a mesh every program returns replicated arrays, so each compiles for one input layout.
-    jit = {} if mesh is None else {"out_shardings": NamedSharding(mesh, P())}
+    jit = replicated(mesh)
     epoch = CompiledPrograms(
         functools.partial(_epochs, strategy, batch_size, augment, mesh, seeds), ["first"], **jit)
-    begin = CompiledPrograms(_over_seeds(strategy.begin_experience, (0, None, 0), seeds), **jit)
-    end = CompiledPrograms(_over_seeds(strategy.end_experience, (0, 0, None, 0), seeds), **jit)
-    accuracy = CompiledPrograms(_over_seeds(functools.partial(_accuracy, strategy,
+    begin = CompiledPrograms(over_seeds(strategy.begin_experience, (0, None, 0), seeds), **jit)
+    end = CompiledPrograms(over_seeds(strategy.end_experience, (0, 0, None, 0), seeds), **jit)
+    accuracy = CompiledPrograms(over_seeds(functools.partial(_accuracy, strategy,
                                                               eval_batch_size),
                                             (0, 0, 0, None), seeds), **jit)
-    put = functools.partial(_replicate, mesh=mesh)
+    put = functools.partial(replicate, mesh=mesh)
     fold_in = jax.vmap(jax.random.fold_in, in_axes=(0, None))  # every seed's key with one value
     programs = (epoch, begin, end, accuracy)
 
@@ -255,11 +206,11 @@ def train_seeds(
               "logs": {name: np.zeros((seeds, offsets[-1]), np.float32) for name in METRIC_KEYS}}
     saver, done, compiled_before_s = None, (0, 0), 0.0
     if checkpoint_dir is not None:
-        saver, record, done, compiled_before_s = _resume(checkpoint_dir, record, epochs, {
+        saver, record, done, compiled_before_s = resume(checkpoint_dir, {
             "run": run_name or type(strategy).__name__, "seeds": seeds,
             "shapes": [list(e.x_train.shape) for e in stream], "epochs": epochs,
             "batch_size": batch_size, "keys": np.asarray(jax.random.key_data(keys)).tolist()},
-            message=label if progress else None)
+            record, epochs=epochs, message=label if progress else None)
     compile_s = init_s + compiled_before_s
 
     state = record["state"]
@@ -283,8 +234,8 @@ def train_seeds(
                 for e in range(first_epoch if resumed else 0, epochs):
                     state, metrics = epoch(state, data, task, put(fold_in(k_train, e)),
                                            first=(i == 0))
-                    metrics = _local(metrics)
-                    _check_finite(metrics["loss"], experience=i, epoch=e, steps=steps[i])
+                    metrics = local(metrics)
+                    check_finite(metrics["loss"], experience=i, epoch=e, steps_per_epoch=steps[i])
                     at = offsets[i] + e * steps[i]
                     for name in METRIC_KEYS:
                         record["logs"][name][:, at:at + steps[i]] = metrics[name]
@@ -300,7 +251,7 @@ def train_seeds(
                                     "experience": i, "epoch": e})
             state = end(state, data, task, k_end)
             for j, other in enumerate(stream[: i + 1]):
-                record["matrix"][:, i, j] = _local(accuracy(
+                record["matrix"][:, i, j] = local(accuracy(
                     state, *put((other.x_test, other.y_test, jnp.int32(other.task_id)))))
             compiled_now = sum(p.compile_s for p in programs)
             record["times"][i] = earlier_s + time.perf_counter() - start - (
@@ -328,34 +279,3 @@ def train_seeds(
         compilations=sum(len(p.compiled) for p in programs),
         state=seed(state, s),
     ) for s in range(seeds)]
-
-
-def _resume(checkpoint_dir, record: dict, epochs: int, fingerprint: dict, *, message):
-    """Open the run's checkpoints; ``(saver, record, (experience, epoch) to go on from, compile
-    seconds of the earlier part of the run)``, from the latest checkpoint if there is one."""
-    from jaxcl.checkpoints import RunCheckpoints
-
-    saver = RunCheckpoints(checkpoint_dir, fingerprint)
-    restored = saver.restore(record)
-    if restored is None:
-        return saver, record, (0, 0), 0.0
-    _, record, meta = restored
-    record = {"state": record["state"], "matrix": np.asarray(record["matrix"]),
-              "times": np.array(record["times"]),
-              "logs": {k: np.array(v) for k, v in record["logs"].items()}}
-    experience, epoch = meta["experience"], meta["epoch"]
-    if message is not None:
-        print(f"{message} resumed after experience {experience}, epoch {epoch}".strip(),
-              flush=True)
-    after = (experience + 1, 0) if epoch == epochs - 1 else (experience, epoch + 1)
-    return saver, record, after, float(meta["compile_s"])
-
-
-def _check_finite(loss: np.ndarray, *, experience: int, epoch: int, steps: int) -> None:
-    bad = ~np.isfinite(loss)
-    if bad.any():
-        seed, step = (int(v[0]) for v in np.nonzero(bad))
-        raise NonFiniteError(
-            f"non-finite loss {loss[seed, step]} at experience {experience}, epoch {epoch}, step "
-            f"{step} of {steps} (seed index {seed}); the run stops, and its last checkpoint (of "
-            f"the experience before) is kept")

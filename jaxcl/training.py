@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxcl.partial_hypernet import Batch
 
@@ -90,3 +91,20 @@ class CompiledPrograms:
             self.compiled[sig] = self.jitted.lower(*args, **static).compile()
             self.compile_s += time.perf_counter() - start
         return self.compiled[sig](*args)
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced a non-finite loss; the run stops, its last checkpoint kept."""
+
+
+def check_finite(loss: np.ndarray, *, experience: int, epoch: int, steps_per_epoch: int) -> None:
+    """Raise :class:`NonFiniteError` at the first non-finite entry of ``loss`` ``(seeds, steps)``,
+    the steps of experience ``experience`` from the start of epoch ``epoch`` on, naming where."""
+    bad = ~np.isfinite(loss)
+    if bad.any():
+        seed, step = (int(v[0]) for v in np.nonzero(bad))
+        raise NonFiniteError(
+            f"non-finite loss {loss[seed, step]} at experience {experience}, epoch "
+            f"{epoch + step // steps_per_epoch}, step {step % steps_per_epoch} of "
+            f"{steps_per_epoch} (seed index {seed}); the run stops, and its last checkpoint is "
+            "kept")

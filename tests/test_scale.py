@@ -164,17 +164,17 @@ def test_engine_resumes_inside_an_experience_from_an_epoch_checkpoint(tmp_path, 
     kw = {"key": jax.random.key(0), "epochs": 3, "batch_size": 16, "progress": False,
           "checkpoint_epochs": 1}
     plain = train_stream(strategy, stream, **kw)
-    checked = engine._check_finite
+    checked = engine.check_finite
 
-    def crash_at_experience_1_epoch_1(loss, *, experience, epoch, steps):
+    def crash_at_experience_1_epoch_1(loss, *, experience, epoch, steps_per_epoch):
         if (experience, epoch) == (1, 1):  # after the checkpoint of (1, 0), before (1, 1)'s
             raise KeyboardInterrupt
-        checked(loss, experience=experience, epoch=epoch, steps=steps)
+        checked(loss, experience=experience, epoch=epoch, steps_per_epoch=steps_per_epoch)
 
-    monkeypatch.setattr(engine, "_check_finite", crash_at_experience_1_epoch_1)
+    monkeypatch.setattr(engine, "check_finite", crash_at_experience_1_epoch_1)
     with pytest.raises(KeyboardInterrupt):
         train_stream(strategy, stream, checkpoint_dir=tmp_path, **kw)
-    monkeypatch.setattr(engine, "_check_finite", checked)
+    monkeypatch.setattr(engine, "check_finite", checked)
     assert max(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()) == 3  # (1, 0)
     resumed = train_stream(strategy, stream, checkpoint_dir=tmp_path, **kw)
     np.testing.assert_array_equal(resumed.accuracy_matrix, plain.accuracy_matrix)
