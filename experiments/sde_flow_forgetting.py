@@ -22,6 +22,8 @@ The run folder (``--out DIR``)::
     steps.csv                           model, seed, step, task, loss, mse, nll, replay,
                                         separation, reg (the first seed)
     mse_matrix_<model>.png              heat maps of the MSE matrices
+    checkpoints/<model>/                the latest checkpoints (orbax): a killed run resumes
+    tensorboard/<model>/seed_<s>/       event files (``--tensorboard``)
     metrics.json                        schema "jaxcl.sde_flow/1":
       {"schema", "experiment", "config", "seeds",
        "reference": {"mlp": {"forgetting_t0"}, "hypernet_sde_flow": {...}, "ratio"},
@@ -36,11 +38,14 @@ last task; positive is forgetting); ``mean_forgetting`` averages ``M[4, j] - M[j
 
     python -m experiments.sde_flow_forgetting            # the study, about 15 minutes on 2 cores
     python -m experiments.sde_flow_forgetting --quick    # seconds of training, for tests
+    jaxcl run sde_flow_forgetting --seeds 0 1 2 --devices 2 --out runs/sde   # the same entry
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import pathlib
 import sys
 from typing import Any
 
@@ -52,6 +57,7 @@ from jaxcl import plots, results
 from jaxcl import sde_flow_cl as cl
 from jaxcl.data.synthetic import point_tasks
 from jaxcl.models.sde_flow import SdeFlowConfig
+from jaxcl.parallel import check_devices
 
 NAME = "sde_flow_forgetting"
 SCHEMA = "jaxcl.sde_flow/1"
@@ -64,7 +70,14 @@ VARIANT_NAMES = ("mlp", "hypernet_sde_flow", "ablation_no_replay_sep", "ablation
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """The study's settings (weights and memory size are ours: the study does not give them)."""
+    """The study's settings (weights and memory size are ours: the study does not give them).
+
+    All seeds train as one vmapped program; ``devices`` trains data-parallel over that many
+    devices (it must divide ``batch_size``). The run checkpoints every model after every task in
+    ``OUT/checkpoints/<model>`` (and every ``checkpoint_epochs`` epochs inside one if positive),
+    and a killed run started again with the same command resumes. ``tensorboard`` also writes
+    the metrics as event files in ``OUT/tensorboard/<model>/seed_<s>``.
+    """
 
     seeds: tuple[int, ...] = (0,)
     variants: tuple[str, ...] = VARIANT_NAMES
@@ -84,11 +97,18 @@ class Config:
     regularizer: float = 1.0
     virtual_lr: float = 0.01
     ablation_factor: float = 10.0
+    devices: int = 1
+    checkpoint_epochs: int = 0
+    tensorboard: bool = False
     progress: bool = True
 
     def __post_init__(self):
         if not self.seeds:
             raise ValueError("seeds must name at least one seed")
+        if not (isinstance(self.checkpoint_epochs, int) and self.checkpoint_epochs >= 0):
+            raise ValueError(f"checkpoint_epochs must be an integer >= 0, got "
+                             f"{self.checkpoint_epochs!r}")
+        check_devices(self.devices, self.batch_size)
         unknown = [v for v in self.variants if v not in VARIANT_NAMES]
         if unknown or not self.variants:
             raise ValueError(f"variants {unknown or '()'} not known; choose from {VARIANT_NAMES}")
@@ -187,23 +207,43 @@ def tables(config: Config, records: dict[str, dict]) -> tuple[str, list[list]]:
             + "\n\n".join(parts)), [header, *rows]
 
 
+@functools.cache
+def _programs(seeds: int, devices: int) -> cl.Programs:
+    """One set of compiled programs per process: a sweep, or a resumed run started again in
+    the same process, compiles nothing twice."""
+    return cl.Programs.create(seeds, devices)
+
+
 def run(config: Config, out) -> dict:
+    out = pathlib.Path(out)
     results.check_out(out)
-    programs = cl.Programs.create()
-    runs: dict[str, list[tuple[int, cl.StudyRun]]] = {name: [] for name in config.variants}
-    for seed in config.seeds:
-        tasks = config.tasks(seed)
-        for name in config.variants:
-            def report(t, m, name=name, seed=seed):
-                if config.progress:
-                    print(f"    {name} seed {seed}: task {t} done, loss {m['loss']:.4f}, "
-                          f"mse {m['mse']:.4f}, reg {m['reg']:.4f}", flush=True)
-            result = cl.run_tasks(config.variant(name), tasks, jax.random.key(seed),
-                                  programs=programs, progress=report)
-            runs[name].append((seed, result))
+    seeds = list(config.seeds)
+    programs = _programs(len(seeds), config.devices)
+    tasks = [config.tasks(seed) for seed in seeds]
+    runs: dict[str, list[tuple[int, cl.StudyRun]]] = {}
+    for name in config.variants:
+        def report(t, m, name=name):
+            if config.progress:
+                for i, seed in enumerate(seeds):
+                    print(f"    {name} seed {seed}: task {t} done, loss {m['loss'][i]:.4f}, "
+                          f"mse {m['mse'][i]:.4f}, reg {m['reg'][i]:.4f}", flush=True)
+        variant = config.variant(name)
+        seed_runs = cl.run_seeds(variant, tasks, [jax.random.key(s) for s in seeds],
+                                 programs=programs, progress=report,
+                                 label=name if config.progress else None,
+                                 devices=config.devices,
+                                 checkpoint_dir=out / results.CHECKPOINTS / name,
+                                 checkpoint_epochs=config.checkpoint_epochs,
+                                 run_name=repr(variant))
+        runs[name] = list(zip(seeds, seed_runs))
+        for seed, result in runs[name]:
             print(f"  {name} seed {seed}: forgetting t0 {result.forgetting_t0:+.4f}, mean "
                   f"{result.mean_forgetting:+.4f}, {result.time_s:.1f} s "
                   f"(+{result.compile_s:.1f} s compile)", flush=True)
+            if config.tensorboard and jax.process_index() == 0:
+                from jaxcl.event_logs import write_study_events
+
+                write_study_events(out / "tensorboard" / name / f"seed_{seed}", result)
     records = {name: _record(r) for name, r in runs.items()}
     title = (f"{NAME}: 5 tasks x {config.train_per_task} points, {config.epochs} epochs per "
              f"task, seeds {list(config.seeds)}")

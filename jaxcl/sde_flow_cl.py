@@ -25,15 +25,20 @@ fills one row of the MSE matrix ``M[i, j]`` (after task ``i``, on task ``j``). A
 
 Every weight (``beta, gamma, delta, lambda, eta``) is a traced value (:class:`LossWeights`): the
 study's model and both ablations run one compiled program. Training a task is one compiled
-program, ``jax.lax.scan`` over every minibatch of every epoch, with AdamW started fresh for
-each task; the loop over tasks stays in Python, where the MSE matrix is filled.
+program, ``jax.lax.scan`` over every minibatch of every epoch (or over a few epochs at a time,
+when the run checkpoints inside tasks), with AdamW started fresh for each task; the loop over
+tasks stays in Python, where the MSE matrix is filled and the run is checkpointed. Several seeds
+train as one vmapped program, on one device or data-parallel over many (:mod:`jaxcl.parallel`),
+as the strategies of :mod:`jaxcl.engine` do.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import pathlib
 import time
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -41,7 +46,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import traverse_util
+from tqdm.auto import tqdm
 
+from jaxcl.checkpoints import resume
 from jaxcl.data.synthetic import PointTasks
 from jaxcl.hypernet import (
     HypernetConfig,
@@ -58,8 +65,17 @@ from jaxcl.models.sde_flow import (
     init_params,
     reconstruct,
 )
+from jaxcl.parallel import (
+    check_devices,
+    data_mesh,
+    local,
+    over_seeds,
+    replicate,
+    replicated,
+    shard_batch,
+)
 from jaxcl.regularizers import output_regularizer, task_outputs
-from jaxcl.training import CompiledPrograms, minibatch_indices
+from jaxcl.training import CompiledPrograms, check_finite, minibatch_indices
 
 PyTree = Any
 SHARED_MODES = ("trained", "frozen", "generated")
@@ -321,39 +337,79 @@ def objective_grad(variant: Variant, weights: LossWeights, hnet, psi, x, task_id
     return grad, {"loss": loss, "reg": reg, **terms}
 
 
-def train_task(variant: Variant, weights: LossWeights, psi, frozen, memory, x, task_id, key):
-    """Train on task ``task_id``'s points ``x``; returns ``(psi, memory, step_metrics)``.
+def _optimizer(variant: Variant) -> optax.GradientTransformation:
+    return optax.adamw(variant.learning_rate, weight_decay=variant.weight_decay)
+
+
+def steps_per_task(variant: Variant, num_points: int) -> int:
+    """``K = epochs x (num_points // batch_size)``, the minibatch steps of one task."""
+    return variant.epochs * (num_points // variant.batch_size)
+
+
+def start_task(variant: Variant, psi: PyTree) -> PyTree:
+    """AdamW's state, fresh for every task."""
+    return _optimizer(variant).init(psi)
+
+
+def train_steps(variant: Variant, weights: LossWeights, psi, opt_state, frozen, memory, x,
+                task_id, key, first_step, *, steps: int, mesh=None):
+    """Steps ``first_step .. first_step + steps - 1`` of the ``K`` steps of task ``task_id``
+    (:func:`steps_per_task`) on its points ``x``; returns ``(psi, opt_state, step_metrics)``.
 
     ``frozen`` is ``psi`` at the end of the previous task (the output regulariser's ``H*``);
-    ``memory`` ``(T, m, d)`` gains this task's row at the end. One ``jax.lax.scan`` over
-    ``epochs x (n // batch_size)`` minibatches; ``variant`` is static, the rest traced.
+    ``memory`` is ``(T, m, d)``. The task's minibatch order and step keys derive from ``key``
+    alone, so the task trained in one call or in several (for progress and checkpoints) takes the
+    same steps. One ``jax.lax.scan``; ``variant`` and ``steps`` are static, the rest traced. On a
+    ``mesh`` each device takes its share of every minibatch.
     """
     num_tasks = memory.shape[0]
     hnet = hypernetwork(variant, num_tasks) if variant.is_hypernet else None
-    optimizer = optax.adamw(variant.learning_rate, weight_decay=variant.weight_decay)
+    optimizer = _optimizer(variant)
     targets = task_outputs(hnet, frozen, jnp.arange(num_tasks)) if variant.order else None
     frozen_leaves = _shared_mask(psi) if variant.shared == "frozen" else None
-    k_index, k_steps, k_memory = jax.random.split(key, 3)
+    k_index, k_steps, _ = jax.random.split(key, 3)  # the third is end_task's
     indices = minibatch_indices(k_index, x.shape[0], variant.batch_size, variant.epochs)
     total = indices.shape[0]
+    step_keys = jax.random.split(k_steps, total)
+
+    def window(a):
+        return jax.lax.dynamic_slice_in_dim(a, first_step, steps)
 
     def step(carry, inputs):
         psi, opt_state = carry
         k, idx, k_step = inputs
-        grad, metrics = objective_grad(variant, weights, hnet, psi, jnp.take(x, idx, axis=0),
-                                       task_id, memory, targets, k / total, k_step)
+        batch = shard_batch(jnp.take(x, idx, axis=0), mesh)
+        grad, metrics = objective_grad(variant, weights, hnet, psi, batch, task_id, memory,
+                                       targets, k / total, k_step)
         updates, opt_state = optimizer.update(grad, opt_state, psi)
         if frozen_leaves is not None:
             updates = jax.tree.map(lambda u, f: jnp.where(f & (task_id > 0), 0.0, u), updates,
                                    frozen_leaves)
         return (optax.apply_updates(psi, updates), opt_state), metrics
 
-    (psi, _), metrics = jax.lax.scan(
-        step, (psi, optimizer.init(psi)),
-        (jnp.arange(total), indices, jax.random.split(k_steps, total)))
+    (psi, opt_state), metrics = jax.lax.scan(
+        step, (psi, opt_state),
+        (first_step + jnp.arange(steps), window(indices), window(step_keys)))
+    return psi, opt_state, metrics
+
+
+def end_task(variant: Variant, memory, x, task_id, key):
+    """The memory with task ``task_id``'s row: ``m`` of its training points ``x``, drawn at
+    random (``key`` is the task's, as in :func:`train_steps`)."""
+    k_memory = jax.random.split(key, 3)[2]
     keep = jax.random.permutation(k_memory, x.shape[0])[: memory.shape[1]]
-    memory = memory.at[task_id].set(jnp.take(x, keep, axis=0))
-    return psi, memory, metrics
+    return memory.at[task_id].set(jnp.take(x, keep, axis=0))
+
+
+def train_task(variant: Variant, weights: LossWeights, psi, frozen, memory, x, task_id, key):
+    """Train on task ``task_id``'s points ``x``; returns ``(psi, memory, step_metrics)``.
+
+    :func:`start_task`, every step of :func:`train_steps`, then :func:`end_task`.
+    """
+    psi, _, metrics = train_steps(variant, weights, psi, start_task(variant, psi), frozen,
+                                  memory, x, task_id, key, 0,
+                                  steps=steps_per_task(variant, x.shape[0]))
+    return psi, end_task(variant, memory, x, task_id, key), metrics
 
 
 def evaluate(variant: Variant, psi, x_test, key) -> jax.Array:
@@ -366,34 +422,49 @@ def evaluate(variant: Variant, psi, x_test, key) -> jax.Array:
     return _per_task_mse(x_hat, points, num_tasks)
 
 
-def _static_first(fn):
-    """``fn(variant, *args)`` as ``g(*args, variant=...)``, for ``CompiledPrograms``."""
-    def with_static(*args, variant, **static):
-        return fn(variant, *args, **static)
-    return with_static
-
-
 class Programs(NamedTuple):
-    """The compiled programs, shared by every variant of a run: variants that differ only in
-    their :class:`LossWeights` share one compilation."""
+    """The compiled programs of a run of ``seeds`` seeds at once (:func:`jaxcl.parallel.over_seeds`)
+    on ``devices`` devices. Variants that differ only in their :class:`LossWeights` share one
+    compilation; ``variant`` is a static keyword argument of every program."""
 
     init: CompiledPrograms
+    start: CompiledPrograms
     train: CompiledPrograms
+    end: CompiledPrograms
     evaluate: CompiledPrograms
+    seeds: int = 1
+    devices: int = 1
 
     @classmethod
-    def create(cls) -> Programs:
-        return cls(CompiledPrograms(_static_first(init), ["variant", "num_tasks"]),
-                   CompiledPrograms(_static_first(train_task), ["variant"]),
-                   CompiledPrograms(_static_first(evaluate), ["variant"]))
+    def create(cls, seeds: int = 1, devices: int = 1) -> Programs:
+        mesh = data_mesh(devices)
+        jit = replicated(mesh)
+
+        def program(fn, in_axes, *static):
+            def with_static(*args, variant, **kwargs):
+                fixed = functools.partial(fn, variant, **kwargs)
+                return over_seeds(fixed, in_axes, seeds)(*args)
+            return CompiledPrograms(with_static, ["variant", *static], **jit)
+
+        train = functools.partial(train_steps, mesh=mesh)
+        return cls(init=program(init, (0,), "num_tasks"),
+                   start=program(start_task, (0,)),
+                   train=program(train, (None, 0, 0, 0, 0, 0, None, 0, None), "steps"),
+                   end=program(end_task, (0, 0, None, 0)),
+                   evaluate=program(evaluate, (0, 0, 0)),
+                   seeds=seeds, devices=devices)
+
+    @property
+    def programs(self) -> tuple[CompiledPrograms, ...]:
+        return self[:5]
 
     @property
     def compilations(self) -> int:
-        return sum(len(p.compiled) for p in self)
+        return sum(len(p.compiled) for p in self.programs)
 
     @property
     def compile_s(self) -> float:
-        return sum(p.compile_s for p in self)
+        return sum(p.compile_s for p in self.programs)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -410,8 +481,10 @@ class StudyRun:
       forgetting_t0: ``M[T-1, 0] - M[0, 0]``.
       mean_forgetting: ``mean_{j < T-1} (M[T-1, j] - M[j, j])``.
       step_metrics: ``{name: (steps,)}`` for :data:`STEP_METRICS` plus ``task``.
-      time_s: training and evaluation seconds, compilation excluded.
+      time_s: training and evaluation seconds, compilation excluded (for seeds trained
+        together, the seconds of all of them).
       compile_s: compilation seconds of the programs this run compiled (0 when reused).
+      time_per_task: ``time_s`` task by task.
       params: the final ``psi``.
     """
 
@@ -421,6 +494,7 @@ class StudyRun:
     step_metrics: dict[str, np.ndarray]
     time_s: float
     compile_s: float
+    time_per_task: list[float] = dataclasses.field(default_factory=list)
     params: PyTree = None
 
 
@@ -434,43 +508,150 @@ def forgetting(matrix: np.ndarray) -> tuple[float, float]:
 
 
 def run_tasks(variant: Variant, tasks: PointTasks, key: jax.Array, *,
-              programs: Programs | None = None, progress=None) -> StudyRun:
-    """Train ``variant`` on every task in order, evaluating all tasks after each.
+              programs: Programs | None = None, progress=None, **options) -> StudyRun:
+    """:func:`run_seeds` for one benchmark and one key; ``progress(task_id, metrics)`` gets
+    floats."""
+    report = None if progress is None else (
+        lambda t, metrics: progress(t, {k: float(v[0]) for k, v in metrics.items()}))
+    return run_seeds(variant, [tasks], [key], programs=programs, progress=report, **options)[0]
+
+
+def run_seeds(variant: Variant, tasks: Sequence[PointTasks], keys: Sequence[jax.Array], *,
+              programs: Programs | None = None, progress=None, label: str | None = None,
+              devices: int = 1, checkpoint_dir: str | pathlib.Path | None = None,
+              checkpoint_epochs: int = 0, run_name: str | None = None) -> list[StudyRun]:
+    """Train ``variant`` on every task in order, evaluating all tasks after each; benchmark
+    ``tasks[s]`` with ``keys[s]``, every seed in one vmapped program.
 
     Args:
       variant: the model.
-      tasks: the benchmark.
-      key: the run's key (initialisation, minibatches, SDE noise, memory, evaluation noise).
-      programs: compiled programs to reuse across variants (a fresh cache if ``None``).
-      progress: ``callable(task_id, metrics)`` called after each task, e.g. to print.
+      tasks: one benchmark per seed, all of one shape.
+      keys: one key per seed (initialisation, minibatches, SDE noise, memory, evaluation noise).
+      programs: compiled programs to reuse across variants (a fresh cache if ``None``), made
+        with :meth:`Programs.create` for ``len(tasks)`` seeds and these ``devices``.
+      progress: ``callable(task_id, metrics)`` after each task, ``metrics[name]`` an ``(S,)``
+        array of the mean over the task's last 10 steps, e.g. to print.
+      label: if given, a progress bar per task so named.
+      devices: data-parallel over this many devices (:mod:`jaxcl.parallel`).
+      checkpoint_dir: checkpoint after every task there (and every ``checkpoint_epochs`` epochs
+        inside one when positive), and resume from the latest checkpoint of the same run: the
+        same ``run_name`` (default: ``repr(variant)``), keys and shapes
+        (:func:`jaxcl.checkpoints.resume`).
+
+    A non-finite loss raises :class:`jaxcl.training.NonFiniteError` naming the task, step and
+    seed.
     """
-    variant.check_tasks(tasks)
-    programs = programs or Programs.create()
-    num_tasks = tasks.num_tasks
-    k_init, k_eval, k_train = jax.random.split(key, 3)
+    if len(tasks) != len(keys) or not tasks:
+        raise ValueError(f"{len(tasks)} benchmarks for {len(keys)} keys; give one key per seed")
+    shapes = {(t.x_train.shape, t.x_test.shape) for t in tasks}
+    if len(shapes) > 1:
+        raise ValueError(f"the seeds' benchmarks differ in shape ({sorted(shapes)}); seeds "
+                         "trained together need one shape")
+    for t in tasks:
+        variant.check_tasks(t)
+    if not (isinstance(checkpoint_epochs, int) and checkpoint_epochs >= 0):
+        raise ValueError(f"checkpoint_epochs must be an integer >= 0, got {checkpoint_epochs!r}")
+    check_devices(devices, variant.batch_size)
+    seeds, num_tasks = len(tasks), tasks[0].num_tasks
+    programs = programs or Programs.create(seeds, devices)
+    if (programs.seeds, programs.devices) != (seeds, devices):
+        raise ValueError(f"programs made for {programs.seeds} seeds on {programs.devices} "
+                         f"devices cannot run {seeds} seeds on {devices}")
+    put = functools.partial(replicate, mesh=data_mesh(devices))
+    x_train, x_test = (put(jnp.stack([getattr(t, f) for t in tasks])) for f in ("x_train",
+                                                                              "x_test"))
+    k_init, k_eval, k_train = jnp.unstack(
+        jnp.stack([jax.random.split(k, 3) for k in keys]), axis=1)
+    k_init, k_eval = put(k_init), put(k_eval)
+    fold_in = jax.vmap(jax.random.fold_in, in_axes=(0, None))
+    weights = put(LossWeights(*(jnp.float32(w) for w in variant.weights)))
+    per_epoch = x_train.shape[2] // variant.batch_size
+    total = steps_per_task(variant, x_train.shape[2])
+    chunk = checkpoint_epochs if checkpoint_dir is not None and checkpoint_epochs else (
+        variant.epochs)
+    static, eval_static = variant.static, variant.eval_static
+
     compile_before = programs.compile_s
     start = time.perf_counter()
-    psi = programs.init(k_init, variant=variant.eval_static, num_tasks=num_tasks)
-    memory = jnp.zeros((num_tasks, variant.memory_per_task, tasks.x_train.shape[-1]),
-                       tasks.x_train.dtype)
-    weights = LossWeights(*(jnp.float32(w) for w in variant.weights))
-    matrix = np.zeros((num_tasks, num_tasks))
-    logs: dict[str, list] = {name: [] for name in (*STEP_METRICS, "task")}
-    for t in range(num_tasks):
-        frozen = psi
-        psi, memory, metrics = programs.train(
-            weights, psi, frozen, memory, tasks.x_train[t], jnp.int32(t),
-            jax.random.fold_in(k_train, t), variant=variant.static)
-        matrix[t] = np.asarray(programs.evaluate(psi, tasks.x_test, k_eval,
-                                                 variant=variant.eval_static))
-        metrics = jax.device_get(metrics)
-        for name in STEP_METRICS:
-            logs[name].append(np.asarray(metrics[name]))
-        logs["task"].append(np.full(len(metrics["loss"]), t))
-        if progress is not None:
-            progress(t, {name: float(np.mean(metrics[name][-10:])) for name in STEP_METRICS})
-    compile_s = programs.compile_s - compile_before
-    time_s = time.perf_counter() - start - compile_s
-    f0, mean_f = forgetting(matrix)
-    return StudyRun(matrix, f0, mean_f, {k: np.concatenate(v) for k, v in logs.items()},
-                    time_s, compile_s, psi)
+    psi = programs.init(k_init, variant=eval_static, num_tasks=num_tasks)
+    memory = put(jnp.zeros((seeds, num_tasks, variant.memory_per_task, x_train.shape[-1]),
+                           x_train.dtype))
+    fresh = {"psi": psi, "opt_state": programs.start(psi, variant=static), "frozen": psi,
+             "memory": memory}
+    jax.block_until_ready(fresh)
+    record = {"state": fresh, "matrix": np.zeros((seeds, num_tasks, num_tasks)),
+              "times": np.zeros(num_tasks),
+              "logs": {name: np.zeros((seeds, num_tasks * total), np.float32)
+                       for name in STEP_METRICS}}
+    init_s = time.perf_counter() - start - (programs.compile_s - compile_before)
+    saver, (first_task, first_epoch), compiled_earlier = None, (0, 0), 0.0
+    if checkpoint_dir is not None:
+        saver, record, (first_task, first_epoch), compiled_earlier = resume(
+            checkpoint_dir, {"run": run_name or repr(variant),
+                             "keys": np.asarray(jax.random.key_data(jnp.stack(keys))).tolist(),
+                             "shapes": [list(x_train.shape), list(x_test.shape)]},
+            record, epochs=variant.epochs, message=label)
+    state = record["state"]
+    record["times"][0] += init_s if first_task == 0 and first_epoch == 0 else 0.0
+    try:
+        for t in range(first_task, num_tasks):
+            task_id, task_keys = put(jnp.int32(t)), put(fold_in(k_train, t))
+            x = x_train[:, t]
+            compiled = programs.compile_s
+            start, earlier_s = time.perf_counter(), record["times"][t]
+            if not (t == first_task and first_epoch > 0):  # not resumed inside the task
+                state = {**state, "frozen": state["psi"],
+                         "opt_state": programs.start(state["psi"], variant=static)}
+            epoch_from = first_epoch if t == first_task else 0
+            with tqdm(total=total, initial=epoch_from * per_epoch, desc=f"{label} task {t}",
+                      leave=False, disable=label is None, unit="step") as bar:
+                for e in range(epoch_from, variant.epochs, chunk):
+                    n = min(chunk, variant.epochs - e)
+                    psi, opt_state, metrics = programs.train(
+                        weights, state["psi"], state["opt_state"], state["frozen"],
+                        state["memory"], x, task_id, task_keys, put(jnp.int32(e * per_epoch)),
+                        variant=static, steps=n * per_epoch)
+                    state = {**state, "psi": psi, "opt_state": opt_state}
+                    metrics = local(metrics)
+                    check_finite(metrics["loss"], experience=t, epoch=e,
+                                 steps_per_epoch=per_epoch)
+                    at = t * total + e * per_epoch
+                    for name in STEP_METRICS:
+                        record["logs"][name][:, at:at + n * per_epoch] = metrics[name]
+                    bar.update(n * per_epoch)
+                    bar.set_postfix(loss=f"{float(np.mean(metrics['loss'][:, -1])):.4f}")
+                    if saver is not None and e + n < variant.epochs:
+                        record["times"][t] = earlier_s + time.perf_counter() - start - (
+                            programs.compile_s - compiled)
+                        saver.save(t * variant.epochs + e + n - 1, {**record, "state": state}, {
+                            "compile_s": compiled_earlier + programs.compile_s - compile_before,
+                            "experience": t, "epoch": e + n - 1})
+            state = {**state, "memory": programs.end(state["memory"], x, task_id, task_keys,
+                                                     variant=static)}
+            record["matrix"][:, t] = local(programs.evaluate(state["psi"], x_test, k_eval,
+                                                             variant=eval_static))
+            record["times"][t] = earlier_s + time.perf_counter() - start - (
+                programs.compile_s - compiled)
+            if saver is not None:
+                saver.save(t * variant.epochs + variant.epochs - 1, {**record, "state": state}, {
+                    "compile_s": compiled_earlier + programs.compile_s - compile_before,
+                    "experience": t, "epoch": variant.epochs - 1})
+            if progress is not None:
+                last = slice(max(t * total, (t + 1) * total - 10), (t + 1) * total)
+                progress(t, {name: record["logs"][name][:, last].mean(axis=1)
+                             for name in STEP_METRICS})
+    finally:  # a NaN stop, too, leaves the checkpoints closed
+        if saver is not None:
+            saver.close()
+    compile_s = compiled_earlier + programs.compile_s - compile_before
+    task_of_step = np.repeat(np.arange(num_tasks), total)
+    runs = []
+    for s in range(seeds):
+        matrix = record["matrix"][s]
+        f0, mean_f = forgetting(matrix)
+        runs.append(StudyRun(
+            matrix, f0, mean_f,
+            {**{name: record["logs"][name][s] for name in STEP_METRICS}, "task": task_of_step},
+            float(record["times"].sum()), compile_s, [float(t) for t in record["times"]],
+            jax.tree.map(lambda a, s=s: a[s], state["psi"])))
+    return runs

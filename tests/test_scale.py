@@ -1,22 +1,20 @@
-"""Scale and trust: data-parallel on a mesh, seeds vmapped in one program, checkpoints that
-resume to the same numbers, and runs that stop loudly on non-finite losses."""
+"""Scale: data-parallel on a mesh of simulated devices, two processes as two hosts, seeds
+vmapped in one program. (Checkpoints, resume, non-finite stops and the command line:
+``test_resume.py``.)"""
 
 import json
 import os
 import pathlib
-import re
 import subprocess
 import sys
 import textwrap
-import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxcl.data import load_benchmark
-from jaxcl.engine import NonFiniteError, train_seeds, train_stream
+from jaxcl.engine import train_seeds, train_stream
 from jaxcl.strategies import StrategyConfig, build_strategy
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -70,6 +68,33 @@ def test_data_parallel_on_1_2_8_devices_gives_the_same_run_and_shards_the_batch(
                             "loss": [x.step_metrics["loss"].tolist() for x in r],
                             "compilations": r[0].compilations}
         out["specs"] = seen
+
+        # The Hypernet-SDE-Flow study's loop (jaxcl.sde_flow_cl), the same way.
+        from jaxcl import sde_flow_cl as cl
+        from jaxcl.data.synthetic import point_tasks
+        from jaxcl.models.sde_flow import SdeFlowConfig
+
+        variant = cl.Variant(
+            model=SdeFlowConfig(hidden=(8,), flow_layers=2, flow_hidden=(8,), sde_hidden=(8,),
+                                sde_steps=2),
+            embedding_dim=4, hnet_hidden=(8,), epochs=2, batch_size=8, memory_per_task=4,
+            shared="frozen", order=1)
+        tasks = point_tasks(jax.random.key(0), num_tasks=2, train_per_task=16, test_per_task=8)
+        objective, sde_seen, now = cl.objective_grad, {}, {}
+
+        def spy(variant, weights, hnet, psi, x, *rest):
+            jax.debug.inspect_array_sharding(x, callback=lambda s: sde_seen.setdefault(
+                now["devices"], str(getattr(s, "spec", "one device"))))
+            return objective(variant, weights, hnet, psi, x, *rest)
+
+        cl.objective_grad = spy
+        out["sde"] = {}
+        for devices in (1, 2):  # 8 would need batches of 8k: the engine's run above has them
+            now["devices"] = devices
+            r = cl.run_seeds(variant, [tasks, tasks], [jax.random.key(0), jax.random.key(1)],
+                             devices=devices)
+            out["sde"][devices] = [x.mse_matrix.tolist() for x in r]
+        out["sde_specs"] = sde_seen
         print("RESULT" + json.dumps(out))
     """)
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8 "
@@ -86,6 +111,8 @@ def test_data_parallel_on_1_2_8_devices_gives_the_same_run_and_shards_the_batch(
     # One device: no mesh. On 2 and 8, the minibatch (seed axis first) is split over "data".
     assert out["specs"]["1"] == "one device"
     assert out["specs"]["2"] == out["specs"]["8"] == "P(None, 'data')"
+    np.testing.assert_allclose(out["sde"]["2"], out["sde"]["1"], rtol=1e-4)
+    assert out["sde_specs"] == {"1": "one device", "2": "P(None, 'data')"}
 
 
 def test_vmapped_seeds_equal_separate_runs_seed_by_seed():
@@ -113,184 +140,6 @@ def test_engine_refuses_streams_and_devices_it_cannot_run():
         train_stream(strategy, a, key=jax.random.key(0), epochs=1, batch_size=16, devices=4)
     with pytest.raises(ValueError, match="2 streams for 1 keys"):
         train_seeds(strategy, [a, a], keys=[jax.random.key(0)], epochs=1, batch_size=16)
-
-
-class _PoisonExperience:
-    """A strategy whose loss turns NaN in experience ``bad`` (to test the run's stop)."""
-
-    def __init__(self, inner, bad):
-        self.inner, self.bad = inner, bad
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def train_step(self, state, batch, task_id, key, *, first):
-        state, metrics = self.inner.train_step(state, batch, task_id, key, first=first)
-        poison = jnp.where(task_id == self.bad, jnp.nan, 0.0)
-        return state, {**metrics, "loss": metrics["loss"] + poison}
-
-
-def test_non_finite_loss_stops_with_where_and_keeps_the_last_checkpoint(tmp_path):
-    stream = _stream()
-    strategy = _PoisonExperience(_build("Naive", stream), bad=1)
-    with pytest.raises(NonFiniteError, match=r"experience 1, epoch 0, step 0 of 4 \(seed index 0\)"):
-        train_stream(strategy, stream, key=jax.random.key(0), epochs=1, batch_size=16,
-                     progress=False, checkpoint_dir=tmp_path / "ckpt")
-    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir() if p.name.isdigit()) == ["0"]
-
-
-def test_engine_resumes_from_a_checkpoint_to_the_same_numbers(tmp_path):
-    stream = _stream()
-    strategy = _build("HN-1", stream, order=1)
-    kw = {"key": jax.random.key(0), "epochs": 2, "batch_size": 16, "progress": False,
-          "run_name": "HN-1 order 1"}
-    plain = train_stream(strategy, stream, **kw)
-    # Stop after experience 1 by poisoning experience 2, then resume with the healthy strategy.
-    with pytest.raises(NonFiniteError):
-        train_stream(_PoisonExperience(strategy, bad=2), stream, checkpoint_dir=tmp_path, **kw)
-    resumed = train_stream(strategy, stream, checkpoint_dir=tmp_path, **kw)
-    np.testing.assert_array_equal(resumed.accuracy_matrix, plain.accuracy_matrix)
-    for name, values in plain.step_metrics.items():
-        np.testing.assert_array_equal(resumed.step_metrics[name], values, err_msg=name)
-    with pytest.raises(ValueError, match="holds checkpoints of another run"):
-        train_stream(strategy, stream, checkpoint_dir=tmp_path, **{**kw, "epochs": 3})
-
-
-def test_engine_resumes_inside_an_experience_from_an_epoch_checkpoint(tmp_path, monkeypatch):
-    from jaxcl import engine
-
-    stream = _stream(num_tasks=2)
-    strategy = _build("HN-1", stream, order=1)
-    kw = {"key": jax.random.key(0), "epochs": 3, "batch_size": 16, "progress": False,
-          "checkpoint_epochs": 1}
-    plain = train_stream(strategy, stream, **kw)
-    checked = engine.check_finite
-
-    def crash_at_experience_1_epoch_1(loss, *, experience, epoch, steps_per_epoch):
-        if (experience, epoch) == (1, 1):  # after the checkpoint of (1, 0), before (1, 1)'s
-            raise KeyboardInterrupt
-        checked(loss, experience=experience, epoch=epoch, steps_per_epoch=steps_per_epoch)
-
-    monkeypatch.setattr(engine, "check_finite", crash_at_experience_1_epoch_1)
-    with pytest.raises(KeyboardInterrupt):
-        train_stream(strategy, stream, checkpoint_dir=tmp_path, **kw)
-    monkeypatch.setattr(engine, "check_finite", checked)
-    assert max(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()) == 3  # (1, 0)
-    resumed = train_stream(strategy, stream, checkpoint_dir=tmp_path, **kw)
-    np.testing.assert_array_equal(resumed.accuracy_matrix, plain.accuracy_matrix)
-    for name, values in plain.step_metrics.items():
-        np.testing.assert_array_equal(resumed.step_metrics[name], values, err_msg=name)
-
-
-def _quick(out, *extra):
-    return [sys.executable, "-m", "experiments.split_benchmark", "--quick", "--seeds", "0", "1",
-            "--strategies", "HN-1", "--order", "1", "--out", str(out), *extra]
-
-
-def test_a_killed_run_resumes_and_ends_with_the_same_results(tmp_path):
-    from experiments import split_benchmark
-
-    plain = split_benchmark.main(_quick(tmp_path / "plain")[3:])
-    out = tmp_path / "killed"
-    # The same JAX settings as this process (conftest), so that the keys are the same.
-    env = {**os.environ, "JAX_THREEFRY_PARTITIONABLE": str(jax.config.jax_threefry_partitionable)}
-    proc = subprocess.Popen(_quick(out), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    # Kill it once HN-1 has checkpointed its first experience of three: mid-run.
-    deadline = time.monotonic() + 300
-    target = out / "checkpoints" / "HN-1-seeds-0-1"
-    while not (target.is_dir() and any(p.name.isdigit() for p in target.iterdir())):
-        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.2)
-    proc.kill()
-    proc.wait()
-    assert not (out / "metrics.json").exists()  # no result files from the killed run
-    resumed = split_benchmark.main(_quick(out)[3:])
-    for label in ("HN-1",):
-        a, b = plain["strategies"][label], resumed["strategies"][label]
-        assert a["accuracy_matrix"] == b["accuracy_matrix"], label
-        assert [s["accuracy_matrix"] for s in a["per_seed"]] == [
-            s["accuracy_matrix"] for s in b["per_seed"]], label
-    steps = [(tmp_path / name / "steps.csv").read_text() for name in ("plain", "killed")]
-    assert steps[0] == steps[1]
-    with pytest.raises(FileExistsError, match="holds a finished run"):
-        split_benchmark.main(_quick(out)[3:])
-
-
-def _events(folder: pathlib.Path) -> dict[str, list[tuple[int, float]]]:
-    """Scalars of the TFRecord event files in ``folder``: ``{tag: [(step, value), ...]}``."""
-    from tensorboardX.proto import event_pb2
-
-    out: dict[str, list[tuple[int, float]]] = {}
-    for path in folder.glob("events.out.tfevents.*"):
-        data, at = path.read_bytes(), 0
-        while at < len(data):  # record: length (8), its CRC (4), payload, its CRC (4)
-            length = int.from_bytes(data[at:at + 8], "little")
-            event = event_pb2.Event.FromString(data[at + 12:at + 12 + length])
-            at += 16 + length
-            for value in event.summary.value:
-                out.setdefault(value.tag, []).append((event.step, value.simple_value))
-    return out
-
-
-def test_tensorboard_event_files_hold_the_run(tmp_path):
-    from experiments import split_benchmark
-
-    metrics = split_benchmark.main(["--quick", "--strategies", "Naive", "--tensorboard",
-                                    "--out", str(tmp_path / "run")])
-    events = _events(tmp_path / "run" / "tensorboard" / "Naive" / "seed_0")
-    matrix = np.asarray(metrics["strategies"]["Naive"]["accuracy_matrix"])
-    losses = [v for _, v in sorted(events["train/loss"])]
-    steps = (tmp_path / "run" / "steps.csv").read_text().splitlines()[1:]
-    np.testing.assert_allclose(losses, [float(row.split(",")[4]) for row in steps], rtol=1e-6)
-    np.testing.assert_allclose([v for _, v in sorted(events["eval/accuracy_exp_0"])],
-                               matrix[:, 0], rtol=1e-6)
-    assert [s for s, _ in sorted(events["eval/aca"])] == [0, 1, 2]
-
-
-def test_cli_lists_runs_and_stops_non_zero_on_a_non_finite_loss(tmp_path, capsys):
-    from jaxcl import cli
-
-    assert cli.main(["list"]) == 0
-    listed = capsys.readouterr().out.splitlines()
-    assert any(line.startswith("split_benchmark ") and "Table 2" in line for line in listed)
-    assert len(listed) == len(cli.experiments()) >= 8
-    with pytest.raises(SystemExit) as help_exit:
-        cli.main(["run", "split_benchmark", "--help"])
-    assert help_exit.value.code == 0
-    shown = capsys.readouterr().out
-    for option in ("--devices", "--seeds", "--resume", "--quick", "--out", "--tensorboard",
-                   "--benchmark", "--data-dir"):
-        assert option in shown, option
-    assert "(default: 20)" in shown  # epochs, with its default
-    # Adam at lr 1e30 overflows the logits on the second step.
-    code = cli.main(["run", "split_benchmark", "--quick", "--strategies", "Naive",
-                     "--learning-rate", "1e30", "--out", str(tmp_path / "nan")])
-    err = capsys.readouterr().err
-    assert code == 1 and "NonFiniteError" in err and "experience 0" in err, err
-    assert not (tmp_path / "nan" / "metrics.json").exists()
-    with pytest.raises(SystemExit):
-        cli.main(["run", "no_such_experiment"])
-
-
-@pytest.mark.parametrize("argv, message", [
-    (["--devices", "64"], r"devices must be in 1\.\.1 .*got 64"),
-    (["--batch-size", "0"], "batch_size must be a positive integer"),
-    (["--learning-rate", "-1"], "learning_rate must be > 0"),
-    (["--order", "3"], "order=3 is not one of"),
-    (["--model", "resnet", "--strategies", "HN-5"], r"freeze depth k=5 is not one of"),
-    (["--strategies", "LR-F"], r"'LR-F': the freeze depth must be a digit or F \(HN only\)"),
-    (["--strategies", "LR-0"], "latent replay needs a frozen part"),
-    (["--seeds"], "expected at least one argument"),
-])
-def test_bad_run_options_are_refused_before_any_work(argv, message, tmp_path, capsys):
-    from experiments import split_benchmark
-
-    with pytest.raises((ValueError, SystemExit)) as error:
-        split_benchmark.main(["--quick", *argv, "--out", str(tmp_path / "r")])
-    text = str(error.value) if error.type is ValueError else capsys.readouterr().err
-    assert re.search(message, text), text
-    assert not (tmp_path / "r").exists()
 
 
 def test_two_processes_as_two_hosts_give_the_single_device_run(tmp_path):
