@@ -33,18 +33,31 @@ def two_seeds():
 
 
 def test_vmapped_seeds_equal_separate_runs_and_compile_once(two_seeds):
+    """Two seeds in one program equal two one-seed runs; an ablation adds no program."""
     tasks, keys, programs = two_seeds
     together = cl.run_seeds(TINY, tasks, keys, programs=programs)
     # init, start, train, end and evaluate: one program each for both seeds and every task.
     assert programs.compilations == 5 and programs.compile_s == together[0].compile_s
     one_seed = cl.Programs.create()
-    for t, k, joint in zip(tasks, keys, together):
-        alone = cl.run_tasks(TINY, t, k, programs=one_seed)
+    separate = [cl.run_tasks(TINY, t, k, programs=one_seed) for t, k in zip(tasks, keys)]
+    for joint, alone in zip(together, separate):
         np.testing.assert_allclose(joint.mse_matrix, alone.mse_matrix, rtol=1e-5)
         for name in cl.STEP_METRICS:
             np.testing.assert_allclose(joint.step_metrics[name], alone.step_metrics[name],
                                        rtol=1e-4, atol=1e-6, err_msg=name)
     assert not np.allclose(together[0].mse_matrix, together[1].mse_matrix)
+    # The ablation differs only in traced loss weights: it reuses the one-seed programs, and the
+    # same seed gives the same matrix again.
+    again = cl.run_tasks(TINY, tasks[0], keys[0], programs=one_seed)
+    ablation = cl.run_tasks(
+        dataclasses.replace(TINY, weights=cl.LossWeights(replay=0.0, separation=0.0)), tasks[0],
+        keys[0], programs=one_seed)
+    assert one_seed.compilations == 5
+    np.testing.assert_array_equal(again.mse_matrix, separate[0].mse_matrix)
+    assert not np.array_equal(ablation.mse_matrix, again.mse_matrix)
+    assert again.mse_matrix.shape == (3, 3) and np.all(again.mse_matrix > 0)
+    assert cl.forgetting(again.mse_matrix) == (again.forgetting_t0, again.mean_forgetting)
+    assert len(again.step_metrics["loss"]) == 3 * TINY.epochs * (20 // TINY.batch_size)
     with pytest.raises(ValueError, match="programs made for 2 seeds on 1 devices"):
         cl.run_tasks(TINY, tasks[0], keys[0], programs=programs)
     with pytest.raises(ValueError, match="2 benchmarks for 1 keys"):
