@@ -125,6 +125,19 @@ def _stack(streams: Sequence[Sequence[Experience]]) -> list[Experience]:
             for i, exp in enumerate(first)]
 
 
+def _check_task_ids(strategy: Strategy, streams: Sequence[Sequence[Experience]]) -> None:
+    """Refuse task ids the strategy has no row for: inside the compiled step an index past the
+    end of the embedding table (or of the heads) would be clamped to its last row, silently."""
+    held = strategy.num_tasks
+    for stream in streams:
+        bad = [int(e.task_id) for e in stream if not 0 <= int(e.task_id) < held]
+        if bad:
+            raise ValueError(
+                f"the stream has task ids {bad} but {strategy.name} holds {held} tasks (ids "
+                f"0..{held - 1}: its task-embedding table or heads); build it for at least "
+                f"{max(bad) + 1} tasks")
+
+
 def train_stream(strategy: Strategy, stream: Sequence[Experience], *, key: jax.Array,
                  **options) -> StreamResult:
     """:func:`train_seeds` for one stream and one key."""
@@ -172,6 +185,7 @@ def train_seeds(
         raise ValueError(f"batch_size must be in 1..{smallest} (the smallest experience), "
                          f"got {batch_size!r}")
     check_devices(devices, batch_size)
+    _check_task_ids(strategy, streams)
     mesh = data_mesh(devices)
     if not (isinstance(checkpoint_epochs, int) and checkpoint_epochs >= 0):
         raise ValueError(f"checkpoint_epochs must be an integer >= 0, got {checkpoint_epochs!r}")

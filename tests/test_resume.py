@@ -194,3 +194,15 @@ def test_bad_run_options_are_refused_before_any_work(argv, message, tmp_path, ca
     text = str(error.value) if error.type is ValueError else capsys.readouterr().err
     assert re.search(message, text), text
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("label", ["HN-1", "Naive", "LR-1"])
+def test_more_tasks_than_the_strategy_holds_are_refused_before_training(label, monkeypatch):
+    """Past the embedding table's (or the heads') last row a traced gather would clamp."""
+    stream = _stream(num_tasks=3)
+    strategy = _build(label, stream[:2])  # holds tasks 0 and 1 only
+    assert strategy.num_tasks == 2
+    monkeypatch.setattr(jax, "jit", None)  # any compilation would fail with a TypeError
+    with pytest.raises(ValueError, match=r"task ids \[2\] but \S+ holds 2 tasks \(ids 0\.\.1"):
+        train_stream(strategy, stream, key=jax.random.key(0), epochs=1, batch_size=16,
+                     progress=False)

@@ -35,6 +35,7 @@ class Strategy(Protocol):
     """What the engine calls; see the module docstring for the order of calls."""
 
     name: str
+    num_tasks: int  # task ids it holds (heads, embeddings): 0 .. num_tasks - 1
 
     def init(self, key: jax.Array, sample_x: jax.Array) -> PyTree: ...
 

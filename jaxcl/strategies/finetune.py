@@ -54,6 +54,11 @@ class Naive:
     batch_size: int = 64
     name: str = "naive"
 
+    @property
+    def num_tasks(self) -> int:
+        """Task ids this strategy holds a head for: ``0 .. num_tasks - 1``."""
+        return self.net.num_tasks
+
     def _penalty(self, state: FinetuneState, params: PyTree) -> jax.Array:
         return jnp.zeros(())
 

@@ -32,6 +32,11 @@ class HypernetStrategy:
         if self.max_prev_tasks < 1:
             raise ValueError(f"max_prev_tasks must be >= 1, got {self.max_prev_tasks!r}")
 
+    @property
+    def num_tasks(self) -> int:
+        """Rows of the hypernetwork's task-embedding table: task ids ``0 .. num_tasks - 1``."""
+        return self.learner.hnet.config.num_tasks
+
     def init(self, key, sample_x):
         return self.learner._init(key, sample_x)
 

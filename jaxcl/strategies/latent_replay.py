@@ -78,6 +78,11 @@ class LatentReplay:
         if not self.replay_coef >= 0:
             raise ValueError(f"replay_coef must be >= 0, got {self.replay_coef!r}")
 
+    @property
+    def num_tasks(self) -> int:
+        """Task ids this strategy holds a head for: ``0 .. num_tasks - 1``."""
+        return self.net.num_tasks
+
     def init(self, key, sample_x):
         k_frozen, k_rest = jax.random.split(key)
         frozen = self.frozen_net.init(k_frozen, sample_x)
