@@ -205,9 +205,9 @@ def tables(config: Config, records: dict[str, dict]) -> tuple[str, list[list]]:
                       "positive; a negative increase means the task got better."
                       + (f" Train and compile seconds are those of all {len(config.seeds)} "
                          "seeds together: one vmapped program." if len(config.seeds) > 1
-                         else " One seed is one draw: in the default study (300 epochs a task) rounding alone "
-                         "moves these numbers by several times (benchmarks/seed_drift.py); "
-                         "--seeds 0 1 2 gives the spread."))
+                         else " One seed is one draw: in the default study (300 epochs a "
+                         "task) rounding alone moves these numbers several-fold "
+                         "(benchmarks/seed_drift.py); --seeds 0 1 2 gives the spread."))
     return ("## Forgetting (MSE increase; positive is forgetting)\n\n" + forgetting_md + "\n\n"
             + "\n\n".join(parts)), [header, *rows]
 
