@@ -2,6 +2,7 @@
 SIGKILL), runs that stop loudly on non-finite losses, the command line and its refusals, and
 TensorBoard logs that hold the run."""
 
+import contextlib
 import os
 import pathlib
 import re
@@ -31,6 +32,24 @@ class _PoisonExperience:
         state, metrics = self.inner.train_step(state, batch, task_id, key, first=first)
         poison = jnp.where(task_id == self.bad, jnp.nan, 0.0)
         return state, {**metrics, "loss": metrics["loss"] + poison}
+
+
+@contextlib.contextmanager
+def interrupted_at(monkeypatch, module, *, experience, epoch):
+    """Inside the block, ``module``'s loop is interrupted when it checks the loss of
+    (``experience``, ``epoch``): after the checkpoint of the epoch before, as by a kill. The
+    block must be interrupted; after it the loop runs as before."""
+    checked = module.check_finite
+
+    def crash(loss, **where):
+        if (where["experience"], where["epoch"]) == (experience, epoch):
+            raise KeyboardInterrupt
+        checked(loss, **where)
+
+    monkeypatch.setattr(module, "check_finite", crash)
+    with pytest.raises(KeyboardInterrupt):
+        yield
+    monkeypatch.setattr(module, "check_finite", checked)
 
 
 def test_non_finite_loss_stops_with_where_and_keeps_the_last_checkpoint(tmp_path):
@@ -67,17 +86,8 @@ def test_engine_resumes_inside_an_experience_from_an_epoch_checkpoint(tmp_path, 
     kw = {"key": jax.random.key(0), "epochs": 3, "batch_size": 16, "progress": False,
           "checkpoint_epochs": 1}
     plain = train_stream(strategy, stream, **kw)
-    checked = engine.check_finite
-
-    def crash_at_experience_1_epoch_1(loss, *, experience, epoch, steps_per_epoch):
-        if (experience, epoch) == (1, 1):  # after the checkpoint of (1, 0), before (1, 1)'s
-            raise KeyboardInterrupt
-        checked(loss, experience=experience, epoch=epoch, steps_per_epoch=steps_per_epoch)
-
-    monkeypatch.setattr(engine, "check_finite", crash_at_experience_1_epoch_1)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at(monkeypatch, engine, experience=1, epoch=1):
         train_stream(strategy, stream, checkpoint_dir=tmp_path, **kw)
-    monkeypatch.setattr(engine, "check_finite", checked)
     assert max(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()) == 3  # (1, 0)
     resumed = train_stream(strategy, stream, checkpoint_dir=tmp_path, **kw)
     np.testing.assert_array_equal(resumed.accuracy_matrix, plain.accuracy_matrix)

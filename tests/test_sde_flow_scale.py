@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_resume import _events, interrupted_at
 
 from jaxcl import sde_flow_cl as cl
 from jaxcl.data.synthetic import point_tasks
@@ -70,18 +71,9 @@ def test_a_run_stopped_inside_a_task_resumes_to_the_same_numbers(two_seeds, tmp_
                                                                    monkeypatch):
     tasks, keys, programs = two_seeds
     plain = cl.run_seeds(TINY, tasks, keys, programs=programs)
-    checked = cl.check_finite
-
-    def crash_at_task_1_epoch_1(loss, *, experience, epoch, steps_per_epoch):
-        if (experience, epoch) == (1, 1):  # after the checkpoint of (1, 0), before (1, 1)'s
-            raise KeyboardInterrupt
-        checked(loss, experience=experience, epoch=epoch, steps_per_epoch=steps_per_epoch)
-
-    monkeypatch.setattr(cl, "check_finite", crash_at_task_1_epoch_1)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at(monkeypatch, cl, experience=1, epoch=1):
         cl.run_seeds(TINY, tasks, keys, programs=programs, checkpoint_dir=tmp_path,
                      checkpoint_epochs=1)
-    monkeypatch.setattr(cl, "check_finite", checked)
     assert max(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()) == 3  # (1, 0)
     resumed = cl.run_seeds(TINY, tasks, keys, programs=programs, checkpoint_dir=tmp_path,
                            checkpoint_epochs=1)
@@ -109,8 +101,6 @@ def test_a_non_finite_loss_stops_the_study_with_where_it_happened(tmp_path):
 
 def test_the_study_writes_every_file_and_resumes_where_a_killed_run_left_off(tmp_path,
                                                                              monkeypatch):
-    from test_resume import _events
-
     from experiments import sde_flow_forgetting as study
 
     variants = ["mlp", "hypernet_sde_flow", "ablation_no_replay_sep"]
