@@ -17,6 +17,7 @@ import jax
 from jaxcl import results
 from jaxcl.data.augment import random_crop_flip
 from jaxcl.engine import stackable, train_seeds
+from jaxcl.event_logs import summary_writer
 from jaxcl.parallel import check_devices
 from jaxcl.strategies import StrategyConfig, build_strategy
 from jaxcl.streams import Experience
@@ -239,6 +240,8 @@ class RunSettings:
                 raise ValueError(f"{name} must be a positive integer (or 0, the default), got "
                                  f"{value!r}")
         check_devices(self.devices, self.batch_size)
+        if self.tensorboard:
+            summary_writer()
         check_benchmark(self.benchmark, self.stream_options(),
                         data_dir=self.data_dir or None, manual_dir=self.manual_dir or None)
         for label in self.labels():

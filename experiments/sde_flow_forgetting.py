@@ -56,6 +56,7 @@ from experiments.common import default_out, markdown_table, parse_config
 from jaxcl import plots, results
 from jaxcl import sde_flow_cl as cl
 from jaxcl.data.synthetic import point_tasks
+from jaxcl.event_logs import summary_writer
 from jaxcl.models.sde_flow import SdeFlowConfig
 from jaxcl.parallel import check_devices
 
@@ -109,6 +110,8 @@ class Config:
             raise ValueError(f"checkpoint_epochs must be an integer >= 0, got "
                              f"{self.checkpoint_epochs!r}")
         check_devices(self.devices, self.batch_size)
+        if self.tensorboard:
+            summary_writer()
         unknown = [v for v in self.variants if v not in VARIANT_NAMES]
         if unknown or not self.variants:
             raise ValueError(f"variants {unknown or '()'} not known; choose from {VARIANT_NAMES}")

@@ -16,6 +16,17 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 
+def summary_writer():
+    """tensorboardX's ``SummaryWriter`` class, or an ``ImportError`` that says how to install it
+    (run options call this up front, so a missing writer stops a run before any work)."""
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError as error:
+        raise ImportError("--tensorboard needs tensorboardX, which is not installed: "
+                          "pip install 'jaxcl[tensorboard]'") from error
+    return SummaryWriter
+
+
 def write_scalars(folder: str | pathlib.Path, *, steps: Mapping[str, np.ndarray],
                   matrix: np.ndarray, metric: str, mean: str, times: Sequence[float],
                   compile_s: float) -> pathlib.Path:
@@ -23,11 +34,7 @@ def write_scalars(folder: str | pathlib.Path, *, steps: Mapping[str, np.ndarray]
     experience ``i``, on ``j``; only ``j <= i`` is written) of ``metric`` and its row means as
     ``eval/<mean>``, the seconds per experience and the compile seconds as event files in
     ``folder``; return the folder."""
-    try:
-        from tensorboardX import SummaryWriter
-    except ImportError as error:
-        raise ImportError("TensorBoard logs need tensorboardX: pip install 'jaxcl[tensorboard]'"
-                          ) from error
+    SummaryWriter = summary_writer()
     folder = pathlib.Path(folder)
     if folder.exists():  # a resumed run writes the whole run again
         shutil.rmtree(folder)

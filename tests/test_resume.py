@@ -216,3 +216,23 @@ def test_more_tasks_than_the_strategy_holds_are_refused_before_training(label, m
     with pytest.raises(ValueError, match=r"task ids \[2\] but \S+ holds 2 tasks \(ids 0\.\.1"):
         train_stream(strategy, stream, key=jax.random.key(0), epochs=1, batch_size=16,
                      progress=False)
+
+
+def test_tensorboard_without_its_writer_is_refused_before_any_work(tmp_path, monkeypatch):
+    import builtins
+
+    from experiments import sde_flow_forgetting as study
+    from experiments import split_benchmark
+
+    real_import = builtins.__import__
+
+    def no_tensorboardx(name, *args, **kwargs):
+        if name.startswith("tensorboardX"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboardx)
+    for module in (split_benchmark, study):
+        with pytest.raises(ImportError, match=r"pip install 'jaxcl\[tensorboard\]'"):
+            module.main(["--quick", "--tensorboard", "--out", str(tmp_path / module.__name__)])
+        assert not (tmp_path / module.__name__).exists()
