@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                                    num_processes=args.num_processes, process_id=args.process_id)
     try:
         importlib.import_module(f"experiments.{args.experiment}").main(args.options)
-    except (ValueError, OSError, FloatingPointError) as error:  # bad input, data, files, NaN
+    except (ValueError, OSError, ImportError, FloatingPointError) as error:  # input, data, NaN
         print(f"jaxcl run {args.experiment}: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     return 0

@@ -218,7 +218,8 @@ def test_more_tasks_than_the_strategy_holds_are_refused_before_training(label, m
                      progress=False)
 
 
-def test_tensorboard_without_its_writer_is_refused_before_any_work(tmp_path, monkeypatch):
+def test_tensorboard_without_its_writer_is_refused_before_any_work(tmp_path, monkeypatch,
+                                                                  capsys):
     import builtins
 
     from experiments import sde_flow_forgetting as study
@@ -236,3 +237,8 @@ def test_tensorboard_without_its_writer_is_refused_before_any_work(tmp_path, mon
         with pytest.raises(ImportError, match=r"pip install 'jaxcl\[tensorboard\]'"):
             module.main(["--quick", "--tensorboard", "--out", str(tmp_path / module.__name__)])
         assert not (tmp_path / module.__name__).exists()
+    from jaxcl import cli
+
+    assert cli.main(["run", "sde_flow_forgetting", "--quick", "--tensorboard", "--out",
+                     str(tmp_path / "cli")]) == 1
+    assert "jaxcl[tensorboard]" in capsys.readouterr().err
