@@ -36,7 +36,7 @@ The run folder (``--out DIR``)::
 last task; positive is forgetting); ``mean_forgetting`` averages ``M[4, j] - M[j, j]`` over
 ``j = 0..3``.
 
-    python -m experiments.sde_flow_forgetting            # the study, about 15 minutes on 2 cores
+    python -m experiments.sde_flow_forgetting            # the study, 7 to 15 minutes on 2 cores
     python -m experiments.sde_flow_forgetting --quick    # seconds of training, for tests
     jaxcl run sde_flow_forgetting --seeds 0 1 2 --devices 2 --out runs/sde   # the same entry
 """
@@ -56,7 +56,7 @@ from experiments.common import default_out, markdown_table, parse_config
 from jaxcl import plots, results
 from jaxcl import sde_flow_cl as cl
 from jaxcl.data.synthetic import point_tasks
-from jaxcl.event_logs import summary_writer
+from jaxcl.event_logs import summary_writer, write_study_events
 from jaxcl.models.sde_flow import SdeFlowConfig
 from jaxcl.parallel import check_devices
 
@@ -248,8 +248,6 @@ def run(config: Config, out) -> dict:
             print(f"  {name} seed {seed}: forgetting t0 {result.forgetting_t0:+.4f}, mean "
                   f"{result.mean_forgetting:+.4f}", flush=True)
             if config.tensorboard and jax.process_index() == 0:
-                from jaxcl.event_logs import write_study_events
-
                 write_study_events(out / "tensorboard" / name / f"seed_{seed}", result)
         together = f"seeds {seeds} in one program" if len(seeds) > 1 else f"seed {seeds[0]}"
         print(f"  {name}, {together}: {seed_runs[0].time_s:.1f} s "

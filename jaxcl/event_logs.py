@@ -3,8 +3,9 @@
 Written with tensorboardX (the ``tensorboard`` extra), one event folder per model and seed: every
 per-step metric as ``train/<name>`` against the step; after experience ``i`` (as the step),
 ``eval/<metric>_exp_j`` for every experience ``j <= i``, their mean (``eval/aca`` for accuracy,
-``eval/mean_mse`` for the test MSE), and ``time/experience_s``; ``time/compile_s`` once. The strategies log
-accuracy (:func:`write_events`), the point autoencoders test MSE (:func:`write_study_events`).
+``eval/mean_mse`` for the test MSE), and ``time/experience_s``; ``time/compile_s`` once. The
+strategies log accuracy (:func:`write_events`), the point autoencoders test MSE
+(:func:`write_study_events`).
 """
 
 from __future__ import annotations
