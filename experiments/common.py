@@ -23,15 +23,17 @@ from jaxcl.strategies import StrategyConfig, build_strategy
 from jaxcl.streams import Experience
 
 
-def parse_config(config_cls: type, argv: list[str] | None, *, description: str, quick: dict):
+def parse_config(config_cls: type, argv: list[str] | None, *, name: str, description: str,
+                 quick: dict):
     """``--field value`` for every field of ``config_cls``, plus ``--quick``, ``--out DIR`` and
-    ``--resume``/``--no-resume``.
+    ``--resume``/``--no-resume``, for experiment ``name``; ``--help`` shows every default.
 
     Tuple fields take several values (``--seeds 0 1 2``). Returns ``(config, out)``. ``--quick``
     applies the ``quick`` overrides first; explicit flags win.
     """
-    parser = argparse.ArgumentParser(description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    # Every flag defaults to None (so that --quick's settings yield to explicit flags); the
+    # help texts name the config's defaults instead.
+    parser = argparse.ArgumentParser(prog=f"jaxcl run {name}", description=description)
     parser.add_argument("--quick", action="store_true", help=f"tiny settings: {quick}")
     parser.add_argument("--out", type=pathlib.Path, default=None,
                         help="results folder (default: a fresh runs/<name>-<timestamp>)")
@@ -162,7 +164,8 @@ def finish_tables(out: pathlib.Path | None, *, config: Any, title: str, table: s
 def module_main(name: str, config_cls: type, quick: dict, run: Callable, doc: str) -> Callable:
     """The ``main(argv)`` of an experiment module: parse, then ``run(config, out)``."""
     def main(argv: list[str] | None = None):
-        config, out = parse_config(config_cls, argv, description=doc.splitlines()[0], quick=quick)
+        config, out = parse_config(config_cls, argv, name=name,
+                                   description=doc.splitlines()[0], quick=quick)
         return run(config, out if out is not None else default_out(name))
     return main
 

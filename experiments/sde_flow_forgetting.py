@@ -297,7 +297,8 @@ def run(config: Config, out) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    config, out = parse_config(Config, argv, description=__doc__.splitlines()[0], quick=QUICK)
+    config, out = parse_config(Config, argv, name=NAME, description=__doc__.splitlines()[0],
+                               quick=QUICK)
     return run(config, out if out is not None else default_out(NAME))
 
 

@@ -176,6 +176,7 @@ def test_cli_lists_runs_and_stops_non_zero_on_a_non_finite_loss(tmp_path, capsys
                    "--benchmark", "--data-dir"):
         assert option in shown, option
     assert "(default: 20)" in shown  # epochs, with its default
+    assert "(default: None)" not in shown and shown.startswith("usage: jaxcl run split_benchmark")
     # Adam at lr 1e30 overflows the logits on the second step.
     code = cli.main(["run", "split_benchmark", "--quick", "--strategies", "Naive",
                      "--learning-rate", "1e30", "--out", str(tmp_path / "nan")])
