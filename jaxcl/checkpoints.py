@@ -30,25 +30,30 @@ class CheckpointMismatchError(ValueError):
 
 
 class RunCheckpoints:
-    """Checkpoints of one run in ``directory``, one per finished experience (the last two kept).
+    """Checkpoints of one run of ``epochs`` epochs per experience in ``directory``, one per
+    finished experience or epoch (the last two kept).
 
-    ``save(position, tree, meta)`` stores a pytree of arrays and a JSON-able dict;
+    ``save(experience, epoch, tree, compile_s=...)`` stores a pytree of arrays after ``epoch`` of
+    ``experience`` (at position ``experience * epochs + epoch``) with the compile seconds so far;
     ``restore(like)`` returns ``(position, tree, meta)`` of the latest checkpoint, the tree with
     ``like``'s structure, shapes, dtypes and shardings, or ``None`` when there is none.
     """
 
-    def __init__(self, directory: str | pathlib.Path, fingerprint: dict[str, Any]):
+    def __init__(self, directory: str | pathlib.Path, fingerprint: dict[str, Any], *,
+                 epochs: int):
         self.directory = pathlib.Path(directory).absolute()
         self.fingerprint = fingerprint
+        self.epochs = epochs
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True,
                                                  enable_async_checkpointing=False))
 
-    def save(self, position: int, tree: PyTree, meta: dict[str, Any]) -> None:
-        self.manager.save(position, args=ocp.args.Composite(
-            tree=ocp.args.StandardSave(tree),
-            meta=ocp.args.JsonSave({**meta, "fingerprint": self.fingerprint})))
+    def save(self, experience: int, epoch: int, tree: PyTree, *, compile_s: float) -> None:
+        meta = {"experience": experience, "epoch": epoch, "compile_s": compile_s,
+                "fingerprint": self.fingerprint}
+        self.manager.save(experience * self.epochs + epoch, args=ocp.args.Composite(
+            tree=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)))
         self.manager.wait_until_finished()
 
     def restore(self, like: PyTree) -> tuple[int, PyTree, dict[str, Any]] | None:
@@ -77,12 +82,11 @@ def resume(directory: str | pathlib.Path, fingerprint: dict[str, Any], record: P
     """Open a run's checkpoints and restore the latest, if any.
 
     ``record`` is the run's fresh record: device arrays (states, restored with their shardings)
-    and numpy arrays (matrices, logs, times; restored as writable numpy arrays). Checkpoints are
-    saved with ``meta`` holding ``experience``, ``epoch`` (the last finished) and ``compile_s``.
-    Returns ``(checkpoints, record, (experience, epoch) to go on from, compile seconds of the
+    and numpy arrays (matrices, logs, times; restored as writable numpy arrays); the run has
+    ``epochs`` epochs per experience. Returns ``(checkpoints, record, (experience, epoch) to go on from, compile seconds of the
     earlier part of the run)``; ``message``, if given, is printed when resuming.
     """
-    saver = RunCheckpoints(directory, fingerprint)
+    saver = RunCheckpoints(directory, fingerprint, epochs=epochs)
     restored = saver.restore(record)
     if restored is None:
         return saver, record, (0, 0), 0.0

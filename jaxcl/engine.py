@@ -260,9 +260,8 @@ def train_seeds(
                         compiled_now = sum(p.compile_s for p in programs)
                         record["times"][i] = earlier_s + time.perf_counter() - start - (
                             compiled_now - compile_before)
-                        saver.save(i * epochs + e, {**record, "state": state},
-                                   {"compile_s": compiled_before_s + compiled_now,
-                                    "experience": i, "epoch": e})
+                        saver.save(i, e, {**record, "state": state},
+                                   compile_s=compiled_before_s + compiled_now)
             state = end(state, data, task, k_end)
             for j, other in enumerate(stream[: i + 1]):
                 record["matrix"][:, i, j] = local(accuracy(
@@ -271,9 +270,8 @@ def train_seeds(
             record["times"][i] = earlier_s + time.perf_counter() - start - (
                 compiled_now - compile_before)
             if saver is not None:
-                saver.save(i * epochs + epochs - 1, {**record, "state": state},
-                           {"compile_s": compiled_before_s + compiled_now,
-                            "experience": i, "epoch": epochs - 1})
+                saver.save(i, epochs - 1, {**record, "state": state},
+                           compile_s=compiled_before_s + compiled_now)
     finally:  # a NaN stop, too, leaves the checkpoints closed
         if saver is not None:
             saver.close()

@@ -623,9 +623,9 @@ def run_seeds(variant: Variant, tasks: Sequence[PointTasks], keys: Sequence[jax.
                     if saver is not None and e + n < variant.epochs:
                         record["times"][t] = earlier_s + time.perf_counter() - start - (
                             programs.compile_s - compiled)
-                        saver.save(t * variant.epochs + e + n - 1, {**record, "state": state}, {
-                            "compile_s": compiled_earlier + programs.compile_s - compile_before,
-                            "experience": t, "epoch": e + n - 1})
+                        saver.save(t, e + n - 1, {**record, "state": state},
+                                   compile_s=compiled_earlier + programs.compile_s
+                                   - compile_before)
             state = {**state, "memory": programs.end(state["memory"], x, task_id, task_keys,
                                                      variant=static)}
             record["matrix"][:, t] = local(programs.evaluate(state["psi"], x_test, k_eval,
@@ -633,9 +633,8 @@ def run_seeds(variant: Variant, tasks: Sequence[PointTasks], keys: Sequence[jax.
             record["times"][t] = earlier_s + time.perf_counter() - start - (
                 programs.compile_s - compiled)
             if saver is not None:
-                saver.save(t * variant.epochs + variant.epochs - 1, {**record, "state": state}, {
-                    "compile_s": compiled_earlier + programs.compile_s - compile_before,
-                    "experience": t, "epoch": variant.epochs - 1})
+                saver.save(t, variant.epochs - 1, {**record, "state": state},
+                           compile_s=compiled_earlier + programs.compile_s - compile_before)
             if progress is not None:
                 last = slice(max(t * total, (t + 1) * total - 10), (t + 1) * total)
                 progress(t, {name: record["logs"][name][:, last].mean(axis=1)
