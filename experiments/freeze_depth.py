@@ -1,15 +1,17 @@
 """How many blocks can be frozen (the study's Figure 4).
 
-Two-experience streams: HN-k for every freeze depth k is trained on experience 1 (which also
-trains the frozen part) and then on experience 2 with the first k blocks frozen. The learning
-accuracy in the second experience, ``R[1, 1]``, against k shows how far the features of the first
-experience carry to the second.
+Two-experience streams: a plain multi-head slim ResNet-18 (``Frozen-k``, the reference's
+``FreezingNaive``) is trained on experience 1, which trains every block, and then on experience 2
+with the stem and the first k blocks frozen. The learning accuracy in the second experience,
+``R[1, 1]``, against k shows how far the features of the first experience carry to the second.
+``--kinds Frozen HN`` also trains HN-k (k = 0 is HN-F) for each depth beside it.
 
     python -m experiments.freeze_depth
     python -m experiments.freeze_depth --quick
     python -m experiments.freeze_depth --benchmark cross_dataset --datasets cifar10 svhn
 
-On synthetic data the stream has two experiences unless ``--num-tasks`` says otherwise.
+On synthetic data the stream has two experiences unless ``--num-tasks`` says otherwise. The
+paper's Figure 4 is a plot without published values, so no paper column is printed.
 """
 
 from __future__ import annotations
@@ -27,12 +29,27 @@ from jaxcl.results import check_out
 NAME = "freeze_depth"
 
 
+KINDS = ("Frozen", "HN")
+
+
+def label(kind: str, k: int) -> str:
+    """``Frozen-k`` or ``HN-k`` (``HN-F`` for k = 0)."""
+    return "HN-F" if (kind, k) == ("HN", 0) else f"{kind}-{k}"
+
+
 @dataclasses.dataclass(frozen=True)
 class Config(RunSettings):
     depths: tuple[int, ...] = (0, 1, 2, 3, 4)
+    kinds: tuple[str, ...] = ("Frozen",)
+
+    def __post_init__(self):
+        bad = [kind for kind in self.kinds if kind not in KINDS]
+        if bad or not self.kinds:
+            raise ValueError(f"kinds {list(self.kinds)}: each must be one of {KINDS}")
+        super().__post_init__()
 
     def labels(self):
-        return tuple("HN-F" if k == 0 else f"HN-{k}" for k in self.depths)
+        return tuple(label(kind, k) for kind in self.kinds for k in self.depths)
 
     def stream_options(self):
         options = super().stream_options()
@@ -47,16 +64,18 @@ QUICK = {**QUICK_SETTINGS, "num_tasks": 2, "depths": (0, 1)}
 def run(config: Config, out=None) -> dict:
     if out is not None:
         check_out(out)
-    strategies = {label: config.strategy(label) for label in config.labels()}
+    strategies = {name: config.strategy(name) for name in config.labels()}
     records, steps = config.train(strategies, out)
-    second = {label: [r["accuracy_matrix"][1][1] for r in rec["per_seed"]]
-              for label, rec in records.items()}
-    rows = [[k, label, f"{100 * np.mean(v):.2f} ± {100 * np.std(v):.2f}"]
-            for k, (label, v) in zip(config.depths, second.items())]
+    second = {name: [r["accuracy_matrix"][1][1] for r in rec["per_seed"]]
+              for name, rec in records.items()}
+    rows = [[k, label(kind, k), f"{100 * np.mean(second[label(kind, k)]):.2f} ± "
+             f"{100 * np.std(second[label(kind, k)]):.2f}"]
+            for kind in config.kinds for k in config.depths]
     table = markdown_table(["frozen blocks k", "strategy", "learning acc. exp. 2 (%)"], rows)
-    figure = plots.lines(list(config.depths), {"HN-k": [np.mean(v) for v in second.values()]},
-                         "frozen blocks k", "learning accuracy, experience 2",
-                         f"{NAME}: {config.benchmark}")
+    curves = {f"{kind}-k": [np.mean(second[label(kind, k)]) for k in config.depths]
+              for kind in config.kinds}
+    figure = plots.lines(list(config.depths), curves, "frozen blocks k",
+                         "learning accuracy, experience 2", f"{NAME}: {config.benchmark}")
     return config.finish(out, NAME, records, steps, table,
                          extra={"learning_accuracy_exp2": second},
                          extra_files={"learning_accuracy_vs_k.png": figure})

@@ -1,11 +1,14 @@
 """The engine: train any strategy over a stream, evaluate after every experience, time it all.
 
-Each experience's arrays stay on the device. An epoch is one compiled ``jax.lax.scan`` over
-shuffled minibatches (:func:`jaxcl.training.scan_minibatches`); the Python loop runs over
-experiences and epochs only, which is also where the progress bar moves. The start and end of an
-experience and the evaluation are compiled too. Every program is compiled ahead of time, once per
-input shape (one shape for a whole split benchmark), and its compile time is reported apart from
-the training time.
+Each experience's arrays stay on the device. An epoch runs the strategy's compiled step over
+shuffled minibatches in one of two loops, a value (``steps_in``, :mod:`jaxcl.training`): one
+compiled ``jax.lax.scan`` per epoch (``"scan"``, GPU and TPU), or a Python loop over the compiled
+step (``"python"``, CPU, where a convolution's gradient inside an XLA loop is 20-45x slower); both
+train the same minibatches with the same keys. The progress bar moves once per epoch. The start
+and end of an experience, a strategy's consolidation pass (run in the same loop,
+:class:`jaxcl.strategies.base.Consolidating`) and the evaluation are compiled too. Every program
+is compiled ahead of time, once per input shape (one shape for a whole split benchmark), and its
+compile time is reported apart from the training time.
 """
 
 from __future__ import annotations
@@ -36,11 +39,13 @@ from jaxcl.partial_hypernet import Batch
 from jaxcl.strategies.base import METRIC_KEYS, Strategy
 from jaxcl.streams import Experience
 from jaxcl.training import (  # noqa: F401  (NonFiniteError: part of the engine's interface)
+    LOOPS,
     CompiledPrograms,
     NonFiniteError,
+    TaskStep,
     check_finite,
     map_chunks,
-    scan_minibatches,
+    resolve_steps_in,
 )
 
 PyTree = Any
@@ -60,8 +65,11 @@ class StreamResult:
       step_metrics: ``{name: (steps,) array}`` over the whole run for ``METRIC_KEYS``, plus
         ``experience``, the experience of each step.
       memory_bytes: bytes the strategy keeps against forgetting at the end (32-bit).
-      compilations: programs compiled for the run (5 when every experience has the same shapes:
-        the epoch of the first and of later experiences, start, end, evaluation).
+      compilations: programs compiled for the run. When every experience has the same shapes:
+        with ``steps_in="python"`` 6 (the step of the first and of later experiences, the
+        epoch's minibatch plan, start, end, evaluation), with ``"scan"`` 5 (the epoch of the
+        first and of later experiences, start, end, evaluation); one more for a strategy with a
+        consolidation pass (EWC: its step, or its scan).
       state: the final strategy state.
     """
 
@@ -75,26 +83,41 @@ class StreamResult:
     state: PyTree = None
 
 
-def _epoch(strategy: Strategy, batch_size: int, augment, mesh, state, data: Batch, task_id, key,
-           first: bool):
-    def step(state, batch, k):
-        batch = shard_batch(batch, mesh)  # data parallel: each device takes its share
-        if augment is not None:
-            k_augment, k = jax.random.split(k)
-            batch = batch._replace(x=augment(k_augment, batch.x))
-        return strategy.train_step(state, batch, task_id, k, first=first)
-    return scan_minibatches(step, state, data, key, epochs=1, batch_size=batch_size)
+def _train_step(strategy: Strategy, augment, mesh, state, batch: Batch, task_id, key, *,
+                first: bool):
+    batch = shard_batch(batch, mesh)  # data parallel: each device takes its share
+    if augment is not None:
+        k_augment, key = jax.random.split(key)
+        batch = batch._replace(x=augment(k_augment, batch.x))
+    return strategy.train_step(state, batch, task_id, key, first=first)
 
 
-def _epochs(strategy, batch_size, augment, mesh, seeds, state, data, task_id, keys, first: bool):
-    """One epoch of every seed at once: :func:`_epoch` over (state, data, key) per seed."""
-    def one(s, d, k):
-        return _epoch(strategy, batch_size, augment, mesh, s, d, task_id, k, first)
-    return over_seeds(one, (0, 0, 0), seeds)(state, data, keys)
+def _consolidate_step(strategy: Strategy, mesh, state, batch: Batch, task_id, key):
+    return strategy.consolidate(state, shard_batch(batch, mesh), task_id, key), {}
 
 
-def _accuracy(strategy: Strategy, eval_batch_size: int, state, x, y, task_id):
-    """Accuracy over ``x`` in minibatches of ``eval_batch_size`` (the remainder as one more)."""
+def strategy_steps(strategy: Strategy, *, augment=None, mesh=None) -> dict[str, TaskStep]:
+    """The steps the engine runs over an experience's minibatches, per seed: ``"train"``
+    (``train_step`` on the minibatch, augmented with a key split off the step's, sharded over
+    ``mesh``) and, for a strategy that has ``consolidate``, ``"consolidate"`` (no metrics)."""
+    steps = {"train": functools.partial(_train_step, strategy, augment, mesh)}
+    if callable(getattr(strategy, "consolidate", None)):
+        steps["consolidate"] = functools.partial(_consolidate_step, strategy, mesh)
+    return steps
+
+
+def _accuracy(strategy: Strategy, eval_batch_size: int, state, x, y, task_id, index):
+    """Accuracy over ``x`` in minibatches of ``eval_batch_size`` (the remainder as one more).
+
+    The examples are read in a fixed pseudo-random order, a permutation from ``jax.random.key(0)``
+    folded with the experience's index ``index`` in the stream: the same in every run. The test
+    sets are class-sorted, and a model that normalises with the minibatch's statistics in
+    evaluation (``norm="batch"``) would otherwise see chunks of one or two classes; for a model
+    that classifies each example by itself the accuracy is the same in any order.
+    """
+    order = jax.random.permutation(jax.random.fold_in(jax.random.key(0), index), x.shape[0])
+    x, y = jnp.take(x, order, axis=0), jnp.take(y, order, axis=0)
+
     def correct(xy):
         xb, yb = xy
         return jnp.argmax(strategy.logits(state, xb, task_id), axis=-1) == yb
@@ -159,6 +182,7 @@ def train_seeds(
     checkpoint_dir: str | pathlib.Path | None = None,
     checkpoint_epochs: int = 0,
     run_name: str | None = None,
+    steps_in: str = "auto",
 ) -> list[StreamResult]:
     """Train ``strategy`` on every experience of each stream in order, evaluating on all after
     each; stream ``s`` with ``keys[s]``, all seeds in one vmapped program.
@@ -171,8 +195,15 @@ def train_seeds(
     ``checkpoint_dir`` the run is checkpointed after every experience (:mod:`jaxcl.checkpoints`),
     and also after every ``checkpoint_epochs`` epochs inside one when that is positive, and resumes from the latest checkpoint there, if that is of the same run: the same
     ``run_name`` (default: the strategy's type; pass its settings, e.g. the ``StrategyConfig``'s
-    repr), seeds' keys, shapes, epochs and batch size. A non-finite loss raises
+    repr), seeds' keys, shapes, epochs, batch size and loop. A non-finite loss raises
     :class:`NonFiniteError` naming the experience, step and seed.
+
+    ``steps_in`` is the loop over an epoch's minibatches (:mod:`jaxcl.training`): ``"python"`` (a
+    Python loop over one compiled step per phase), ``"scan"`` (one compiled ``jax.lax.scan`` per
+    epoch) or ``"auto"``, ``"python"`` on CPU and ``"scan"`` elsewhere. Both train the same
+    minibatches with the same keys, to float rounding the same run. After the last epoch of an
+    experience a strategy with ``consolidate`` gets one more pass over the experience's
+    minibatches (in the same loop, no augmentation) before ``end_experience``.
     """
     if len(streams) != len(keys) or not streams:
         raise ValueError(f"{len(streams)} streams for {len(keys)} keys; give one key per stream")
@@ -186,6 +217,7 @@ def train_seeds(
                          f"got {batch_size!r}")
     check_devices(devices, batch_size)
     _check_task_ids(strategy, streams)
+    steps_in = resolve_steps_in(steps_in)
     mesh = data_mesh(devices)
     if not (isinstance(checkpoint_epochs, int) and checkpoint_epochs >= 0):
         raise ValueError(f"checkpoint_epochs must be an integer >= 0, got {checkpoint_epochs!r}")
@@ -202,16 +234,17 @@ def train_seeds(
     init_s = time.perf_counter() - start
 
     jit = replicated(mesh)
-    epoch = CompiledPrograms(
-        functools.partial(_epochs, strategy, batch_size, augment, mesh, seeds), ["first"], **jit)
+    steps_of = strategy_steps(strategy, augment=augment, mesh=mesh)
+    loop = LOOPS[steps_in](steps_of, batch_size=batch_size, seeds=seeds,
+                           static_argnames=["first"], **jit)
     begin = CompiledPrograms(over_seeds(strategy.begin_experience, (0, None, 0), seeds), **jit)
     end = CompiledPrograms(over_seeds(strategy.end_experience, (0, 0, None, 0), seeds), **jit)
     accuracy = CompiledPrograms(over_seeds(functools.partial(_accuracy, strategy,
                                                               eval_batch_size),
-                                            (0, 0, 0, None), seeds), **jit)
+                                            (0, 0, 0, None, None), seeds), **jit)
     put = functools.partial(replicate, mesh=mesh)
     fold_in = jax.vmap(jax.random.fold_in, in_axes=(0, None))  # every seed's key with one value
-    programs = (epoch, begin, end, accuracy)
+    programs = (*loop.programs, begin, end, accuracy)
 
     n = len(stream)
     steps = [exp.x_train.shape[1] // batch_size for exp in stream]
@@ -223,7 +256,8 @@ def train_seeds(
         saver, record, done, compiled_before_s = resume(checkpoint_dir, {
             "run": run_name or type(strategy).__name__, "seeds": seeds,
             "shapes": [list(e.x_train.shape) for e in stream], "epochs": epochs,
-            "batch_size": batch_size, "keys": np.asarray(jax.random.key_data(keys)).tolist()},
+            "batch_size": batch_size, "keys": np.asarray(jax.random.key_data(keys)).tolist(),
+            "steps_in": steps_in},
             record, epochs=epochs, message=label if progress else None)
     compile_s = init_s + compiled_before_s
 
@@ -235,8 +269,9 @@ def train_seeds(
             task = put(jnp.int32(exp.task_id))
             data = put(Batch(exp.x_train, exp.y_train))
             exp_keys = fold_in(keys, i)
-            k_begin, k_end, k_train = put(jnp.unstack(
-                jax.vmap(lambda k: jax.random.split(k, 3))(exp_keys), axis=1))
+            k_begin, k_end, k_train = jnp.unstack(
+                jax.vmap(lambda k: jax.random.split(k, 3))(exp_keys), axis=1)
+            k_begin, k_end, k_train, k_pass = put((k_begin, k_end, k_train, fold_in(k_end, 1)))
             compile_before = sum(p.compile_s for p in programs)
             start, earlier_s = time.perf_counter(), record["times"][i]
             resumed = i == first_experience and first_epoch > 0  # inside the experience
@@ -246,8 +281,8 @@ def train_seeds(
                       desc=f"{label} experience {i}".strip(), leave=False,
                       disable=not progress, unit="step") as bar:
                 for e in range(first_epoch if resumed else 0, epochs):
-                    state, metrics = epoch(state, data, task, put(fold_in(k_train, e)),
-                                           first=(i == 0))
+                    state, metrics = loop("train", state, data, task,
+                                          put(fold_in(k_train, e)), first=(i == 0))
                     metrics = local(metrics)
                     check_finite(metrics["loss"], experience=i, epoch=e, steps_per_epoch=steps[i])
                     at = offsets[i] + e * steps[i]
@@ -262,10 +297,12 @@ def train_seeds(
                             compiled_now - compile_before)
                         saver.save(i, e, {**record, "state": state},
                                    compile_s=compiled_before_s + compiled_now)
+            if "consolidate" in steps_of:
+                state, _ = loop("consolidate", state, data, task, k_pass)
             state = end(state, data, task, k_end)
             for j, other in enumerate(stream[: i + 1]):
-                record["matrix"][:, i, j] = local(accuracy(
-                    state, *put((other.x_test, other.y_test, jnp.int32(other.task_id)))))
+                record["matrix"][:, i, j] = local(accuracy(state, *put((
+                    other.x_test, other.y_test, jnp.int32(other.task_id), jnp.int32(j)))))
             compiled_now = sum(p.compile_s for p in programs)
             record["times"][i] = earlier_s + time.perf_counter() - start - (
                 compiled_now - compile_before)

@@ -5,8 +5,11 @@
 
 * average accuracy (ACA): ``1/N sum_j R[N-1, j]``;
 * learning accuracy: ``1/N sum_j R[j, j]``;
-* forgetting (Avalanche): ``1/(N-1) sum_{j < N-1} (max_{i < N-1} R[i, j] - R[N-1, j])``;
-* backward transfer (BWT, Lopez-Paz & Ranzato 2017): ``1/(N-1) sum_{j < N-1} (R[N-1, j] - R[j, j])``.
+* forgetting (Avalanche, the paper's Table 2): ``1/(N-1) sum_{j < N-1} (R[j, j] - R[N-1, j])``;
+* max-based forgetting (Chaudhry et al. 2018):
+  ``1/(N-1) sum_{j < N-1} (max_{j <= i < N-1} R[i, j] - R[N-1, j])``;
+* backward transfer (BWT, Lopez-Paz & Ranzato 2017):
+  ``1/(N-1) sum_{j < N-1} (R[N-1, j] - R[j, j])``, so that forgetting = -BWT.
 """
 
 from __future__ import annotations
@@ -32,7 +35,29 @@ def learning_accuracy(accuracy_matrix) -> float:
 
 
 def forgetting(accuracy_matrix) -> float:
-    """Mean drop from the best earlier accuracy to the final one (0 for a single experience)."""
+    """Avalanche's forgetting: mean drop from just-after-training accuracy to the final one.
+
+    ``F = 1/(N-1) sum_{j < N-1} (R[j, j] - R[N-1, j])``, 0 for a single experience. This is
+    Avalanche's ``forgetting_metrics`` / ``ExperienceForgetting`` (the accuracy recorded when an
+    experience is first trained, minus the last one; Lomonaco et al. 2021, "Avalanche: an End-to-End
+    Library for Continual Learning", CVPR Workshops), which Hemati et al. (2023) report in Table 2.
+    It equals ``-BWT`` (:func:`backward_transfer`); :func:`max_forgetting` is Chaudhry et al.'s.
+    """
+    r = _matrix(accuracy_matrix)
+    n = r.shape[0]
+    if n == 1:
+        return 0.0
+    return float((np.diag(r)[: n - 1] - r[-1, : n - 1]).mean())
+
+
+def max_forgetting(accuracy_matrix) -> float:
+    """Chaudhry et al.'s forgetting: mean drop from the best earlier accuracy to the final one.
+
+    ``F_max = 1/(N-1) sum_{j < N-1} (max_{j <= i < N-1} R[i, j] - R[N-1, j])``, 0 for a single
+    experience (Chaudhry et al. 2018, "Riemannian Walk for Incremental Learning: Understanding
+    Forgetting and Intransigence", ECCV). It is at least :func:`forgetting` (Avalanche's), and
+    larger when an experience's accuracy rose after it was trained and fell again.
+    """
     r = _matrix(accuracy_matrix)
     n = r.shape[0]
     if n == 1:
@@ -42,7 +67,11 @@ def forgetting(accuracy_matrix) -> float:
 
 
 def backward_transfer(accuracy_matrix) -> float:
-    """Mean change from just-after-training accuracy to the final one (negative: forgetting)."""
+    """Mean change from just-after-training accuracy to the final one (negative: forgetting).
+
+    ``BWT = 1/(N-1) sum_{j < N-1} (R[N-1, j] - R[j, j])`` (Lopez-Paz & Ranzato 2017, "Gradient
+    Episodic Memory for Continual Learning", NeurIPS), 0 for a single experience.
+    """
     r = _matrix(accuracy_matrix)
     n = r.shape[0]
     if n == 1:
@@ -51,10 +80,11 @@ def backward_transfer(accuracy_matrix) -> float:
 
 
 def summary(accuracy_matrix) -> dict[str, float]:
-    """All four metrics, keyed as in ``metrics.json``."""
+    """Every metric, keyed as in ``metrics.json``."""
     return {
         "aca": average_accuracy(accuracy_matrix),
         "learning_accuracy": learning_accuracy(accuracy_matrix),
         "forgetting": forgetting(accuracy_matrix),
+        "max_forgetting": max_forgetting(accuracy_matrix),
         "bwt": backward_transfer(accuracy_matrix),
     }

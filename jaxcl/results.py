@@ -2,25 +2,34 @@
 
 Every experiment writes one folder (``--out DIR``)::
 
-    config.json           the resolved configuration
+    config.json           the resolved configuration ("strategies": each one's settings)
     metrics.json          see below
     accuracy_matrix.csv   strategy, seed, row i, then R[i, 0..N-1] (seed "mean": over seeds)
     steps.csv             strategy, seed, step, experience, loss, cosine, grad_rel_diff
     summary.md            the experiment's table(s)
     *.png                 accuracy heat maps, accuracy over the stream, cosine over steps
 
-``metrics.json`` (schema ``"jaxcl.run/1"``; fractions in [0, 1], times in seconds)::
+``metrics.json`` (schema ``"jaxcl.run/2"``; fractions in [0, 1], times in seconds)::
 
-    {"schema": "jaxcl.run/1", "experiment": str, "config": {...}, "seeds": [int, ...],
+    {"schema": "jaxcl.run/2", "experiment": str, "config": {...}, "seeds": [int, ...],
      "strategies": {label: {
-         "aca", "learning_accuracy", "forgetting", "bwt", "time_s", "compile_s",
-         "mean_cosine", "mean_grad_rel_diff":      mean over seeds (float)
+         "aca", "learning_accuracy", "forgetting", "max_forgetting", "bwt", "time_s",
+         "compile_s", "mean_cosine", "mean_grad_rel_diff":  mean over seeds (float)
          "<same>_std":                             standard deviation over seeds (0 for one seed)
          "accuracy_matrix": [[...], ...],          mean over seeds, R[i][j] after i, on j (j <= i)
          "time_per_experience_s": [...],           mean over seeds
          "memory_bytes": int,                      kept against forgetting, 32-bit
-         "per_seed": [{"seed", "aca", ..., "accuracy_matrix", "time_per_experience_s"}, ...]}},
-     "extra": {...}}                               experiment-specific tables
+         "per_seed": [{"seed", "aca", ..., "accuracy_matrix", "time_per_experience_s"}, ...],
+         "settings": {...}}},                      the resolved StrategyConfig, with "norms"
+     "extra": {...},                               experiment-specific tables
+     "paper": {...}}                               the paper's numbers for the printed rows
+                                                   (study modules; :mod:`experiments.paper`)
+
+With ``R[i][j]`` the accuracy on experience ``j`` after training ``i`` and ``N`` experiences,
+``forgetting`` is Avalanche's, as in the study's Table 2: ``mean_{j < N-1} (R[j][j] - R[N-1][j])``
+(= ``-bwt``); ``max_forgetting`` is Chaudhry et al.'s (2018):
+``mean_{j < N-1} (max_{j <= i < N-1} R[i][j] - R[N-1][j])`` (see :mod:`jaxcl.metrics`). Schema
+``"jaxcl.run/1"`` had no ``max_forgetting`` and stored Chaudhry et al.'s under ``forgetting``.
 
 ``mean_cosine`` and ``mean_grad_rel_diff`` average the per-step values over the experiences after
 the first (0 where a strategy has no regulariser). Results are written to a temporary folder and
@@ -45,9 +54,9 @@ from jaxcl import metrics as cl_metrics
 from jaxcl import plots
 from jaxcl.engine import StreamResult
 
-SCHEMA = "jaxcl.run/1"
-SCALARS = ("aca", "learning_accuracy", "forgetting", "bwt", "time_s", "compile_s", "mean_cosine",
-           "mean_grad_rel_diff")
+SCHEMA = "jaxcl.run/2"
+SCALARS = ("aca", "learning_accuracy", "forgetting", "max_forgetting", "bwt", "time_s", "compile_s",
+           "mean_cosine", "mean_grad_rel_diff")
 
 
 def seed_record(seed: int, result: StreamResult) -> dict[str, Any]:
@@ -155,8 +164,11 @@ def run_files(
     steps: dict[str, dict[int, dict[str, np.ndarray]]],
     summary_md: str,
     extra: dict[str, Any] | None = None,
+    paper: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every file of a run folder, from the strategy records and the per-step logs."""
+    """Every file of a run folder, from the strategy records and the per-step logs; ``paper``,
+    the published numbers of the table the run reproduces, goes into ``metrics.json`` under
+    ``"paper"`` when given."""
     n = len(next(iter(records.values()))["accuracy_matrix"])
     matrix_rows = []
     for label, rec in records.items():
@@ -172,7 +184,8 @@ def run_files(
     files: dict[str, Any] = {
         "config.json": config,
         "metrics.json": {"schema": SCHEMA, "experiment": experiment, "config": config,
-                         "seeds": seeds, "strategies": records, "extra": extra or {}},
+                         "seeds": seeds, "strategies": records, "extra": extra or {},
+                         **({"paper": paper} if paper is not None else {})},
         "accuracy_matrix.csv": csv_text(["strategy", "seed", "after_experience",
                                      *[f"exp{j}" for j in range(n)]], matrix_rows),
         "steps.csv": csv_text(["strategy", "seed", "step", "experience", "loss", "cosine",

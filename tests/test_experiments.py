@@ -10,8 +10,9 @@ from jaxcl import results
 
 TRAINING = ["split_benchmark", "first_vs_second_order", "lookahead_ablation", "freeze_depth",
             "noisy_stream"]
-PER_STRATEGY = {"aca", "learning_accuracy", "forgetting", "bwt", "accuracy_matrix", "time_s",
-                "compile_s", "memory_bytes", "per_seed", "aca_std", "mean_cosine"}
+PER_STRATEGY = {"aca", "learning_accuracy", "forgetting", "max_forgetting", "bwt",
+                "accuracy_matrix", "time_s", "compile_s", "memory_bytes", "per_seed", "aca_std",
+                "mean_cosine"}
 
 
 # Every strategy trains in test_strategies.py; here two of split_benchmark's five suffice.
@@ -84,12 +85,15 @@ def test_bad_options_fail_before_training(tmp_path):
 
 
 def test_seed_records_aggregate():
-    per_seed = [{"seed": s, "aca": a, "learning_accuracy": 0.5, "forgetting": 0.1, "bwt": -0.1,
-                 "time_s": 1.0, "compile_s": 2.0, "mean_cosine": 0.0, "mean_grad_rel_diff": 0.0,
+    per_seed = [{"seed": s, "aca": a, "learning_accuracy": 0.5, "forgetting": 0.1,
+                 "max_forgetting": 0.1 + a, "bwt": -0.1, "time_s": 1.0, "compile_s": 2.0,
+                 "mean_cosine": 0.0, "mean_grad_rel_diff": 0.0,
                  "accuracy_matrix": [[a]], "time_per_experience_s": [1.0], "memory_bytes": 8}
                 for s, a in [(0, 0.2), (1, 0.6)]]
     record = results.strategy_record(per_seed)
     assert record["aca"] == pytest.approx(0.4) and record["aca_std"] == pytest.approx(0.2)
+    assert record["max_forgetting"] == pytest.approx(0.5)
+    assert record["max_forgetting_std"] == pytest.approx(0.2)
     assert record["accuracy_matrix"] == [[pytest.approx(0.4)]]
     assert results.mean_std(record, "aca", 100) == "40.00 ± 20.00"
 

@@ -33,6 +33,33 @@ def _shapes(tree):
     return jax.tree.map(lambda a: (tuple(a.shape), jnp.dtype(a.dtype)), tree)
 
 
+def _expected_roles(k):
+    """Every leaf that HN-k generates for the slim ResNet-18, with its head's role, written out:
+    the classifier; stages k+1..4 (two blocks each: two convs and two norms, plus a shortcut conv
+    and norm in the first block of stages 2..4); and the stem too for k = 0."""
+    roles = {("classifier", "kernel"): "dense", ("classifier", "bias"): "table"}
+    if k == 0:
+        roles |= {("stem_conv", "kernel"): "conv", ("stem_norm", "scale"): "table",
+                  ("stem_norm", "bias"): "table"}
+    for stage in range(k + 1, 5):
+        for block in (0, 1):
+            shortcut = ("shortcut",) if stage > 1 and block == 0 else ()
+            for conv in ("conv1", "conv2", *(f"{s}_conv" for s in shortcut)):
+                roles[(f"stage{stage}_block{block}", conv, "kernel")] = "conv"
+            for norm in ("norm1", "norm2", *(f"{s}_norm" for s in shortcut)):
+                for leaf in ("scale", "bias"):
+                    roles[(f"stage{stage}_block{block}", norm, leaf)] = "table"
+    return roles
+
+
+# Leaf counts of _expected_roles, by hand: conv 1 + 8 x 2 + 3, table 1 + 2 x (1 + 16 + 3), ...
+EXPECTED_COUNTS = {0: {"conv": 20, "table": 41, "dense": 1},
+                   1: {"conv": 15, "table": 31, "dense": 1},
+                   2: {"conv": 10, "table": 21, "dense": 1},
+                   3: {"conv": 5, "table": 11, "dense": 1},
+                   4: {"table": 1, "dense": 1}}
+
+
 @pytest.mark.parametrize("k", [0, 1, 2, 3, 4])
 def test_generated_tree_matches_target_for_every_k(k):
     split = split_resnet18(k, num_classes=5)
@@ -47,10 +74,15 @@ def test_generated_tree_matches_target_for_every_k(k):
     generated = jax.eval_shape(hnet.apply, hparams, jnp.int32(3))
     assert jax.tree.structure(generated) == jax.tree.structure(target)
     assert _shapes(generated) == _shapes(target)
-    # k = 4 generates only the classifier; k = 0 generates the stem too.
-    top = set(generated)
-    assert top == ({"classifier"} if k == 4 else top)
-    assert ("stem_conv" in top) == (k == 0)
+    roles = _expected_roles(k)
+    assert set(traverse_util.flatten_dict(generated)) == set(roles)
+    assert {spec.path: spec.role for spec in hnet.specs} == roles
+    counts = {role: list(roles.values()).count(role) for role in set(roles.values())}
+    assert counts == EXPECTED_COUNTS[k]
+    # k = 4 generates only the classifier; k = 0 the stem and every stage too.
+    stages = [f"stage{s}_block{b}" for s in range(k + 1, 5) for b in (0, 1)]
+    stem = ["stem_conv", "stem_norm"] if k == 0 else []
+    assert set(generated) == {"classifier", *stages, *stem}
 
 
 def _mlp_hnet(generate=None, num_tasks=5):

@@ -8,9 +8,8 @@ import optax
 import pytest
 
 from jaxcl import Batch, HypernetConfig, PartialHypernet
-from jaxcl.lookahead import lookahead_grad
 from jaxcl.models import MLP, split_resnet18
-from jaxcl.regularizers import output_regularizer, previous_tasks, task_outputs
+from jaxcl.regularizers import previous_tasks
 
 NUM_TASKS, MAX_PREV = 6, 3
 
@@ -103,37 +102,121 @@ def test_phases(key):
     assert float(metrics["reg_loss"]) > 0.0
 
 
-def test_lookahead_step_is_lookahead_grad_plus_the_optimizer(key):
-    learner, x = _learner(3, 2)
-    state = learner.end_experience(learner.init(key, x))
-    state = state._replace(hparams=jax.tree.map(lambda p: p + 0.01, state.hparams))
-    batch, task = _batch(key), jnp.int32(2)
-    ids, mask = previous_tasks(task, NUM_TASKS, MAX_PREV, key)
-    new, metrics = jax.jit(
-        lambda s: learner.step(s, batch, task, ids, mask, train_stateful=False)
-    )(state)
+def _hand_cross_entropy(logits, labels):
+    """``mean_i (log sum_c exp z_ic - z_{i, y_i})``, written out."""
+    picked = jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
+    return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - picked)
+
+
+def _tree_vdot(a, b):
+    return sum(jnp.vdot(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def _norm(tree):
+    return jnp.sqrt(_tree_vdot(tree, tree))
+
+
+def _f64(tree):
+    return jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), tree)
+
+
+def _by_hand(learner, frozen, previous, task, *, beta=1e-3, coef=0.5):
+    """``J(psi) = L_CE(psi) + coef L_H(psi - beta grad L_CE(psi))`` written out, differentiated by
+    ``jax.grad`` (reverse over reverse). ``L_H`` is the mean over ``previous`` (Python ints) of
+    the squared distance of the task-specific outputs to those of ``frozen``. Returns a compiled
+    ``(psi, features, y) -> (grad J, grad L_CE, first-order grad, L_CE, L_H(psi'))``."""
+
+    def ce(p, features, y):
+        omega = learner.hnet.apply(p, task)
+        return _hand_cross_entropy(learner.stateless.apply({"params": omega}, features), y)
+
+    def lh(p):
+        def dist(j):
+            return sum(jnp.sum((a - b) ** 2) for a, b in zip(
+                jax.tree.leaves(learner.hnet.apply(p, j, task_only=True)),
+                jax.tree.leaves(learner.hnet.apply(frozen, j, task_only=True))))
+        return sum(dist(j) for j in previous) / len(previous)
+
+    def virtual(p, features, y):
+        return jax.tree.map(lambda a, g: a - beta * g, p, jax.grad(ce)(p, features, y))
 
     @jax.jit
-    def expected(state):
-        features = learner.features(state.stateful, batch.x)
-        targets = task_outputs(learner.hnet, state.frozen_hparams, ids)
+    def grads(p, features, y):
+        g = jax.grad(lambda q: ce(q, features, y) + coef * lh(virtual(q, features, y)))(p)
+        g1 = jax.grad(ce)(p, features, y)
+        psi_virtual = virtual(p, features, y)
+        first_order = jax.tree.map(lambda a, b: a + coef * b, g1, jax.grad(lh)(psi_virtual))
+        return g, g1, first_order, ce(p, features, y), lh(psi_virtual)
 
-        def task_loss(p):
-            logits = learner.stateless.apply({"params": learner.hnet.apply(p, task)}, features)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, batch.y).mean()
+    return grads
 
-        grads, info = lookahead_grad(
-            task_loss, lambda p: output_regularizer(learner.hnet, p, targets, ids, mask),
-            state.hparams, virtual_opt=optax.sgd(1e-3), order=2, coef=0.5,
-        )
-        updates, _ = optax.adam(1e-3).update(grads, state.opt_state["hnet"], state.hparams)
-        return optax.apply_updates(state.hparams, updates), info
 
-    hparams, info = expected(state)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
-                 new.hparams, hparams)
-    assert float(metrics["reg_loss"]) > 0
-    np.testing.assert_allclose(metrics["cosine"], info.cosine, rtol=1e-4)
+# Tasks 0 and 1 are previous; the third entry is padding that the mask must drop.
+_IDS, _MASK = jnp.array([0, 1, 5], jnp.int32), jnp.array([True, True, False])
+
+
+def test_lookahead_step_by_hand(key, x64):
+    """The order-2 step of HN-3 in float64: with an outer SGD step of rate 1 its update is
+    ``-grad J`` itself, and its metrics are the losses, cosine and norms of the hand gradients."""
+    learner, x = _learner(3, 2, optimizer=optax.sgd(1.0))
+    start = learner.init(key, x)
+    frozen, stateful = _f64(start.hparams), _f64(start.stateful)
+    psi = jax.tree.map(lambda p: p + 0.01, frozen)
+    state = start._replace(hparams=psi, stateful=stateful, frozen_hparams=frozen,
+                           opt_state={"hnet": learner.optimizer.init(psi),
+                                      "stateful": learner.optimizer.init(stateful)})
+    batch, task = _batch(key), jnp.int32(2)
+    new, metrics = jax.jit(
+        lambda s: learner.step(s, batch, task, _IDS, _MASK, train_stateful=False))(state)
+
+    features = learner.stateful.apply(stateful, batch.x)
+    g, g1, first_order, loss, reg = _by_hand(learner, frozen, (0, 1), task)(psi, features, batch.y)
+    assert all(a.dtype == jnp.float64 for a in jax.tree.leaves(new.hparams))
+    jax.tree.map(lambda a, b, d: np.testing.assert_allclose(a, b - d, rtol=1e-9, atol=1e-12),
+                 new.hparams, psi, g)
+    g2 = jax.tree.map(lambda a, b: a - b, g, g1)
+    hessian = jax.tree.map(lambda a, b: a - b, g, first_order)
+    np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-10)
+    np.testing.assert_allclose(metrics["reg_loss"], reg, rtol=1e-10)
+    assert float(reg) > 0
+    np.testing.assert_allclose(metrics["cosine"], _tree_vdot(g1, g2) / (_norm(g1) * _norm(g2)),
+                               rtol=1e-8)
+    np.testing.assert_allclose(metrics["grad_norm"], _norm(g), rtol=1e-10)
+    np.testing.assert_allclose(metrics["grad_rel_diff"], _norm(hessian) / _norm(first_order),
+                               rtol=1e-6)
+    assert float(metrics["grad_rel_diff"]) > 0
+
+
+def test_default_optimizer_is_adam_written_out(key, x64):
+    """Two look-ahead steps with the default optimizer against Adam(1e-3) written out
+    (``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g^2``, bias-corrected, ``eps = 1e-8``); the
+    second step weighs the two gradients against each other, so their sizes matter, not only
+    their signs. An MLP target keeps it cheap."""
+    lr, b1, b2, eps = 1e-3, 0.9, 0.999, 1e-8
+    x = jnp.zeros((8, 5))
+    config = HypernetConfig(num_tasks=6, hidden=(12, 8), embedding_dim=6, chunk_dim=4)
+    learner = PartialHypernet.build(MLP(2, (6,)), None, x, hnet_config=config, order=2, coef=0.5)
+    start = learner.init(key, x)
+    frozen = _f64(start.hparams)
+    psi = jax.tree.map(lambda p: p + 0.01, frozen)
+    state = start._replace(hparams=psi, frozen_hparams=frozen,
+                           opt_state={"hnet": learner.optimizer.init(psi), "stateful": ()})
+    task = jnp.int32(2)
+    grads = _by_hand(learner, frozen, (0, 1), task)
+    step = learner.make_step()
+    m = v = jax.tree.map(jnp.zeros_like, psi)
+    expected = psi
+    for count, k in enumerate(jax.random.split(key, 2), start=1):
+        batch = Batch(jax.random.normal(k, (8, 5)), jnp.arange(8) % 2)
+        state, _ = step(state, batch, task, _IDS, _MASK, train_stateful=False)
+        g = grads(expected, batch.x, batch.y)[0]
+        m = jax.tree.map(lambda a, d: b1 * a + (1 - b1) * d, m, g)
+        v = jax.tree.map(lambda a, d: b2 * a + (1 - b2) * d**2, v, g)
+        expected = jax.tree.map(
+            lambda p, mi, vi: p - lr * (mi / (1 - b1**count))
+            / (jnp.sqrt(vi / (1 - b2**count)) + eps), expected, m, v)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12),
+                     state.hparams, expected)
 
 
 def test_mlp_target_without_stateful_part(key):

@@ -135,28 +135,56 @@ def test_one_entry_and_bad_names_and_folders(tmp_path):
                         seed=0, num_tasks=6, classes_per_task=2, num_classes=10)
 
 
+def _kernel(sigma):
+    """torchvision's 5-tap Gaussian kernel: exp(-0.5 (i / sigma)^2), i = -2..2, sum 1."""
+    w = np.exp(-0.5 * (np.arange(-2.0, 3.0) / sigma) ** 2)
+    return w / w.sum()
+
+
+def _blur(x, sigma):
+    """torchvision's GaussianBlur(5, sigma) of NHWC images, in numpy: reflect padding, separable."""
+    w, (h, wd) = _kernel(sigma), x.shape[1:3]
+    p = np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
+    rows = sum(w[j] * p[:, j:j + h] for j in range(5))
+    return sum(w[j] * rows[:, :, j:j + wd] for j in range(5))
+
+
 def test_noisy_cifar_on_mock_data(tmp_path, monkeypatch):
+    from scipy.optimize import minimize_scalar
+
     monkeypatch.setattr(tb, "_online", lambda: True)
     with tfds.testing.mock_data(num_examples=1000, policy=tfds.testing.MockPolicy.USE_CODE):
         stream = tb.load_benchmark("noisy_cifar", seed=0, data_dir=str(tmp_path))
         again = tb.load_benchmark("noisy_cifar", seed=0, data_dir=str(tmp_path))
         clean = tb.load_benchmark("split_cifar100", seed=0, data_dir=str(tmp_path), num_tasks=4)
-        x_train = tb._arrays(tfds.builder("cifar100", data_dir=str(tmp_path)))["train"][0]
+        x_u8, y = tb._arrays(tfds.builder("cifar100", data_dir=str(tmp_path)))["train"]
     assert len(stream) == 4 and all(len(e.classes) == 5 for e in stream)
     # The first 20 classes of the seed's order, as the clean split draws them.
     assert [e.classes for e in stream] == [e.classes for e in clean]
     np.testing.assert_array_equal(stream[0].x_train, clean[0].x_train)  # experience 1 is clean
     for a, b in zip(stream, again):
         np.testing.assert_array_equal(a.x_train, b.x_train)  # corruptions are deterministic
-    scaled = x_train.astype(np.float32) / 255.0
-    mean, std = scaled.mean(axis=(0, 1, 2)), scaled.std(axis=(0, 1, 2)) + 1e-6
-    unit = [np.asarray(e.x_train) * std + mean for e in stream]  # back to [0, 1]
-    assert not np.allclose(unit[1], np.asarray(clean[1].x_train) * std + mean)  # solarized
-    roughness = [float(np.abs(np.diff(u, axis=2)).mean()) for u in unit]
-    assert roughness[2] < 0.5 * float(
-        np.abs(np.diff(np.asarray(clean[2].x_train) * std + mean, axis=2)).mean())  # blurred
-    np.testing.assert_allclose(unit[3][..., 0], unit[3][..., 1], atol=1e-4)  # grayscale
-    np.testing.assert_allclose(unit[3][..., 1], unit[3][..., 2], atol=1e-4)
+    # Each experience's training images in [0, 1] before and after the corruption, which the
+    # loader applies before normalising with the clean training split's statistics.
+    mean, std = tb.channel_stats(x_u8)
+    before = [x_u8[np.isin(y, e.classes)].astype(np.float64) / 255.0 for e in stream]
+    after = [np.asarray(e.x_train, np.float64) * std + mean for e in stream]
+    np.testing.assert_allclose(after[1], np.where(before[1] >= 0.5, 1.0 - before[1], before[1]),
+                               atol=1e-6)  # RandomSolarize(0.5, p=1.0)
+    np.testing.assert_allclose(after[2], _blur(before[2], 0.9), atol=1e-6)  # GaussianBlur(5, 0.9)
+    # RandomAutocontrast(p=1.0), Grayscale(3), GaussianBlur(5, sigma ~ U[0.6, 0.7]) per image.
+    lo, hi = before[3].min(axis=(1, 2), keepdims=True), before[3].max(axis=(1, 2), keepdims=True)
+    stretched = np.where(hi > lo, (before[3] - lo) / np.where(hi > lo, hi - lo, 1.0), before[3])
+    grey = stretched @ np.array([0.2989, 0.587, 0.114])
+    grey = np.repeat(grey[..., None], 3, axis=-1)
+    sigmas = []
+    for i in range(4):
+        fit = minimize_scalar(lambda s: float(np.sum((_blur(grey[i:i + 1], s) - after[3][i]) ** 2)),
+                              bounds=(0.3, 1.5), method="bounded", options={"xatol": 1e-7})
+        assert 0.6 - 1e-4 <= fit.x <= 0.7 + 1e-4, fit.x
+        np.testing.assert_allclose(after[3][i], _blur(grey[i:i + 1], fit.x)[0], atol=1e-5)
+        sigmas.append(fit.x)
+    assert np.ptp(sigmas) > 1e-3  # drawn per image
 
 
 # --- Tiny-ImageNet and GTSRB from fake archives in the originals' layout --------------------
@@ -323,6 +351,28 @@ def test_cross_dataset_and_tinyimagenet_on_mock_data(tmp_path, monkeypatch):
         tb.load_benchmark("cross_dataset", seed=0, datasets=("cifar10", "mnist"))
 
 
+def test_fashion_mnist_at_32x32x3_and_fewer_images_per_class(fashion):
+    """The slim ResNet's input (``rgb32``, as the cross-dataset stream brings it) and a smaller
+    benchmark for a small machine (at most N images per class, drawn from the seed)."""
+    data_dir, full = fashion
+    kw = dict(data_dir=str(data_dir), manual_dir=str(tb.DEBIAN_FASHION_MNIST), rgb32=True,
+              train_per_class=30, test_per_class=10)
+    stream = tb.load_benchmark("split_fashion_mnist", seed=0, **kw)
+    assert [e.classes for e in stream] == [e.classes for e in full]
+    for exp in stream:
+        assert exp.x_train.shape == (60, 32, 32, 3) and exp.x_test.shape == (20, 32, 32, 3)
+        np.testing.assert_array_equal(np.bincount(exp.y_train), [30, 30])
+        np.testing.assert_array_equal(np.bincount(exp.y_test), [10, 10])
+        x = np.asarray(exp.x_train)
+        assert np.array_equal(x[..., 0], x[..., 1]) and np.array_equal(x[..., 0], x[..., 2])
+    x = np.concatenate([np.asarray(e.x_train) for e in stream])
+    assert abs(float(x.mean())) < 1e-3 and abs(float(x.std()) - 1) < 1e-3  # the subset's stats
+    again = tb.load_benchmark("split_fashion_mnist", seed=0, **kw)
+    np.testing.assert_array_equal(np.asarray(again[0].x_train), np.asarray(stream[0].x_train))
+    with pytest.raises(ValueError, match="train_per_class must be a positive integer"):
+        tb.load_benchmark("split_fashion_mnist", seed=0, **{**kw, "train_per_class": -3})
+
+
 def test_benchmark_options_are_the_loaders_keywords():
     import inspect
 
@@ -346,6 +396,7 @@ def test_experiment_module_runs_on_real_fashion_mnist(fashion, tmp_path):
     data_dir, _ = fashion
     argv = ["--quick", "--benchmark", "split_fashion_mnist", "--data-dir", str(data_dir),
             "--manual-dir", str(tb.DEBIAN_FASHION_MNIST), "--num-tasks", "2", "--epochs", "1",
+            "--train-per-class", "0", "--test-per-class", "0",  # all of it, not --quick's 40
             "--batch-size", "256", "--strategies", "Naive"]
     metrics = split_benchmark.main([*argv, "--out", str(tmp_path / "run")])
     record = metrics["strategies"]["Naive"]

@@ -5,8 +5,8 @@ The one entry for every stream, synthetic or real; it returns a list of
 
 * ``"synthetic"`` (alias ``"synthetic_images"``): no download; random class prototypes plus noise
   (:func:`jaxcl.streams.synthetic_image_stream`), class order, prototypes and noise from ``seed``.
-* ``"synthetic_noisy"``: its four-experience noisy stream (clean, solarize, blur, contrast + blur
-  + grayscale).
+* ``"synthetic_noisy"``: its four-experience noisy stream (:data:`jaxcl.data.transforms.NOISE_NAMES`:
+  clean, solarize, Gaussian blur, autocontrast + grayscale + blur).
 * With the ``data`` extra, the study's real benchmarks through TFDS
   (:mod:`jaxcl.data.tfds_benchmarks`): ``"split_cifar100"``, ``"split_tinyimagenet"``,
   ``"noisy_cifar"``, ``"cross_dataset"`` and ``"split_fashion_mnist"``.
@@ -57,13 +57,14 @@ BENCHMARKS: dict[str, Callable[..., list[Experience]]] = {
 
 _SYNTHETIC_OPTIONS = ("classes_per_task", "image_size", "train_per_class", "test_per_class",
                       "noise")
+_SUBSET_OPTIONS = ("train_per_class", "test_per_class")  # real data: at most this many (0: all)
 BENCHMARK_OPTIONS: dict[str, tuple[str, ...]] = {
     "synthetic": ("num_tasks", *_SYNTHETIC_OPTIONS),
     "synthetic_images": ("num_tasks", *_SYNTHETIC_OPTIONS),
     "synthetic_noisy": _SYNTHETIC_OPTIONS,
-    "split_cifar100": ("num_tasks", "classes_per_task"),
-    "split_tinyimagenet": ("num_tasks", "classes_per_task"),
-    "split_fashion_mnist": ("num_tasks", "classes_per_task"),
+    "split_cifar100": ("num_tasks", "classes_per_task", *_SUBSET_OPTIONS),
+    "split_tinyimagenet": ("num_tasks", "classes_per_task", *_SUBSET_OPTIONS),
+    "split_fashion_mnist": ("num_tasks", "classes_per_task", "rgb32", *_SUBSET_OPTIONS),
     "noisy_cifar": ("classes_per_task",),
     "cross_dataset": ("datasets", "classes_per_task"),
 }

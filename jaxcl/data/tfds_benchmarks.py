@@ -235,10 +235,32 @@ def _prepared_builder(name: str, expected: tuple[str, ...], data_dir, manual_dir
     return builder
 
 
-def _split(builder, seed, num_tasks, classes_per_task, corrupt=None) -> list[Experience]:
-    return split_stream(_arrays(builder), seed=seed, num_tasks=num_tasks,
+def _split(builder, seed, num_tasks, classes_per_task, corrupt=None, *, rgb32=False,
+           train_per_class=0, test_per_class=0) -> list[Experience]:
+    arrays = _arrays(builder)
+    if rgb32:
+        arrays = {split: (to_rgb32(x), y) for split, (x, y) in arrays.items()}
+    arrays = per_class_subset(arrays, {"train": train_per_class, "test": test_per_class}, seed)
+    return split_stream(arrays, seed=seed, num_tasks=num_tasks,
                         classes_per_task=classes_per_task,
                         num_classes=builder.info.features["label"].num_classes, corrupt=corrupt)
+
+
+def per_class_subset(arrays, per_class: dict[str, int], seed: int):
+    """At most ``per_class[split]`` examples of every class of each split (0: all), drawn at
+    random from ``seed``, in their original order: a smaller benchmark for a small machine."""
+    out = dict(arrays)
+    for i, (split, n) in enumerate(sorted(per_class.items())):
+        if not n:
+            continue
+        if not (isinstance(n, int) and n > 0):
+            raise ValueError(f"{split}_per_class must be a positive integer (or 0: all), got {n!r}")
+        x, y = arrays[split]
+        rng = np.random.default_rng([seed, i])
+        keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:n]
+                                       for c in np.unique(y)]))
+        out[split] = (x[keep], y[keep])
+    return out
 
 
 _ARRAYS: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
@@ -337,13 +359,15 @@ def _catalogue(name: str, files: tuple[str, ...]) -> Callable:
 _cifar100 = _catalogue("cifar100", ("cifar-100-binary.tar.gz",))
 
 
-def _split_cifar100(seed, data_dir, manual_dir, num_tasks=20, classes_per_task=5):
-    return _split(_cifar100(data_dir, manual_dir), seed, num_tasks, classes_per_task)
+def _split_cifar100(seed, data_dir, manual_dir, num_tasks=20, classes_per_task=5,
+                    train_per_class=0, test_per_class=0):
+    return _split(_cifar100(data_dir, manual_dir), seed, num_tasks, classes_per_task,
+                  train_per_class=train_per_class, test_per_class=test_per_class)
 
 
 def _noisy_cifar(seed, data_dir, manual_dir, classes_per_task=5):
     """The study's noisy stream: the first 20 CIFAR-100 classes in seed order, 4 experiences x 5;
-    clean, random solarize, Gaussian blur, contrast + blur + grayscale
+    clean, solarize (every image), Gaussian blur (sigma 0.9), autocontrast + grayscale + blur
     (:data:`jaxcl.data.transforms.NOISY_STREAM`)."""
     from jaxcl.data.transforms import NOISY_STREAM
 
@@ -358,14 +382,20 @@ def _fashion_mnist_builder(data_dir, manual_dir):
     return _prepared_builder("fashion_mnist", files, data_dir, manual_dir)
 
 
-def _split_fashion_mnist(seed, data_dir, manual_dir, num_tasks=5, classes_per_task=2):
-    return _split(_fashion_mnist_builder(data_dir, manual_dir), seed, num_tasks, classes_per_task)
+def _split_fashion_mnist(seed, data_dir, manual_dir, num_tasks=5, classes_per_task=2,
+                         rgb32=False, train_per_class=0, test_per_class=0):
+    """Split Fashion-MNIST, 28x28x1, or 32x32x3 with ``rgb32`` (:func:`to_rgb32`, as the
+    cross-dataset stream brings it), for the slim ResNet."""
+    return _split(_fashion_mnist_builder(data_dir, manual_dir), seed, num_tasks, classes_per_task,
+                  rgb32=rgb32, train_per_class=train_per_class, test_per_class=test_per_class)
 
 
-def _split_tinyimagenet(seed, data_dir, manual_dir, num_tasks=20, classes_per_task=10):
+def _split_tinyimagenet(seed, data_dir, manual_dir, num_tasks=20, classes_per_task=10,
+                        train_per_class=0, test_per_class=0):
     builder = _prepared_builder("tiny_imagenet", (TINY_IMAGENET_ZIP,), data_dir, manual_dir,
                                 downloadable=False)
-    return _split(builder, seed, num_tasks, classes_per_task)
+    return _split(builder, seed, num_tasks, classes_per_task, train_per_class=train_per_class,
+                  test_per_class=test_per_class)
 
 
 CROSS_DATASETS: dict[str, Callable] = {

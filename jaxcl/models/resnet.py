@@ -13,16 +13,29 @@ generates. ``k = 0`` leaves no stateful part (the hypernetwork generates everyth
 with different stage ranges, so one definition serves every ``k``, and module paths
 (``stem``, ``stage1`` .. ``stage4``, ``classifier``) do not depend on the split.
 
-Normalisation (``norm``):
+Normalisation (``norm``) is a named choice, because the reference implementation uses three
+kinds in different places and each changes what a number means:
 
-* ``"batch"`` (default, as in the reference implementation): every normalisation layer uses the
-  mean and variance of the current batch, in training and in evaluation, and keeps no running
-  statistics. The model is then a pure function of its ``params``, which is what a hypernetwork
-  that serves many tasks needs (one set of running statistics could not serve every task).
-  Implemented with ``flax.linen.LayerNorm`` reducing over the batch and spatial axes, which is
-  exactly batch normalisation without state.
-* ``"running"``: ``flax.linen.BatchNorm`` with running averages in the ``batch_stats`` collection,
-  used in evaluation (``train=False``). Apply with ``mutable=["batch_stats"]`` when training.
+* ``"batch"``: every normalisation layer uses the mean and variance of the current batch, in
+  training and in evaluation, and keeps no running statistics (PyTorch's
+  ``BatchNorm2d(track_running_stats=False)``). A pure function of ``params``; the reference uses
+  it for the plain ResNet of Naive, EWC and Frozen-k and for ``g_phi`` of HN-k. An evaluated
+  accuracy then depends on how the test set is cut into batches. Implemented with
+  ``flax.linen.LayerNorm`` reducing over the batch and spatial axes, which is exactly batch
+  normalisation without state.
+* ``"instance"``: statistics of each sample alone, per channel over the spatial axes
+  (``flax.linen.InstanceNorm``). The reference runs the generated part ``h_omega`` of HN-k one
+  sample at a time (``functorch.vmap`` over ``BatchNorm2d(track_running_stats=False)`` with a
+  batch of one), which is exactly this. Pure, and independent of the batch.
+* ``"running"``: ``flax.linen.BatchNorm`` with running averages (momentum 0.9, PyTorch's 0.1) in
+  the ``batch_stats`` collection: batch statistics in training (``train=True``, apply with
+  ``mutable=["batch_stats"]``), the running averages in evaluation (``train=False``). The
+  reference's latent-replay model (PyTorch's default ``BatchNorm2d``). PyTorch keeps the unbiased
+  batch variance in its running average; Flax keeps the biased one (a factor ``n / (n - 1)``,
+  1.0002 for a batch of 64 at 32x32).
+
+All three have the same ``scale`` and ``bias`` parameters, so parameter counts do not depend on
+the choice.
 """
 
 from __future__ import annotations
@@ -33,7 +46,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-NORMS = ("batch", "running")
+NORMS = ("batch", "instance", "running")
 FREEZE_DEPTHS = (0, 1, 2, 3, 4)
 NUM_STAGES = 4
 
@@ -41,6 +54,8 @@ NUM_STAGES = 4
 def _norm(kind: str, train: bool, name: str) -> nn.Module:
     if kind == "batch":
         return nn.LayerNorm(reduction_axes=(0, 1, 2), feature_axes=-1, epsilon=1e-5, name=name)
+    if kind == "instance":
+        return nn.InstanceNorm(epsilon=1e-5, name=name)
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
 
 
@@ -117,16 +132,23 @@ class ResNetSplit(NamedTuple):
 
 
 def split_resnet18(
-    k: int, num_classes: int, *, nf: int = 20, norm: str = "batch"
+    k: int, num_classes: int, *, nf: int = 20, norm: str = "batch",
+    stateless_norm: str | None = None,
 ) -> ResNetSplit:
-    """Split the slim ResNet-18 into ``g_phi`` (stem + first ``k`` stages) and ``h_omega``."""
+    """Split the slim ResNet-18 into ``g_phi`` (stem + first ``k`` stages) and ``h_omega``.
+
+    ``norm`` is ``g_phi``'s normalisation, ``stateless_norm`` ``h_omega``'s (default: ``norm``);
+    the reference's HN-k is ``norm="batch", stateless_norm="instance"``.
+    """
     if k not in FREEZE_DEPTHS:
         raise ValueError(f"freeze depth k={k!r} is not one of {FREEZE_DEPTHS}")
-    if norm not in NORMS:
-        raise ValueError(f"norm={norm!r} is not one of {NORMS}")
+    stateless_norm = norm if stateless_norm is None else stateless_norm
+    for name, value in (("norm", norm), ("stateless_norm", stateless_norm)):
+        if value not in NORMS:
+            raise ValueError(f"{name}={value!r} is not one of {NORMS}")
     stateless = SlimResNet18(
         num_classes, nf, first_stage=k, last_stage=NUM_STAGES, stem=(k == 0), classifier=True,
-        norm=norm,
+        norm=stateless_norm,
     )
     if k == 0:
         return ResNetSplit(k, None, stateless)

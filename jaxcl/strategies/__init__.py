@@ -1,8 +1,9 @@
 """Continual-learning strategies behind one interface (:class:`Strategy`), built from values.
 
 :class:`StrategyConfig` names a strategy and every setting it reads; :func:`build_strategy` turns
-it, with the stream's shape, into a strategy object. Variants are values: ``LR-2`` is
-``StrategyConfig("latent_replay", k=2)``, ``HN-F`` is ``StrategyConfig("hypernetwork", k=0)``.
+it, with the stream's shape, into a strategy object through a small registry (:data:`BUILDERS`).
+Variants are values: ``LR-2`` is ``StrategyConfig("latent_replay", k=2)``, ``HN-F`` is
+``StrategyConfig("hypernetwork", k=0)``, ``Frozen-3`` is ``StrategyConfig("frozen", k=3)``.
 """
 
 from __future__ import annotations
@@ -14,32 +15,61 @@ import optax
 
 from jaxcl.hypernet import NEW_TASK_INITS, HypernetConfig
 from jaxcl.lookahead import ORDERS
-from jaxcl.models import FREEZE_DEPTHS, MODELS, MultiHeadClassifier, split_backbone
+from jaxcl.models import FREEZE_DEPTHS, MODELS, NORMS, MultiHeadClassifier, split_backbone
 from jaxcl.partial_hypernet import PartialHypernet
-from jaxcl.strategies.base import METRIC_KEYS, Strategy
+from jaxcl.strategies.base import METRIC_KEYS, Consolidating, Strategy
 from jaxcl.strategies.finetune import EWC, FinetuneState, Naive
 from jaxcl.strategies.hypernetwork import HypernetStrategy
-from jaxcl.strategies.latent_replay import LatentReplay, ReplayBuffer, ReplayState
+from jaxcl.strategies.latent_replay import (
+    Frozen,
+    FrozenState,
+    LatentReplay,
+    ReplayBuffer,
+    ReplayState,
+)
 
-STRATEGIES = ("naive", "ewc", "latent_replay", "hypernetwork")
+STRATEGIES = ("naive", "ewc", "frozen", "latent_replay", "hypernetwork")
+LABELS = {"Naive": "naive", "EWC": "ewc", "Frozen": "frozen", "LR": "latent_replay",
+          "HN": "hypernetwork"}
+"""Label prefix -> strategy; ``Frozen``, ``LR`` and ``HN`` take ``-k`` (``HN-F`` is k = 0)."""
+NORM_CHOICES = ("reference", *NORMS)
+REFERENCE_NORMS = {
+    "naive": ("batch", "batch"),
+    "ewc": ("batch", "batch"),
+    "frozen": ("batch", "batch"),
+    "latent_replay": ("running", "running"),
+    "hypernetwork": ("batch", "instance"),
+}
+"""Each strategy's normalisation in the reference implementation, ``(g_phi, the rest)``: the plain
+ResNet of Naive, EWC and ``FreezingNaive`` uses ``BatchNorm2d(track_running_stats=False)``
+(batch statistics also in evaluation), the latent-replay model PyTorch's default ``BatchNorm2d``
+(running statistics), and HN-k batch statistics in ``g_phi`` and the generated part run one sample
+at a time (instance statistics). See :mod:`jaxcl.models.resnet`."""
 
 
 @dataclasses.dataclass(frozen=True)
 class StrategyConfig:
-    """A strategy and its settings (defaults: the study's).
+    """A strategy and its settings (defaults: the study's, Hemati et al. 2023, Sec. 4 / App. A).
 
     Attributes:
       strategy: one of ``STRATEGIES``.
-      k: freeze depth (LR-k: 1..4; HN-k: 0..4, 0 is HN-F; unused by Naive and EWC).
+      k: freeze depth (Frozen-k: 0..4, LR-k: 1..4; HN-k: 0..4, 0 is HN-F; unused by Naive, EWC).
       model: ``"resnet"`` (slim ResNet-18) or ``"mlp"`` (tests).
       nf: ResNet width. hidden: MLP hidden sizes.
+      norm: the ResNet's normalisation: ``"reference"`` (each strategy's as in the reference
+        implementation, :data:`REFERENCE_NORMS`) or one of ``NORMS`` for every part; HN-k takes
+        ``"batch"`` or ``"instance"`` (a generated network has no running statistics).
       learning_rate: Adam's (the study: 1e-3).
       batch_size: training minibatch (the study: 64); also the EWC Fisher and replay batch.
-      ewc_lambda: ``lambda_EWC`` (our default; the Fisher here is a mean of squared minibatch
-        gradients, small, so useful values are large).
+      ewc_lambda: ``lambda_EWC`` (the reference: Avalanche's EWC with 1).
       memory_size: LR buffer capacity (the study: 200 for CIFAR-100, 400 for Tiny-ImageNet).
-      replay_coef: LR's ``c``.
-      order, coef, max_prev_tasks, embedding_dim, chunk_dim, new_task_init: HN settings.
+      replay_coef: LR's ``c`` (the study: 1).
+      order: look-ahead order (Table 2 was run first-order; Table 5 compares both).
+      coef: ``lambda`` of the output regulariser (0.5).
+      max_prev_tasks: previous tasks regularised per step (20).
+      embedding_dim, chunk_dim: task-embedding size (32) and the conv heads' lookup dimension d
+        (32); the trunk is 50 -> 32 (:class:`jaxcl.hypernet.HypernetConfig`).
+      new_task_init: how a new task's embedding starts (the reference: ``copy_prev``).
       lookahead: HN only; False regularises ``psi`` itself, ``L_CE(psi) + lambda L_H(psi)`` (the
         virtual step is ``optax.set_to_zero()``), the study's "without look-ahead".
     """
@@ -49,16 +79,17 @@ class StrategyConfig:
     model: str = "resnet"
     nf: int = 20
     hidden: tuple[int, ...] = (64,)
+    norm: str = "reference"
     learning_rate: float = 1e-3
     batch_size: int = 64
-    ewc_lambda: float = 100.0
+    ewc_lambda: float = 1.0
     memory_size: int = 200
     replay_coef: float = 1.0
-    order: int = 2
+    order: int = 1
     coef: float = 0.5
     max_prev_tasks: int = 20
     embedding_dim: int = 32
-    chunk_dim: int = 8
+    chunk_dim: int = 32
     new_task_init: str = "copy_prev"
     lookahead: bool = True
 
@@ -71,6 +102,12 @@ class StrategyConfig:
             raise ValueError(f"freeze depth k={self.k!r} is not one of {FREEZE_DEPTHS}")
         if self.strategy == "latent_replay" and self.k < 1:
             raise ValueError(f"latent replay needs a frozen part: k={self.k!r} must be >= 1")
+        if self.norm not in NORM_CHOICES:
+            raise ValueError(f"norm={self.norm!r} is not one of {NORM_CHOICES}")
+        if self.strategy == "hypernetwork" and "running" in self.norms:
+            raise ValueError(f"norm={self.norm!r}: a hypernetwork's target is a pure function of "
+                             "its generated parameters and keeps no running statistics; use "
+                             "'reference', 'batch' or 'instance'")
         if self.order not in ORDERS:
             raise ValueError(f"order={self.order!r} is not one of {ORDERS}")
         if self.new_task_init not in NEW_TASK_INITS:
@@ -78,7 +115,8 @@ class StrategyConfig:
         for name in ("learning_rate",):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("batch_size", "memory_size", "max_prev_tasks", "nf"):
+        for name in ("batch_size", "memory_size", "max_prev_tasks", "nf", "embedding_dim",
+                     "chunk_dim"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         for name in ("ewc_lambda", "replay_coef", "coef"):
@@ -86,30 +124,89 @@ class StrategyConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
 
     @property
+    def norms(self) -> tuple[str, str]:
+        """The resolved normalisation ``(g_phi, the rest)``."""
+        if self.norm == "reference":
+            return REFERENCE_NORMS[self.strategy]
+        return (self.norm, self.norm)
+
+    @property
     def label(self) -> str:
-        """The name the study's tables use: Naive, EWC, LR-k, HN-k, HN-F."""
-        if self.strategy == "naive":
-            return "Naive"
-        if self.strategy == "ewc":
-            return "EWC"
-        if self.strategy == "latent_replay":
-            return f"LR-{self.k}"
-        return "HN-F" if self.k == 0 else f"HN-{self.k}"
+        """The name the study's tables use: Naive, EWC, Frozen-k, LR-k, HN-k, HN-F."""
+        prefix = {kind: prefix for prefix, kind in LABELS.items()}[self.strategy]
+        if self.strategy in ("naive", "ewc"):
+            return prefix
+        return "HN-F" if self.strategy == "hypernetwork" and self.k == 0 else f"{prefix}-{self.k}"
 
     @classmethod
     def from_label(cls, label: str, **settings) -> StrategyConfig:
-        """``"Naive"``, ``"EWC"``, ``"LR-k"``, ``"HN-k"`` or ``"HN-F"`` with ``settings``."""
+        """``"Naive"``, ``"EWC"``, ``"Frozen-k"``, ``"LR-k"``, ``"HN-k"`` or ``"HN-F"`` with
+        ``settings``."""
         name, _, depth = label.partition("-")
-        kinds = {"Naive": "naive", "EWC": "ewc", "LR": "latent_replay", "HN": "hypernetwork"}
-        if name not in kinds or bool(depth) != (name in ("LR", "HN")):
-            raise ValueError(f"strategy label {label!r} is not Naive, EWC, LR-k, HN-k or HN-F")
-        settings = {**settings, "strategy": kinds[name]}
+        with_depth = name in ("Frozen", "LR", "HN")
+        if name not in LABELS or bool(depth) != with_depth:
+            raise ValueError(f"strategy label {label!r} is not Naive, EWC, Frozen-k, LR-k, HN-k "
+                             "or HN-F")
+        settings = {**settings, "strategy": LABELS[name]}
         if depth:
             if not (depth == "F" and name == "HN") and not depth.isdigit():
-                allowed = "a digit or F (HN only)" if name == "LR" else "a digit or F"
+                allowed = "a digit or F" if name == "HN" else "a digit or F (HN only)"
                 raise ValueError(f"strategy label {label!r}: the freeze depth must be {allowed}")
             settings["k"] = 0 if depth == "F" else int(depth)
         return cls(**settings)
+
+
+def _multi_head(config: StrategyConfig, num_tasks: int, classes_per_task: int):
+    """``g_phi`` (``None`` for k = 0) and a multi-head network over its features."""
+    frozen_norm, rest_norm = config.norms
+    backbone = split_backbone(config.model, config.k, head=False, num_classes=classes_per_task,
+                              nf=config.nf, hidden=config.hidden, norm=frozen_norm,
+                              rest_norm=rest_norm)
+    return backbone.frozen, MultiHeadClassifier(backbone.rest, num_tasks, classes_per_task)
+
+
+def _naive(config, num_tasks, classes_per_task, sample_x, optimizer):
+    whole = dataclasses.replace(config, k=0)
+    return Naive(_multi_head(whole, num_tasks, classes_per_task)[1], optimizer,
+                 batch_size=config.batch_size)
+
+
+def _ewc(config, num_tasks, classes_per_task, sample_x, optimizer):
+    whole = dataclasses.replace(config, k=0)
+    return EWC(_multi_head(whole, num_tasks, classes_per_task)[1], optimizer,
+               batch_size=config.batch_size, ewc_lambda=config.ewc_lambda)
+
+
+def _frozen(config, num_tasks, classes_per_task, sample_x, optimizer):
+    frozen, net = _multi_head(config, num_tasks, classes_per_task)
+    return Frozen(frozen, net, optimizer)
+
+
+def _latent_replay(config, num_tasks, classes_per_task, sample_x, optimizer):
+    frozen, net = _multi_head(config, num_tasks, classes_per_task)
+    return LatentReplay(frozen, net, optimizer, classes_per_task=classes_per_task,
+                        memory_size=config.memory_size, replay_coef=config.replay_coef,
+                        replay_batch_size=config.batch_size)
+
+
+def _hypernetwork(config, num_tasks, classes_per_task, sample_x, optimizer):
+    frozen_norm, rest_norm = config.norms
+    backbone = split_backbone(config.model, config.k, head=True, num_classes=classes_per_task,
+                              nf=config.nf, hidden=config.hidden, norm=frozen_norm,
+                              rest_norm=rest_norm)
+    hnet_config = HypernetConfig(num_tasks=num_tasks, embedding_dim=config.embedding_dim,
+                                 chunk_dim=config.chunk_dim, new_task_init=config.new_task_init)
+    learner = PartialHypernet.build(backbone.rest, backbone.frozen, sample_x,
+                                    hnet_config=hnet_config, optimizer=optimizer,
+                                    learning_rate=config.learning_rate,
+                                    order=config.order if config.lookahead else 1,
+                                    coef=config.coef,
+                                    virtual_opt=None if config.lookahead else optax.set_to_zero())
+    return HypernetStrategy(learner, max_prev_tasks=config.max_prev_tasks)
+
+
+BUILDERS = {"naive": _naive, "ewc": _ewc, "frozen": _frozen, "latent_replay": _latent_replay,
+            "hypernetwork": _hypernetwork}
 
 
 def build_strategy(
@@ -117,29 +214,10 @@ def build_strategy(
 ) -> Strategy:
     """The strategy object for ``config`` on a stream of ``num_tasks`` x ``classes_per_task``."""
     optimizer = optax.adam(config.learning_rate)
-    common = dict(num_classes=classes_per_task, nf=config.nf, hidden=config.hidden)
-    if config.strategy in ("naive", "ewc"):
-        backbone = split_backbone(config.model, 0, head=False, **common)
-        net = MultiHeadClassifier(backbone.rest, num_tasks, classes_per_task)
-        if config.strategy == "naive":
-            return Naive(net, optimizer, batch_size=config.batch_size)
-        return EWC(net, optimizer, batch_size=config.batch_size, ewc_lambda=config.ewc_lambda)
-    if config.strategy == "latent_replay":
-        backbone = split_backbone(config.model, config.k, head=False, **common)
-        net = MultiHeadClassifier(backbone.rest, num_tasks, classes_per_task)
-        return LatentReplay(backbone.frozen, net, optimizer, classes_per_task,
-                            memory_size=config.memory_size, replay_coef=config.replay_coef,
-                            replay_batch_size=config.batch_size)
-    backbone = split_backbone(config.model, config.k, head=True, **common)
-    hnet_config = HypernetConfig(num_tasks=num_tasks, embedding_dim=config.embedding_dim,
-                                 chunk_dim=config.chunk_dim, new_task_init=config.new_task_init)
-    learner = PartialHypernet.build(backbone.rest, backbone.frozen, sample_x,
-                                    hnet_config=hnet_config, learning_rate=config.learning_rate,
-                                    order=config.order if config.lookahead else 1,
-                                    coef=config.coef,
-                                    virtual_opt=None if config.lookahead else optax.set_to_zero())
-    return HypernetStrategy(learner, max_prev_tasks=config.max_prev_tasks)
+    return BUILDERS[config.strategy](config, num_tasks, classes_per_task, sample_x, optimizer)
 
 
-__all__ = ["EWC", "METRIC_KEYS", "STRATEGIES", "FinetuneState", "HypernetStrategy", "LatentReplay",
-           "Naive", "ReplayBuffer", "ReplayState", "Strategy", "StrategyConfig", "build_strategy"]
+__all__ = ["BUILDERS", "Consolidating", "EWC", "LABELS", "METRIC_KEYS", "NORM_CHOICES", "REFERENCE_NORMS",
+           "STRATEGIES", "FinetuneState", "Frozen", "FrozenState", "HypernetStrategy",
+           "LatentReplay", "Naive", "ReplayBuffer", "ReplayState", "Strategy", "StrategyConfig",
+           "build_strategy"]

@@ -7,11 +7,17 @@ engine (:mod:`jaxcl.engine`) drives every strategy the same way::
     for each experience t:
         state = s.begin_experience(state, t, key)
         for each minibatch:  state, metrics = s.train_step(state, batch, t, key, first=(t == 0))
+        for each minibatch:  state = s.consolidate(state, batch, t, key)   # if s has it, once
         state = s.end_experience(state, train_data, t, key)
         accuracy of s.logits(state, x_test_j, j) for every j
 
 All of them are pure and traceable (task ids are traced int32 scalars), so the engine compiles
-each once per run. ``first`` is static: the first experience may train what later ones freeze.
+each once per run. ``consolidate`` is optional (:class:`Consolidating`): one pass over the
+experience's minibatches after training, for work that takes a gradient per minibatch, such as
+EWC's Fisher. The engine runs it as it runs ``train_step`` (one compiled step in a Python loop
+on CPU, where a convolution's gradient inside an XLA loop is 20-45x slower, see
+:mod:`jaxcl.training`), so ``end_experience`` should hold no loop over minibatches with a
+gradient in it. ``first`` is static: the first experience may train what later ones freeze.
 ``train_step`` metrics always hold ``loss``, ``accuracy``, ``cosine`` (task vs regulariser
 gradient; 0 where there is no regulariser) and ``grad_rel_diff`` (order-2 vs order-1 look-ahead
 gradient; 0 elsewhere), so that runs of different strategies log alike.
@@ -54,6 +60,19 @@ class Strategy(Protocol):
     def memory_bytes(self, state: PyTree) -> int:
         """Bytes kept against forgetting (32-bit), as in the study's memory table."""
         ...
+
+
+class Consolidating(Strategy, Protocol):
+    """A strategy with a consolidation pass after each experience's training.
+
+    After the last epoch of experience ``t`` the engine runs ``consolidate(state, batch, t, key)``
+    over one pass of the experience's minibatches (the training batch size, a fresh permutation,
+    one key per minibatch, no augmentation), then ``end_experience``, which finishes what the
+    pass gathered (EWC: the mean of the squared minibatch gradients).
+    """
+
+    def consolidate(self, state: PyTree, batch: Batch, task_id: jax.Array,
+                    key: jax.Array) -> PyTree: ...
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:

@@ -9,7 +9,9 @@ weighted by the diagonal Fisher information ``F_s`` at the parameters ``theta*_s
 as Avalanche's ``EWCPlugin`` (mode "separate") computes it, with ``F_s`` the mean over the
 experience's minibatches of the squared minibatch gradient. The sum over experiences is kept in
 a fixed size: ``A = sum_s F_s``, ``B = sum_s F_s theta*_s``, ``C = sum_s F_s theta*_s^2``, so that
-the penalty is ``sum_i A_i theta_i^2 - 2 B_i theta_i + C_i`` and the state does not grow.
+the penalty is ``sum_i A_i theta_i^2 - 2 B_i theta_i + C_i`` and the state does not grow. The
+engine's consolidation pass after training (:class:`jaxcl.strategies.base.Consolidating`) adds
+each minibatch's squared gradient (``consolidate``), and ``end_experience`` folds their mean in.
 """
 
 from __future__ import annotations
@@ -22,21 +24,26 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxcl.models import apply_model, split_variables
 from jaxcl.partial_hypernet import Batch
 from jaxcl.strategies.base import accuracy, adam_update, bytes32, cross_entropy, step_metrics
-from jaxcl.training import minibatch_indices
 
 PyTree = Any
 
 
 class FinetuneState(NamedTuple):
-    """``params`` of the multi-head network, Adam's state, and the EWC sums (zeros for Naive)."""
+    """``params`` of the multi-head network (``{"params": ...}``), Adam's state, the EWC sums
+    (zeros for Naive), and the normalisation statistics ``stats`` (``{}`` unless
+    ``norm="running"``)."""
 
     params: PyTree
     opt_state: PyTree
     fisher: PyTree  # A = sum_s F_s
     fisher_anchor: PyTree  # B = sum_s F_s theta*_s
     fisher_const: jax.Array  # sum of C = sum_s F_s theta*_s^2 over all entries
+    stats: PyTree = {}
+    fisher_sum: PyTree = None  # EWC, during its consolidation pass: sum_b g_b^2 (None for Naive)
+    fisher_steps: jax.Array | None = None  # the number of those minibatches b
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +53,8 @@ class Naive:
     Attributes:
       net: a :class:`jaxcl.models.MultiHeadClassifier`, applied as ``net.apply(params, x, t)``.
       optimizer: optax optimizer (the study: Adam, lr 1e-3), reset at each experience.
-      batch_size: minibatch size of the Fisher pass (EWC).
+      batch_size: the training minibatch size it was built for (EWC's Fisher pass is the
+        engine's consolidation pass, in the run's minibatches).
     """
 
     net: nn.Module
@@ -63,28 +71,31 @@ class Naive:
         return jnp.zeros(())
 
     def init(self, key, sample_x):
-        params = self.net.init(key, sample_x, 0)
+        params, stats = split_variables(self.net.init(key, sample_x, 0))
         zeros = jax.tree.map(jnp.zeros_like, params)
-        return FinetuneState(params, self.optimizer.init(params), zeros, zeros, jnp.zeros(()))
+        return FinetuneState(params, self.optimizer.init(params), zeros, zeros, jnp.zeros(()),
+                             stats)
 
     def begin_experience(self, state, task_id, key):
         return state._replace(opt_state=self.optimizer.init(state.params))
 
     def train_step(self, state, batch, task_id, key, *, first):
         def loss_fn(params):
-            logits = self.net.apply(params, batch.x, task_id)
+            logits, stats = apply_model(self.net, params, state.stats, batch.x, task_id,
+                                        train=True)
             ce = cross_entropy(logits, batch.y)
-            return ce + self._penalty(state, params), (ce, accuracy(logits, batch.y))
+            return ce + self._penalty(state, params), (ce, accuracy(logits, batch.y), stats)
 
-        grads, (ce, acc) = jax.grad(loss_fn, has_aux=True)(state.params)
+        grads, (ce, acc, stats) = jax.grad(loss_fn, has_aux=True)(state.params)
         params, opt_state = adam_update(self.optimizer, grads, state.opt_state, state.params)
-        return state._replace(params=params, opt_state=opt_state), step_metrics(ce, acc)
+        return (state._replace(params=params, opt_state=opt_state, stats=stats),
+                step_metrics(ce, acc))
 
     def end_experience(self, state, data, task_id, key):
         return state
 
     def logits(self, state, x, task_id):
-        return self.net.apply(state.params, x, task_id)
+        return apply_model(self.net, state.params, state.stats, x, task_id, train=False)[0]
 
     def memory_bytes(self, state):
         return 0
@@ -106,26 +117,39 @@ class EWC(Naive):
                             state.fisher_anchor, params)
         return self.ewc_lambda * (sum(jax.tree.leaves(quad)) + state.fisher_const)
 
-    def fisher(self, params: PyTree, data: Batch, task_id: jax.Array, key: jax.Array) -> PyTree:
-        """Diagonal empirical Fisher: mean over minibatches of the squared minibatch gradient."""
-        indices = minibatch_indices(key, data.x.shape[0], self.batch_size, 1)
+    def init(self, key, sample_x):
+        state = super().init(key, sample_x)
+        return state._replace(fisher_sum=jax.tree.map(jnp.zeros_like, state.params),
+                              fisher_steps=jnp.zeros(()))
 
-        def body(total, idx):
-            x, y = jnp.take(data.x, idx, axis=0), jnp.take(data.y, idx, axis=0)
-            g = jax.grad(lambda p: cross_entropy(self.net.apply(p, x, task_id), y))(params)
-            return jax.tree.map(lambda t, gi: t + gi * gi, total, g), None
+    def consolidate(self, state: FinetuneState, batch: Batch, task_id: jax.Array,
+                    key: jax.Array) -> FinetuneState:
+        """One minibatch ``b`` of the Fisher pass: ``fisher_sum += g_b^2``, with ``g_b`` the
+        gradient of the minibatch's mean cross-entropy at the parameters training ended with, the
+        network in evaluation mode as Avalanche's ``EWCPlugin.compute_importances`` puts it
+        (running statistics where ``norm="running"``; batch or instance statistics otherwise)."""
+        def ce(params):
+            logits = apply_model(self.net, params, state.stats, batch.x, task_id, train=False)[0]
+            return cross_entropy(logits, batch.y)
 
-        total, _ = jax.lax.scan(body, jax.tree.map(jnp.zeros_like, params), indices)
-        return jax.tree.map(lambda t: t / indices.shape[0], total)
+        g = jax.grad(ce)(state.params)
+        return state._replace(
+            fisher_sum=jax.tree.map(lambda t, gi: t + gi * gi, state.fisher_sum, g),
+            fisher_steps=state.fisher_steps + 1)
 
     def end_experience(self, state, data, task_id, key):
-        f = self.fisher(state.params, data, task_id, key)
+        """Fold ``F = fisher_sum / fisher_steps`` (the diagonal empirical Fisher: the mean over
+        the pass's minibatches of the squared minibatch gradient) into ``A``, ``B`` and ``C`` at
+        ``theta* = params``, and empty the pass's sums. Without a pass ``F`` is 0."""
+        f = jax.tree.map(lambda t: t / jnp.maximum(state.fisher_steps, 1.0), state.fisher_sum)
         p = state.params
         const = sum(jax.tree.leaves(jax.tree.map(lambda fi, pi: jnp.sum(fi * pi * pi), f, p)))
         return state._replace(
             fisher=jax.tree.map(jnp.add, state.fisher, f),
             fisher_anchor=jax.tree.map(lambda b, fi, pi: b + fi * pi, state.fisher_anchor, f, p),
             fisher_const=state.fisher_const + const,
+            fisher_sum=jax.tree.map(jnp.zeros_like, state.fisher_sum),
+            fisher_steps=jnp.zeros_like(state.fisher_steps),
         )
 
     def memory_bytes(self, state):

@@ -1,16 +1,34 @@
-"""Latent Replay LR-k: a frozen feature extractor and a class-balanced buffer of its features.
+"""Frozen-k and Latent Replay LR-k: a feature extractor frozen after the first experience.
 
-After the first experience the stem and the first ``k`` stages ``g_phi`` are frozen; a buffer of
-their output features (with labels and task ids) is replayed beside every new minibatch through
-the trainable rest of the network and its per-task heads::
+Both train one multi-head network; after the first experience the stem and the first ``k``
+stages ``g_phi`` are frozen, with their normalisation statistics, and only the rest and its
+per-task heads learn. Frozen-k (the study's Figure 4, the reference's ``FreezingNaive``) does
+nothing else. LR-k (Pellegrini et al. 2020, the reference's ``LatentReplay1``) also replays a
+class-balanced buffer of ``g_phi``'s features::
 
     L = L_CE(current batch) + c * L_CE(replayed batch)
 
-The buffer (Pellegrini et al. 2020; the study: 200 entries for CIFAR-100, 400 for Tiny-ImageNet)
-is class-balanced with a fixed capacity ``M``: after experience ``t`` every class seen so far holds
-``q = M // (classes seen)`` slots. Old classes keep their first ``q`` entries; each new class gets
-``q`` of its examples drawn at random. Slots of class ``c`` are ``c*q .. c*q + q - 1``, so the
-whole update is a fixed-shape scatter and compiles once.
+The current and the replayed minibatch go through the rest of the network in two passes, as in
+the reference, so that with batch statistics neither normalises the other.
+
+The buffer (the study: 200 entries for CIFAR-100, 400 for Tiny-ImageNet) is class-balanced with
+a fixed capacity ``M`` (Avalanche's ``ClassBalancedBuffer``): after experience ``t`` every class
+seen so far holds ``q = M // (classes seen)`` slots. Old classes keep their first ``q`` entries;
+each new class gets ``q`` of its examples drawn at random. Slots of class ``c`` are
+``c*q .. c*q + q - 1``, so the whole update is a fixed-shape scatter and compiles once.
+
+What the buffer stores is exactly ``g_phi(x)`` as the rest of the network will see it in every
+later step and in evaluation: ``g_phi`` is applied with ``train=False`` (running statistics as
+frozen at the end of the first experience, or per-sample statistics), and the examples are fed in
+a random order, so that with batch statistics no chunk is one class. The reference computes the
+features in evaluation mode too, but keeps ``g_phi`` in training mode afterwards: its running
+statistics keep moving and the current minibatch is normalised by its own statistics, so its
+stored and its live features differ; here ``g_phi`` is frozen whole.
+
+Replayed minibatches are drawn from the buffer without replacement, as the reference's shuffled
+``DataLoader(drop_last=True)`` over the buffer does: a random order of the valid entries is
+consumed ``n`` at a time and drawn anew when fewer than ``n`` remain (or at every step when the
+buffer holds fewer than ``n``; then the missing entries carry zero weight).
 """
 
 from __future__ import annotations
@@ -23,8 +41,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxcl.training import map_chunks
+from jaxcl.models import apply_model, split_variables
 from jaxcl.strategies.base import accuracy, adam_update, cross_entropy, step_metrics
+from jaxcl.training import map_chunks
 
 PyTree = Any
 
@@ -38,32 +57,154 @@ class ReplayBuffer(NamedTuple):
     valid: jax.Array
 
 
+class FrozenState(NamedTuple):
+    """``frozen``: ``phi`` (``{"params": ...}``, ``{}`` for k = 0); ``rest``: the rest and its
+    heads; ``*_stats``: their normalisation statistics (``{}`` unless ``norm="running"``)."""
+
+    frozen: PyTree
+    frozen_stats: PyTree
+    rest: PyTree
+    rest_stats: PyTree
+    opt_state: dict[str, PyTree]
+
+
 class ReplayState(NamedTuple):
-    frozen: PyTree  # phi
-    rest: PyTree  # the trainable rest and its heads
+    """:class:`FrozenState`'s fields, the buffer, and the replay order and position in it."""
+
+    frozen: PyTree
+    frozen_stats: PyTree
+    rest: PyTree
+    rest_stats: PyTree
     opt_state: dict[str, PyTree]
     buffer: ReplayBuffer
+    replay_order: jax.Array  # (M,) slots, the valid ones first in a random order
+    replay_pos: jax.Array  # minibatches of this order used so far
 
 
 @dataclasses.dataclass(frozen=True)
-class LatentReplay:
-    """LR-k.
+class Frozen:
+    """Frozen-k: fine-tune everything in the first experience, then only what follows ``g_phi``.
 
     Attributes:
-      frozen_net: ``g_phi`` (stem + first ``k`` stages), trained in the first experience only.
+      frozen_net: ``g_phi`` (stem + first ``k`` stages), or ``None`` for ``k = 0`` (then Frozen-0
+        is Naive fine-tuning).
       net: a :class:`jaxcl.models.MultiHeadClassifier` over ``g_phi``'s features.
       optimizer: optax optimizer, reset at each experience.
+    """
+
+    frozen_net: nn.Module | None
+    net: nn.Module
+    optimizer: optax.GradientTransformation
+    name: str = "frozen"
+
+    @property
+    def num_tasks(self) -> int:
+        """Task ids this strategy holds a head for: ``0 .. num_tasks - 1``."""
+        return self.net.num_tasks
+
+    def _features(self, frozen, frozen_stats, x, *, train):
+        if self.frozen_net is None:
+            return x, frozen_stats
+        return apply_model(self.frozen_net, frozen, frozen_stats, x, train=train)
+
+    def features(self, state: FrozenState, x: jax.Array) -> jax.Array:
+        """``g_phi(x)`` as every step after the first experience and evaluation see it."""
+        return self._features(state.frozen, state.frozen_stats, x, train=False)[0]
+
+    def _init_parts(self, key, sample_x):
+        k_frozen, k_rest = jax.random.split(key)
+        frozen, frozen_stats = ({}, {}) if self.frozen_net is None else split_variables(
+            self.frozen_net.init(k_frozen, sample_x))
+        feats = jax.eval_shape(lambda: self._features(frozen, frozen_stats, sample_x,
+                                                      train=False)[0])
+        rest, rest_stats = split_variables(
+            self.net.init(k_rest, jnp.zeros(feats.shape, feats.dtype), 0))
+        opt_state = {"frozen": self.optimizer.init(frozen), "rest": self.optimizer.init(rest)}
+        return FrozenState(frozen, frozen_stats, rest, rest_stats, opt_state), feats
+
+    def init(self, key, sample_x):
+        return self._init_parts(key, sample_x)[0]
+
+    def begin_experience(self, state, task_id, key):
+        opt_state = {"frozen": self.optimizer.init(state.frozen),
+                     "rest": self.optimizer.init(state.rest)}
+        return state._replace(opt_state=opt_state)
+
+    def _first_step(self, state, batch, task_id):
+        """Train ``phi`` and the rest together (batch statistics, running ones updated)."""
+        def loss_fn(params):
+            feats, frozen_stats = self._features(params["frozen"], state.frozen_stats, batch.x,
+                                                 train=True)
+            logits, rest_stats = apply_model(self.net, params["rest"], state.rest_stats, feats,
+                                             task_id, train=True)
+            return cross_entropy(logits, batch.y), (accuracy(logits, batch.y), frozen_stats,
+                                                    rest_stats)
+
+        params = {"frozen": state.frozen, "rest": state.rest}
+        (loss, (acc, frozen_stats, rest_stats)), grads = jax.value_and_grad(
+            loss_fn, has_aux=True)(params)
+        new, opt_state = {}, {}
+        for part in params:
+            new[part], opt_state[part] = adam_update(
+                self.optimizer, grads[part], state.opt_state[part], params[part])
+        state = state._replace(frozen=new["frozen"], frozen_stats=frozen_stats, rest=new["rest"],
+                               rest_stats=rest_stats, opt_state=opt_state)
+        return state, step_metrics(loss, acc)
+
+    def _later_step(self, state, batch, task_id, replay=None):
+        """Train the rest on ``g_phi``'s features, a constant (``phi`` is frozen); ``replay``:
+        ``(features, labels, task_ids, weights)`` of a replayed minibatch, weighted by ``c``."""
+        feats = self.features(state, batch.x)
+
+        def loss_fn(rest):
+            logits, stats = apply_model(self.net, rest, state.rest_stats, feats, task_id,
+                                        train=True)
+            ce = cross_entropy(logits, batch.y)
+            loss = ce
+            if replay is not None:
+                r_feats, r_labels, r_tasks, r_weights = replay
+                r_logits, stats = apply_model(self.net, rest, stats, r_feats, r_tasks,
+                                              train=True)
+                per_example = optax.softmax_cross_entropy_with_integer_labels(r_logits, r_labels)
+                replayed = jnp.sum(r_weights * per_example) / jnp.maximum(r_weights.sum(), 1.0)
+                loss = ce + self.replay_coef * replayed
+            return loss, (ce, accuracy(logits, batch.y), stats)
+
+        grads, (ce, acc, stats) = jax.grad(loss_fn, has_aux=True)(state.rest)
+        rest, rest_opt = adam_update(self.optimizer, grads, state.opt_state["rest"], state.rest)
+        state = state._replace(rest=rest, rest_stats=stats,
+                               opt_state={**state.opt_state, "rest": rest_opt})
+        return state, step_metrics(ce, acc)
+
+    def train_step(self, state, batch, task_id, key, *, first):
+        if first:
+            return self._first_step(state, batch, task_id)
+        return self._later_step(state, batch, task_id)
+
+    def end_experience(self, state, data, task_id, key):
+        return state
+
+    def logits(self, state, x, task_id):
+        return apply_model(self.net, state.rest, state.rest_stats, self.features(state, x),
+                           task_id, train=False)[0]
+
+    def memory_bytes(self, state):
+        return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentReplay(Frozen):
+    """LR-k: :class:`Frozen` plus replay of a class-balanced buffer of ``g_phi``'s features.
+
+    Attributes:
       classes_per_task: classes in every experience (labels ``0 .. C-1``).
       memory_size: buffer capacity ``M``.
       replay_coef: ``c``.
-      replay_batch_size: replayed examples per step (drawn with replacement from the buffer).
+      replay_batch_size: replayed examples per step ``n``, drawn without replacement.
       feature_batch_size: minibatch of the pass that fills the buffer.
     """
 
-    frozen_net: nn.Module
-    net: nn.Module
-    optimizer: optax.GradientTransformation
-    classes_per_task: int
+    classes_per_task: int = 2
     memory_size: int = 200
     replay_coef: float = 1.0
     replay_batch_size: int = 64
@@ -78,70 +219,42 @@ class LatentReplay:
         if not self.replay_coef >= 0:
             raise ValueError(f"replay_coef must be >= 0, got {self.replay_coef!r}")
 
-    @property
-    def num_tasks(self) -> int:
-        """Task ids this strategy holds a head for: ``0 .. num_tasks - 1``."""
-        return self.net.num_tasks
-
     def init(self, key, sample_x):
-        k_frozen, k_rest = jax.random.split(key)
-        frozen = self.frozen_net.init(k_frozen, sample_x)
-        feats = jax.eval_shape(self.frozen_net.apply, frozen, sample_x)
-        rest = self.net.init(k_rest, jnp.zeros(feats.shape, feats.dtype), 0)
+        base, feats = self._init_parts(key, sample_x)
         m = self.memory_size
         buffer = ReplayBuffer(jnp.zeros((m, *feats.shape[1:]), feats.dtype),
                               jnp.zeros((m,), jnp.int32), jnp.zeros((m,), jnp.int32),
                               jnp.zeros((m,), bool))
-        opt_state = {"frozen": self.optimizer.init(frozen), "rest": self.optimizer.init(rest)}
-        return ReplayState(frozen, rest, opt_state, buffer)
+        return ReplayState(*base, buffer, jnp.arange(m, dtype=jnp.int32), jnp.int32(0))
 
-    def begin_experience(self, state, task_id, key):
-        opt_state = {"frozen": self.optimizer.init(state.frozen),
-                     "rest": self.optimizer.init(state.rest)}
-        return state._replace(opt_state=opt_state)
+    def replay_indices(self, state: ReplayState, key: jax.Array):
+        """The next replayed minibatch: ``(slots, weights, order, pos)``, the order drawn anew
+        from ``key`` when this one has fewer than ``n`` entries left."""
+        n, m = self.replay_batch_size, self.memory_size
+        count = jnp.sum(state.buffer.valid)
+        exhausted = state.replay_pos >= jnp.maximum(count // n, 1)
+        order = jnp.where(exhausted, _valid_first(key, state.buffer.valid), state.replay_order)
+        pos = jnp.where(exhausted, 0, state.replay_pos)
+        at = pos * n + jnp.arange(n)
+        return order[at % m], (at < count).astype(jnp.float32), order, pos + 1
 
     def train_step(self, state, batch, task_id, key, *, first):
-        if first:  # train phi and the rest together, nothing to replay yet
-            def loss_fn(params):
-                feats = self.frozen_net.apply(params["frozen"], batch.x)
-                logits = self.net.apply(params["rest"], feats, task_id)
-                return cross_entropy(logits, batch.y), accuracy(logits, batch.y)
-
-            params = {"frozen": state.frozen, "rest": state.rest}
-            (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-            new, opt_state = {}, {}
-            for part in params:
-                new[part], opt_state[part] = adam_update(
-                    self.optimizer, grads[part], state.opt_state[part], params[part])
-            state = state._replace(frozen=new["frozen"], rest=new["rest"], opt_state=opt_state)
-            return state, step_metrics(loss, acc)
-
+        if first:  # nothing to replay yet
+            return self._first_step(state, batch, task_id)
+        slots, weights, order, pos = self.replay_indices(state, key)
         buf = state.buffer
-        n = self.replay_batch_size
-        idx = jax.random.choice(key, buf.valid.shape[0], (n,), p=buf.valid / buf.valid.sum())
-        feats = self.frozen_net.apply(state.frozen, batch.x)  # a constant: phi is frozen
-        x = jnp.concatenate([feats, buf.features[idx]])
-        tasks = jnp.concatenate([jnp.broadcast_to(task_id, batch.y.shape), buf.task_ids[idx]])
-        b = batch.y.shape[0]
+        replay = (buf.features[slots], buf.labels[slots], buf.task_ids[slots], weights)
+        state, metrics = self._later_step(state, batch, task_id, replay)
+        return state._replace(replay_order=order, replay_pos=pos), metrics
 
-        def loss_fn(rest):
-            logits = self.net.apply(rest, x, tasks)
-            ce = cross_entropy(logits[:b], batch.y)
-            replay = cross_entropy(logits[b:], buf.labels[idx])
-            return ce + self.replay_coef * replay, (ce, accuracy(logits[:b], batch.y))
-
-        grads, (ce, acc) = jax.grad(loss_fn, has_aux=True)(state.rest)
-        rest, rest_opt = adam_update(self.optimizer, grads, state.opt_state["rest"], state.rest)
-        opt_state = {**state.opt_state, "rest": rest_opt}
-        return state._replace(rest=rest, opt_state=opt_state), step_metrics(ce, acc)
-
-    def features(self, frozen: PyTree, x: jax.Array) -> jax.Array:
-        """``g_phi(x)`` in minibatches of ``feature_batch_size`` (the remainder as one more)."""
-        return map_chunks(lambda xb: self.frozen_net.apply(frozen, xb), x,
-                          self.feature_batch_size)
+    def buffer_features(self, state: ReplayState, x: jax.Array) -> jax.Array:
+        """:meth:`features` in minibatches of ``feature_batch_size`` (the remainder as one more);
+        ``x`` should be in a random order (batch statistics see mixed chunks)."""
+        return map_chunks(lambda xb: self.features(state, xb), x, self.feature_batch_size)
 
     def end_experience(self, state, data, task_id, key):
         """Rebalance the buffer for the classes seen so far and add this experience's classes."""
+        k_perm, k_order = jax.random.split(key)
         buf, m, c = state.buffer, self.memory_size, self.classes_per_task
         seen = (task_id + 1) * c
         q_old = m // jnp.maximum(task_id * c, 1)
@@ -151,14 +264,15 @@ class LatentReplay:
         rank = jnp.arange(m) - cls * q_old
         keep = buf.valid & (rank < q_new)
         pos_old = jnp.where(keep, cls * q_new + rank, m)
-        # New entries: a random permutation, grouped by label (stable), first q_new of each.
-        perm = jax.random.permutation(key, data.y.shape[0])
-        order = perm[jnp.argsort(data.y[perm], stable=True)]
-        labels = data.y[order]
+        # New entries: features of a random permutation, then grouped by label (stable), the
+        # first q_new of each class kept.
+        perm = jax.random.permutation(k_perm, data.y.shape[0])
+        feats_perm = self.buffer_features(state, data.x[perm])
+        by_label = jnp.argsort(data.y[perm], stable=True)
+        feats, labels = feats_perm[by_label], data.y[perm][by_label]
         start = jnp.searchsorted(labels, labels, side="left")
         rank_new = jnp.arange(labels.shape[0]) - start
         pos_new = jnp.where(rank_new < q_new, (task_id * c + labels) * q_new + rank_new, m)
-        feats = self.features(state.frozen, data.x[order])
 
         def scatter(old, new, fill):
             out = jnp.full_like(old, fill)
@@ -171,10 +285,14 @@ class LatentReplay:
             scatter(buf.task_ids, jnp.broadcast_to(task_id, labels.shape), 0),
             scatter(buf.valid, jnp.ones(labels.shape, bool), False),
         )
-        return state._replace(buffer=buffer)
-
-    def logits(self, state, x, task_id):
-        return self.net.apply(state.rest, self.frozen_net.apply(state.frozen, x), task_id)
+        return state._replace(buffer=buffer, replay_order=_valid_first(k_order, buffer.valid),
+                              replay_pos=jnp.int32(0))
 
     def memory_bytes(self, state):
         return 4 * int(state.buffer.features.size)
+
+
+def _valid_first(key: jax.Array, valid: jax.Array) -> jax.Array:
+    """Slot indices with the valid ones first, in a random order."""
+    return jnp.argsort(jnp.where(valid, jax.random.uniform(key, valid.shape), 2.0)).astype(
+        jnp.int32)
