@@ -130,3 +130,31 @@ def test_augment_flag_reaches_training(tmp_path):
     assert augmented["config"]["augment"] is True and plain["config"]["augment"] is False
     assert (augmented["strategies"]["Naive"]["accuracy_matrix"]
             != plain["strategies"]["Naive"]["accuracy_matrix"])
+
+
+def test_defaults_are_the_papers_settings():
+    """Hemati et al. 2023, Sec. 4 / App. A and the reference implementation: Adam 1e-3, batch 64,
+    100 epochs, crop + flip, embedding 32 -> 50 -> 32, d = 32, lambda 0.5, first order (Table 2),
+    EWC lambda 1, buffers 200 / 400 with c = 1, each strategy's reference normalisation."""
+    from experiments import first_vs_second_order, freeze_depth, split_benchmark
+    from jaxcl.hypernet import HypernetConfig
+
+    config = split_benchmark.Config()
+    paper = {"epochs": 100, "batch_size": 64, "learning_rate": 1e-3, "augment": True,
+             "order": 1, "coef": 0.5, "chunk_dim": 32, "ewc_lambda": 1.0, "norm": "reference",
+             "nf": 20, "model": "resnet"}
+    assert {name: getattr(config, name) for name in paper} == paper
+    assert config.strategy("LR-2").memory_size == 200
+    tiny = split_benchmark.Config(benchmark="split_tinyimagenet", strategies=("LR-2",))
+    assert tiny.strategy("LR-2").memory_size == 400
+    hn = config.strategy("HN-2")
+    assert (hn.embedding_dim, hn.chunk_dim, hn.order, hn.coef, hn.replay_coef) == (32, 32, 1, 0.5, 1.0)
+    assert HypernetConfig(num_tasks=2).hidden == (50, 32)
+    # Figure 4 trains the plain ResNet with frozen blocks by default; HN-k beside it on request.
+    assert freeze_depth.Config().labels() == ("Frozen-0", "Frozen-1", "Frozen-2", "Frozen-3",
+                                              "Frozen-4")
+    assert freeze_depth.Config(kinds=("Frozen", "HN"), depths=(0, 2)).labels() == (
+        "Frozen-0", "Frozen-2", "HN-F", "HN-2")
+    with pytest.raises(ValueError, match="kinds"):
+        freeze_depth.Config(kinds=("LR",))
+    assert first_vs_second_order.Config().epochs == 100
