@@ -104,6 +104,8 @@ def lines(x, ys: dict[str, np.ndarray], xlabel: str, ylabel: str, title: str) ->
     ax = fig.subplots()
     for name, values in ys.items():
         ax.plot(x, np.asarray(values), marker="o", label=name)
+    if all(isinstance(v, (int, np.integer)) for v in x):  # depths, experiences: no 0.5 ticks
+        ax.set_xticks(list(x))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
