@@ -15,6 +15,7 @@ from typing import Any
 import jax
 
 from jaxcl import results
+from jaxcl.checkpoints import content_digest
 from jaxcl.data.augment import random_crop_flip
 from jaxcl.engine import stackable, train_seeds
 from jaxcl.event_logs import summary_writer
@@ -90,6 +91,7 @@ def run_strategies(
     checkpoint_epochs: int = 0,
     tensorboard: pathlib.Path | None = None,
     steps_in: str = "auto",
+    options: dict[str, Any] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[int, dict]]]:
     """Train every strategy on the stream of every seed (same stream and init key per seed).
 
@@ -98,7 +100,10 @@ def run_strategies(
     ``checkpoints``: the folder of the run's checkpoints, one subfolder per strategy (and seed
     group), after every experience and every ``checkpoint_epochs`` epochs (0: only after
     experiences); a killed run started again resumes from them. ``tensorboard``: a folder for event
-    files, ``<label>/seed_<seed>`` (:mod:`jaxcl.event_logs`). Returns ``(records, steps)``:
+    files, ``<label>/seed_<seed>`` (:mod:`jaxcl.event_logs`). A checkpoint's fingerprint holds
+    the strategy's settings, ``options`` (the run's other settings that can change a number) and
+    the content hash of every seed's stream, so that resuming another run's checkpoints is
+    refused. Returns ``(records, steps)``:
     :func:`jaxcl.results.strategy_record` per label, and the per-step logs
     ``steps[label][seed]``.
     """
@@ -107,6 +112,7 @@ def run_strategies(
     groups = [list(range(len(seeds)))] if together else [[i] for i in range(len(seeds))]
     if seeds_together and not together:
         print("  the seeds' streams differ in shape: training them one after another", flush=True)
+    digests = [content_digest(stream) for stream in streams] if checkpoints is not None else []
     per_seed = {label: [] for label in strategies}
     steps: dict[str, dict[int, dict]] = {label: {} for label in strategies}
     for label, config in strategies.items():
@@ -123,7 +129,9 @@ def run_strategies(
                 label=f"{label} seeds {group_seeds}", devices=devices,
                 augment=random_crop_flip if augment else None,
                 checkpoint_dir=None if checkpoints is None else checkpoints / name,
-                checkpoint_epochs=checkpoint_epochs, run_name=repr(config), steps_in=steps_in)
+                checkpoint_epochs=checkpoint_epochs, run_name=label, steps_in=steps_in,
+                settings={"strategy": dataclasses.asdict(config), "options": options or {},
+                          "data": [digests[i] for i in group] if digests else []})
             for seed, result in zip(group_seeds, seed_results):
                 record = results.seed_record(seed, result)
                 per_seed[label].append(record)
@@ -298,6 +306,19 @@ class RunSettings:
         """The strategy labels the module trains (overridden by modules)."""
         return ()
 
+    NO_EFFECT: typing.ClassVar[tuple[str, ...]] = (
+        "data_dir", "manual_dir", "checkpoint_epochs", "tensorboard", "progress")
+    """Settings that cannot change a number: where the data are read from (their content is
+    fingerprinted instead), how often checkpoints are taken (a resumed run ends bitwise equal to
+    an uninterrupted one), event files and progress bars."""
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Every shared setting that can change a number (all of :class:`RunSettings` but
+        ``NO_EFFECT``; a module's own fields choose strategies, whose settings the checkpoint
+        holds apart): part of every checkpoint's fingerprint (:func:`run_strategies`)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(RunSettings)
+                if f.name not in self.NO_EFFECT}
+
     def strategy(self, label: str, **overrides) -> StrategyConfig:
         """The :class:`StrategyConfig` for ``label`` with these settings."""
         shared = {name: getattr(self, name) for name in (
@@ -315,6 +336,7 @@ class RunSettings:
                               progress=self.progress, augment=self.augment,
                               devices=self.devices, seeds_together=self.seeds_together,
                               checkpoint_epochs=self.checkpoint_epochs, steps_in=self.steps_in,
+                              options=self.fingerprint(),
                               checkpoints=None if out is None else
                               pathlib.Path(out) / results.CHECKPOINTS,
                               tensorboard=pathlib.Path(out) / "tensorboard"

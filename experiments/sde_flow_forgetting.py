@@ -47,6 +47,7 @@ import dataclasses
 import functools
 import pathlib
 import sys
+import typing
 from typing import Any
 
 import jax
@@ -55,6 +56,7 @@ import numpy as np
 from experiments.common import default_out, markdown_table, parse_config
 from jaxcl import plots, results
 from jaxcl import sde_flow_cl as cl
+from jaxcl.checkpoints import content_digest
 from jaxcl.data.synthetic import point_tasks
 from jaxcl.event_logs import summary_writer, write_study_events
 from jaxcl.models.sde_flow import SdeFlowConfig
@@ -102,6 +104,16 @@ class Config:
     checkpoint_epochs: int = 0
     tensorboard: bool = False
     progress: bool = True
+
+    NO_EFFECT: typing.ClassVar[tuple[str, ...]] = (
+        "variants", "checkpoint_epochs", "tensorboard", "progress")
+    """Settings that cannot change a variant's numbers: which variants run (each checkpoints
+    apart), how often checkpoints are taken (resumes are bitwise equal), event files, progress."""
+
+    def fingerprint(self) -> dict:
+        """Every setting that can change a number, for the checkpoints' fingerprint."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in self.NO_EFFECT}
 
     def __post_init__(self):
         if not self.seeds:
@@ -228,6 +240,7 @@ def run(config: Config, out) -> dict:
     seeds = list(config.seeds)
     programs = _programs(len(seeds), config.devices)
     tasks = [config.tasks(seed) for seed in seeds]
+    data = [content_digest(t) for t in tasks]
     runs: dict[str, list[tuple[int, cl.StudyRun]]] = {}
     for name in config.variants:
         def report(t, m, name=name):
@@ -242,7 +255,8 @@ def run(config: Config, out) -> dict:
                                  devices=config.devices,
                                  checkpoint_dir=out / results.CHECKPOINTS / name,
                                  checkpoint_epochs=config.checkpoint_epochs,
-                                 run_name=repr(variant))
+                                 run_name=repr(variant), settings={
+                                     "options": config.fingerprint(), "data": data})
         runs[name] = list(zip(seeds, seed_runs))
         for seed, result in runs[name]:
             print(f"  {name} seed {seed}: forgetting t0 {result.forgetting_t0:+.4f}, mean "

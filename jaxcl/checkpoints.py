@@ -9,12 +9,15 @@ exactly what the uninterrupted run did from experience ``i + 1`` on.
 
 Orbax writes each checkpoint to a temporary folder and renames it into place, so a run killed
 while saving leaves the previous checkpoint intact. A ``fingerprint`` (the strategy, seeds, shapes
-and settings of the run) is saved with every checkpoint; restoring into a run with another
-fingerprint is refused rather than mixing two runs.
+and settings of the run, and the experiment modules' every setting that can change a number and
+a content hash of the data) is saved with every checkpoint; restoring into a run with another
+fingerprint is refused, naming each entry that differs, rather than mixing two runs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import pathlib
 from typing import Any
 
@@ -62,10 +65,11 @@ class RunCheckpoints:
             return None
         meta = self.manager.restore(position, args=ocp.args.Composite(
             meta=ocp.args.JsonRestore()))["meta"]
-        if meta.get("fingerprint") != self.fingerprint:
+        saved = meta.get("fingerprint")
+        if saved != _jsonable(self.fingerprint):
             raise CheckpointMismatchError(
-                f"{self.directory} holds checkpoints of another run "
-                f"({meta.get('fingerprint')}); this run is {self.fingerprint}. Use another "
+                f"{self.directory} holds checkpoints of another run; it differs in "
+                f"{fingerprint_diff(saved or {}, _jsonable(self.fingerprint))}. Use another "
                 "--out folder, or delete the checkpoints to start again.")
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         tree = self.manager.restore(position, args=ocp.args.Composite(
@@ -74,6 +78,41 @@ class RunCheckpoints:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def content_digest(tree: PyTree) -> str:
+    """A content hash of a pytree (each leaf's shape, dtype and bytes, in order): the data's
+    identity in a run's fingerprint, so that a resumed run refuses checkpoints trained on other
+    data (e.g. a stream built with other options)."""
+    h = hashlib.blake2b(digest_size=16)
+    for leaf in jax.tree.leaves(tree):
+        a = np.asarray(leaf)
+        h.update(repr((a.shape, str(a.dtype))).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _jsonable(tree: Any) -> Any:
+    """``tree`` as its JSON round trip gives it back (tuples become lists), for comparing."""
+    return json.loads(json.dumps(tree))
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out = {}
+        for k, v in tree.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def fingerprint_diff(saved: dict[str, Any], current: dict[str, Any]) -> str:
+    """The entries in which two fingerprints differ, ``name: saved -> current``, ``;``-joined."""
+    a, b = _flat(saved), _flat(current)
+    missing = "(absent)"
+    diffs = [f"{k}: {a.get(k, missing)!r} in the checkpoint, {b.get(k, missing)!r} now"
+             for k in sorted(set(a) | set(b)) if a.get(k, missing) != b.get(k, missing)]
+    return "; ".join(diffs) if diffs else "nothing visible (a fingerprint of another layout)"
 
 
 def resume(directory: str | pathlib.Path, fingerprint: dict[str, Any], record: PyTree, *,

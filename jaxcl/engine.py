@@ -183,6 +183,7 @@ def train_seeds(
     checkpoint_epochs: int = 0,
     run_name: str | None = None,
     steps_in: str = "auto",
+    settings: dict[str, Any] | None = None,
 ) -> list[StreamResult]:
     """Train ``strategy`` on every experience of each stream in order, evaluating on all after
     each; stream ``s`` with ``keys[s]``, all seeds in one vmapped program.
@@ -195,7 +196,9 @@ def train_seeds(
     ``checkpoint_dir`` the run is checkpointed after every experience (:mod:`jaxcl.checkpoints`),
     and also after every ``checkpoint_epochs`` epochs inside one when that is positive, and resumes from the latest checkpoint there, if that is of the same run: the same
     ``run_name`` (default: the strategy's type; pass its settings, e.g. the ``StrategyConfig``'s
-    repr), seeds' keys, shapes, epochs, batch size and loop. A non-finite loss raises
+    repr), seeds' keys, shapes, epochs, batch size and loop, and ``settings`` (any JSON-able
+    description of what else can change a number, e.g. the experiment's options and the data's
+    content hash; a refusal names each entry that differs). A non-finite loss raises
     :class:`NonFiniteError` naming the experience, step and seed.
 
     ``steps_in`` is the loop over an epoch's minibatches (:mod:`jaxcl.training`): ``"python"`` (a
@@ -257,7 +260,7 @@ def train_seeds(
             "run": run_name or type(strategy).__name__, "seeds": seeds,
             "shapes": [list(e.x_train.shape) for e in stream], "epochs": epochs,
             "batch_size": batch_size, "keys": np.asarray(jax.random.key_data(keys)).tolist(),
-            "steps_in": steps_in},
+            "steps_in": steps_in, "settings": settings or {}},
             record, epochs=epochs, message=label if progress else None)
     compile_s = init_s + compiled_before_s
 

@@ -519,7 +519,8 @@ def run_tasks(variant: Variant, tasks: PointTasks, key: jax.Array, *,
 def run_seeds(variant: Variant, tasks: Sequence[PointTasks], keys: Sequence[jax.Array], *,
               programs: Programs | None = None, progress=None, label: str | None = None,
               devices: int = 1, checkpoint_dir: str | pathlib.Path | None = None,
-              checkpoint_epochs: int = 0, run_name: str | None = None) -> list[StudyRun]:
+              checkpoint_epochs: int = 0, run_name: str | None = None,
+              settings: dict | None = None) -> list[StudyRun]:
     """Train ``variant`` on every task in order, evaluating all tasks after each; benchmark
     ``tasks[s]`` with ``keys[s]``, every seed in one vmapped program.
 
@@ -535,8 +536,9 @@ def run_seeds(variant: Variant, tasks: Sequence[PointTasks], keys: Sequence[jax.
       devices: data-parallel over this many devices (:mod:`jaxcl.parallel`).
       checkpoint_dir: checkpoint after every task there (and every ``checkpoint_epochs`` epochs
         inside one when positive), and resume from the latest checkpoint of the same run: the
-        same ``run_name`` (default: ``repr(variant)``), keys and shapes
-        (:func:`jaxcl.checkpoints.resume`).
+        same ``run_name`` (default: ``repr(variant)``), keys and shapes, and ``settings`` (any
+        JSON-able description of what else can change a number: the study's options, the data's
+        content hash) (:func:`jaxcl.checkpoints.resume`).
 
     A non-finite loss raises :class:`jaxcl.training.NonFiniteError` naming the task, step and
     seed.
@@ -589,7 +591,8 @@ def run_seeds(variant: Variant, tasks: Sequence[PointTasks], keys: Sequence[jax.
         saver, record, (first_task, first_epoch), compiled_earlier = resume(
             checkpoint_dir, {"run": run_name or repr(variant),
                              "keys": np.asarray(jax.random.key_data(jnp.stack(keys))).tolist(),
-                             "shapes": [list(x_train.shape), list(x_test.shape)]},
+                             "shapes": [list(x_train.shape), list(x_test.shape)],
+                             "settings": settings or {}},
             record, epochs=variant.epochs, message=label)
     state = record["state"]
     record["times"][0] += init_s if first_task == 0 and first_epoch == 0 else 0.0

@@ -74,7 +74,8 @@ def test_engine_resumes_from_a_checkpoint_to_the_same_numbers(tmp_path):
     np.testing.assert_array_equal(resumed.accuracy_matrix, plain.accuracy_matrix)
     for name, values in plain.step_metrics.items():
         np.testing.assert_array_equal(resumed.step_metrics[name], values, err_msg=name)
-    with pytest.raises(ValueError, match="holds checkpoints of another run"):
+    with pytest.raises(ValueError, match="holds checkpoints of another run; it differs in "
+                                         "epochs: 2 in the checkpoint, 3 now. Use another"):
         train_stream(strategy, stream, checkpoint_dir=tmp_path, **{**kw, "epochs": 3})
 
 
@@ -243,3 +244,67 @@ def test_tensorboard_without_its_writer_is_refused_before_any_work(tmp_path, mon
     assert cli.main(["run", "sde_flow_forgetting", "--quick", "--tensorboard", "--out",
                      str(tmp_path / "cli")]) == 1
     assert "jaxcl[tensorboard]" in capsys.readouterr().err
+
+
+def test_every_option_that_can_change_a_number_is_in_the_fingerprint(tmp_path):
+    """A checkpoint of another run is refused, naming each option that differs, old and new, for
+    every option of the study modules; the options that cannot change a number are left out."""
+    from experiments import split_benchmark
+    from jaxcl.checkpoints import CheckpointMismatchError, RunCheckpoints
+
+    config = split_benchmark.Config()
+    options = config.fingerprint()
+    shared = {f.name for f in __import__("dataclasses").fields(type(config).__mro__[1])}
+    assert set(options) == shared - {"data_dir", "manual_dir", "checkpoint_epochs",
+                                     "tensorboard", "progress"}
+    tree = {"w": jnp.zeros(3)}
+    for i, (name, value) in enumerate(sorted(options.items())):
+        other = (not value if isinstance(value, bool) else value + (7,)
+                 if isinstance(value, tuple) else value + "x" if isinstance(value, str)
+                 else value + 1)
+        saver = RunCheckpoints(tmp_path / str(i), {"settings": {"options": options}}, epochs=1)
+        saver.save(0, 0, tree, compile_s=0.0)
+        saver.close()
+        changed = RunCheckpoints(tmp_path / str(i),
+                                 {"settings": {"options": {**options, name: other}}}, epochs=1)
+        with pytest.raises(CheckpointMismatchError) as refused:
+            changed.restore(tree)
+        changed.close()
+        message = str(refused.value)
+        assert f"settings.options.{name}: " in message, message
+        assert repr(json_round(value)) in message and repr(json_round(other)) in message
+        assert message.count(" in the checkpoint, ") == 1  # only that option
+
+
+def json_round(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def test_a_rerun_with_other_data_options_is_refused_and_one_without_resumes(tmp_path):
+    """The issue's case: an unfinished run's folder, rerun with another --noise or --augment, used
+    to finish with the first run's numbers under the new config.json."""
+    import shutil
+
+    from experiments import split_benchmark
+    from jaxcl.checkpoints import CheckpointMismatchError
+
+    argv = ["--quick", "--strategies", "Naive", "--no-progress", "--out", str(tmp_path / "run")]
+    first = split_benchmark.main(argv)
+    for item in (tmp_path / "run").iterdir():  # leave an unfinished run: its checkpoints alone
+        if item.name != "checkpoints":
+            item.unlink()
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"differs in settings\.data: \['[0-9a-f]+'\] in the checkpoint, "
+                             r"\['[0-9a-f]+'\] now; settings\.options\.noise: 1\.0 in the "
+                             r"checkpoint, 2\.0 now\. Use another"):
+        split_benchmark.main([*argv, "--noise", "2.0"])
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"differs in settings\.options\.augment: False in the "
+                             r"checkpoint, True now\. Use another"):
+        split_benchmark.main([*argv, "--augment"])
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    # What cannot change a number may change: the run resumes and ends with the same numbers.
+    again = split_benchmark.main([*argv, "--progress", "--checkpoint-epochs", "1"])
+    assert again["strategies"]["Naive"]["accuracy_matrix"] == first["strategies"]["Naive"][
+        "accuracy_matrix"]
+    shutil.rmtree(tmp_path / "run")

@@ -160,3 +160,21 @@ def test_the_study_writes_every_file_and_resumes_where_a_killed_run_left_off(tmp
     assert (plain_out / "steps.csv").read_text() == (out / "steps.csv").read_text()
     with pytest.raises(FileExistsError, match="holds a finished run"):
         study.main([*argv, "--out", str(out)])
+
+
+def test_the_main_jobs_fingerprint_holds_every_option_and_the_data():
+    """The main job's checkpoints carry every option that can change a number and the content
+    hash of its tasks, so a rerun with another --noise (data) or --nll (loss) into an unfinished
+    run's folder is refused (the refusal itself: tests/test_resume.py)."""
+    from experiments import sde_flow_forgetting as study
+    from jaxcl.checkpoints import content_digest
+
+    config = study.Config()
+    fields = {f.name for f in dataclasses.fields(config)}
+    assert set(config.fingerprint()) == fields - {"variants", "checkpoint_epochs", "tensorboard",
+                                                  "progress"}
+    noisier = dataclasses.replace(config, noise=0.1)
+    assert config.fingerprint()["noise"] == 0.05 and noisier.fingerprint()["noise"] == 0.1
+    assert content_digest(config.tasks(0)) == content_digest(config.tasks(0))
+    assert content_digest(config.tasks(0)) != content_digest(noisier.tasks(0))
+    assert content_digest(config.tasks(0)) != content_digest(config.tasks(1))
