@@ -282,6 +282,12 @@ class RunSettings:
 
         if not self.seeds:
             raise ValueError("seeds must name at least one seed")
+        repeated = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
+        if repeated:
+            raise ValueError(f"seeds {list(self.seeds)} name {repeated} more than once; a seed "
+                             "trained twice gives the same numbers twice (a false '± 0')")
+        if not self.hidden or any(not (isinstance(w, int) and w >= 1) for w in self.hidden):
+            raise ValueError(f"hidden must be one or more positive widths, got {list(self.hidden)}")
         for name in ("epochs", "batch_size", "eval_batch_size", "image_size"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):

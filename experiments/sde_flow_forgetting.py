@@ -317,4 +317,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from jaxcl.cli import run_main
+
+    sys.exit(run_main(main, NAME, sys.argv[1:]))

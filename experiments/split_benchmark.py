@@ -71,4 +71,6 @@ def run(config: Config, out=None) -> dict:
 main = module_main(NAME, Config, QUICK, run, __doc__)
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from jaxcl.cli import run_main
+
+    sys.exit(run_main(main, NAME, sys.argv[1:]))

@@ -32,6 +32,20 @@ class CheckpointMismatchError(ValueError):
     """The checkpoint folder holds a run other than the one being resumed."""
 
 
+class CheckpointCorruptError(OSError):
+    """No checkpoint of the run's folder restores."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a checkpointed run: its message says what is kept and how to go on."""
+
+
+def _skip(directory: pathlib.Path, position: int, error: Exception) -> None:
+    first = (str(error).strip().splitlines() or [""])[0][:160]
+    print(f"checkpoint {position} in {directory} does not restore ({type(error).__name__}: "
+          f"{first}); trying the one before it", flush=True)
+
+
 class RunCheckpoints:
     """Checkpoints of one run of ``epochs`` epochs per experience in ``directory``, one per
     finished experience or epoch (the last two kept).
@@ -47,9 +61,11 @@ class RunCheckpoints:
         self.directory = pathlib.Path(directory).absolute()
         self.fingerprint = fingerprint
         self.epochs = epochs
+        self.saved: tuple[int, int] | None = None  # (experience, epoch) of the newest checkpoint
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True,
+                                                 cleanup_tmp_directories=True,
                                                  enable_async_checkpointing=False))
 
     def save(self, experience: int, epoch: int, tree: PyTree, *, compile_s: float) -> None:
@@ -58,23 +74,47 @@ class RunCheckpoints:
         self.manager.save(experience * self.epochs + epoch, args=ocp.args.Composite(
             tree=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)))
         self.manager.wait_until_finished()
+        self.saved = (experience, epoch)
+
+    def interrupted(self) -> RunInterrupted:
+        """The one-line report of a Ctrl-C: where the run's checkpoint is, how to resume."""
+        where = ("no checkpoint yet" if self.saved is None else
+                 f"after experience {self.saved[0]}, epoch {self.saved[1]}")
+        return RunInterrupted(f"interrupted; the checkpoint ({where}) is kept in "
+                              f"{self.directory}; rerun the same command to resume")
 
     def restore(self, like: PyTree) -> tuple[int, PyTree, dict[str, Any]] | None:
-        position = self.manager.latest_step()
-        if position is None:
-            return None
-        meta = self.manager.restore(position, args=ocp.args.Composite(
-            meta=ocp.args.JsonRestore()))["meta"]
-        saved = meta.get("fingerprint")
-        if saved != _jsonable(self.fingerprint):
-            raise CheckpointMismatchError(
-                f"{self.directory} holds checkpoints of another run; it differs in "
-                f"{fingerprint_diff(saved or {}, _jsonable(self.fingerprint))}. Use another "
-                "--out folder, or delete the checkpoints to start again.")
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-        tree = self.manager.restore(position, args=ocp.args.Composite(
-            tree=ocp.args.StandardRestore(abstract)))["tree"]
-        return position, tree, meta
+        """The newest checkpoint that restores; a damaged one (a truncated or missing file) is
+        passed over with one line, and :class:`CheckpointCorruptError` is raised when none
+        restores."""
+        positions = sorted(self.manager.all_steps(), reverse=True)
+        for position in positions:
+            try:
+                meta = self.manager.restore(position, args=ocp.args.Composite(
+                    meta=ocp.args.JsonRestore()))["meta"]
+            except Exception as error:  # noqa: BLE001  (orbax/TensorStore raise bare Exception)
+                _skip(self.directory, position, error)
+                continue
+            saved = meta.get("fingerprint")
+            if saved != _jsonable(self.fingerprint):
+                raise CheckpointMismatchError(
+                    f"{self.directory} holds checkpoints of another run; it differs in "
+                    f"{fingerprint_diff(saved or {}, _jsonable(self.fingerprint))}. Use another "
+                    "--out folder, or delete the checkpoints to start again.")
+            abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+            try:
+                tree = self.manager.restore(position, args=ocp.args.Composite(
+                    tree=ocp.args.StandardRestore(abstract)))["tree"]
+            except Exception as error:  # noqa: BLE001
+                _skip(self.directory, position, error)
+                continue
+            self.saved = (meta["experience"], meta["epoch"])
+            return position, tree, meta
+        if positions:
+            raise CheckpointCorruptError(
+                f"none of the {len(positions)} checkpoints in {self.directory} restores (each is "
+                "damaged); delete that folder to start the run again, or pass another --out")
+        return None
 
     def close(self) -> None:
         self.manager.close()
@@ -122,8 +162,9 @@ def resume(directory: str | pathlib.Path, fingerprint: dict[str, Any], record: P
 
     ``record`` is the run's fresh record: device arrays (states, restored with their shardings)
     and numpy arrays (matrices, logs, times; restored as writable numpy arrays); the run has
-    ``epochs`` epochs per experience. Returns ``(checkpoints, record, (experience, epoch) to go on from, compile seconds of the
-    earlier part of the run)``; ``message``, if given, is printed when resuming.
+    ``epochs`` epochs per experience. Returns ``(checkpoints, record, (experience, epoch) to go
+    on from, compile seconds of the earlier part of the run)``; when it resumes, one line says so,
+    ``message`` (the run's name) first.
     """
     saver = RunCheckpoints(directory, fingerprint, epochs=epochs)
     restored = saver.restore(record)
@@ -133,8 +174,7 @@ def resume(directory: str | pathlib.Path, fingerprint: dict[str, Any], record: P
     tree = jax.tree.map(lambda fresh, saved: np.array(saved)
                         if isinstance(fresh, np.ndarray) else saved, record, tree)
     experience, epoch = meta["experience"], meta["epoch"]
-    if message is not None:
-        print(f"{message} resumed after experience {experience}, epoch {epoch}".strip(),
-              flush=True)
+    print(f"{message or ''} resumed from {saver.directory}: after experience {experience}, "
+          f"epoch {epoch}".strip(), flush=True)
     after = (experience + 1, 0) if epoch == epochs - 1 else (experience, epoch + 1)
     return saver, tree, after, float(meta["compile_s"])

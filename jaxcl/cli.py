@@ -14,6 +14,8 @@ import argparse
 import importlib
 import pkgutil
 import sys
+from collections.abc import Callable
+from typing import Any
 
 
 def experiment_names() -> list[str]:
@@ -61,11 +63,22 @@ def main(argv: list[str] | None = None) -> int:
 
         jax.distributed.initialize(coordinator_address=args.coordinator,
                                    num_processes=args.num_processes, process_id=args.process_id)
+    return run_main(importlib.import_module(f"experiments.{args.experiment}").main,
+                    args.experiment, args.options)
+
+
+def run_main(main: Callable[[list[str]], Any], name: str, argv: list[str]) -> int:
+    """``main(argv)`` of experiment ``name`` at the edge of the program: bad input, data, files and
+    non-finite losses end in one line and exit status 1; Ctrl-C in one line saying where the
+    checkpoint is, and exit status 130. ``python -m experiments.NAME`` answers the same way."""
     try:
-        importlib.import_module(f"experiments.{args.experiment}").main(args.options)
+        main(argv)
     except (ValueError, OSError, ImportError, FloatingPointError) as error:  # input, data, NaN
-        print(f"jaxcl run {args.experiment}: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"jaxcl run {name}: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as interrupt:
+        print(f"jaxcl run {name}: {interrupt or 'interrupted'}", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -49,6 +49,9 @@ from jaxcl.training import (  # noqa: F401  (NonFiniteError: part of the engine'
 )
 
 PyTree = Any
+MAX_LOG_BYTES = 4 * 2**30
+"""The largest per-step log (float32 for every metric, step and seed) a run may hold: a run that
+would need more is refused before anything compiles, saying how much."""
 
 
 @dataclasses.dataclass
@@ -226,6 +229,13 @@ def train_seeds(
         raise ValueError(f"checkpoint_epochs must be an integer >= 0, got {checkpoint_epochs!r}")
     stream = _stack(streams)
     seeds = len(streams)
+    total_steps = epochs * sum(exp.x_train.shape[1] // batch_size for exp in stream)
+    log_bytes = 4 * len(METRIC_KEYS) * seeds * total_steps
+    if log_bytes > MAX_LOG_BYTES:
+        raise ValueError(
+            f"epochs={epochs} over this stream is {total_steps:,} steps per seed; their "
+            f"per-step logs would take {log_bytes / 2**30:.1f} GiB (the limit is "
+            f"{MAX_LOG_BYTES / 2**30:.0f} GiB): train fewer epochs or seeds")
     keys = jnp.stack([jax.random.split(k) for k in keys])  # (S, 2): init key, run key
     init_keys, keys = keys[:, 0], keys[:, 1]
 
@@ -261,7 +271,7 @@ def train_seeds(
             "shapes": [list(e.x_train.shape) for e in stream], "epochs": epochs,
             "batch_size": batch_size, "keys": np.asarray(jax.random.key_data(keys)).tolist(),
             "steps_in": steps_in, "settings": settings or {}},
-            record, epochs=epochs, message=label if progress else None)
+            record, epochs=epochs, message=label or run_name or type(strategy).__name__)
     compile_s = init_s + compiled_before_s
 
     state = record["state"]
@@ -312,6 +322,10 @@ def train_seeds(
             if saver is not None:
                 saver.save(i, epochs - 1, {**record, "state": state},
                            compile_s=compiled_before_s + compiled_now)
+    except KeyboardInterrupt:  # Ctrl-C: stop at the edge, saying what is kept
+        if saver is None:
+            raise
+        raise saver.interrupted() from None
     finally:  # a NaN stop, too, leaves the checkpoints closed
         if saver is not None:
             saver.close()

@@ -642,6 +642,10 @@ def run_seeds(variant: Variant, tasks: Sequence[PointTasks], keys: Sequence[jax.
                 last = slice(max(t * total, (t + 1) * total - 10), (t + 1) * total)
                 progress(t, {name: record["logs"][name][:, last].mean(axis=1)
                              for name in STEP_METRICS})
+    except KeyboardInterrupt:  # Ctrl-C: stop at the edge, saying what is kept
+        if saver is None:
+            raise
+        raise saver.interrupted() from None
     finally:  # a NaN stop, too, leaves the checkpoints closed
         if saver is not None:
             saver.close()

@@ -197,6 +197,9 @@ def test_cli_lists_runs_and_stops_non_zero_on_a_non_finite_loss(tmp_path, capsys
     (["--strategies", "LR-F"], r"'LR-F': the freeze depth must be a digit or F \(HN only\)"),
     (["--strategies", "LR-0"], "latent replay needs a frozen part"),
     (["--seeds"], "expected at least one argument"),
+    (["--seeds", "0", "1", "0"], r"seeds \[0, 1, 0\] name \[0\] more than once"),
+    (["--hidden", "0"], r"hidden must be one or more positive widths, got \[0\]"),
+    (["--epochs", "1000000000"], r"epochs=1000000000 .* would take [0-9.]+ GiB"),
 ])
 def test_bad_run_options_are_refused_before_any_work(argv, message, tmp_path, capsys):
     from experiments import split_benchmark
@@ -308,3 +311,81 @@ def test_a_rerun_with_other_data_options_is_refused_and_one_without_resumes(tmp_
     assert again["strategies"]["Naive"]["accuracy_matrix"] == first["strategies"]["Naive"][
         "accuracy_matrix"]
     shutil.rmtree(tmp_path / "run")
+
+
+def _unfinished(tmp_path, argv):
+    """Run ``split_benchmark`` to the end, then leave only its checkpoints: an unfinished run."""
+    from experiments import split_benchmark
+
+    finished = split_benchmark.main(argv)
+    for item in (tmp_path / "run").iterdir():
+        if item.name != "checkpoints":
+            item.unlink()
+    return finished
+
+
+def test_a_damaged_checkpoint_falls_back_to_the_one_before_and_none_fails_in_one_line(
+        tmp_path, capsys):
+    from experiments import split_benchmark
+    from jaxcl.cli import run_main
+
+    argv = ["--quick", "--strategies", "Naive", "--no-progress", "--out", str(tmp_path / "run")]
+    first = _unfinished(tmp_path, argv)
+    folder = tmp_path / "run" / "checkpoints" / "Naive-seeds-0"
+    steps = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+    assert steps == [3, 5]  # after experiences 1 and 2 (2 epochs each), the last two kept
+
+    def damage(step):
+        for f in (folder / str(step) / "tree").rglob("*"):
+            if f.is_file() and f.stat().st_size > 64:
+                f.write_bytes(f.read_bytes()[:16])  # truncated
+
+    damage(5)
+    half_saved = folder / "7.orbax-checkpoint-tmp-1234"  # a save killed before its rename
+    half_saved.mkdir()
+    (half_saved / "junk").write_bytes(b"x" * 100)
+    capsys.readouterr()
+    again = split_benchmark.main(argv)
+    out = capsys.readouterr().out
+    assert not half_saved.exists()
+    assert f"checkpoint 5 in {folder} does not restore" in out
+    assert "resumed from" in out and "after experience 1, epoch 1" in out
+    assert again["strategies"]["Naive"]["accuracy_matrix"] == first["strategies"]["Naive"][
+        "accuracy_matrix"]
+    for item in (tmp_path / "run").iterdir():
+        if item.name != "checkpoints":
+            item.unlink()
+    for step in sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()):
+        damage(step)
+    assert run_main(split_benchmark.main, "split_benchmark", argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "none of the 2 checkpoints in" in err[0] and "delete" in err[0]
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_ctrl_c_stops_in_one_line_keeps_the_checkpoint_and_the_rerun_resumes(
+        tmp_path, monkeypatch, capsys):
+    from experiments import split_benchmark
+    from jaxcl import engine
+    from jaxcl.cli import run_main
+
+    argv = ["--quick", "--strategies", "Naive", "--no-progress", "--out", str(tmp_path / "run")]
+    checked = engine.check_finite
+
+    def ctrl_c(loss, **where):
+        if (where["experience"], where["epoch"]) == (1, 1):
+            raise KeyboardInterrupt
+        checked(loss, **where)
+
+    monkeypatch.setattr(engine, "check_finite", ctrl_c)
+    assert run_main(split_benchmark.main, "split_benchmark", argv) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert ("interrupted; the checkpoint (after experience 0, epoch 1) is kept in" in err[0]
+            and "rerun the same command to resume" in err[0])
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    monkeypatch.setattr(engine, "check_finite", checked)
+    assert run_main(split_benchmark.main, "split_benchmark", argv) == 0
+    out = capsys.readouterr().out
+    assert "resumed from" in out and "after experience 0, epoch 1" in out  # under --no-progress
+    assert (tmp_path / "run" / "metrics.json").exists()
