@@ -45,11 +45,13 @@ def parse_config(config_cls: type, argv: list[str] | None, *, name: str, descrip
     defaults = config_cls()
     hints = typing.get_type_hints(config_cls)
     notes = getattr(config_cls, "NOTES", {})
+    helps = getattr(config_cls, "HELP", {})
     for field in dataclasses.fields(config_cls):
         default = getattr(defaults, field.name)
         flag = "--" + field.name.replace("_", "-")
         shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
-        text = f"(default: {shown})" + (f" {notes[field.name]}" if field.name in notes else "")
+        text = (f"{helps[field.name]} " if field.name in helps else "") + f"(default: {shown})" + (
+            f"; {notes[field.name]}" if field.name in notes else "")
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                                 help=text)
@@ -238,10 +240,55 @@ class RunSettings:
         "memory_size": "0: the paper's buffer, 200 (400 on split_tinyimagenet)",
         "train_per_class": "0: synthetic 500, real data all",
         "test_per_class": "0: synthetic 100, real data all",
-        "steps_in": "the loop over an epoch's minibatches: python, scan, or auto (python on CPU, "
-                    "where a convolution's gradient inside an XLA loop is 20-45x slower)",
+        "steps_in": "auto is python on CPU, where a convolution's gradient inside an XLA loop "
+                    "is 20-45x slower, and scan elsewhere",
     }
     """``--help`` notes beside the defaults: why a default differs from the paper's setting."""
+
+    HELP: typing.ClassVar[dict[str, str]] = {
+        "benchmark": "the stream: synthetic, synthetic_images, synthetic_noisy, split_cifar100, "
+                     "split_tinyimagenet, noisy_cifar, cross_dataset, split_fashion_mnist",
+        "data_dir": "TFDS's folder of prepared datasets ('' : TFDS's default)",
+        "manual_dir": "a folder holding the datasets' original files, prepared offline",
+        "datasets": "cross_dataset's datasets, two or more of fashion_mnist, svhn, gtsrb, "
+                    "cifar10, cifar100",
+        "seeds": "one run per seed, each its own class order and initialisation; distinct",
+        "epochs": "epochs per experience, >= 1",
+        "batch_size": "training minibatch, >= 1 (also EWC's Fisher pass and LR's replay)",
+        "eval_batch_size": "evaluation minibatch, >= 1",
+        "learning_rate": "Adam's learning rate, > 0",
+        "model": "resnet (slim ResNet-18) or mlp",
+        "nf": "the ResNet's width (filters of its first stage), >= 1",
+        "hidden": "the MLP's hidden widths, each >= 1",
+        "norm": "the ResNet's normalisation: reference, batch, instance or running",
+        "num_tasks": "experiences; 0: the benchmark's own",
+        "classes_per_task": "classes per experience; 0: the benchmark's own",
+        "image_size": "synthetic images' side, >= 1",
+        "train_per_class": "training examples per class, >= 0",
+        "test_per_class": "test examples per class, >= 0",
+        "rgb32": "bring Split-Fashion-MNIST to 32x32x3",
+        "noise": "the synthetic streams' noise around each class prototype",
+        "order": "look-ahead order of HN-k: 1 or 2",
+        "coef": "lambda, the output regulariser's weight, >= 0",
+        "chunk_dim": "d, the hypernetwork's lookup dimension per output channel, >= 1",
+        "ewc_lambda": "EWC's lambda, >= 0",
+        "memory_size": "LR-k's buffer entries, >= 0",
+        "max_prev_tasks": "previous tasks HN-k regularises per step, >= 1",
+        "augment": "random crop (padding 4) and horizontal flip of every training minibatch",
+        "devices": "data-parallel over this many devices (dividing the batch)",
+        "seeds_together": "train all seeds as one vmapped program",
+        "checkpoint_epochs": "also checkpoint every N epochs inside an experience; 0: after "
+                             "experiences only",
+        "tensorboard": "also write TensorBoard event files in OUT/tensorboard",
+        "progress": "progress bars",
+        "steps_in": "python, scan or auto",
+        "strategies": "strategy labels: Naive, EWC, Frozen-k (k 0..4), LR-k (k 1..4), HN-k "
+                      "(k 1..4), HN-F",
+        "k": "freeze depth: the stem and the first k stages of the ResNet (HN: 0..4, 0 is HN-F)",
+        "depths": "freeze depths k, each 0..4",
+        "kinds": "Frozen (plain ResNet, the paper's Figure 4) and/or HN",
+    }
+    """One line per option for ``--help``: what it does and what values it takes."""
 
     benchmark: str = "synthetic"
     data_dir: str = ""

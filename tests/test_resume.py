@@ -176,7 +176,12 @@ def test_cli_lists_runs_and_stops_non_zero_on_a_non_finite_loss(tmp_path, capsys
     for option in ("--devices", "--seeds", "--resume", "--quick", "--out", "--tensorboard",
                    "--benchmark", "--data-dir"):
         assert option in shown, option
-    assert "(default: 20)" in shown  # epochs, with its default
+    assert "(default: 100)" in shown  # epochs, with its default
+    # Each option says what it does and what it takes.
+    for line in ("strategy labels: Naive, EWC, Frozen-k (k 0..4), LR-k (k 1..4)",
+                 "normalisation: reference, batch, instance or running",
+                 "look-ahead order of HN-k: 1 or 2"):
+        assert line in " ".join(shown.split()), line
     assert "(default: None)" not in shown and shown.startswith("usage: jaxcl run split_benchmark")
     # Adam at lr 1e30 overflows the logits on the second step.
     code = cli.main(["run", "split_benchmark", "--quick", "--strategies", "Naive",
