@@ -394,3 +394,16 @@ def test_ctrl_c_stops_in_one_line_keeps_the_checkpoint_and_the_rerun_resumes(
     out = capsys.readouterr().out
     assert "resumed from" in out and "after experience 0, epoch 1" in out  # under --no-progress
     assert (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_commands_that_load_no_tfds_benchmark_import_no_tensorflow():
+    """``jaxcl list``, ``--help`` and the main job never import TensorFlow (distrax's TFP
+    substrate would, only to copy docstrings: 3 s and log lines on every command)."""
+    code = ("import sys, jaxcl.cli as cli; cli.experiments(); "
+            "import experiments.sde_flow_forgetting, jaxcl.models.sde_flow; "
+            "print('tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+    assert "oneDNN" not in done.stderr

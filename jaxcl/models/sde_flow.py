@@ -32,11 +32,12 @@ from collections.abc import Callable
 from typing import Any
 
 import diffrax
-import distrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import lineax
+
+from jaxcl.models._distrax import distrax
 
 PyTree = Any
 SDE_SOLVERS: dict[str, Callable[[], diffrax.AbstractSolver]] = {
