@@ -168,6 +168,9 @@ def finish(out: pathlib.Path | None, *, experiment: str, config: Any, seeds: Seq
     if out is not None:
         results.write_files(out, files)
         print(f"\nresults: {out}")
+        dropped = results.drop_checkpoints(out, keep=getattr(config, "keep_checkpoints", True))
+        if dropped:
+            print(dropped)
     return files["metrics.json"]
 
 
@@ -279,6 +282,8 @@ class RunSettings:
         "seeds_together": "train all seeds as one vmapped program",
         "checkpoint_epochs": "also checkpoint every N epochs inside an experience; 0: after "
                              "experiences only",
+        "keep_checkpoints": "keep OUT/checkpoints after the run has finished (they are there "
+                            "to resume an unfinished run)",
         "tensorboard": "also write TensorBoard event files in OUT/tensorboard",
         "progress": "progress bars",
         "steps_in": "python, scan or auto",
@@ -320,6 +325,7 @@ class RunSettings:
     devices: int = 1
     seeds_together: bool = True
     checkpoint_epochs: int = 0
+    keep_checkpoints: bool = False
     tensorboard: bool = False
     progress: bool = True
     steps_in: str = "auto"
@@ -360,7 +366,8 @@ class RunSettings:
         return ()
 
     NO_EFFECT: typing.ClassVar[tuple[str, ...]] = (
-        "data_dir", "manual_dir", "checkpoint_epochs", "tensorboard", "progress")
+        "data_dir", "manual_dir", "checkpoint_epochs", "keep_checkpoints", "tensorboard",
+        "progress")
     """Settings that cannot change a number: where the data are read from (their content is
     fingerprinted instead), how often checkpoints are taken (a resumed run ends bitwise equal to
     an uninterrupted one), event files and progress bars."""

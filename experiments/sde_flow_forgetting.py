@@ -22,7 +22,9 @@ The run folder (``--out DIR``)::
     steps.csv                           model, seed, step, task, loss, mse, nll, replay,
                                         separation, reg (the first seed)
     mse_matrix_<model>.png              heat maps of the MSE matrices
-    checkpoints/<model>/                the latest checkpoints (orbax): a killed run resumes
+    checkpoints/<model>/                the latest checkpoints (orbax) while the run is unfinished:
+                                        a killed run resumes; removed when it finishes unless
+                                        ``--keep-checkpoints``
     tensorboard/<model>/seed_<s>/       event files (``--tensorboard``)
     metrics.json                        schema "jaxcl.sde_flow/1":
       {"schema", "experiment", "config", "seeds",
@@ -102,11 +104,12 @@ class Config:
     ablation_factor: float = 10.0
     devices: int = 1
     checkpoint_epochs: int = 0
+    keep_checkpoints: bool = False
     tensorboard: bool = False
     progress: bool = True
 
     NO_EFFECT: typing.ClassVar[tuple[str, ...]] = (
-        "variants", "checkpoint_epochs", "tensorboard", "progress")
+        "variants", "checkpoint_epochs", "keep_checkpoints", "tensorboard", "progress")
     """Settings that cannot change a variant's numbers: which variants run (each checkpoints
     apart), how often checkpoints are taken (resumes are bitwise equal), event files, progress."""
 
@@ -307,6 +310,9 @@ def run(config: Config, out) -> dict:
     print(f"\n{title}\n\n{summary}")
     results.write_files(out, files)
     print(f"\nresults: {out}")
+    dropped = results.drop_checkpoints(out, keep=config.keep_checkpoints)
+    if dropped:
+        print(dropped)
     return metrics
 
 

@@ -111,6 +111,22 @@ def check_out(out: pathlib.Path) -> None:
                               "files; pass a new folder so that earlier results stay as they are")
 
 
+def drop_checkpoints(out: pathlib.Path, *, keep: bool) -> str:
+    """After a finished run (its ``metrics.json`` written): remove ``out/checkpoints`` unless
+    ``keep``; returns one line saying which (empty when there were none)."""
+    import jax
+
+    folder = pathlib.Path(out) / CHECKPOINTS
+    if not folder.is_dir():
+        return ""
+    if keep:
+        return f"checkpoints kept in {folder}"
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    if jax.process_index() == 0:
+        shutil.rmtree(folder)
+    return f"checkpoints removed ({size / 2**20:.1f} MiB; --keep-checkpoints keeps them)"
+
+
 def write_files(out: pathlib.Path, files: dict[str, Any]) -> None:
     """Write ``{name: json-able object, str or bytes}`` into ``out`` at once.
 

@@ -129,6 +129,8 @@ def test_a_killed_run_resumes_and_ends_with_the_same_results(tmp_path):
     assert steps[0] == steps[1]
     with pytest.raises(FileExistsError, match="holds a finished run"):
         split_benchmark.main(_quick(out)[3:])
+    # A finished run keeps no checkpoints unless asked.
+    assert not (out / "checkpoints").exists() and not (tmp_path / "plain" / "checkpoints").exists()
 
 
 def _events(folder: pathlib.Path) -> dict[str, list[tuple[int, float]]]:
@@ -264,7 +266,7 @@ def test_every_option_that_can_change_a_number_is_in_the_fingerprint(tmp_path):
     options = config.fingerprint()
     shared = {f.name for f in __import__("dataclasses").fields(type(config).__mro__[1])}
     assert set(options) == shared - {"data_dir", "manual_dir", "checkpoint_epochs",
-                                     "tensorboard", "progress"}
+                                     "keep_checkpoints", "tensorboard", "progress"}
     tree = {"w": jnp.zeros(3)}
     for i, (name, value) in enumerate(sorted(options.items())):
         other = (not value if isinstance(value, bool) else value + (7,)
@@ -296,7 +298,8 @@ def test_a_rerun_with_other_data_options_is_refused_and_one_without_resumes(tmp_
     from experiments import split_benchmark
     from jaxcl.checkpoints import CheckpointMismatchError
 
-    argv = ["--quick", "--strategies", "Naive", "--no-progress", "--out", str(tmp_path / "run")]
+    argv = ["--quick", "--strategies", "Naive", "--no-progress", "--keep-checkpoints", "--out",
+            str(tmp_path / "run")]
     first = split_benchmark.main(argv)
     for item in (tmp_path / "run").iterdir():  # leave an unfinished run: its checkpoints alone
         if item.name != "checkpoints":
@@ -334,7 +337,8 @@ def test_a_damaged_checkpoint_falls_back_to_the_one_before_and_none_fails_in_one
     from experiments import split_benchmark
     from jaxcl.cli import run_main
 
-    argv = ["--quick", "--strategies", "Naive", "--no-progress", "--out", str(tmp_path / "run")]
+    argv = ["--quick", "--strategies", "Naive", "--no-progress", "--keep-checkpoints", "--out",
+            str(tmp_path / "run")]
     first = _unfinished(tmp_path, argv)
     folder = tmp_path / "run" / "checkpoints" / "Naive-seeds-0"
     steps = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
@@ -374,7 +378,8 @@ def test_ctrl_c_stops_in_one_line_keeps_the_checkpoint_and_the_rerun_resumes(
     from jaxcl import engine
     from jaxcl.cli import run_main
 
-    argv = ["--quick", "--strategies", "Naive", "--no-progress", "--out", str(tmp_path / "run")]
+    argv = ["--quick", "--strategies", "Naive", "--no-progress", "--keep-checkpoints", "--out",
+            str(tmp_path / "run")]
     checked = engine.check_finite
 
     def ctrl_c(loss, **where):

@@ -110,7 +110,8 @@ def test_the_study_writes_every_file_and_resumes_where_a_killed_run_left_off(tmp
     plain = study.main([*argv, "--out", str(plain_out)])
     files = {p.name for p in plain_out.iterdir()}
     assert {"config.json", "metrics.json", "summary.md", "mse_matrices.csv", "forgetting.csv",
-            "steps.csv", "tensorboard", "checkpoints"} <= files
+            "steps.csv", "tensorboard"} <= files
+    assert "checkpoints" not in files  # a finished run keeps them only with --keep-checkpoints
     saved = json.loads((plain_out / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(plain))
     assert saved["schema"] == study.SCHEMA and saved["reference"]["ratio"] == pytest.approx(
@@ -172,7 +173,7 @@ def test_the_main_jobs_fingerprint_holds_every_option_and_the_data():
     config = study.Config()
     fields = {f.name for f in dataclasses.fields(config)}
     assert set(config.fingerprint()) == fields - {"variants", "checkpoint_epochs", "tensorboard",
-                                                  "progress"}
+                                                  "keep_checkpoints", "progress"}
     noisier = dataclasses.replace(config, noise=0.1)
     assert config.fingerprint()["noise"] == 0.05 and noisier.fingerprint()["noise"] == 0.1
     assert content_digest(config.tasks(0)) == content_digest(config.tasks(0))
