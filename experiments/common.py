@@ -58,6 +58,9 @@ def parse_config(config_cls: type, argv: list[str] | None, *, name: str, descrip
         elif isinstance(default, tuple):
             kind = typing.get_args(hints[field.name])[0]
             parser.add_argument(flag, type=kind, nargs="+", default=None, help=text)
+        elif field.name in getattr(config_cls, "ALL_WHEN_ZERO", ()):
+            parser.add_argument(flag, type=_count_or_all(field.name), default=None,
+                                help=text.replace("(default: 0)", "(default: all)"))
         else:
             parser.add_argument(flag, type=type(default), default=None, help=text)
     args = parser.parse_args(argv)
@@ -70,6 +73,22 @@ def parse_config(config_cls: type, argv: list[str] | None, *, name: str, descrip
         if value is not None:
             values[f.name] = tuple(value) if isinstance(value, list) else value
     return dataclasses.replace(defaults, **values), args.out
+
+
+def _count_or_all(name: str) -> Callable[[str], int]:
+    """``--num-tasks 3`` or ``--num-tasks all`` (0 inside the config: the benchmark's own)."""
+    def parse(text: str) -> int:
+        if text == "all":
+            return 0
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a positive integer or 'all' (the benchmark's own), got {text!r}")
+        return value
+    return parse
 
 
 def default_out(name: str) -> pathlib.Path:
@@ -264,8 +283,8 @@ class RunSettings:
         "nf": "the ResNet's width (filters of its first stage), >= 1",
         "hidden": "the MLP's hidden widths, each >= 1",
         "norm": "the ResNet's normalisation: reference, batch, instance or running",
-        "num_tasks": "experiences; 0: the benchmark's own",
-        "classes_per_task": "classes per experience; 0: the benchmark's own",
+        "num_tasks": "experiences, >= 1, or all: the benchmark's own",
+        "classes_per_task": "classes per experience, >= 1, or all: the benchmark's own",
         "image_size": "synthetic images' side, >= 1",
         "train_per_class": "training examples per class, >= 0",
         "test_per_class": "test examples per class, >= 0",
@@ -364,6 +383,9 @@ class RunSettings:
     def labels(self) -> tuple[str, ...]:
         """The strategy labels the module trains (overridden by modules)."""
         return ()
+
+    ALL_WHEN_ZERO: typing.ClassVar[tuple[str, ...]] = ("num_tasks", "classes_per_task")
+    """Counts whose 0 means "the benchmark's own": ``all`` on the command line, 0 refused."""
 
     NO_EFFECT: typing.ClassVar[tuple[str, ...]] = (
         "data_dir", "manual_dir", "checkpoint_epochs", "keep_checkpoints", "tensorboard",

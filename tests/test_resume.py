@@ -206,6 +206,7 @@ def test_cli_lists_runs_and_stops_non_zero_on_a_non_finite_loss(tmp_path, capsys
     (["--seeds"], "expected at least one argument"),
     (["--seeds", "0", "1", "0"], r"seeds \[0, 1, 0\] name \[0\] more than once"),
     (["--hidden", "0"], r"hidden must be one or more positive widths, got \[0\]"),
+    (["--num-tasks", "0"], r"num_tasks must be a positive integer or 'all' .*got '0'"),
     (["--epochs", "1000000000"], r"epochs=1000000000 .* would take [0-9.]+ GiB"),
 ])
 def test_bad_run_options_are_refused_before_any_work(argv, message, tmp_path, capsys):
