@@ -195,7 +195,8 @@ def _pm(record, name, digits=4):
 
 
 def tables(config: Config, records: dict[str, dict]) -> tuple[str, list[list]]:
-    """The Markdown of every table, and the rows of the forgetting table."""
+    """The Markdown of every table, and the forgetting table as numbers for ``forgetting.csv``
+    (header and rows; ``None`` where there is no value, an empty CSV cell)."""
     parts = []
     for name, rec in records.items():
         m = np.asarray(rec["mse_matrix"])
@@ -207,11 +208,16 @@ def tables(config: Config, records: dict[str, dict]) -> tuple[str, list[list]]:
               "increase (study)", "increase / MLP's", "mean forgetting t0..3", "train s",
               "compile s"]
     mlp = records["mlp"]["forgetting_t0"] if "mlp" in records else None
-    rows = []
+    rows, numbers = [], []
     for name, rec in records.items():
         m = np.asarray(rec["mse_matrix"])
         study = REFERENCE.get(name)
         ratio = (f"{rec['forgetting_t0'] / mlp:.1f}x" if mlp is not None and mlp > 0 else "—")
+        numbers.append([name, float(m[0, 0]), float(m[-1, 0]), rec["forgetting_t0"],
+                        rec["forgetting_t0_std"], study,
+                        rec["forgetting_t0"] / mlp if mlp is not None and mlp > 0 else None,
+                        rec["mean_forgetting"], rec["mean_forgetting_std"], rec["time_s"],
+                        rec["compile_s"]])
         rows.append([name, f"{m[0, 0]:.4f}", f"{m[-1, 0]:.4f}", _pm(rec, "forgetting_t0"),
                      f"{study:+.4f}" if study is not None else "—", ratio,
                      _pm(rec, "mean_forgetting"), f"{rec['time_s']:.1f}",
@@ -226,8 +232,11 @@ def tables(config: Config, records: dict[str, dict]) -> tuple[str, list[list]]:
                          else " One seed is one draw: in the default study (300 epochs a "
                          "task) rounding alone moves these numbers several-fold "
                          "(benchmarks/seed_drift.py); --seeds 0 1 2 gives the spread."))
+    csv_header = ["model", "mse_t0_after_t0", "mse_t0_after_t4", "forgetting_t0",
+                  "forgetting_t0_std", "forgetting_t0_study", "forgetting_t0_over_mlp",
+                  "mean_forgetting", "mean_forgetting_std", "train_s", "compile_s"]
     return ("## Forgetting (MSE increase; positive is forgetting)\n\n" + forgetting_md + "\n\n"
-            + "\n\n".join(parts)), [header, *rows]
+            + "\n\n".join(parts)), [csv_header, *numbers]
 
 
 @functools.cache

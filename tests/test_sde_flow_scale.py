@@ -133,6 +133,15 @@ def test_the_study_writes_every_file_and_resumes_where_a_killed_run_left_off(tmp
     summary = (plain_out / "summary.md").read_text()
     assert "+0.3822" in summary and "+0.0016" in summary and "239x" in summary
     assert len((plain_out / "forgetting.csv").read_text().splitlines()) == 1 + len(variants)
+    import csv  # numbers in CSV, formatting only in Markdown
+
+    header, *rows = csv.reader((plain_out / "forgetting.csv").read_text().splitlines())
+    assert header[0] == "model" and [r[0] for r in rows] == variants
+    for row in rows:
+        cells = dict(zip(header, row))
+        assert all(v == "" or float(v) == float(v) for v in row[1:]), row  # numbers or empty
+        assert float(cells["forgetting_t0"]) == pytest.approx(saved[row[0]]["forgetting_t0"])
+    assert dict(zip(header, rows[0]))["forgetting_t0_study"] == "0.0016"  # the study's MLP
     events = _events(plain_out / "tensorboard" / "hypernet_sde_flow" / "seed_1")
     matrix = np.asarray(saved["hypernet_sde_flow"]["per_seed"][1]["mse_matrix"])
     np.testing.assert_allclose([v for _, v in sorted(events["eval/mse_exp_0"])], matrix[:, 0],
