@@ -312,10 +312,12 @@ def run(config: Config, out) -> dict:
         "steps.csv": results.csv_text(["model", "seed", "step", "task", *cl.STEP_METRICS],
                                       step_rows),
     }
+    shared = (min(np.min(r["mse_matrix"]) for r in records.values()),
+              max(np.max(r["mse_matrix"]) for r in records.values()))  # one scale: comparable
     for name, rec in records.items():
         files[f"mse_matrix_{name}.png"] = plots.matrix_heatmap(
             rec["mse_matrix"], f"{name}: test MSE (mean over seeds {list(config.seeds)})",
-            label="test MSE")
+            label="test MSE", limits=shared)
     print(f"\n{title}\n\n{summary}")
     results.write_files(out, files)
     print(f"\nresults: {out}")

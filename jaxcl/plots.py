@@ -4,10 +4,12 @@
 * :func:`accuracy_over_stream`: accuracy of each experience as the stream goes on (the study's
   Figures 7, 8, 11).
 * :func:`matrix_heatmap`: any after-``i``-on-``j`` matrix, e.g. the test MSE of the
-  Hypernet-SDE-Flow study (logarithmic colours, the whole matrix shown).
+  Hypernet-SDE-Flow study (logarithmic colours, the whole matrix shown, one colour scale for maps
+  that are compared).
 * :func:`series_over_steps`: a per-step series such as the gradient cosine similarity (Figure 12).
 
-Each returns the PNG bytes.
+Each returns the PNG bytes. Values written into cells take black or white against the cell's
+colour; experience axes have integer ticks; layouts are constrained, so that nothing is clipped.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from matplotlib.colors import LogNorm
+from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 
 
@@ -25,43 +27,55 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+def _ink(im, value: float) -> str:
+    """Black on light cells, white on dark ones (relative luminance of the cell's colour)."""
+    r, g, b, _ = im.cmap(im.norm(value))
+    return "k" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.45 else "w"
+
+
 def accuracy_heatmap(matrix, title: str) -> bytes:
     r = np.asarray(matrix, dtype=float)
     n = r.shape[0]
     shown = np.where(np.tril(np.ones_like(r)) > 0, r, np.nan)
-    fig = Figure(figsize=(1.0 + 0.45 * n, 0.8 + 0.4 * n))
+    fig = Figure(figsize=(2.4 + 0.55 * n, 1.6 + 0.5 * n), layout="constrained")
     ax = fig.subplots()
     im = ax.imshow(shown, vmin=0.0, vmax=1.0, cmap="viridis")
     if n <= 12:
         for i in range(n):
             for j in range(i + 1):
-                ax.text(j, i, f"{r[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w")
+                ax.text(j, i, f"{r[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color=_ink(im, r[i, j]))
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
     ax.set_xlabel("evaluated on experience j")
     ax.set_ylabel("after training experience i")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=8, wrap=True)
     fig.colorbar(im, ax=ax, label="accuracy")
     return _png(fig)
 
 
 def matrix_heatmap(matrix, title: str, *, label: str, log: bool = True,
-                   what: str = "task") -> bytes:
-    """``M[i, j]`` (after training ``i``, on ``j``) with its values written in; the diagonal
-    (just trained) is outlined. ``log`` colours on a logarithmic scale (values must be > 0)."""
+                   what: str = "task", limits: tuple[float, float] | None = None) -> bytes:
+    """``M[i, j]`` (after training ``i``, on ``j``) with its values written in, in a colour that
+    stands out from the cell's. ``log`` colours on a logarithmic scale (values must be > 0);
+    ``limits`` fixes the colour scale, so that maps drawn with the same limits compare."""
     m = np.asarray(matrix, dtype=float)
     n = m.shape[0]
-    fig = Figure(figsize=(1.4 + 0.6 * n, 1.0 + 0.5 * n))
+    fig = Figure(figsize=(2.4 + 0.6 * n, 1.6 + 0.5 * n), layout="constrained")
     ax = fig.subplots()
-    norm = LogNorm(vmin=max(m.min(), 1e-6), vmax=max(m.max(), 1e-5)) if log else None
+    low, high = limits if limits is not None else (m.min(), m.max())
+    norm = (LogNorm(vmin=max(low, 1e-6), vmax=max(high, 1e-5)) if log else
+            Normalize(vmin=low, vmax=high))
     im = ax.imshow(m, cmap="magma", norm=norm)
     for i in range(n):
         for j in range(n):
             ax.text(j, i, f"{m[i, j]:.3g}", ha="center", va="center", fontsize=6,
-                    color="w" if i != j else "c")
+                    color=_ink(im, m[i, j]), fontweight="bold" if i == j else "normal")
     ax.set_xticks(range(n))
     ax.set_yticks(range(n))
     ax.set_xlabel(f"evaluated on {what} j")
     ax.set_ylabel(f"after training {what} i")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=8, wrap=True)
     fig.colorbar(im, ax=ax, label=label)
     return _png(fig)
 
@@ -69,7 +83,7 @@ def matrix_heatmap(matrix, title: str, *, label: str, log: bool = True,
 def accuracy_over_stream(matrices: dict[str, np.ndarray], title: str) -> bytes:
     """One panel per strategy: a line per experience ``j``, ``R[i, j]`` against ``i >= j``."""
     names = list(matrices)
-    fig = Figure(figsize=(4.0 * len(names), 3.2))
+    fig = Figure(figsize=(4.0 * len(names), 3.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(names), sharey=True))
     for ax, name in zip(axes, names):
         r = np.asarray(matrices[name], dtype=float)
@@ -77,6 +91,7 @@ def accuracy_over_stream(matrices: dict[str, np.ndarray], title: str) -> bytes:
             ax.plot(range(j, r.shape[0]), r[j:, j], marker=".", label=f"exp {j}")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("after training experience")
+        ax.set_xticks(range(r.shape[0]))  # experiences are integers
         ax.set_ylim(0.0, 1.02)
     axes[0].set_ylabel("test accuracy")
     if np.asarray(matrices[names[0]]).shape[0] <= 10:
@@ -86,7 +101,7 @@ def accuracy_over_stream(matrices: dict[str, np.ndarray], title: str) -> bytes:
 
 
 def series_over_steps(series: dict[str, np.ndarray], ylabel: str, title: str) -> bytes:
-    fig = Figure(figsize=(6.0, 3.2))
+    fig = Figure(figsize=(6.0, 3.2), layout="constrained")
     ax = fig.subplots()
     for name, values in series.items():
         ax.plot(np.asarray(values), lw=0.8, label=name)
@@ -100,7 +115,7 @@ def series_over_steps(series: dict[str, np.ndarray], ylabel: str, title: str) ->
 
 def lines(x, ys: dict[str, np.ndarray], xlabel: str, ylabel: str, title: str) -> bytes:
     """One line per entry of ``ys`` against ``x`` (e.g. learning accuracy against freeze depth)."""
-    fig = Figure(figsize=(5.0, 3.2))
+    fig = Figure(figsize=(5.0, 3.2), layout="constrained")
     ax = fig.subplots()
     for name, values in ys.items():
         ax.plot(x, np.asarray(values), marker="o", label=name)
