@@ -11,7 +11,9 @@ command, and only process 0 writes results.
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
+import pathlib
 import pkgutil
 import sys
 from collections.abc import Callable
@@ -27,11 +29,14 @@ def experiment_names() -> list[str]:
 
 
 def experiments() -> dict[str, str]:
-    """``{name: first line of its docstring}`` for every experiment module."""
+    """``{name: first line of its docstring}`` for every experiment module, read from the source
+    without importing it (no JAX, no TensorFlow: ``jaxcl list`` answers at once)."""
+    import experiments as package
+
     out = {}
     for name in experiment_names():
-        module = importlib.import_module(f"experiments.{name}")
-        out[name] = (module.__doc__ or "").strip().splitlines()[0]
+        source = (pathlib.Path(package.__path__[0]) / f"{name}.py").read_text()
+        out[name] = (ast.get_docstring(ast.parse(source)) or "").strip().splitlines()[0]
     return out
 
 

@@ -413,3 +413,15 @@ def test_commands_that_load_no_tfds_benchmark_import_no_tensorflow():
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
     assert "oneDNN" not in done.stderr
+
+
+def test_python_m_answers_bad_input_in_one_line_as_jaxcl_run_does(tmp_path):
+    """The README's main command form: one line naming the value, exit status 1, no traceback."""
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.split_benchmark", "--quick", "--seeds", "0", "0",
+         "--out", str(tmp_path / "r")], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 1, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("jaxcl run ")]
+    assert len(lines) == 1 and "seeds [0, 0] name [0] more than once" in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "r").exists()
