@@ -425,3 +425,30 @@ def test_python_m_answers_bad_input_in_one_line_as_jaxcl_run_does(tmp_path):
     assert len(lines) == 1 and "seeds [0, 0] name [0] more than once" in lines[0], done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_sigint_mid_run_ends_in_one_line_with_status_130_and_the_rerun_resumes(tmp_path):
+    import signal
+
+    out = tmp_path / "run"
+    # 100 epochs: seconds of training after the first checkpoint, so the signal comes mid-run.
+    command = [sys.executable, "-m", "experiments.split_benchmark", "--quick", "--strategies",
+               "HN-1", "--order", "1", "--epochs", "100", "--no-progress", "--out", str(out)]
+    env = {**os.environ, "JAX_THREEFRY_PARTITIONABLE": str(jax.config.jax_threefry_partitionable)}
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    target = out / "checkpoints" / "HN-1-seeds-0"
+    deadline = time.monotonic() + 300
+    while not (target.is_dir() and any(p.name.isdigit() for p in target.iterdir())):
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    lines = [line for line in err.splitlines() if line.startswith("jaxcl run ")]
+    assert len(lines) == 1 and "rerun the same command to resume" in lines[0], err
+    assert "Traceback" not in err
+    assert not (out / "metrics.json").exists()
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and "resumed from" in done.stdout, done.stderr
