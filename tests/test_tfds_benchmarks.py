@@ -422,3 +422,22 @@ def test_experiment_module_refuses_bad_data_options_before_any_work(argv, messag
     text = str(error.value) if error.type is ValueError else capsys.readouterr().err
     assert re.search(message, text), text
     assert not (tmp_path / "r").exists()
+
+
+def test_loading_a_tfds_benchmark_prints_no_tensorflow_log_lines_and_distrax_still_imports(
+        fashion):
+    """TensorFlow's native start-up lines are kept quiet, and distrax (whose TFP substrate fails
+    on a fully loaded TensorFlow without tf_keras) imports after a TFDS benchmark too."""
+    import subprocess
+    import sys
+
+    data_dir, _ = fashion
+    code = ("from jaxcl.data import load_benchmark; "
+            f"s = load_benchmark('split_fashion_mnist', seed=0, data_dir={str(data_dir)!r}, "
+            f"manual_dir={str(tb.DEBIAN_FASHION_MNIST)!r}, train_per_class=5, test_per_class=5); "
+            "import jaxcl.models.sde_flow; print(len(s))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "5"
+    assert "oneDNN" not in done.stderr and "absl::InitializeLog" not in done.stderr, done.stderr

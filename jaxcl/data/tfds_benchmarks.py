@@ -32,6 +32,7 @@ import csv
 import gzip
 import hashlib
 import io
+import os
 import pathlib
 import socket
 import zipfile
@@ -41,7 +42,36 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import PIL.Image
-import tensorflow_datasets as tfds
+
+
+def _import_tfds_quietly():
+    """``tensorflow_datasets``, with TensorFlow's native start-up lines (absl's pre-init warning,
+    the oneDNN notice), which its C++ writes straight to file descriptor 2, sent to /dev/null
+    while it loads (all of it, and its first op); Python errors still raise as usual."""
+    import contextlib
+    import sys
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with contextlib.ExitStack() as stack:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):  # no real stderr (e.g. captured): nothing to hide
+            saved = None
+        if saved is not None:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            os.close(null)
+            stack.callback(os.close, saved)
+            stack.callback(os.dup2, saved, 2)
+        import tensorflow as tf
+        import tensorflow_datasets
+
+        tf.constant(0)  # TensorFlow's first op prints the oneDNN notice: here, not later
+    return tensorflow_datasets
+
+
+tfds = _import_tfds_quietly()
 
 from jaxcl.streams import Experience
 
