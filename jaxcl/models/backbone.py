@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcl.models.mlp import MLP
-from jaxcl.models.resnet import FREEZE_DEPTHS, NORMS, NUM_STAGES, SlimResNet18
+from jaxcl.models.resnet import FREEZE_DEPTHS, NUM_STAGES, SlimResNet18
 
 MODELS = ("resnet", "mlp")
 
@@ -42,17 +42,14 @@ def split_backbone(
     """Split ``model`` after ``k`` blocks; ``head`` says whether ``rest`` ends in a classifier.
 
     ``norm`` and ``rest_norm`` (default: ``norm``) are the ResNet's normalisation in ``g_phi`` and
-    in the rest (:data:`jaxcl.models.resnet.NORMS`); the MLP has none.
+    in the rest (:data:`jaxcl.models.resnet.NORMS`, checked by the ResNet); the MLP has none.
     """
     if model not in MODELS:
         raise ValueError(f"model={model!r} is not one of {MODELS}")
     if model == "resnet":
         if k not in FREEZE_DEPTHS:
             raise ValueError(f"freeze depth k={k!r} is not one of {FREEZE_DEPTHS}")
-        rest_norm = norm if rest_norm is None else rest_norm
-        for name, value in (("norm", norm), ("rest_norm", rest_norm)):
-            if value not in NORMS:
-                raise ValueError(f"{name}={value!r} is not one of {NORMS}")
+        rest_norm = norm if rest_norm is None else rest_norm  # SlimResNet18 checks both
         rest = SlimResNet18(num_classes, nf, first_stage=k, last_stage=NUM_STAGES,
                             stem=(k == 0), classifier=head, norm=rest_norm)
         frozen = None if k == 0 else SlimResNet18(num_classes, nf, first_stage=0, last_stage=k,
