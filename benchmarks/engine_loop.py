@@ -2,14 +2,14 @@
 
 On XLA CPU a convolution's gradient inside any XLA while loop is 20-45x slower than outside one
 (jax-ml/jax issue 12868), so the engine's ``steps_in="auto"`` runs an epoch as a Python loop over
-one compiled step on CPU and as one compiled ``lax.scan`` elsewhere (:mod:`jaxcl.training`). For
+one compiled step on CPU and as one compiled ``lax.scan`` elsewhere (:mod:`jaxcl.train.steps`). For
 Naive, LR-2 and HN-2 (slim ResNet-18 at nf = 20, batch 64, synthetic 32x32x3 images, 5 classes per
 experience), one epoch of the first experience and of the second, three ways, one after another
 in every round so that a slow spell of the shared machine falls on all alike:
 
-* ``python``: the engine's Python loop over its compiled step (:class:`jaxcl.training.PythonLoop`,
+* ``python``: the engine's Python loop over its compiled step (:class:`jaxcl.train.steps.PythonLoop`,
   with its per-epoch minibatch plan, the gather inside the step, the metrics stacked at the end);
-* ``scan``: the engine's compiled scan (:class:`jaxcl.training.ScanLoop`);
+* ``scan``: the engine's compiled scan (:class:`jaxcl.train.steps.ScanLoop`);
 * ``bare``: ``strategy.train_step`` jitted by itself, called in a Python loop on the same
   minibatches (gathered beforehand) with the same keys.
 
@@ -36,10 +36,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxcl.data import load_benchmark
-from jaxcl.engine import strategy_steps
-from jaxcl.partial_hypernet import Batch
-from jaxcl.strategies import StrategyConfig, build_strategy
-from jaxcl.training import LOOPS, minibatch_plan, take_minibatch
+from jaxcl.learners import StrategyConfig, build_strategy
+from jaxcl.train.loop import strategy_steps
+from jaxcl.train.steps import LOOPS, minibatch_plan, take_minibatch
+from jaxcl.types import Batch
 
 MODES = ("python", "scan", "bare")
 

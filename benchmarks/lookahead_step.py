@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxcl import Batch, HypernetConfig, PartialHypernet
+from jaxcl.core.regularizers import previous_tasks
 from jaxcl.models import split_resnet18
-from jaxcl.regularizers import previous_tasks
 
 
 def compile_step(k: int, order: int, *, batch: int, size: int, nf: int):

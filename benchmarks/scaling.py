@@ -30,8 +30,8 @@ import time  # noqa: E402
 import jax  # noqa: E402
 
 from jaxcl.data import load_benchmark  # noqa: E402
-from jaxcl.engine import train_seeds  # noqa: E402
-from jaxcl.strategies import StrategyConfig, build_strategy  # noqa: E402
+from jaxcl.learners import StrategyConfig, build_strategy  # noqa: E402
+from jaxcl.train.loop import train_seeds  # noqa: E402
 
 
 def run(label: str, *, seeds: list[int], devices: int, args) -> tuple[float, float, float]:

@@ -24,10 +24,10 @@ import time
 import jax
 import jax.numpy as jnp
 
-from jaxcl import sde_flow_cl as cl
-from jaxcl.data.synthetic import point_tasks
+from jaxcl.core.regularizers import task_outputs
+from jaxcl.data.points import point_tasks
+from jaxcl.learners import sde_flow as cl
 from jaxcl.models import sde_flow as sf
-from jaxcl.regularizers import task_outputs
 
 
 def end_to_end(epochs: int) -> list[list]:

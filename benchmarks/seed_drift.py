@@ -22,7 +22,7 @@ import numpy as np
 
 from experiments.common import markdown_table
 from experiments.sde_flow_forgetting import VARIANT_NAMES, Config
-from jaxcl import sde_flow_cl as cl
+from jaxcl.learners import sde_flow as cl
 
 FRACTIONS = (0.01, 0.1, 0.5, 1.0)
 

@@ -1,5 +1,5 @@
 """What every experiment module shares: a command line from a config dataclass, training a set of
-strategies over a stream for several seeds, and writing the run folder (:mod:`jaxcl.results`).
+strategies over a stream for several seeds, and writing the run folder (:mod:`jaxcl.io.results`).
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from typing import Any
 
 import jax
 
-from jaxcl import results
-from jaxcl.checkpoints import content_digest
 from jaxcl.data.augment import random_crop_flip
-from jaxcl.engine import stackable, train_seeds
-from jaxcl.event_logs import summary_writer
-from jaxcl.parallel import check_devices
-from jaxcl.strategies import StrategyConfig, build_strategy
-from jaxcl.training import STEPS_IN
-from jaxcl.streams import Experience
+from jaxcl.io import results
+from jaxcl.io.checkpoints import content_digest
+from jaxcl.io.event_logs import summary_writer
+from jaxcl.learners import StrategyConfig, build_strategy
+from jaxcl.train.loop import stackable, train_seeds
+from jaxcl.train.parallel import check_devices
+from jaxcl.train.steps import STEPS_IN
+from jaxcl.types import Experience
 
 
 def parse_config(config_cls: type, argv: list[str] | None, *, name: str, description: str,
@@ -116,16 +116,16 @@ def run_strategies(
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[int, dict]]]:
     """Train every strategy on the stream of every seed (same stream and init key per seed).
 
-    All seeds train as one vmapped program (:func:`jaxcl.engine.train_seeds`) when
+    All seeds train as one vmapped program (:func:`jaxcl.train.loop.train_seeds`) when
     ``seeds_together`` and their streams have equal shapes, else one after another.
     ``checkpoints``: the folder of the run's checkpoints, one subfolder per strategy (and seed
     group), after every experience and every ``checkpoint_epochs`` epochs (0: only after
     experiences); a killed run started again resumes from them. ``tensorboard``: a folder for event
-    files, ``<label>/seed_<seed>`` (:mod:`jaxcl.event_logs`). A checkpoint's fingerprint holds
+    files, ``<label>/seed_<seed>`` (:mod:`jaxcl.io.event_logs`). A checkpoint's fingerprint holds
     the strategy's settings, ``options`` (the run's other settings that can change a number) and
     the content hash of every seed's stream, so that resuming another run's checkpoints is
     refused. Returns ``(records, steps)``:
-    :func:`jaxcl.results.strategy_record` per label, and the per-step logs
+    :func:`jaxcl.io.results.strategy_record` per label, and the per-step logs
     ``steps[label][seed]``.
     """
     streams = [stream_for_seed(seed) for seed in seeds]
@@ -158,7 +158,7 @@ def run_strategies(
                 per_seed[label].append(record)
                 steps[label][seed] = result.step_metrics
                 if tensorboard is not None and jax.process_index() == 0:
-                    from jaxcl.event_logs import write_events
+                    from jaxcl.io.event_logs import write_events
 
                     write_events(tensorboard / label.replace("/", "_") / f"seed_{seed}", result)
                 print(f"  {label} seed {seed}: ACA {record['aca']:.3f}, forgetting "
@@ -242,8 +242,8 @@ class RunSettings:
     ``augment`` crops and flips every training minibatch on the device
     (:mod:`jaxcl.data.augment`). ``memory_size`` 0 is the study's buffer for the benchmark: 400
     for ``split_tinyimagenet``, else 200. ``norm`` is the ResNet's normalisation
-    (:data:`jaxcl.strategies.NORM_CHOICES`; ``reference``: each strategy's as in the reference
-    implementation, :data:`jaxcl.strategies.REFERENCE_NORMS`).
+    (:data:`jaxcl.learners.NORM_CHOICES`; ``reference``: each strategy's as in the reference
+    implementation, :data:`jaxcl.learners.REFERENCE_NORMS`).
 
     The defaults are the study's settings (Hemati et al. 2023, Sec. 4 and App. A, and its
     reference implementation): Adam 1e-3, batch 64, 100 epochs per experience, random crop +

@@ -2,7 +2,7 @@
 
 For the hypernetwork that generates the whole slim ResNet-18 (HN-F, ``k = 0``, the largest
 target) and each lookup dimension d: the hypernetwork's total parameters (task embeddings, trunk,
-every head and per-task table, :func:`jaxcl.hypernet.parameter_report`) and the compression level
+every head and per-task table, :func:`jaxcl.core.hypernet.parameter_report`) and the compression level
 ``1 - params / params at the largest d`` (the paper's d = 64), each beside the paper's. The
 defaults are the paper's setting (10 task embeddings, a 10-way classifier, nf 20, trunk
 ``32 -> 50 -> 32``), where the counts equal the paper's exactly; the paper truncates the level to
@@ -23,9 +23,14 @@ import jax.numpy as jnp
 
 from experiments import paper
 from experiments.common import finish_tables, markdown_table, module_main
-from jaxcl.hypernet import Hypernetwork, HypernetConfig, compression_table, parameter_report
+from jaxcl.core.hypernet import (
+    HypernetConfig,
+    Hypernetwork,
+    compression_table,
+    parameter_report,
+)
+from jaxcl.io.results import check_out
 from jaxcl.models import split_resnet18
-from jaxcl.results import check_out
 
 NAME = "compression"
 PAPER_SETTING = {"nf": 20, "k": 0, "num_tasks": 10, "num_classes": 10,

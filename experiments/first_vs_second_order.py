@@ -4,7 +4,7 @@ The same stream, initialisation and class order trained with HN-k, order 1 and o
 learning accuracy, time, the mean cosine similarity of the task and regulariser gradients, and the
 relative difference ``|g_order2 - g_order1| / |g_order1|`` along the order-2 run. That difference
 costs nothing extra: the order-2 look-ahead already computes the order-1 gradient at the same
-``psi`` (:attr:`jaxcl.lookahead.LookaheadInfo.hessian_term`). Beside ours, the paper's ACA,
+``psi`` (:attr:`jaxcl.core.lookahead.LookaheadInfo.hessian_term`). Beside ours, the paper's ACA,
 learning accuracy and time (Table 5, Split-CIFAR100) when the benchmark is Split-CIFAR100 or the
 synthetic stream of its shape; a line under the table names where our setting differs from the
 paper's.
@@ -20,9 +20,14 @@ import sys
 import numpy as np
 
 from experiments import paper
-from experiments.common import HypernetSettings, QUICK_SETTINGS, markdown_table, module_main
-from jaxcl import plots
-from jaxcl.results import check_out, mean_std
+from experiments.common import (
+    QUICK_SETTINGS,
+    HypernetSettings,
+    markdown_table,
+    module_main,
+)
+from jaxcl.io import plots
+from jaxcl.io.results import check_out, mean_std
 
 NAME = "first_vs_second_order"
 Config = HypernetSettings

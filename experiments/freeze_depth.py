@@ -22,9 +22,9 @@ import sys
 import numpy as np
 
 from experiments.common import QUICK_SETTINGS, RunSettings, markdown_table, module_main
-from jaxcl import plots
 from jaxcl.data import SYNTHETIC
-from jaxcl.results import check_out
+from jaxcl.io import plots
+from jaxcl.io.results import check_out
 
 NAME = "freeze_depth"
 

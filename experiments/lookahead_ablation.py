@@ -16,8 +16,13 @@ from __future__ import annotations
 import sys
 
 from experiments import paper
-from experiments.common import HypernetSettings, QUICK_SETTINGS, markdown_table, module_main
-from jaxcl.results import check_out, mean_std
+from experiments.common import (
+    QUICK_SETTINGS,
+    HypernetSettings,
+    markdown_table,
+    module_main,
+)
+from jaxcl.io.results import check_out, mean_std
 
 NAME = "lookahead_ablation"
 Config = HypernetSettings

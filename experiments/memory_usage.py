@@ -29,10 +29,10 @@ import jax.numpy as jnp
 
 from experiments import paper
 from experiments.common import finish_tables, markdown_table, module_main
-from jaxcl.hypernet import count_params
+from jaxcl.core.hypernet import count_params
+from jaxcl.io.results import check_out
+from jaxcl.learners import StrategyConfig, build_strategy
 from jaxcl.models import FREEZE_DEPTHS
-from jaxcl.results import check_out
-from jaxcl.strategies import StrategyConfig, build_strategy
 
 NAME = "memory_usage"
 SETTINGS = {"split_cifar100": (200, 20, 5, 32), "split_tinyimagenet": (400, 20, 10, 64)}

@@ -1,8 +1,8 @@
 """The Hypernet-SDE-Flow forgetting study, its two ablations, and its repair by partial hypernetworks.
 
-Five tasks of 3-D points (:mod:`jaxcl.data.synthetic`), trained in sequence, 300 epochs each
+Five tasks of 3-D points (:mod:`jaxcl.data.points`), trained in sequence, 300 epochs each
 with AdamW at 5e-4. After each task the test MSE on every task fills one row of the MSE matrix.
-Models (:mod:`jaxcl.sde_flow_cl`; ``--variants`` picks a subset):
+Models (:mod:`jaxcl.learners.sde_flow`; ``--variants`` picks a subset):
 
 =============================  ===============================================================
 ``mlp``                        MLP autoencoder, nothing against forgetting
@@ -56,13 +56,13 @@ import jax
 import numpy as np
 
 from experiments.common import default_out, markdown_table, parse_config
-from jaxcl import plots, results
-from jaxcl import sde_flow_cl as cl
-from jaxcl.checkpoints import content_digest
-from jaxcl.data.synthetic import point_tasks
-from jaxcl.event_logs import summary_writer, write_study_events
+from jaxcl.data.points import point_tasks
+from jaxcl.io import plots, results
+from jaxcl.io.checkpoints import content_digest
+from jaxcl.io.event_logs import summary_writer, write_study_events
+from jaxcl.learners import sde_flow as cl
 from jaxcl.models.sde_flow import SdeFlowConfig
-from jaxcl.parallel import check_devices
+from jaxcl.train.parallel import check_devices
 
 NAME = "sde_flow_forgetting"
 SCHEMA = "jaxcl.sde_flow/1"
@@ -146,7 +146,7 @@ class Config:
                                  f"train_per_task={self.train_per_task}")
 
     def variant(self, name: str) -> cl.Variant:
-        """The :class:`jaxcl.sde_flow_cl.Variant` of model ``name`` with these settings."""
+        """The :class:`jaxcl.learners.sde_flow.Variant` of model ``name`` with these settings."""
         model = SdeFlowConfig(latent_dim=self.latent_dim, hidden=self.hidden,
                               sde_steps=self.sde_steps)
         weights = cl.LossWeights(nll=self.nll, replay=self.replay, separation=self.separation,

@@ -1,7 +1,7 @@
 """Split benchmark (the study's Table 2): ACA, forgetting, time and memory of every strategy.
 
 Naive, EWC, LR-k and HN-k (k = 1..4) and HN-F on one task-incremental stream, several seeds,
-mean ± std. Prints the table last; writes the run folder (see :mod:`jaxcl.results`). Beside ours,
+mean ± std. Prints the table last; writes the run folder (see :mod:`jaxcl.io.results`). Beside ours,
 the paper's ACA, forgetting and time (Table 2): its Split-CIFAR100 columns for ``split_cifar100``
 and the synthetic streams (the same 20 x 5 shape), its Split-TinyImageNet columns for
 ``split_tinyimagenet``, none for other benchmarks; a line under the table names where our setting
@@ -18,7 +18,7 @@ import sys
 
 from experiments import paper
 from experiments.common import QUICK_SETTINGS, RunSettings, markdown_table, module_main
-from jaxcl.results import check_out, mean_std
+from jaxcl.io.results import check_out, mean_std
 
 NAME = "split_benchmark"
 PAPER_SETTING = {

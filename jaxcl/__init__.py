@@ -12,13 +12,16 @@ Modules:
 ``import jaxcl`` never imports TensorFlow; dataset loading lives behind the ``data`` extra.
 """
 
-from jaxcl import hypernet, lookahead, models, partial_hypernet, regularizers
-from jaxcl.hypernet import HypernetConfig, Hypernetwork
-from jaxcl.lookahead import LookaheadInfo, lookahead_grad
-from jaxcl.partial_hypernet import Batch, LearnerState, PartialHypernet
+from jaxcl import models
+from jaxcl.core import hypernet, lookahead, regularizers
+from jaxcl.core.hypernet import HypernetConfig, Hypernetwork
+from jaxcl.core.lookahead import LookaheadInfo, lookahead_grad
+from jaxcl.learners import partial_hypernet
+from jaxcl.learners.partial_hypernet import LearnerState, PartialHypernet
+from jaxcl.types import Batch, Experience, PyTree
 
 __version__ = "0.1.0"
 __all__ = [
-    "Batch", "HypernetConfig", "Hypernetwork", "LearnerState", "LookaheadInfo", "PartialHypernet",
+    "Batch", "Experience", "HypernetConfig", "Hypernetwork", "LearnerState", "LookaheadInfo", "PartialHypernet", "PyTree",
     "hypernet", "lookahead", "lookahead_grad", "models", "partial_hypernet", "regularizers",
 ]

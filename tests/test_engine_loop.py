@@ -9,10 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcl import engine, training
 from jaxcl.data import load_benchmark
-from jaxcl.engine import train_stream
-from jaxcl.strategies import StrategyConfig, build_strategy
+from jaxcl.learners import StrategyConfig, build_strategy
+from jaxcl.train import loop as engine
+from jaxcl.train import steps as training
+from jaxcl.train.loop import train_stream
 
 
 def _stream(num_tasks=2, image_size=6, train_per_class=32):
@@ -71,7 +72,7 @@ def convolutions_in_loops(hlo: str) -> tuple[int, int]:
 @pytest.fixture
 def training_programs(monkeypatch):
     """A function that returns the HLO text (after optimisation) of every program the engine's
-    loop over minibatches has compiled (the loops make theirs in jaxcl.training)."""
+    loop over minibatches has compiled (the loops make theirs in jaxcl.train.steps)."""
     made = []
 
     class Recorded(training.CompiledPrograms):

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from jaxcl import results
+from jaxcl.io import results
 
 TRAINING = ["split_benchmark", "first_vs_second_order", "lookahead_ablation", "freeze_depth",
             "noisy_stream"]
@@ -137,7 +137,7 @@ def test_defaults_are_the_papers_settings():
     100 epochs, crop + flip, embedding 32 -> 50 -> 32, d = 32, lambda 0.5, first order (Table 2),
     EWC lambda 1, buffers 200 / 400 with c = 1, each strategy's reference normalisation."""
     from experiments import first_vs_second_order, freeze_depth, split_benchmark
-    from jaxcl.hypernet import HypernetConfig
+    from jaxcl.core.hypernet import HypernetConfig
 
     config = split_benchmark.Config()
     paper = {"epochs": 100, "batch_size": 64, "learning_rate": 1e-3, "augment": True,

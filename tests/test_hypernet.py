@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from jaxcl.hypernet import (
+from jaxcl.core.hypernet import (
     HEADS,
     HypernetConfig,
     Hypernetwork,
@@ -23,8 +23,8 @@ from jaxcl.hypernet import (
     init_task_embedding,
     parameter_report,
 )
+from jaxcl.core.regularizers import output_regularizer, previous_tasks, task_outputs
 from jaxcl.models import MLP, split_resnet18
-from jaxcl.regularizers import output_regularizer, previous_tasks, task_outputs
 
 CONFIG = HypernetConfig(num_tasks=6)
 

@@ -7,10 +7,10 @@ import optax
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from jaxcl.hypernet import HypernetConfig, Hypernetwork
-from jaxcl.lookahead import lookahead_grad, tree_cosine, virtual_adam
+from jaxcl.core.hypernet import HypernetConfig, Hypernetwork
+from jaxcl.core.lookahead import lookahead_grad, tree_cosine, virtual_adam
+from jaxcl.core.regularizers import output_regularizer, task_outputs
 from jaxcl.models import MLP
-from jaxcl.regularizers import output_regularizer, task_outputs
 
 BETA, LAMBDA = 0.3, 0.5
 

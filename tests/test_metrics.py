@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from jaxcl import metrics
+from jaxcl.core import metrics
 
 # R[i, j]: accuracy on task j after training task i. Entries above the diagonal are never read:
 # they are set to 1.0 here so that a metric that read them would come out wrong.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from jaxcl.hypernet import count_params
+from jaxcl.core.hypernet import count_params
 from jaxcl.models import MLP, SlimResNet18, split_resnet18
 
 

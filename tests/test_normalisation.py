@@ -11,10 +11,16 @@ import numpy as np
 import pytest
 
 from jaxcl.data import make_stream
-from jaxcl.engine import train_stream
+from jaxcl.learners import (
+    REFERENCE_NORMS,
+    Frozen,
+    LatentReplay,
+    StrategyConfig,
+    build_strategy,
+)
 from jaxcl.models import SlimResNet18
-from jaxcl.partial_hypernet import Batch
-from jaxcl.strategies import REFERENCE_NORMS, Frozen, LatentReplay, StrategyConfig, build_strategy
+from jaxcl.train.loop import train_stream
+from jaxcl.types import Batch
 
 RESNET = dict(model="resnet", nf=4, batch_size=8, learning_rate=1e-2)
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from experiments import common, compression, memory_usage, paper
-from jaxcl import results
-from jaxcl.hypernet import Hypernetwork, HypernetConfig, count_params
+from jaxcl.core.hypernet import HypernetConfig, Hypernetwork, count_params
+from jaxcl.io import results
 from jaxcl.models import split_resnet18
 
 TABLE3 = {4: (451_661, 59), 8: (496_489, 55), 16: (586_145, 47), 32: (765_457, 31),

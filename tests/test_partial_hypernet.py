@@ -8,8 +8,8 @@ import optax
 import pytest
 
 from jaxcl import Batch, HypernetConfig, PartialHypernet
+from jaxcl.core.regularizers import previous_tasks
 from jaxcl.models import MLP, split_resnet18
-from jaxcl.regularizers import previous_tasks
 
 NUM_TASKS, MAX_PREV = 6, 3
 

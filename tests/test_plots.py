@@ -6,7 +6,7 @@ import io
 import numpy as np
 from matplotlib.image import imread
 
-from jaxcl import plots
+from jaxcl.io import plots
 
 
 def _image(png: bytes) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from test_scale import ROOT, _build, _stream
 
-from jaxcl.engine import NonFiniteError, train_stream
+from jaxcl.train.loop import NonFiniteError, train_stream
 
 
 class _PoisonExperience:
@@ -80,7 +80,7 @@ def test_engine_resumes_from_a_checkpoint_to_the_same_numbers(tmp_path):
 
 
 def test_engine_resumes_inside_an_experience_from_an_epoch_checkpoint(tmp_path, monkeypatch):
-    from jaxcl import engine
+    from jaxcl.train import loop as engine
 
     stream = _stream(num_tasks=2)
     strategy = _build("HN-1", stream, order=1)
@@ -268,7 +268,7 @@ def test_every_option_that_can_change_a_number_is_in_the_fingerprint(tmp_path):
     """A checkpoint of another run is refused, naming each option that differs, old and new, for
     every option of the study modules; the options that cannot change a number are left out."""
     from experiments import split_benchmark
-    from jaxcl.checkpoints import CheckpointMismatchError, RunCheckpoints
+    from jaxcl.io.checkpoints import CheckpointMismatchError, RunCheckpoints
 
     config = split_benchmark.Config()
     options = config.fingerprint()
@@ -304,7 +304,7 @@ def test_a_rerun_with_other_data_options_is_refused_and_one_without_resumes(tmp_
     import shutil
 
     from experiments import split_benchmark
-    from jaxcl.checkpoints import CheckpointMismatchError
+    from jaxcl.io.checkpoints import CheckpointMismatchError
 
     argv = ["--quick", "--strategies", "Naive", "--no-progress", "--keep-checkpoints", "--out",
             str(tmp_path / "run")]
@@ -383,8 +383,8 @@ def test_a_damaged_checkpoint_falls_back_to_the_one_before_and_none_fails_in_one
 def test_ctrl_c_stops_in_one_line_keeps_the_checkpoint_and_the_rerun_resumes(
         tmp_path, monkeypatch, capsys):
     from experiments import split_benchmark
-    from jaxcl import engine
     from jaxcl.cli import run_main
+    from jaxcl.train import loop as engine
 
     argv = ["--quick", "--strategies", "Naive", "--no-progress", "--keep-checkpoints", "--out",
             str(tmp_path / "run")]

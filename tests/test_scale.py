@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from jaxcl.data import load_benchmark
-from jaxcl.engine import train_seeds, train_stream
-from jaxcl.strategies import StrategyConfig, build_strategy
-from jaxcl.training import resolve_steps_in
+from jaxcl.learners import StrategyConfig, build_strategy
+from jaxcl.train.loop import train_seeds, train_stream
+from jaxcl.train.steps import resolve_steps_in
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MLP = {"model": "mlp", "hidden": (16,), "batch_size": 16}
@@ -41,8 +41,8 @@ def test_data_parallel_on_1_2_8_devices_gives_the_same_run_and_shards_the_batch(
     script = textwrap.dedent("""
         import json, jax, numpy as np
         from jaxcl.data import load_benchmark
-        from jaxcl.engine import train_seeds
-        from jaxcl.strategies import StrategyConfig, build_strategy
+        from jaxcl.train.loop import train_seeds
+        from jaxcl.learners import StrategyConfig, build_strategy
 
         stream = load_benchmark("synthetic", seed=0, num_tasks=2, classes_per_task=2,
                                 image_size=6, train_per_class=32, test_per_class=16)
@@ -73,9 +73,9 @@ def test_data_parallel_on_1_2_8_devices_gives_the_same_run_and_shards_the_batch(
                             "compilations": r[0].compilations}
         out["specs"] = seen
 
-        # The Hypernet-SDE-Flow study's loop (jaxcl.sde_flow_cl), the same way.
-        from jaxcl import sde_flow_cl as cl
-        from jaxcl.data.synthetic import point_tasks
+        # The Hypernet-SDE-Flow study's loop (jaxcl.learners.sde_flow), the same way.
+        from jaxcl.learners import sde_flow as cl
+        from jaxcl.data.points import point_tasks
         from jaxcl.models.sde_flow import SdeFlowConfig
 
         variant = cl.Variant(

@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcl import sde_flow_cl as cl
-from jaxcl.data.synthetic import point_tasks
+from jaxcl.core.regularizers import output_regularizer, task_outputs
+from jaxcl.data.points import point_tasks
+from jaxcl.learners import sde_flow as cl
 from jaxcl.models.sde_flow import SdeFlowConfig, reconstruct
-from jaxcl.regularizers import output_regularizer, task_outputs
 
 TINY_MODEL = SdeFlowConfig(hidden=(8,), flow_layers=2, flow_hidden=(8,), sde_hidden=(8,),
                            sde_steps=2)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcl.data import synthetic
+from jaxcl.data import points as synthetic
 from jaxcl.models import sde_flow as sf
 
 # Eager diffrax and distrax dispatch op by op: compiled, each test runs in about a second.
@@ -156,7 +156,7 @@ def test_per_example_parts_match_one_by_one(key):
 
 
 def test_mlp_and_model_parameter_counts(key):
-    from jaxcl.hypernet import count_params
+    from jaxcl.core.hypernet import count_params
 
     hsf = sf.init_params(sf.SdeFlowConfig(), key)
     mlp = sf.init_params(sf.SdeFlowConfig(model="mlp"), key)

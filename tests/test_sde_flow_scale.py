@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from test_resume import _events, interrupted_at
 
-from jaxcl import sde_flow_cl as cl
-from jaxcl.data.synthetic import point_tasks
+from jaxcl.data.points import point_tasks
+from jaxcl.learners import sde_flow as cl
 from jaxcl.models.sde_flow import SdeFlowConfig
-from jaxcl.training import NonFiniteError
+from jaxcl.train.steps import NonFiniteError
 
 TINY = cl.Variant(model=SdeFlowConfig(hidden=(8,), flow_layers=2, flow_hidden=(8,),
                                       sde_hidden=(8,), sde_steps=2),
@@ -177,7 +177,7 @@ def test_the_main_jobs_fingerprint_holds_every_option_and_the_data():
     hash of its tasks, so a rerun with another --noise (data) or --nll (loss) into an unfinished
     run's folder is refused (the refusal itself: tests/test_resume.py)."""
     from experiments import sde_flow_forgetting as study
-    from jaxcl.checkpoints import content_digest
+    from jaxcl.io.checkpoints import content_digest
 
     config = study.Config()
     fields = {f.name for f in dataclasses.fields(config)}

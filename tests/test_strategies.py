@@ -5,12 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcl import metrics
+from jaxcl.core import metrics
 from jaxcl.data import make_stream
-from jaxcl.engine import train_stream
-from jaxcl.partial_hypernet import Batch
-from jaxcl.strategies import EWC, LatentReplay, StrategyConfig, build_strategy
-from jaxcl.training import minibatch_indices, resolve_steps_in
+from jaxcl.learners import EWC, LatentReplay, StrategyConfig, build_strategy
+from jaxcl.train.loop import train_stream
+from jaxcl.train.steps import minibatch_indices, resolve_steps_in
+from jaxcl.types import Batch
 
 MLP = dict(model="mlp", hidden=(8,), batch_size=16)
 # A run's programs: start, end, evaluation, and the epoch of the first and of later experiences:

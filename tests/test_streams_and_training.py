@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcl.partial_hypernet import Batch
-from jaxcl.streams import synthetic_image_stream
-from jaxcl.training import minibatch_indices, scan_minibatches
+from jaxcl.data.synthetic_images import synthetic_image_stream
+from jaxcl.train.steps import minibatch_indices, scan_minibatches
+from jaxcl.types import Batch
 
 
 def test_synthetic_stream(key):
@@ -52,7 +52,7 @@ def test_scan_visits_every_minibatch_with_its_own_key(key):
 
 
 def test_map_chunks_covers_every_example_once_with_a_remainder():
-    from jaxcl.training import map_chunks
+    from jaxcl.core.chunks import map_chunks
 
     x = jnp.arange(23.0)
     calls = []

@@ -1,10 +1,10 @@
 """Benchmarks by name: ``load_benchmark(name, seed=..., data_dir=..., manual_dir=...)``.
 
 The one entry for every stream, synthetic or real; it returns a list of
-:class:`jaxcl.streams.Experience` on the device.
+:class:`jaxcl.data.synthetic_images.Experience` on the device.
 
 * ``"synthetic"`` (alias ``"synthetic_images"``): no download; random class prototypes plus noise
-  (:func:`jaxcl.streams.synthetic_image_stream`), class order, prototypes and noise from ``seed``.
+  (:func:`jaxcl.data.synthetic_images.synthetic_image_stream`), class order, prototypes and noise from ``seed``.
 * ``"synthetic_noisy"``: its four-experience noisy stream (:data:`jaxcl.data.transforms.NOISE_NAMES`:
   clean, solarize, Gaussian blur, autocontrast + grayscale + blur).
 * With the ``data`` extra, the study's real benchmarks through TFDS
@@ -23,7 +23,8 @@ from collections.abc import Callable
 
 import jax
 
-from jaxcl.streams import Experience, synthetic_image_stream
+from jaxcl.data.synthetic_images import synthetic_image_stream
+from jaxcl.types import Experience
 
 
 def _synthetic(seed: int, *, num_tasks: int = 20, classes_per_task: int = 5, image_size: int = 16,

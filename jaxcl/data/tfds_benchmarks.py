@@ -2,7 +2,7 @@
 
 ``load_benchmark(name, seed=..., data_dir=..., manual_dir=...)`` (through
 :func:`jaxcl.data.load_benchmark`, which also serves ``synthetic_images``) returns a list of
-:class:`jaxcl.streams.Experience` on the device:
+:class:`jaxcl.data.synthetic_images.Experience` on the device:
 
 * ``split_cifar100``: TFDS ``cifar100``, 20 experiences x 5 classes (the study's Split-CIFAR100).
 * ``noisy_cifar``: the study's noisy stream (Section 4.2) on CIFAR-100, 4 experiences x 5
@@ -73,7 +73,7 @@ def _import_tfds_quietly():
 
 tfds = _import_tfds_quietly()
 
-from jaxcl.streams import Experience
+from jaxcl.types import Experience
 
 FASHION_MNIST_FILES = {
     "train-images-idx3-ubyte.gz": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",

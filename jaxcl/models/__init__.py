@@ -9,7 +9,13 @@ from jaxcl.models.backbone import (
     split_variables,
 )
 from jaxcl.models.mlp import MLP
-from jaxcl.models.resnet import FREEZE_DEPTHS, NORMS, ResNetSplit, SlimResNet18, split_resnet18
+from jaxcl.models.resnet import (
+    FREEZE_DEPTHS,
+    NORMS,
+    ResNetSplit,
+    SlimResNet18,
+    split_resnet18,
+)
 
 __all__ = ["MLP", "FREEZE_DEPTHS", "MODELS", "NORMS", "Backbone", "MultiHeadClassifier",
            "ResNetSplit", "SlimResNet18", "apply_model", "split_backbone", "split_resnet18",

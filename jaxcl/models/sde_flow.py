@@ -1,7 +1,7 @@
 """The Hypernet-SDE-Flow autoencoder and its MLP baseline, as pure functions of a params pytree.
 
 One parameter pytree holds every part (``init_params``); the hypernetwork of
-:mod:`jaxcl.sde_flow_cl` generates some of its leaves per task (the encoder and decoder, in the
+:mod:`jaxcl.learners.sde_flow` generates some of its leaves per task (the encoder and decoder, in the
 study) and keeps the rest shared. The forward pass (:func:`reconstruct`)::
 
     z0 = Enc_theta(x)                                     task-conditional encoder (x in R^3)
@@ -38,8 +38,8 @@ import jax.numpy as jnp
 import lineax
 
 from jaxcl.models._distrax import distrax
+from jaxcl.types import PyTree
 
-PyTree = Any
 SDE_SOLVERS: dict[str, Callable[[], diffrax.AbstractSolver]] = {
     "euler": diffrax.Euler,  # Euler-Maruyama (Ito)
     "heun": diffrax.Heun,  # Stratonovich; the same solution for additive noise

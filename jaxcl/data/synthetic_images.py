@@ -1,8 +1,4 @@
-"""Task-incremental streams: experiences held on the device as arrays.
-
-An :class:`Experience` holds one task's train and test arrays, its task id and the original ids of
-its classes; labels restart at 0 inside each experience (task-incremental: the task id is given at
-train and test time). A stream is a sequence of experiences.
+"""The built-in image benchmark: a task-incremental stream of synthetic images, no download.
 
 :func:`synthetic_image_stream` needs no download: each class is a random prototype image and its
 samples are the prototype plus Gaussian noise, ``x = p_c + sigma * eps``, ``eps ~ N(0, I)``.
@@ -10,21 +6,10 @@ samples are the prototype plus Gaussian noise, ``x = p_c + sigma * eps``, ``eps 
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 
-
-class Experience(NamedTuple):
-    """One task of a stream."""
-
-    task_id: int
-    classes: tuple[int, ...]
-    x_train: jax.Array
-    y_train: jax.Array
-    x_test: jax.Array
-    y_test: jax.Array
+from jaxcl.types import Experience
 
 
 def synthetic_image_stream(

@@ -45,7 +45,8 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
-PyTree = Any
+from jaxcl.types import PyTree
+
 Path = tuple[str, ...]
 Role = Literal["conv", "dense", "table", "vector", "shared"]
 NEW_TASK_INITS = ("copy_prev", "random")

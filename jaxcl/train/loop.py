@@ -1,12 +1,12 @@
 """The engine: train any strategy over a stream, evaluate after every experience, time it all.
 
 Each experience's arrays stay on the device. An epoch runs the strategy's compiled step over
-shuffled minibatches in one of two loops, a value (``steps_in``, :mod:`jaxcl.training`): one
+shuffled minibatches in one of two loops, a value (``steps_in``, :mod:`jaxcl.train.steps`): one
 compiled ``jax.lax.scan`` per epoch (``"scan"``, GPU and TPU), or a Python loop over the compiled
 step (``"python"``, CPU, where a convolution's gradient inside an XLA loop is 20-45x slower); both
 train the same minibatches with the same keys. The progress bar moves once per epoch. The start
 and end of an experience, a strategy's consolidation pass (run in the same loop,
-:class:`jaxcl.strategies.base.Consolidating`) and the evaluation are compiled too. Every program
+:class:`jaxcl.learners.base.Consolidating`) and the evaluation are compiled too. Every program
 is compiled ahead of time, once per input shape (one shape for a whole split benchmark), and its
 compile time is reported apart from the training time.
 """
@@ -25,8 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxcl.checkpoints import resume
-from jaxcl.parallel import (
+from jaxcl.io.checkpoints import resume
+from jaxcl.learners.base import METRIC_KEYS, Learner
+from jaxcl.train.parallel import (
     check_devices,
     data_mesh,
     local,
@@ -35,20 +36,16 @@ from jaxcl.parallel import (
     replicated,
     shard_batch,
 )
-from jaxcl.partial_hypernet import Batch
-from jaxcl.strategies.base import METRIC_KEYS, Strategy
-from jaxcl.streams import Experience
-from jaxcl.training import (  # noqa: F401  (NonFiniteError: part of the engine's interface)
+from jaxcl.train.steps import (  # noqa: F401  (NonFiniteError: part of the engine's interface)
     LOOPS,
     CompiledPrograms,
     NonFiniteError,
     TaskStep,
     check_finite,
-    map_chunks,
     resolve_steps_in,
 )
+from jaxcl.types import Batch, Experience, PyTree
 
-PyTree = Any
 MAX_LOG_BYTES = 4 * 2**30
 """The largest per-step log (float32 for every metric, step and seed) a run may hold: a run that
 would need more is refused before anything compiles, saying how much."""
@@ -86,7 +83,7 @@ class StreamResult:
     state: PyTree = None
 
 
-def _train_step(strategy: Strategy, augment, mesh, state, batch: Batch, task_id, key, *,
+def _train_step(strategy: Learner, augment, mesh, state, batch: Batch, task_id, key, *,
                 first: bool):
     batch = shard_batch(batch, mesh)  # data parallel: each device takes its share
     if augment is not None:
@@ -95,11 +92,11 @@ def _train_step(strategy: Strategy, augment, mesh, state, batch: Batch, task_id,
     return strategy.train_step(state, batch, task_id, key, first=first)
 
 
-def _consolidate_step(strategy: Strategy, mesh, state, batch: Batch, task_id, key):
+def _consolidate_step(strategy: Learner, mesh, state, batch: Batch, task_id, key):
     return strategy.consolidate(state, shard_batch(batch, mesh), task_id, key), {}
 
 
-def strategy_steps(strategy: Strategy, *, augment=None, mesh=None) -> dict[str, TaskStep]:
+def strategy_steps(strategy: Learner, *, augment=None, mesh=None) -> dict[str, TaskStep]:
     """The steps the engine runs over an experience's minibatches, per seed: ``"train"``
     (``train_step`` on the minibatch, augmented with a key split off the step's, sharded over
     ``mesh``) and, for a strategy that has ``consolidate``, ``"consolidate"`` (no metrics)."""
@@ -109,23 +106,11 @@ def strategy_steps(strategy: Strategy, *, augment=None, mesh=None) -> dict[str, 
     return steps
 
 
-def _accuracy(strategy: Strategy, eval_batch_size: int, state, x, y, task_id, index):
-    """Accuracy over ``x`` in minibatches of ``eval_batch_size`` (the remainder as one more).
-
-    The examples are read in a fixed pseudo-random order, a permutation from ``jax.random.key(0)``
-    folded with the experience's index ``index`` in the stream: the same in every run. The test
-    sets are class-sorted, and a model that normalises with the minibatch's statistics in
-    evaluation (``norm="batch"``) would otherwise see chunks of one or two classes; for a model
-    that classifies each example by itself the accuracy is the same in any order.
-    """
-    order = jax.random.permutation(jax.random.fold_in(jax.random.key(0), index), x.shape[0])
-    x, y = jnp.take(x, order, axis=0), jnp.take(y, order, axis=0)
-
-    def correct(xy):
-        xb, yb = xy
-        return jnp.argmax(strategy.logits(state, xb, task_id), axis=-1) == yb
-
-    return jnp.mean(map_chunks(correct, (x, y), eval_batch_size))
+def _evaluate(learner: Learner, batch_size: int, state, x, y, task_id, index):
+    """``learner.evaluate`` on experience ``index``'s test set with the evaluation key of that
+    position, ``fold_in(key(0), index)``: the same in every run and seed."""
+    key = jax.random.fold_in(jax.random.key(0), index)
+    return learner.evaluate(state, x, y, task_id, key, batch_size=batch_size)
 
 
 def _layout(stream: Sequence[Experience]) -> list[tuple]:
@@ -151,7 +136,7 @@ def _stack(streams: Sequence[Sequence[Experience]]) -> list[Experience]:
             for i, exp in enumerate(first)]
 
 
-def _check_task_ids(strategy: Strategy, streams: Sequence[Sequence[Experience]]) -> None:
+def _check_task_ids(strategy: Learner, streams: Sequence[Sequence[Experience]]) -> None:
     """Refuse task ids the strategy has no row for: inside the compiled step an index past the
     end of the embedding table (or of the heads) would be clamped to its last row, silently."""
     held = strategy.num_tasks
@@ -164,14 +149,14 @@ def _check_task_ids(strategy: Strategy, streams: Sequence[Sequence[Experience]])
                 f"{max(bad) + 1} tasks")
 
 
-def train_stream(strategy: Strategy, stream: Sequence[Experience], *, key: jax.Array,
+def train_stream(strategy: Learner, stream: Sequence[Experience], *, key: jax.Array,
                  **options) -> StreamResult:
     """:func:`train_seeds` for one stream and one key."""
     return train_seeds(strategy, [stream], keys=[key], **options)[0]
 
 
 def train_seeds(
-    strategy: Strategy,
+    strategy: Learner,
     streams: Sequence[Sequence[Experience]],
     *,
     keys: Sequence[jax.Array],
@@ -196,7 +181,7 @@ def train_seeds(
     training minibatch on the device with a fresh key (evaluation sees the images unchanged).
     ``devices > 1`` trains data-parallel on a mesh of that many devices: every minibatch is
     sharded along its batch axis, states and data replicated, one compiled step. With
-    ``checkpoint_dir`` the run is checkpointed after every experience (:mod:`jaxcl.checkpoints`),
+    ``checkpoint_dir`` the run is checkpointed after every experience (:mod:`jaxcl.io.checkpoints`),
     and also after every ``checkpoint_epochs`` epochs inside one when that is positive, and resumes from the latest checkpoint there, if that is of the same run: the same
     ``run_name`` (default: the strategy's type; pass its settings, e.g. the ``StrategyConfig``'s
     repr), seeds' keys, shapes, epochs, batch size and loop, and ``settings`` (any JSON-able
@@ -204,7 +189,7 @@ def train_seeds(
     content hash; a refusal names each entry that differs). A non-finite loss raises
     :class:`NonFiniteError` naming the experience, step and seed.
 
-    ``steps_in`` is the loop over an epoch's minibatches (:mod:`jaxcl.training`): ``"python"`` (a
+    ``steps_in`` is the loop over an epoch's minibatches (:mod:`jaxcl.train.steps`): ``"python"`` (a
     Python loop over one compiled step per phase), ``"scan"`` (one compiled ``jax.lax.scan`` per
     epoch) or ``"auto"``, ``"python"`` on CPU and ``"scan"`` elsewhere. Both train the same
     minibatches with the same keys, to float rounding the same run. After the last epoch of an
@@ -252,7 +237,7 @@ def train_seeds(
                            static_argnames=["first"], **jit)
     begin = CompiledPrograms(over_seeds(strategy.begin_experience, (0, None, 0), seeds), **jit)
     end = CompiledPrograms(over_seeds(strategy.end_experience, (0, 0, None, 0), seeds), **jit)
-    accuracy = CompiledPrograms(over_seeds(functools.partial(_accuracy, strategy,
+    accuracy = CompiledPrograms(over_seeds(functools.partial(_evaluate, strategy,
                                                               eval_batch_size),
                                             (0, 0, 0, None, None), seeds), **jit)
     put = functools.partial(replicate, mesh=mesh)

@@ -1,4 +1,4 @@
-"""Continual-learning strategies behind one interface (:class:`Strategy`), built from values.
+"""Continual-learning strategies behind one interface (:class:`Learner`), built from values.
 
 :class:`StrategyConfig` names a strategy and every setting it reads; :func:`build_strategy` turns
 it, with the stream's shape, into a strategy object through a small registry (:data:`BUILDERS`).
@@ -13,19 +13,25 @@ import dataclasses
 import jax
 import optax
 
-from jaxcl.hypernet import NEW_TASK_INITS, HypernetConfig
-from jaxcl.lookahead import ORDERS
-from jaxcl.models import FREEZE_DEPTHS, MODELS, NORMS, MultiHeadClassifier, split_backbone
-from jaxcl.partial_hypernet import PartialHypernet
-from jaxcl.strategies.base import METRIC_KEYS, Consolidating, Strategy
-from jaxcl.strategies.finetune import EWC, FinetuneState, Naive
-from jaxcl.strategies.hypernetwork import HypernetStrategy
-from jaxcl.strategies.latent_replay import (
+from jaxcl.core.hypernet import NEW_TASK_INITS, HypernetConfig
+from jaxcl.core.lookahead import ORDERS
+from jaxcl.learners.base import METRIC_KEYS, Consolidating, Learner
+from jaxcl.learners.finetune import EWC, FinetuneState, Naive
+from jaxcl.learners.hypernetwork import HypernetStrategy
+from jaxcl.learners.latent_replay import (
     Frozen,
     FrozenState,
     LatentReplay,
     ReplayBuffer,
     ReplayState,
+)
+from jaxcl.learners.partial_hypernet import PartialHypernet
+from jaxcl.models import (
+    FREEZE_DEPTHS,
+    MODELS,
+    NORMS,
+    MultiHeadClassifier,
+    split_backbone,
 )
 
 STRATEGIES = ("naive", "ewc", "frozen", "latent_replay", "hypernetwork")
@@ -68,7 +74,7 @@ class StrategyConfig:
       coef: ``lambda`` of the output regulariser (0.5).
       max_prev_tasks: previous tasks regularised per step (20).
       embedding_dim, chunk_dim: task-embedding size (32) and the conv heads' lookup dimension d
-        (32); the trunk is 50 -> 32 (:class:`jaxcl.hypernet.HypernetConfig`).
+        (32); the trunk is 50 -> 32 (:class:`jaxcl.core.hypernet.HypernetConfig`).
       new_task_init: how a new task's embedding starts (the reference: ``copy_prev``).
       lookahead: HN only; False regularises ``psi`` itself, ``L_CE(psi) + lambda L_H(psi)`` (the
         virtual step is ``optax.set_to_zero()``), the study's "without look-ahead".
@@ -211,7 +217,7 @@ BUILDERS = {"naive": _naive, "ewc": _ewc, "frozen": _frozen, "latent_replay": _l
 
 def build_strategy(
     config: StrategyConfig, *, num_tasks: int, classes_per_task: int, sample_x: jax.Array
-) -> Strategy:
+) -> Learner:
     """The strategy object for ``config`` on a stream of ``num_tasks`` x ``classes_per_task``."""
     optimizer = optax.adam(config.learning_rate)
     return BUILDERS[config.strategy](config, num_tasks, classes_per_task, sample_x, optimizer)
@@ -219,5 +225,5 @@ def build_strategy(
 
 __all__ = ["BUILDERS", "Consolidating", "EWC", "LABELS", "METRIC_KEYS", "NORM_CHOICES", "REFERENCE_NORMS",
            "STRATEGIES", "FinetuneState", "Frozen", "FrozenState", "HypernetStrategy",
-           "LatentReplay", "Naive", "ReplayBuffer", "ReplayState", "Strategy", "StrategyConfig",
+           "LatentReplay", "Naive", "ReplayBuffer", "ReplayState", "Learner", "StrategyConfig",
            "build_strategy"]

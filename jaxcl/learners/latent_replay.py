@@ -34,18 +34,23 @@ buffer holds fewer than ``n``; then the missing entries carry zero weight).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
+from jaxcl.core.chunks import map_chunks
+from jaxcl.learners.base import (
+    Classifier,
+    accuracy,
+    adam_update,
+    cross_entropy,
+    step_metrics,
+)
 from jaxcl.models import apply_model, split_variables
-from jaxcl.strategies.base import accuracy, adam_update, cross_entropy, step_metrics
-from jaxcl.training import map_chunks
-
-PyTree = Any
+from jaxcl.types import PyTree
 
 
 class ReplayBuffer(NamedTuple):
@@ -82,7 +87,7 @@ class ReplayState(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class Frozen:
+class Frozen(Classifier):
     """Frozen-k: fine-tune everything in the first experience, then only what follows ``g_phi``.
 
     Attributes:

@@ -10,25 +10,30 @@ as Avalanche's ``EWCPlugin`` (mode "separate") computes it, with ``F_s`` the mea
 experience's minibatches of the squared minibatch gradient. The sum over experiences is kept in
 a fixed size: ``A = sum_s F_s``, ``B = sum_s F_s theta*_s``, ``C = sum_s F_s theta*_s^2``, so that
 the penalty is ``sum_i A_i theta_i^2 - 2 B_i theta_i + C_i`` and the state does not grow. The
-engine's consolidation pass after training (:class:`jaxcl.strategies.base.Consolidating`) adds
+engine's consolidation pass after training (:class:`jaxcl.learners.base.Consolidating`) adds
 each minibatch's squared gradient (``consolidate``), and ``end_experience`` folds their mean in.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
+from jaxcl.learners.base import (
+    Classifier,
+    accuracy,
+    adam_update,
+    bytes32,
+    cross_entropy,
+    step_metrics,
+)
 from jaxcl.models import apply_model, split_variables
-from jaxcl.partial_hypernet import Batch
-from jaxcl.strategies.base import accuracy, adam_update, bytes32, cross_entropy, step_metrics
-
-PyTree = Any
+from jaxcl.types import Batch, PyTree
 
 
 class FinetuneState(NamedTuple):
@@ -47,7 +52,7 @@ class FinetuneState(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class Naive:
+class Naive(Classifier):
     """Fine-tune everything, one head per task.
 
     Attributes:

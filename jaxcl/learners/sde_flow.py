@@ -1,6 +1,6 @@
 """Continual training of the point autoencoders: the Hypernet-SDE-Flow study and its repair.
 
-Tasks come in sequence (:mod:`jaxcl.data.synthetic`); after each, the test MSE on every task
+Tasks come in sequence (:mod:`jaxcl.data.points`); after each, the test MSE on every task
 fills one row of the MSE matrix ``M[i, j]`` (after task ``i``, on task ``j``). A variant
 (:class:`Variant`) is one model of the study:
 
@@ -20,7 +20,7 @@ fills one row of the MSE matrix ``M[i, j]`` (after task ``i``, on task ``j``). A
   (``shared="generated"``), and ``psi`` is trained on
   ``L(psi) + lambda L_H(psi')``, ``psi' = psi - eta grad L(psi)`` a virtual SGD step, ``L_H`` the
   output regulariser against the hypernetwork frozen at the end of the previous task
-  (:func:`jaxcl.regularizers.output_regularizer`), through :func:`jaxcl.lookahead.lookahead_grad`
+  (:func:`jaxcl.core.regularizers.output_regularizer`), through :func:`jaxcl.core.lookahead.lookahead_grad`
   (order 2 exact, order 1 without the Hessian term).
 
 Every weight (``beta, gamma, delta, lambda, eta``) is a traced value (:class:`LossWeights`): the
@@ -28,8 +28,8 @@ study's model and both ablations run one compiled program. Training a task is on
 program, ``jax.lax.scan`` over every minibatch of every epoch (or over a few epochs at a time,
 when the run checkpoints inside tasks), with AdamW started fresh for each task; the loop over
 tasks stays in Python, where the MSE matrix is filled and the run is checkpointed. Several seeds
-train as one vmapped program, on one device or data-parallel over many (:mod:`jaxcl.parallel`),
-as the strategies of :mod:`jaxcl.engine` do.
+train as one vmapped program, on one device or data-parallel over many (:mod:`jaxcl.train.parallel`),
+as the strategies of :mod:`jaxcl.train.loop` do.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import functools
 import pathlib
 import time
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,16 +48,17 @@ import optax
 from flax import traverse_util
 from tqdm.auto import tqdm
 
-from jaxcl.checkpoints import resume
-from jaxcl.data.synthetic import PointTasks
-from jaxcl.hypernet import (
+from jaxcl.core.hypernet import (
     HypernetConfig,
     Hypernetwork,
     generate_all,
     generate_under,
     head_name,
 )
-from jaxcl.lookahead import ORDERS, lookahead_grad
+from jaxcl.core.lookahead import ORDERS, lookahead_grad
+from jaxcl.core.regularizers import output_regularizer, task_outputs
+from jaxcl.data.points import PointTasks
+from jaxcl.io.checkpoints import resume
 from jaxcl.models.sde_flow import (
     PARTS,
     SdeFlowConfig,
@@ -65,7 +66,7 @@ from jaxcl.models.sde_flow import (
     init_params,
     reconstruct,
 )
-from jaxcl.parallel import (
+from jaxcl.train.parallel import (
     check_devices,
     data_mesh,
     local,
@@ -74,10 +75,9 @@ from jaxcl.parallel import (
     replicated,
     shard_batch,
 )
-from jaxcl.regularizers import output_regularizer, task_outputs
-from jaxcl.training import CompiledPrograms, check_finite, minibatch_indices
+from jaxcl.train.steps import CompiledPrograms, check_finite, minibatch_indices
+from jaxcl.types import PyTree
 
-PyTree = Any
 SHARED_MODES = ("trained", "frozen", "generated")
 STEP_METRICS = ("loss", "mse", "nll", "replay", "separation", "reg")
 
@@ -423,7 +423,7 @@ def evaluate(variant: Variant, psi, x_test, key) -> jax.Array:
 
 
 class Programs(NamedTuple):
-    """The compiled programs of a run of ``seeds`` seeds at once (:func:`jaxcl.parallel.over_seeds`)
+    """The compiled programs of a run of ``seeds`` seeds at once (:func:`jaxcl.train.parallel.over_seeds`)
     on ``devices`` devices. Variants that differ only in their :class:`LossWeights` share one
     compilation; ``variant`` is a static keyword argument of every program."""
 
@@ -533,14 +533,14 @@ def run_seeds(variant: Variant, tasks: Sequence[PointTasks], keys: Sequence[jax.
       progress: ``callable(task_id, metrics)`` after each task, ``metrics[name]`` an ``(S,)``
         array of the mean over the task's last 10 steps, e.g. to print.
       label: if given, a progress bar per task so named.
-      devices: data-parallel over this many devices (:mod:`jaxcl.parallel`).
+      devices: data-parallel over this many devices (:mod:`jaxcl.train.parallel`).
       checkpoint_dir: checkpoint after every task there (and every ``checkpoint_epochs`` epochs
         inside one when positive), and resume from the latest checkpoint of the same run: the
         same ``run_name`` (default: ``repr(variant)``), keys and shapes, and ``settings`` (any
         JSON-able description of what else can change a number: the study's options, the data's
-        content hash) (:func:`jaxcl.checkpoints.resume`).
+        content hash) (:func:`jaxcl.io.checkpoints.resume`).
 
-    A non-finite loss raises :class:`jaxcl.training.NonFiniteError` naming the task, step and
+    A non-finite loss raises :class:`jaxcl.train.steps.NonFiniteError` naming the task, step and
     seed.
     """
     if len(tasks) != len(keys) or not tasks:

@@ -27,7 +27,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-PyTree = Any
+from jaxcl.types import PyTree
+
 ORDERS = (1, 2)
 
 

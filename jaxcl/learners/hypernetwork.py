@@ -1,6 +1,6 @@
 """The partial-hypernetwork strategy HN-k (and HN-F, k = 0) behind the common strategy interface.
 
-A thin adapter over :class:`jaxcl.partial_hypernet.PartialHypernet`: the first experience trains
+A thin adapter over :class:`jaxcl.learners.partial_hypernet.PartialHypernet`: the first experience trains
 ``phi`` and ``psi`` with plain gradients, later ones train ``psi`` with the look-ahead gradient of
 the output regulariser over up to ``max_prev_tasks`` previous tasks drawn per step (a fixed-size,
 masked set), and the frozen copy ``H*`` is taken at the end of every experience.
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from jaxcl.partial_hypernet import PartialHypernet
-from jaxcl.regularizers import previous_tasks
-from jaxcl.strategies.base import bytes32, step_metrics
+from jaxcl.core.regularizers import previous_tasks
+from jaxcl.learners.base import Classifier, bytes32, step_metrics
+from jaxcl.learners.partial_hypernet import PartialHypernet
 
 
 @dataclasses.dataclass(frozen=True)
-class HypernetStrategy:
+class HypernetStrategy(Classifier):
     """HN-k.
 
     Attributes:

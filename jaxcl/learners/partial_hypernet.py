@@ -8,7 +8,7 @@ and a stateless part ``h_omega`` whose parameters a hypernetwork generates per t
   cross-entropy ``L_CE``.
 * Later experiences: ``phi`` is frozen, and ``g_phi(x)`` is a constant of the step (computed outside
   every differentiated function, so no gradient flows through ``g_phi`` at all). ``psi`` is trained
-  with :func:`jaxcl.lookahead.lookahead_grad` on ``L_CE(psi) + lambda L_H(psi')``, ``L_H`` the
+  with :func:`jaxcl.core.lookahead.lookahead_grad` on ``L_CE(psi) + lambda L_H(psi')``, ``L_H`` the
   output regulariser against the frozen copy ``H*`` taken at the end of the previous experience.
 
 Freeze depth, look-ahead order and the models are values of one :class:`PartialHypernet`; the task
@@ -20,25 +20,22 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxcl.hypernet import Hypernetwork, HypernetConfig, generate_all, init_task_embedding
-from jaxcl.lookahead import ORDERS, lookahead_grad
-from jaxcl.regularizers import output_regularizer, task_outputs
-
-PyTree = Any
-
-
-class Batch(NamedTuple):
-    """A minibatch: inputs (NHWC images or feature rows) and integer labels within the task."""
-
-    x: jax.Array
-    y: jax.Array
+from jaxcl.core.hypernet import (
+    HypernetConfig,
+    Hypernetwork,
+    generate_all,
+    init_task_embedding,
+)
+from jaxcl.core.lookahead import ORDERS, lookahead_grad
+from jaxcl.core.regularizers import output_regularizer, task_outputs
+from jaxcl.types import Batch, PyTree
 
 
 class LearnerState(NamedTuple):

@@ -28,7 +28,7 @@ Every experiment writes one folder (``--out DIR``)::
 With ``R[i][j]`` the accuracy on experience ``j`` after training ``i`` and ``N`` experiences,
 ``forgetting`` is Avalanche's, as in the study's Table 2: ``mean_{j < N-1} (R[j][j] - R[N-1][j])``
 (= ``-bwt``); ``max_forgetting`` is Chaudhry et al.'s (2018):
-``mean_{j < N-1} (max_{j <= i < N-1} R[i][j] - R[N-1][j])`` (see :mod:`jaxcl.metrics`). Schema
+``mean_{j < N-1} (max_{j <= i < N-1} R[i][j] - R[N-1][j])`` (see :mod:`jaxcl.core.metrics`). Schema
 ``"jaxcl.run/1"`` had no ``max_forgetting`` and stored Chaudhry et al.'s under ``forgetting``.
 
 ``mean_cosine`` and ``mean_grad_rel_diff`` average the per-step values over the experiences after
@@ -50,9 +50,9 @@ from typing import Any
 
 import numpy as np
 
-from jaxcl import metrics as cl_metrics
-from jaxcl import plots
-from jaxcl.engine import StreamResult
+from jaxcl.core import metrics as cl_metrics
+from jaxcl.io import plots
+from jaxcl.train.loop import StreamResult
 
 SCHEMA = "jaxcl.run/2"
 SCALARS = ("aca", "learning_accuracy", "forgetting", "max_forgetting", "bwt", "time_s", "compile_s",
@@ -96,7 +96,7 @@ def mean_std(record: dict[str, Any], name: str, scale: float = 1.0, digits: int 
 
 
 CHECKPOINTS = "checkpoints"
-"""The folder inside ``--out`` where a run keeps its checkpoints (:mod:`jaxcl.checkpoints`)."""
+"""The folder inside ``--out`` where a run keeps its checkpoints (:mod:`jaxcl.io.checkpoints`)."""
 
 
 def check_out(out: pathlib.Path) -> None:

@@ -27,10 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcl.parallel import over_seeds
-from jaxcl.partial_hypernet import Batch
+from jaxcl.train.parallel import over_seeds
+from jaxcl.types import Batch, PyTree
 
-PyTree = Any
 Step = Callable[[PyTree, Batch, jax.Array], tuple[PyTree, dict[str, jax.Array]]]
 # step(state, batch, task_id, key, **static) of one seed: what ScanLoop and PythonLoop run.
 TaskStep = Callable[..., tuple[PyTree, dict[str, jax.Array]]]
@@ -78,23 +77,6 @@ def scan_minibatches(
         return step(state, take_minibatch(data, idx), k)
 
     return jax.lax.scan(body, state, (indices, keys))
-
-
-def map_chunks(fn: Callable[[PyTree], PyTree], xs: PyTree, chunk_size: int) -> PyTree:
-    """``fn`` over leading-axis chunks of ``chunk_size`` (``jax.lax.map``), outputs concatenated.
-
-    The remainder that does not fill a chunk is one more call of its own size, so that every
-    example is seen once and no chunk is padded (padding would change batch statistics).
-    """
-    n = jax.tree.leaves(xs)[0].shape[0]
-    size = min(chunk_size, n)
-    full = (n // size) * size
-    chunks = jax.tree.map(lambda a: a[:full].reshape(n // size, size, *a.shape[1:]), xs)
-    out = jax.tree.map(lambda o: o.reshape(full, *o.shape[2:]), jax.lax.map(fn, chunks))
-    if full < n:
-        rest = fn(jax.tree.map(lambda a: a[full:], xs))
-        out = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, rest)
-    return out
 
 
 class CompiledPrograms:
@@ -160,7 +142,7 @@ class ScanLoop:
 
     ``steps`` maps a name to a :data:`TaskStep` ``step(state, batch, task_id, key, **static)`` of
     one seed; ``loop(name, state, data, task_id, key, **static)`` runs one epoch of it over
-    ``data`` for every seed (:func:`jaxcl.parallel.over_seeds`: ``state``, ``data`` and ``key``
+    ``data`` for every seed (:func:`jaxcl.train.parallel.over_seeds`: ``state``, ``data`` and ``key``
     have a leading seed axis, ``task_id`` is shared) and returns the state and the per-step
     metrics ``(seeds, steps)``. One program per name and value of the ``static_argnames``;
     ``programs`` holds them (to count compilations); ``jit_options`` go to ``jax.jit``.

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-PyTree = Any
+from jaxcl.types import PyTree
 
 
 class CheckpointMismatchError(ValueError):

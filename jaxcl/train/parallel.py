@@ -1,6 +1,6 @@
 """Seeds and devices: S seeds as one vmapped program, and data parallelism over a device mesh.
 
-Both training loops (:mod:`jaxcl.engine` for the strategies, :mod:`jaxcl.sde_flow_cl` for the
+Both training loops (:mod:`jaxcl.train.loop` for the strategies, :mod:`jaxcl.learners.sde_flow` for the
 point autoencoders) run every seed of a run in one compiled program, :func:`over_seeds`, and on
 ``devices > 1`` shard each minibatch along a one-axis ``("data",)`` mesh (:func:`data_mesh`,
 :func:`shard_batch`) while states and data are replicated (:func:`replicate`). Outputs are
@@ -19,7 +19,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-PyTree = Any
+from jaxcl.types import PyTree
 
 
 def over_seeds(fn: Callable, in_axes: tuple[int | None, ...], seeds: int) -> Callable:

@@ -13,14 +13,11 @@ a mask, so that the compiled step does not change as the number of tasks grows.
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
-from jaxcl.hypernet import Hypernetwork
-
-PyTree = Any
+from jaxcl.core.hypernet import Hypernetwork
+from jaxcl.types import PyTree
 
 
 def task_outputs(hnet: Hypernetwork, hparams: PyTree, task_ids: jax.Array) -> PyTree:

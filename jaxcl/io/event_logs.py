@@ -54,9 +54,9 @@ def write_scalars(folder: str | pathlib.Path, *, steps: Mapping[str, np.ndarray]
 
 
 def write_events(folder: str | pathlib.Path, result) -> pathlib.Path:
-    """A strategy's :class:`jaxcl.engine.StreamResult`: ``train/loss``, ``train/accuracy``,
+    """A strategy's :class:`jaxcl.train.loop.StreamResult`: ``train/loss``, ``train/accuracy``,
     ``train/cosine``, ``train/grad_rel_diff``, ``eval/accuracy_exp_j`` and ``eval/aca``."""
-    from jaxcl.strategies.base import METRIC_KEYS
+    from jaxcl.learners.base import METRIC_KEYS
 
     return write_scalars(folder, steps={n: result.step_metrics[n] for n in METRIC_KEYS},
                          matrix=result.accuracy_matrix, metric="accuracy", mean="aca",
@@ -64,9 +64,9 @@ def write_events(folder: str | pathlib.Path, result) -> pathlib.Path:
 
 
 def write_study_events(folder: str | pathlib.Path, run) -> pathlib.Path:
-    """A point autoencoder's :class:`jaxcl.sde_flow_cl.StudyRun`: ``train/<term>`` for every term
+    """A point autoencoder's :class:`jaxcl.learners.sde_flow.StudyRun`: ``train/<term>`` for every term
     of the loss, ``eval/mse_exp_j`` (test MSE on task ``j``) and ``eval/mean_mse``."""
-    from jaxcl.sde_flow_cl import STEP_METRICS
+    from jaxcl.learners.sde_flow import STEP_METRICS
 
     return write_scalars(folder, steps={n: run.step_metrics[n] for n in STEP_METRICS},
                          matrix=run.mse_matrix, metric="mse", mean="mean_mse",
