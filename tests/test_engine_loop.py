@@ -124,7 +124,7 @@ def test_python_loop_and_scan_train_the_same_run(label):
                                    batch_size=16, progress=False, steps_in=steps_in)
             for steps_in in ("python", "scan")}
     python, scan = runs["python"], runs["scan"]
-    np.testing.assert_allclose(python.accuracy_matrix, scan.accuracy_matrix, atol=1e-6)
+    np.testing.assert_allclose(python.matrix, scan.matrix, atol=1e-6)
     for name, values in scan.step_metrics.items():
         np.testing.assert_allclose(python.step_metrics[name], values, rtol=1e-5, atol=1e-6,
                                    err_msg=name)

@@ -68,7 +68,7 @@ def test_data_parallel_on_1_2_8_devices_gives_the_same_run_and_shards_the_batch(
             r = train_seeds(Spy(strategy, devices), [stream, stream],
                             keys=[jax.random.key(0), jax.random.key(1)], epochs=2,
                             batch_size=16, devices=devices, progress=False)
-            out[devices] = {"matrix": [x.accuracy_matrix.tolist() for x in r],
+            out[devices] = {"matrix": [x.matrix.tolist() for x in r],
                             "loss": [x.step_metrics["loss"].tolist() for x in r],
                             "compilations": r[0].compilations}
         out["specs"] = seen
@@ -129,7 +129,7 @@ def test_vmapped_seeds_equal_separate_runs_seed_by_seed():
     for stream, key, joint in zip(streams, keys, together):
         alone = train_stream(strategy, stream, key=key, epochs=2, batch_size=16,
                              progress=False)
-        np.testing.assert_allclose(joint.accuracy_matrix, alone.accuracy_matrix, atol=1e-6)
+        np.testing.assert_allclose(joint.matrix, alone.matrix, atol=1e-6)
         np.testing.assert_allclose(joint.step_metrics["loss"], alone.step_metrics["loss"],
                                    rtol=1e-5, atol=1e-6)
     assert not np.allclose(together[0].step_metrics["loss"], together[1].step_metrics["loss"])

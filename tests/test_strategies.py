@@ -34,7 +34,7 @@ def test_every_strategy_trains_and_is_evaluated(label):
     stream = _stream(noise=1.5)
     result = train_stream(_build(label, stream, learning_rate=1e-2), stream, key=jax.random.key(0), epochs=2,
                           batch_size=16, progress=False)
-    r = result.accuracy_matrix
+    r = result.matrix
     assert r.shape == (3, 3)
     assert np.all(np.triu(r, 1) == 0) and np.all((0 <= r) & (r <= 1))
     assert metrics.learning_accuracy(r) > 0.6  # chance is 0.5
@@ -56,7 +56,7 @@ def test_hypernetworks_forget_less_than_naive():
                                ("order2", "HN-F", {"order": 2})]:
         result = train_stream(_build(label, stream, **settings, **extra), stream,
                               key=jax.random.key(0), epochs=10, batch_size=16, progress=False)
-        forgetting[name] = metrics.forgetting(result.accuracy_matrix)
+        forgetting[name] = metrics.forgetting(result.matrix)
     assert forgetting["naive"] > 0.05, forgetting
     assert forgetting["order1"] < forgetting["naive"] - 0.03, forgetting
     assert forgetting["order2"] < forgetting["naive"] - 0.03, forgetting
@@ -160,6 +160,6 @@ def test_latent_replay_learns_every_experience_given_the_steps():
     lr = _build("LR-1", stream, hidden=(64,), learning_rate=1e-2, memory_size=12)
     result = train_stream(lr, stream,
                           key=jax.random.key(0), epochs=6, batch_size=16, progress=False)
-    r = result.accuracy_matrix
+    r = result.matrix
     assert np.diag(r).min() > 0.8, r
     assert r[-1].min() > 0.75, r

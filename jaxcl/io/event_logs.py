@@ -54,12 +54,12 @@ def write_scalars(folder: str | pathlib.Path, *, steps: Mapping[str, np.ndarray]
 
 
 def write_events(folder: str | pathlib.Path, result) -> pathlib.Path:
-    """A strategy's :class:`jaxcl.train.loop.StreamResult`: ``train/loss``, ``train/accuracy``,
+    """A strategy's :class:`jaxcl.train.loop.RunResult`: ``train/loss``, ``train/accuracy``,
     ``train/cosine``, ``train/grad_rel_diff``, ``eval/accuracy_exp_j`` and ``eval/aca``."""
     from jaxcl.learners.base import METRIC_KEYS
 
     return write_scalars(folder, steps={n: result.step_metrics[n] for n in METRIC_KEYS},
-                         matrix=result.accuracy_matrix, metric="accuracy", mean="aca",
+                         matrix=result.matrix, metric="accuracy", mean="aca",
                          times=result.time_per_experience, compile_s=result.compile_s)
 
 

@@ -52,25 +52,25 @@ import numpy as np
 
 from jaxcl.core import metrics as cl_metrics
 from jaxcl.io import plots
-from jaxcl.train.loop import StreamResult
+from jaxcl.train.loop import RunResult
 
 SCHEMA = "jaxcl.run/2"
 SCALARS = ("aca", "learning_accuracy", "forgetting", "max_forgetting", "bwt", "time_s", "compile_s",
            "mean_cosine", "mean_grad_rel_diff")
 
 
-def seed_record(seed: int, result: StreamResult) -> dict[str, Any]:
+def seed_record(seed: int, result: RunResult) -> dict[str, Any]:
     """The per-seed entry of a strategy."""
     later = result.step_metrics["experience"] > 0
     mean_later = lambda v: float(np.mean(v[later])) if later.any() else 0.0  # noqa: E731
     return {
         "seed": seed,
-        **cl_metrics.summary(result.accuracy_matrix),
+        **cl_metrics.summary(result.matrix),
         "time_s": result.time_s,
         "compile_s": result.compile_s,
         "mean_cosine": mean_later(result.step_metrics["cosine"]),
         "mean_grad_rel_diff": mean_later(result.step_metrics["grad_rel_diff"]),
-        "accuracy_matrix": np.asarray(result.accuracy_matrix).tolist(),
+        "accuracy_matrix": np.asarray(result.matrix).tolist(),
         "time_per_experience_s": list(map(float, result.time_per_experience)),
         "memory_bytes": result.memory_bytes,
     }

@@ -52,12 +52,14 @@ would need more is refused before anything compiles, saying how much."""
 
 
 @dataclasses.dataclass
-class StreamResult:
-    """What one run over a stream measured.
+class RunResult:
+    """What one run of a learner over a stream measured.
 
     Attributes:
-      accuracy_matrix: ``(N, N)``; ``[i, j]`` the test accuracy on experience ``j`` after training
-        experience ``i``; entries with ``j > i`` are 0 (not evaluated).
+      matrix: ``(N, N)``; ``[i, j]`` the learner's evaluation (``evaluation``: accuracy, or MSE)
+        on experience ``j`` after training experience ``i``; entries with ``j > i`` are 0 unless
+        the learner ``evaluates_unseen``.
+      evaluation: what ``matrix`` holds, the learner's ``evaluation``.
       time_per_experience: wall seconds per experience (start, training, end, evaluation); for
         seeds trained together (:func:`train_seeds`), the seconds of all of them.
       time_s: their sum.
@@ -73,7 +75,8 @@ class StreamResult:
       state: the final strategy state.
     """
 
-    accuracy_matrix: np.ndarray
+    matrix: np.ndarray
+    evaluation: str
     time_per_experience: list[float]
     time_s: float
     compile_s: float
@@ -150,7 +153,7 @@ def _check_task_ids(strategy: Learner, streams: Sequence[Sequence[Experience]]) 
 
 
 def train_stream(strategy: Learner, stream: Sequence[Experience], *, key: jax.Array,
-                 **options) -> StreamResult:
+                 **options) -> RunResult:
     """:func:`train_seeds` for one stream and one key."""
     return train_seeds(strategy, [stream], keys=[key], **options)[0]
 
@@ -172,7 +175,7 @@ def train_seeds(
     run_name: str | None = None,
     steps_in: str = "auto",
     settings: dict[str, Any] | None = None,
-) -> list[StreamResult]:
+) -> list[RunResult]:
     """Train ``strategy`` on every experience of each stream in order, evaluating on all after
     each; stream ``s`` with ``keys[s]``, all seeds in one vmapped program.
 
@@ -319,8 +322,9 @@ def train_seeds(
     def seed(tree, s):
         return jax.tree.map(lambda a: a[s], tree)
 
-    return [StreamResult(
-        accuracy_matrix=record["matrix"][s],
+    return [RunResult(
+        matrix=record["matrix"][s],
+        evaluation=strategy.evaluation,
         time_per_experience=[float(t) for t in record["times"]],
         time_s=float(record["times"].sum()),
         compile_s=compile_s,
