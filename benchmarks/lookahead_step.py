@@ -21,22 +21,20 @@ import jax
 import jax.numpy as jnp
 
 from jaxcl import Batch, HypernetConfig, PartialHypernet
-from jaxcl.core.regularizers import previous_tasks
-from jaxcl.models import split_resnet18
+from jaxcl.models import split_model
 
 
 def compile_step(k: int, order: int, *, batch: int, size: int, nf: int):
     """``(compile seconds, compiled step, state)`` of one later-experience step."""
-    split = split_resnet18(k, num_classes=5, nf=nf)
+    split = split_model("resnet", k, num_classes=5, head=True, nf=nf)
     key = jax.random.key(0)
     x = jax.random.normal(key, (batch, size, size, 3))
     data = Batch(x, jax.random.randint(key, (batch,), 0, 5))
-    learner = PartialHypernet.build(split.stateless, split.stateful, x, order=order,
+    learner = PartialHypernet.build(split.upper, split.lower, x, order=order, max_prev_tasks=20,
                                     hnet_config=HypernetConfig(num_tasks=20))
-    state = learner.end_experience(learner.init(key, x))
     task = jnp.int32(5)
-    ids, mask = previous_tasks(task, 20, 20, key)
-    step = jax.jit(lambda s: learner.step(s, data, task, ids, mask, train_stateful=False))
+    state = learner.end_experience(learner.init(key, x), data, task, key)
+    step = jax.jit(lambda s: learner.train_step(s, data, task, key, first=False))
     start = time.perf_counter()
     compiled = step.lower(state).compile()
     return time.perf_counter() - start, compiled, state

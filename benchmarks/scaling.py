@@ -44,8 +44,7 @@ def run(label: str, *, seeds: list[int], devices: int, args) -> tuple[float, flo
     strategy = build_strategy(config, num_tasks=2, classes_per_task=5,
                               sample_x=streams[0][0].x_train[:args.batch_size])
     result = train_seeds(strategy, streams, keys=[jax.random.key(s) for s in seeds],
-                         epochs=args.epochs, batch_size=args.batch_size, devices=devices,
-                         progress=False)[0]
+                         epochs=args.epochs, batch_size=args.batch_size, devices=devices)[0]
     steps = args.epochs * (5 * args.train_per_class // args.batch_size)
     return result.time_per_experience[1] / steps, result.time_s, result.compile_s
 

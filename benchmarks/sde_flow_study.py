@@ -26,8 +26,10 @@ import jax.numpy as jnp
 
 from jaxcl.core.regularizers import task_outputs
 from jaxcl.data.points import point_tasks
-from jaxcl.learners import sde_flow as cl
+from jaxcl.learners import sde_flow_model as cl
+from jaxcl.learners.sde_flow import SdeFlowLearner
 from jaxcl.models import sde_flow as sf
+from jaxcl.train.loop import train_stream
 
 
 def end_to_end(epochs: int) -> list[list]:
@@ -37,8 +39,11 @@ def end_to_end(epochs: int) -> list[list]:
     for name, model in (("mlp", sf.SdeFlowConfig(model="mlp")),
                         ("hypernet_sde_flow", sf.SdeFlowConfig())):
         variant = cl.Variant(model=model, epochs=epochs)
+        learner = SdeFlowLearner.build(variant, num_tasks=len(tasks),
+                                       train_per_task=tasks[0].x_train.shape[0])
         start = time.perf_counter()
-        run = cl.run_tasks(variant, tasks, jax.random.key(0))
+        run = train_stream(learner, tasks, key=jax.random.key(0), epochs=variant.epochs,
+                           batch_size=variant.batch_size)
         total = time.perf_counter() - start
         steps = len(run.step_metrics["loss"])
         rows.append([name, f"{run.compile_s:.1f}", f"{run.time_s:.1f}", f"{total:.1f}", steps,
@@ -67,7 +72,8 @@ def pieces(repeats: int) -> list[list]:
     hnet = cl.hypernetwork(variant, 5)
     psi = cl.init(variant, jax.random.key(0), 5)
     tasks = point_tasks(jax.random.key(0))
-    x, memory, task = tasks.x_train[2, :50], tasks.x_train[:, :20], jnp.int32(2)
+    x, task = tasks[2].x_train[:50], jnp.int32(2)
+    memory = jnp.stack([e.x_train[:20] for e in tasks])
     key = jax.random.key(1)
     theta = hnet.apply(psi, 2)
     z = jax.random.normal(key, (150, cfg.latent_dim))  # batch + memory, as one solve sees it

@@ -11,6 +11,7 @@ moves the per-seed numbers as much.
 
     python benchmarks/seed_drift.py                               # the README's table
     python benchmarks/seed_drift.py --variant mlp --epochs 20 300
+    python benchmarks/seed_drift.py --quick --epochs 2          # a smoke run, tiny tasks
 """
 
 from __future__ import annotations
@@ -22,24 +23,26 @@ import numpy as np
 
 from experiments.common import markdown_table
 from experiments.sde_flow_forgetting import VARIANT_NAMES, Config
-from jaxcl.learners import sde_flow as cl
+from jaxcl.core.metrics import error_summary
+from jaxcl.train.loop import train_seeds, train_stream
 
 FRACTIONS = (0.01, 0.1, 0.5, 1.0)
 
 
-def drift(name: str, epochs: int) -> list:
-    config = Config(epochs=epochs, seeds=(0, 1))
-    variant = config.variant(name)
+def drift(name: str, epochs: int, **options) -> list:
+    config = Config(epochs=epochs, seeds=(0, 1), **options)
+    learner, run = config.learner(name), {"epochs": epochs, "batch_size": config.batch_size,
+                                          "steps_in": config.steps_in}
     tasks = [config.tasks(0), config.tasks(1)]
     keys = [jax.random.key(0), jax.random.key(1)]
-    together = cl.run_seeds(variant, tasks, keys)[0]
-    alone = cl.run_tasks(variant, tasks[0], keys[0])
+    together = train_seeds(learner, tasks, keys=keys, **run)[0]
+    alone = train_stream(learner, tasks[0], key=keys[0], **run)
     loss_a, loss_b = together.step_metrics["loss"], alone.step_metrics["loss"]
     rel = np.abs(loss_a - loss_b) / np.maximum(np.abs(loss_b), 1e-6)
     at = [rel[min(len(rel) - 1, int(len(rel) * f))] for f in FRACTIONS]
-    matrix = np.max(np.abs(together.mse_matrix - alone.mse_matrix) / alone.mse_matrix)
+    matrix = np.max(np.abs(together.matrix - alone.matrix) / alone.matrix)
     return [name, epochs, *(f"{x:.1e}" for x in at), f"{matrix:.1e}",
-            f"{together.forgetting_t0:+.4f}", f"{alone.forgetting_t0:+.4f}"]
+            *(f"{error_summary(r.matrix)['forgetting_t0']:+.4f}" for r in (together, alone))]
 
 
 def main(argv=None):
@@ -47,8 +50,15 @@ def main(argv=None):
     parser.add_argument("--variant", choices=VARIANT_NAMES, nargs="+",
                         default=["hypernet_sde_flow", "repair_order1"])
     parser.add_argument("--epochs", type=int, nargs="+", default=[20, 300])
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: the tiny tasks and model of the study's --quick")
     args = parser.parse_args(argv)
-    rows = [drift(name, epochs) for name in args.variant for epochs in args.epochs]
+    options = {}
+    if args.quick:
+        from experiments.sde_flow_forgetting import QUICK
+
+        options = {k: v for k, v in QUICK.items() if k != "epochs"}
+    rows = [drift(name, epochs, **options) for name in args.variant for epochs in args.epochs]
     header = ["model", "epochs / task", *(f"loss rel. diff at {f:.0%}" for f in FRACTIONS),
               "MSE matrix max rel. diff", "forgetting t0, vmapped", "forgetting t0, alone"]
     print(f"device: {jax.devices()[0].device_kind}; seed 0 in --seeds 0 1 against seed 0 alone\n")

@@ -1,5 +1,6 @@
 """What every experiment module shares: a command line from a config dataclass, training a set of
-strategies over a stream for several seeds, and writing the run folder (:mod:`jaxcl.io.results`).
+strategies over a stream for several seeds, and writing the run folder
+(:mod:`jaxcl.io.run_folder`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from typing import Any
 import jax
 
 from jaxcl.data.augment import random_crop_flip
-from jaxcl.io import results
-from jaxcl.io.checkpoints import content_digest
+from jaxcl.io import run_folder
+from jaxcl.io.checkpoints import RunCheckpoints, content_digest
 from jaxcl.io.event_logs import summary_writer
-from jaxcl.learners import StrategyConfig, build_strategy
+from jaxcl.io.progress import ProgressBar
+from jaxcl.io.records import seed_record, strategy_record
+from jaxcl.learners import HN_ORDERS, StrategyConfig, build_strategy
 from jaxcl.train.loop import stackable, train_seeds
 from jaxcl.train.parallel import check_devices
 from jaxcl.train.steps import STEPS_IN
@@ -62,9 +65,11 @@ def parse_config(config_cls: type, argv: list[str] | None, *, name: str, descrip
             parser.add_argument(flag, type=_count_or_all(field.name), default=None,
                                 help=text.replace("(default: 0)", "(default: all)"))
         else:
-            parser.add_argument(flag, type=type(default), default=None, help=text)
+            kind = getattr(config_cls, "PARSE", {}).get(field.name, type(default))
+            parser.add_argument(flag, type=kind, default=None, help=text)
     args = parser.parse_args(argv)
-    if args.resume is False and args.out is not None and (args.out / results.CHECKPOINTS).exists():
+    if (args.resume is False and args.out is not None
+            and (args.out / run_folder.CHECKPOINTS).exists()):
         raise FileExistsError(f"--out {args.out} holds checkpoints of an unfinished run and "
                               "--no-resume was given; resume it, or pass a new folder")
     values = dict(quick) if args.quick else {}
@@ -89,6 +94,17 @@ def _count_or_all(name: str) -> Callable[[str], int]:
                 f"{name} must be a positive integer or 'all' (the benchmark's own), got {text!r}")
         return value
     return parse
+
+
+def parse_order(text: str) -> int | str:
+    """``--order 1``, ``--order 2`` or ``--order none``: one of
+    :data:`jaxcl.learners.HN_ORDERS`, as ``StrategyConfig.order`` and ``config.json`` hold it
+    (the int 1 or 2, or the string ``"none"``)."""
+    for order in HN_ORDERS:
+        if text == str(order):
+            return order
+    raise argparse.ArgumentTypeError(
+        f"order must be one of {', '.join(map(str, HN_ORDERS))}, got {text!r}")
 
 
 def default_out(name: str) -> pathlib.Path:
@@ -125,7 +141,7 @@ def run_strategies(
     the strategy's settings, ``options`` (the run's other settings that can change a number) and
     the content hash of every seed's stream, so that resuming another run's checkpoints is
     refused. Returns ``(records, steps)``:
-    :func:`jaxcl.io.results.strategy_record` per label, and the per-step logs
+    :func:`jaxcl.io.records.strategy_record` per label, and the per-step logs
     ``steps[label][seed]``.
     """
     streams = [stream_for_seed(seed) for seed in seeds]
@@ -146,15 +162,16 @@ def run_strategies(
             seed_results = train_seeds(
                 strategy, [streams[i] for i in group],
                 keys=[jax.random.key(seed) for seed in group_seeds], epochs=epochs,
-                batch_size=batch_size, eval_batch_size=eval_batch_size, progress=progress,
-                label=f"{label} seeds {group_seeds}", devices=devices,
-                augment=random_crop_flip if augment else None,
-                checkpoint_dir=None if checkpoints is None else checkpoints / name,
+                batch_size=batch_size, eval_batch_size=eval_batch_size,
+                on_event=ProgressBar(progress), label=f"{label} seeds {group_seeds}",
+                devices=devices, augment=random_crop_flip if augment else None,
+                checkpoints=None if checkpoints is None else RunCheckpoints(
+                    checkpoints / name, name=f"{label} seeds {group_seeds}", report=print),
                 checkpoint_epochs=checkpoint_epochs, run_name=label, steps_in=steps_in,
                 settings={"strategy": dataclasses.asdict(config), "options": options or {},
                           "data": [digests[i] for i in group] if digests else []})
             for seed, result in zip(group_seeds, seed_results):
-                record = results.seed_record(seed, result)
+                record = seed_record(seed, result)
                 per_seed[label].append(record)
                 steps[label][seed] = result.step_metrics
                 if tensorboard is not None and jax.process_index() == 0:
@@ -164,7 +181,7 @@ def run_strategies(
                 print(f"  {label} seed {seed}: ACA {record['aca']:.3f}, forgetting "
                       f"{record['forgetting']:.3f}, {record['time_s']:.1f} s "
                       f"(+{record['compile_s']:.1f} s compile)", flush=True)
-    records = {label: results.strategy_record(r) for label, r in per_seed.items()}
+    records = {label: strategy_record(r) for label, r in per_seed.items()}
     for label, config in strategies.items():  # the resolved settings, normalisation included
         records[label]["settings"] = {**dataclasses.asdict(config), "norms": list(config.norms)}
     return records, steps
@@ -179,15 +196,15 @@ def finish(out: pathlib.Path | None, *, experiment: str, config: Any, seeds: Seq
     settings = {label: r["settings"] for label, r in records.items() if "settings" in r}
     if settings:  # each strategy's resolved settings (e.g. norm "reference" -> its norms)
         config_dict["strategies"] = settings
-    files = results.run_files(experiment=experiment, config=config_dict, seeds=list(seeds),
-                              records=records, steps=steps, summary_md=f"# {title}\n\n{table}\n",
-                              extra=extra, paper=paper)
+    files = run_folder.run_files(experiment=experiment, config=config_dict, seeds=list(seeds),
+                                 records=records, steps=steps,
+                                 summary_md=f"# {title}\n\n{table}\n", extra=extra, paper=paper)
     files.update(extra_files or {})
     print(f"\n{title}\n{table}")
     if out is not None:
-        results.write_files(out, files)
+        run_folder.write_files(out, files)
         print(f"\nresults: {out}")
-        dropped = results.drop_checkpoints(out, keep=getattr(config, "keep_checkpoints", True))
+        dropped = run_folder.drop_checkpoints(out, keep=getattr(config, "keep_checkpoints", True))
         if dropped:
             print(dropped)
     return files["metrics.json"]
@@ -201,8 +218,9 @@ def finish_tables(out: pathlib.Path | None, *, config: Any, title: str, table: s
         metrics = {**metrics, "paper": paper}
     print(f"{title}\n{table}")
     if out is not None:
-        results.write_files(out, {"config.json": dataclasses.asdict(config),
-                                  "metrics.json": metrics, "summary.md": f"# {title}\n\n{table}\n"})
+        run_folder.write_files(out, {"config.json": dataclasses.asdict(config),
+                                     "metrics.json": metrics,
+                                     "summary.md": f"# {title}\n\n{table}\n"})
         print(f"\nresults: {out}")
     return metrics
 
@@ -224,7 +242,91 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class RunSettings:
+class RunOptions:
+    """The options of every experiment that trains: seeds, the training's length and pace, and
+    how the run is carried out (devices, the loop, checkpoints, event files, progress bars).
+    Each experiment's config subclasses it, with its own defaults where they differ, so that a
+    setting has one name, one check and one ``--help`` line everywhere."""
+
+    HELP: typing.ClassVar[dict[str, str]] = {
+        "seeds": "one run per seed, each its own data order and initialisation; distinct",
+        "epochs": "epochs per experience, >= 1",
+        "batch_size": "training minibatch, >= 1",
+        "learning_rate": "the optimizer's learning rate, > 0",
+        "devices": "data-parallel over this many devices (dividing the batch)",
+        "checkpoint_epochs": "also checkpoint every N epochs inside an experience; 0: after "
+                             "experiences only",
+        "keep_checkpoints": "keep OUT/checkpoints after the run has finished (they are there "
+                            "to resume an unfinished run)",
+        "tensorboard": "also write TensorBoard event files in OUT/tensorboard",
+        "progress": "progress bars",
+        "steps_in": "python, scan or auto",
+    }
+    """One line per option for ``--help``: what it does and what values it takes."""
+
+    NOTES: typing.ClassVar[dict[str, str]] = {
+        "steps_in": "auto is python on CPU, where a convolution's gradient inside an XLA loop "
+                    "is 20-45x slower, and scan elsewhere",
+    }
+    """``--help`` notes beside the defaults."""
+
+    NO_EFFECT: typing.ClassVar[tuple[str, ...]] = (
+        "checkpoint_epochs", "keep_checkpoints", "tensorboard", "progress")
+    """Settings that cannot change a number: how often checkpoints are taken (a resumed run ends
+    bitwise equal to an uninterrupted one), event files and progress bars."""
+
+    seeds: tuple[int, ...] = (0,)
+    epochs: int = 1
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    devices: int = 1
+    checkpoint_epochs: int = 0
+    keep_checkpoints: bool = False
+    tensorboard: bool = False
+    progress: bool = True
+    steps_in: str = "auto"
+
+    def __post_init__(self):
+        if not self.seeds:
+            raise ValueError("seeds must name at least one seed")
+        repeated = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
+        if repeated:
+            raise ValueError(f"seeds {list(self.seeds)} name {repeated} more than once; a seed "
+                             "trained twice gives the same numbers twice (a false '± 0')")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not (isinstance(self.checkpoint_epochs, int) and self.checkpoint_epochs >= 0):
+            raise ValueError(f"checkpoint_epochs must be a positive integer (or 0, the "
+                             f"default), got {self.checkpoint_epochs!r}")
+        check_devices(self.devices, self.batch_size)
+        if self.steps_in not in STEPS_IN:  # the name only: "auto" needs the backend, not yet
+            raise ValueError(f"steps_in must be one of {STEPS_IN}, got {self.steps_in!r}")
+        if self.tensorboard:
+            summary_writer()
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Every setting that can change a number (all but ``NO_EFFECT``): part of every
+        checkpoint's fingerprint, so that resuming another run's checkpoints is refused."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in self.NO_EFFECT}
+
+    def on_event(self, label_lines: Callable | None = None) -> Callable:
+        """What the loop reports to: a progress bar when ``progress``, then ``label_lines``."""
+        bar = ProgressBar(self.progress)
+
+        def report(event):
+            bar(event)
+            if label_lines is not None:
+                label_lines(event)
+        return report
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings(RunOptions):
     """Settings every strategy-comparison module shares. Each module subclasses it with its own
     defaults and adds its own fields.
 
@@ -255,6 +357,7 @@ class RunSettings:
     metrics as TensorBoard event files in ``OUT/tensorboard`` (the ``tensorboard`` extra)."""
 
     NOTES: typing.ClassVar[dict[str, str]] = {
+        **RunOptions.NOTES,
         "benchmark": "built in, no download; the paper's Table 2 is split_cifar100 (our default "
                      "differs on purpose: a first run needs no data)",
         "seeds": "the paper reports 3 runs (--seeds 0 1 2)",
@@ -262,12 +365,11 @@ class RunSettings:
         "memory_size": "0: the paper's buffer, 200 (400 on split_tinyimagenet)",
         "train_per_class": "0: synthetic 500, real data all",
         "test_per_class": "0: synthetic 100, real data all",
-        "steps_in": "auto is python on CPU, where a convolution's gradient inside an XLA loop "
-                    "is 20-45x slower, and scan elsewhere",
     }
     """``--help`` notes beside the defaults: why a default differs from the paper's setting."""
 
     HELP: typing.ClassVar[dict[str, str]] = {
+        **RunOptions.HELP,
         "benchmark": "the stream: synthetic, synthetic_images, synthetic_noisy, split_cifar100, "
                      "split_tinyimagenet, noisy_cifar, cross_dataset, split_fashion_mnist",
         "data_dir": "TFDS's folder of prepared datasets ('' : TFDS's default)",
@@ -290,21 +392,14 @@ class RunSettings:
         "test_per_class": "test examples per class, >= 0",
         "rgb32": "bring Split-Fashion-MNIST to 32x32x3",
         "noise": "the synthetic streams' noise around each class prototype",
-        "order": "look-ahead order of HN-k: 1 or 2",
+        "order": "look-ahead order of HN-k: 1, 2, or none (the regulariser on psi itself)",
         "coef": "lambda, the output regulariser's weight, >= 0",
         "chunk_dim": "d, the hypernetwork's lookup dimension per output channel, >= 1",
         "ewc_lambda": "EWC's lambda, >= 0",
         "memory_size": "LR-k's buffer entries, >= 0",
         "max_prev_tasks": "previous tasks HN-k regularises per step, >= 1",
         "augment": "random crop (padding 4) and horizontal flip of every training minibatch",
-        "devices": "data-parallel over this many devices (dividing the batch)",
         "seeds_together": "train all seeds as one vmapped program",
-        "checkpoint_epochs": "also checkpoint every N epochs inside an experience; 0: after "
-                             "experiences only",
-        "keep_checkpoints": "keep OUT/checkpoints after the run has finished (they are there "
-                            "to resume an unfinished run)",
-        "tensorboard": "also write TensorBoard event files in OUT/tensorboard",
-        "progress": "progress bars",
         "steps_in": "python, scan or auto",
         "strategies": "strategy labels: Naive, EWC, Frozen-k (k 0..4), LR-k (k 1..4), HN-k "
                       "(k 1..4), HN-F",
@@ -318,11 +413,8 @@ class RunSettings:
     data_dir: str = ""
     manual_dir: str = ""
     datasets: tuple[str, ...] = ()
-    seeds: tuple[int, ...] = (0,)
     epochs: int = 100
-    batch_size: int = 64
     eval_batch_size: int = 256
-    learning_rate: float = 1e-3
     model: str = "resnet"
     nf: int = 20
     hidden: tuple[int, ...] = (64,)
@@ -334,47 +426,31 @@ class RunSettings:
     test_per_class: int = 0
     rgb32: bool = False
     noise: float = 1.0
-    order: int = 1
+    order: int | str = 1
     coef: float = 0.5
     chunk_dim: int = 32
     ewc_lambda: float = 1.0
     memory_size: int = 0
     max_prev_tasks: int = 20
     augment: bool = True
-    devices: int = 1
     seeds_together: bool = True
-    checkpoint_epochs: int = 0
-    keep_checkpoints: bool = False
-    tensorboard: bool = False
-    progress: bool = True
-    steps_in: str = "auto"
 
     def __post_init__(self):
         from jaxcl.data import check_benchmark
 
-        if not self.seeds:
-            raise ValueError("seeds must name at least one seed")
-        repeated = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
-        if repeated:
-            raise ValueError(f"seeds {list(self.seeds)} name {repeated} more than once; a seed "
-                             "trained twice gives the same numbers twice (a false '± 0')")
+        super().__post_init__()
         if not self.hidden or any(not (isinstance(w, int) and w >= 1) for w in self.hidden):
             raise ValueError(f"hidden must be one or more positive widths, got {list(self.hidden)}")
-        for name in ("epochs", "batch_size", "eval_batch_size", "image_size"):
+        for name in ("eval_batch_size", "image_size"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("num_tasks", "classes_per_task", "checkpoint_epochs", "memory_size",
+        for name in ("num_tasks", "classes_per_task", "memory_size",
                      "train_per_class", "test_per_class"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 0):
                 raise ValueError(f"{name} must be a positive integer (or 0, the default), got "
                                  f"{value!r}")
-        check_devices(self.devices, self.batch_size)
-        if self.steps_in not in STEPS_IN:  # the name only: "auto" needs the backend, not yet
-            raise ValueError(f"steps_in must be one of {STEPS_IN}, got {self.steps_in!r}")
-        if self.tensorboard:
-            summary_writer()
         check_benchmark(self.benchmark, self.stream_options(),
                         data_dir=self.data_dir or None, manual_dir=self.manual_dir or None)
         for label in self.labels():
@@ -384,12 +460,13 @@ class RunSettings:
         """The strategy labels the module trains (overridden by modules)."""
         return ()
 
+    PARSE: typing.ClassVar[dict[str, Callable[[str], Any]]] = {"order": parse_order}
+    """Options whose command-line text is parsed by a function of their own, not their type."""
+
     ALL_WHEN_ZERO: typing.ClassVar[tuple[str, ...]] = ("num_tasks", "classes_per_task")
     """Counts whose 0 means "the benchmark's own": ``all`` on the command line, 0 refused."""
 
-    NO_EFFECT: typing.ClassVar[tuple[str, ...]] = (
-        "data_dir", "manual_dir", "checkpoint_epochs", "keep_checkpoints", "tensorboard",
-        "progress")
+    NO_EFFECT: typing.ClassVar[tuple[str, ...]] = (*RunOptions.NO_EFFECT, "data_dir", "manual_dir")
     """Settings that cannot change a number: where the data are read from (their content is
     fingerprinted instead), how often checkpoints are taken (a resumed run ends bitwise equal to
     an uninterrupted one), event files and progress bars."""
@@ -413,14 +490,16 @@ class RunSettings:
     def train(self, strategies: dict[str, StrategyConfig], out: pathlib.Path | None = None):
         """:func:`run_strategies` with these settings, checkpointed in ``out``'s
         ``checkpoints/`` when given: ``(records, steps)``."""
-        return run_strategies(strategies, self.stream, seeds=self.seeds, epochs=self.epochs,
+        arrays: dict = {}  # every seed's stream reads a TFDS dataset once
+        return run_strategies(strategies, lambda seed: self.stream(seed, cache=arrays),
+                              seeds=self.seeds, epochs=self.epochs,
                               batch_size=self.batch_size, eval_batch_size=self.eval_batch_size,
                               progress=self.progress, augment=self.augment,
                               devices=self.devices, seeds_together=self.seeds_together,
                               checkpoint_epochs=self.checkpoint_epochs, steps_in=self.steps_in,
                               options=self.fingerprint(),
                               checkpoints=None if out is None else
-                              pathlib.Path(out) / results.CHECKPOINTS,
+                              pathlib.Path(out) / run_folder.CHECKPOINTS,
                               tensorboard=pathlib.Path(out) / "tensorboard"
                               if out is not None and self.tensorboard else None)
 
@@ -453,11 +532,14 @@ class RunSettings:
                            test_per_class=self.test_per_class or 100)
         return options
 
-    def stream(self, seed: int) -> list[Experience]:
+    def stream(self, seed: int, cache: dict | None = None) -> list[Experience]:
+        """The benchmark's stream for ``seed``; ``cache`` keeps the arrays of TFDS datasets
+        read (:func:`jaxcl.data.load_benchmark`)."""
         from jaxcl.data import load_benchmark
 
         return load_benchmark(self.benchmark, seed=seed, data_dir=self.data_dir or None,
-                              manual_dir=self.manual_dir or None, **self.stream_options())
+                              manual_dir=self.manual_dir or None, cache=cache,
+                              **self.stream_options())
 
 
 @dataclasses.dataclass(frozen=True)

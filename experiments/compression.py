@@ -29,8 +29,8 @@ from jaxcl.core.hypernet import (
     compression_table,
     parameter_report,
 )
-from jaxcl.io.results import check_out
-from jaxcl.models import split_resnet18
+from jaxcl.io.run_folder import check_out
+from jaxcl.models import split_model
 
 NAME = "compression"
 PAPER_SETTING = {"nf": 20, "k": 0, "num_tasks": 10, "num_classes": 10,
@@ -47,7 +47,8 @@ class Config:
     chunk_dims: tuple[int, ...] = (4, 8, 16, 32, 64)
 
     def __post_init__(self):
-        split_resnet18(self.k, self.num_classes, nf=self.nf)  # validates k and nf
+        split_model("resnet", self.k, num_classes=self.num_classes, head=True,
+                    nf=self.nf)  # validates k and nf
         HypernetConfig(num_tasks=self.num_tasks)  # validates num_tasks
         if not self.chunk_dims or any(d < 1 for d in self.chunk_dims):
             raise ValueError(f"chunk_dims must be positive, got {self.chunk_dims}")
@@ -65,12 +66,13 @@ def total_params(hnet: Hypernetwork) -> int:
 def run(config: Config, out=None) -> dict:
     if out is not None:
         check_out(out)
-    split = split_resnet18(config.k, config.num_classes, nf=config.nf)
+    split = split_model("resnet", config.k, num_classes=config.num_classes, head=True,
+                        nf=config.nf)
     x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
-    if split.stateful is not None:
-        x = jax.eval_shape(lambda x: split.stateful.apply(
-            split.stateful.init(jax.random.key(0), x), x), x)
-    hnet = Hypernetwork.for_target(split.stateless, x,
+    if split.lower is not None:
+        x = jax.eval_shape(lambda x: split.lower.apply(
+            split.lower.init(jax.random.key(0), x), x), x)
+    hnet = Hypernetwork.for_target(split.upper, x,
                                    config=HypernetConfig(num_tasks=config.num_tasks))
     params = {d: total_params(dataclasses.replace(
         hnet, config=dataclasses.replace(hnet.config, chunk_dim=d))) for d in config.chunk_dims}

@@ -27,7 +27,8 @@ from experiments.common import (
     module_main,
 )
 from jaxcl.io import plots
-from jaxcl.io.results import check_out, mean_std
+from jaxcl.io.records import mean_std
+from jaxcl.io.run_folder import check_out
 
 NAME = "first_vs_second_order"
 Config = HypernetSettings

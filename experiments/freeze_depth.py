@@ -24,7 +24,7 @@ import numpy as np
 from experiments.common import QUICK_SETTINGS, RunSettings, markdown_table, module_main
 from jaxcl.data import SYNTHETIC
 from jaxcl.io import plots
-from jaxcl.io.results import check_out
+from jaxcl.io.run_folder import check_out
 
 NAME = "freeze_depth"
 

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from experiments import paper
 from experiments.common import finish_tables, markdown_table, module_main
 from jaxcl.core.hypernet import count_params
-from jaxcl.io.results import check_out
+from jaxcl.io.run_folder import check_out
 from jaxcl.learners import StrategyConfig, build_strategy
 from jaxcl.models import FREEZE_DEPTHS
 
@@ -80,15 +80,14 @@ def latent_replay(k: int, nf: int, bench: str) -> tuple[tuple[int, int, int], in
     return (c, h, w), strategy.memory_bytes(state)
 
 
-def hypernetwork(k: int, config: Config) -> tuple[int, int]:
-    """HN-k's frozen hypernetwork ``H*``: parameters and bytes, with ``config``'s HN shape."""
-    strategy_config = StrategyConfig(strategy="hypernetwork", k=k, nf=config.nf,
-                                     chunk_dim=config.chunk_dim)
+def hypernetwork(strategy_config: StrategyConfig, config: Config) -> tuple[int, int]:
+    """HN-k's frozen hypernetwork ``H*`` (``psi_prev``): parameters and bytes, with ``config``'s
+    HN shape."""
     x = jnp.zeros((2, 32, 32, 3))
     strategy = build_strategy(strategy_config, num_tasks=config.hn_tasks,
                               classes_per_task=config.hn_classes, sample_x=x)
     state = jax.eval_shape(strategy.init, jax.random.key(0), x)
-    return count_params(state.frozen_hparams), strategy.memory_bytes(state)
+    return count_params(state.psi_prev), strategy.memory_bytes(state)
 
 
 def shape_text(shape) -> str:
@@ -99,8 +98,10 @@ def run(config: Config, out=None) -> dict:
     if out is not None:
         check_out(out)
     lr = {(b, k): latent_replay(k, config.nf, b) for b in config.benchmarks for k in config.depths}
-    hn = {k: hypernetwork(k, config) for k in config.depths}
-    label = {k: f"HN-{k}" if k else "HN-F" for k in config.depths}
+    hn_configs = {k: StrategyConfig(strategy="hypernetwork", k=k, nf=config.nf,
+                                    chunk_dim=config.chunk_dim) for k in config.depths}
+    hn = {k: hypernetwork(c, config) for k, c in hn_configs.items()}
+    label = {k: c.label for k, c in hn_configs.items()}  # HN-k, HN-F for k = 0
     lr_rows = []
     for k in config.depths:
         row = [f"LR-{k}"]

@@ -23,7 +23,8 @@ import numpy as np
 from experiments import paper
 from experiments.common import QUICK_SETTINGS, RunSettings, markdown_table, module_main
 from jaxcl.data.transforms import NOISE_NAMES
-from jaxcl.io.results import check_out, mean_std
+from jaxcl.io.records import mean_std
+from jaxcl.io.run_folder import check_out
 
 NAME = "noisy_stream"
 PAPER_SETTING = {"benchmark": "noisy_cifar", "classes_per_task": 5, "memory_size": 200,

@@ -2,7 +2,8 @@
 
 Five tasks of 3-D points (:mod:`jaxcl.data.points`), trained in sequence, 300 epochs each
 with AdamW at 5e-4. After each task the test MSE on every task fills one row of the MSE matrix.
-Models (:mod:`jaxcl.learners.sde_flow`; ``--variants`` picks a subset):
+Models (:mod:`jaxcl.learners.sde_flow_model`, trained as learners of the one loop,
+:mod:`jaxcl.learners.sde_flow`; ``--variants`` picks a subset):
 
 =============================  ===============================================================
 ``mlp``                        MLP autoencoder, nothing against forgetting
@@ -55,14 +56,17 @@ from typing import Any
 import jax
 import numpy as np
 
-from experiments.common import default_out, markdown_table, parse_config
+from experiments.common import RunOptions, default_out, markdown_table, parse_config
+from jaxcl.core import metrics as cl_metrics
 from jaxcl.data.points import point_tasks
-from jaxcl.io import plots, results
-from jaxcl.io.checkpoints import content_digest
-from jaxcl.io.event_logs import summary_writer, write_study_events
-from jaxcl.learners import sde_flow as cl
+from jaxcl.io import plots, run_folder
+from jaxcl.io.checkpoints import RunCheckpoints, content_digest
+from jaxcl.io.event_logs import write_events
+from jaxcl.learners.sde_flow import STEP_METRICS, SdeFlowLearner
+from jaxcl.learners.sde_flow_model import LossWeights, Variant
 from jaxcl.models.sde_flow import SdeFlowConfig
-from jaxcl.train.parallel import check_devices
+from jaxcl.train.events import ExperienceEnded
+from jaxcl.train.loop import RunResult, train_seeds
 
 NAME = "sde_flow_forgetting"
 SCHEMA = "jaxcl.sde_flow/1"
@@ -74,21 +78,35 @@ VARIANT_NAMES = ("mlp", "hypernet_sde_flow", "ablation_no_replay_sep", "ablation
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(RunOptions):
     """The study's settings (weights and memory size are ours: the study does not give them).
 
     All seeds train as one vmapped program; ``devices`` trains data-parallel over that many
     devices (it must divide ``batch_size``). The run checkpoints every model after every task in
     ``OUT/checkpoints/<model>`` (and every ``checkpoint_epochs`` epochs inside one if positive),
     and a killed run started again with the same command resumes. ``tensorboard`` also writes
-    the metrics as event files in ``OUT/tensorboard/<model>/seed_<s>``.
+    the metrics as event files in ``OUT/tensorboard/<model>/seed_<s>``. ``coef`` is the repair's
+    ``lambda`` (the output regulariser's weight, as everywhere in jaxcl).
     """
 
-    seeds: tuple[int, ...] = (0,)
-    variants: tuple[str, ...] = VARIANT_NAMES
+    HELP: typing.ClassVar[dict[str, str]] = {
+        **RunOptions.HELP,
+        "epochs": "epochs per task, >= 1",
+        "learning_rate": "AdamW's learning rate, > 0",
+        "variants": "models to train: " + ", ".join(VARIANT_NAMES),
+        "train_per_task": "training points per task, >= 2",
+        "test_per_task": "test points per task, >= 2",
+        "noise": "Gaussian noise added to the points, >= 0",
+        "coef": "lambda, the repair's output regulariser weight, >= 0",
+    }
+    NO_EFFECT: typing.ClassVar[tuple[str, ...]] = (*RunOptions.NO_EFFECT, "variants")
+    """Settings that cannot change a variant's numbers: which variants run (each checkpoints
+    apart), how often checkpoints are taken, event files, progress bars."""
+
     epochs: int = 300
     batch_size: int = 50
     learning_rate: float = 5e-4
+    variants: tuple[str, ...] = VARIANT_NAMES
     train_per_task: int = 300
     test_per_task: int = 100
     noise: float = 0.05
@@ -99,34 +117,12 @@ class Config:
     replay: float = 1.0
     separation: float = 0.1
     memory_per_task: int = 20
-    regularizer: float = 1.0
+    coef: float = 1.0
     virtual_lr: float = 0.01
     ablation_factor: float = 10.0
-    devices: int = 1
-    checkpoint_epochs: int = 0
-    keep_checkpoints: bool = False
-    tensorboard: bool = False
-    progress: bool = True
-
-    NO_EFFECT: typing.ClassVar[tuple[str, ...]] = (
-        "variants", "checkpoint_epochs", "keep_checkpoints", "tensorboard", "progress")
-    """Settings that cannot change a variant's numbers: which variants run (each checkpoints
-    apart), how often checkpoints are taken (resumes are bitwise equal), event files, progress."""
-
-    def fingerprint(self) -> dict:
-        """Every setting that can change a number, for the checkpoints' fingerprint."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name not in self.NO_EFFECT}
 
     def __post_init__(self):
-        if not self.seeds:
-            raise ValueError("seeds must name at least one seed")
-        if not (isinstance(self.checkpoint_epochs, int) and self.checkpoint_epochs >= 0):
-            raise ValueError(f"checkpoint_epochs must be an integer >= 0, got "
-                             f"{self.checkpoint_epochs!r}")
-        check_devices(self.devices, self.batch_size)
-        if self.tensorboard:
-            summary_writer()
+        super().__post_init__()
         unknown = [v for v in self.variants if v not in VARIANT_NAMES]
         if unknown or not self.variants:
             raise ValueError(f"variants {unknown or '()'} not known; choose from {VARIANT_NAMES}")
@@ -137,21 +133,15 @@ class Config:
             if not (isinstance(value, int) and value >= 2):
                 raise ValueError(f"{name} must be an integer >= 2, got {value!r}")
         for name in self.variants:  # every model's settings are checked before any work
-            variant = self.variant(name)
-            if variant.batch_size > self.train_per_task:
-                raise ValueError(f"batch_size={self.batch_size} exceeds train_per_task="
-                                 f"{self.train_per_task}")
-            if variant.memory_per_task > self.train_per_task:
-                raise ValueError(f"memory_per_task={self.memory_per_task} exceeds "
-                                 f"train_per_task={self.train_per_task}")
+            self.learner(name)
 
-    def variant(self, name: str) -> cl.Variant:
-        """The :class:`jaxcl.learners.sde_flow.Variant` of model ``name`` with these settings."""
+    def variant(self, name: str) -> Variant:
+        """The :class:`jaxcl.learners.sde_flow_model.Variant` of model ``name``."""
         model = SdeFlowConfig(latent_dim=self.latent_dim, hidden=self.hidden,
                               sde_steps=self.sde_steps)
-        weights = cl.LossWeights(nll=self.nll, replay=self.replay, separation=self.separation,
-                                 regularizer=self.regularizer, virtual_lr=self.virtual_lr)
-        base = cl.Variant(model=model, epochs=self.epochs, batch_size=self.batch_size,
+        weights = LossWeights(nll=self.nll, replay=self.replay, separation=self.separation,
+                                 coef=self.coef, virtual_lr=self.virtual_lr)
+        base = Variant(model=model, epochs=self.epochs, batch_size=self.batch_size,
                           learning_rate=self.learning_rate, memory_per_task=self.memory_per_task,
                           weights=weights)
         w = self.ablation_factor
@@ -168,7 +158,13 @@ class Config:
                                                "weights": weights._replace(replay=0.0)}
         return dataclasses.replace(base, **changes[name])
 
+    def learner(self, name: str) -> SdeFlowLearner:
+        """The learner of model ``name`` (its settings checked against the tasks' size)."""
+        return SdeFlowLearner.build(self.variant(name), num_tasks=5,
+                                    train_per_task=self.train_per_task)
+
     def tasks(self, seed: int):
+        """The five point tasks of ``seed``, as a stream."""
         return point_tasks(jax.random.key(seed), train_per_task=self.train_per_task,
                            test_per_task=self.test_per_task, noise=self.noise)
 
@@ -177,15 +173,15 @@ QUICK = {"epochs": 3, "train_per_task": 40, "test_per_task": 20, "batch_size": 2
          "memory_per_task": 5, "hidden": (8,), "sde_steps": 2, "progress": False}
 
 
-def _record(runs: list[tuple[int, cl.StudyRun]]) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "mse_matrix": np.mean([r.mse_matrix for _, r in runs], axis=0).tolist()}
+def _record(runs: list[tuple[int, RunResult]]) -> dict[str, Any]:
+    per_seed = [{"seed": s, "mse_matrix": r.matrix.tolist(), **cl_metrics.error_summary(r.matrix)}
+                for s, r in runs]
+    out: dict[str, Any] = {"mse_matrix": np.mean([r.matrix for _, r in runs], axis=0).tolist()}
     for name in ("forgetting_t0", "mean_forgetting", "time_s", "compile_s"):
-        values = np.array([getattr(r, name) for _, r in runs], dtype=float)
+        values = np.array([p[name] for p in per_seed] if name in per_seed[0] else
+                          [getattr(r, name) for _, r in runs], dtype=float)
         out[name], out[f"{name}_std"] = float(values.mean()), float(values.std())
-    out["per_seed"] = [{"seed": s, "mse_matrix": r.mse_matrix.tolist(),
-                        "forgetting_t0": r.forgetting_t0, "mean_forgetting": r.mean_forgetting}
-                       for s, r in runs]
+    out["per_seed"] = per_seed
     return out
 
 
@@ -240,41 +236,50 @@ def tables(config: Config, records: dict[str, dict]) -> tuple[str, list[list]]:
 
 
 @functools.cache
-def _programs(seeds: int, devices: int) -> cl.Programs:
-    """One set of compiled programs per process: a sweep, or a resumed run started again in
-    the same process, compiles nothing twice."""
-    return cl.Programs.create(seeds, devices)
+def _program_cache() -> dict:
+    """One cache of compiled programs per process: variants differing only in their loss weights
+    share programs, and a sweep, or a resumed run started again in the same process, compiles
+    nothing twice."""
+    return {}
+
+
+def _task_lines(config: Config, seeds: list[int]):
+    """One line per seed after every task: its loss, MSE and regulariser (last 10 steps)."""
+    def report(event):
+        if config.progress and isinstance(event, ExperienceEnded):
+            m = event.metrics
+            for i, seed in enumerate(seeds):
+                print(f"    {event.label} seed {seed}: task {event.experience} done, loss "
+                      f"{m['loss'][i]:.4f}, mse {m['mse'][i]:.4f}, reg {m['reg'][i]:.4f}",
+                      flush=True)
+    return report
 
 
 def run(config: Config, out) -> dict:
     out = pathlib.Path(out)
-    results.check_out(out)
+    run_folder.check_out(out)
     seeds = list(config.seeds)
-    programs = _programs(len(seeds), config.devices)
-    tasks = [config.tasks(seed) for seed in seeds]
-    data = [content_digest(t) for t in tasks]
-    runs: dict[str, list[tuple[int, cl.StudyRun]]] = {}
+    streams = [config.tasks(seed) for seed in seeds]
+    data = [content_digest(s) for s in streams]
+    runs: dict[str, list[tuple[int, RunResult]]] = {}
     for name in config.variants:
-        def report(t, m, name=name):
-            if config.progress:
-                for i, seed in enumerate(seeds):
-                    print(f"    {name} seed {seed}: task {t} done, loss {m['loss'][i]:.4f}, "
-                          f"mse {m['mse'][i]:.4f}, reg {m['reg'][i]:.4f}", flush=True)
         variant = config.variant(name)
-        seed_runs = cl.run_seeds(variant, tasks, [jax.random.key(s) for s in seeds],
-                                 programs=programs, progress=report,
-                                 label=name if config.progress else None,
-                                 devices=config.devices,
-                                 checkpoint_dir=out / results.CHECKPOINTS / name,
-                                 checkpoint_epochs=config.checkpoint_epochs,
-                                 run_name=repr(variant), settings={
-                                     "options": config.fingerprint(), "data": data})
+        seed_runs = train_seeds(
+            config.learner(name), streams, keys=[jax.random.key(s) for s in seeds],
+            epochs=variant.epochs, batch_size=variant.batch_size,
+            on_event=config.on_event(_task_lines(config, seeds)), label=name,
+            devices=config.devices, steps_in=config.steps_in,
+            checkpoints=RunCheckpoints(out / run_folder.CHECKPOINTS / name, name=name,
+                                       report=print),
+            checkpoint_epochs=config.checkpoint_epochs, run_name=repr(variant),
+            settings={"options": config.fingerprint(), "data": data}, cache=_program_cache())
         runs[name] = list(zip(seeds, seed_runs))
         for seed, result in runs[name]:
-            print(f"  {name} seed {seed}: forgetting t0 {result.forgetting_t0:+.4f}, mean "
-                  f"{result.mean_forgetting:+.4f}", flush=True)
+            forgetting = cl_metrics.error_summary(result.matrix)
+            print(f"  {name} seed {seed}: forgetting t0 {forgetting['forgetting_t0']:+.4f}, "
+                  f"mean {forgetting['mean_forgetting']:+.4f}", flush=True)
             if config.tensorboard and jax.process_index() == 0:
-                write_study_events(out / "tensorboard" / name / f"seed_{seed}", result)
+                write_events(out / "tensorboard" / name / f"seed_{seed}", result)
         together = f"seeds {seeds} in one program" if len(seeds) > 1 else f"seed {seeds[0]}"
         print(f"  {name}, {together}: {seed_runs[0].time_s:.1f} s "
               f"(+{seed_runs[0].compile_s:.1f} s compile)", flush=True)
@@ -292,24 +297,24 @@ def run(config: Config, out) -> dict:
     matrix_rows, step_rows = [], []
     for name, seeded in runs.items():
         for seed, r in seeded:
-            matrix_rows += [[name, seed, i, *row] for i, row in enumerate(r.mse_matrix.tolist())]
+            matrix_rows += [[name, seed, i, *row] for i, row in enumerate(r.matrix.tolist())]
         matrix_rows += [[name, "mean", i, *row] for i, row in
                         enumerate(records[name]["mse_matrix"])]
         seed, r = seeded[0]
         log = r.step_metrics
-        step_rows += [[name, seed, s, int(log["task"][s]),
-                       *(float(log[k][s]) for k in cl.STEP_METRICS)]
+        step_rows += [[name, seed, s, int(log["experience"][s]),
+                       *(float(log[k][s]) for k in STEP_METRICS)]
                       for s in range(len(log["loss"]))]
     n = len(next(iter(records.values()))["mse_matrix"])
     files: dict[str, Any] = {
         "config.json": dataclasses.asdict(config),
         "metrics.json": metrics,
         "summary.md": f"# {title}\n\n{summary}\n",
-        "mse_matrices.csv": results.csv_text(
+        "mse_matrices.csv": run_folder.csv_text(
             ["model", "seed", "after_task", *(f"task_{j}" for j in range(n))],
             matrix_rows),
-        "forgetting.csv": results.csv_text(forgetting_rows[0], forgetting_rows[1:]),
-        "steps.csv": results.csv_text(["model", "seed", "step", "task", *cl.STEP_METRICS],
+        "forgetting.csv": run_folder.csv_text(forgetting_rows[0], forgetting_rows[1:]),
+        "steps.csv": run_folder.csv_text(["model", "seed", "step", "task", *STEP_METRICS],
                                       step_rows),
     }
     shared = (min(np.min(r["mse_matrix"]) for r in records.values()),
@@ -319,9 +324,9 @@ def run(config: Config, out) -> dict:
             rec["mse_matrix"], f"{name}: test MSE (mean over seeds {list(config.seeds)})",
             label="test MSE", limits=shared)
     print(f"\n{title}\n\n{summary}")
-    results.write_files(out, files)
+    run_folder.write_files(out, files)
     print(f"\nresults: {out}")
-    dropped = results.drop_checkpoints(out, keep=config.keep_checkpoints)
+    dropped = run_folder.drop_checkpoints(out, keep=config.keep_checkpoints)
     if dropped:
         print(dropped)
     return metrics

@@ -1,11 +1,11 @@
 """Split benchmark (the study's Table 2): ACA, forgetting, time and memory of every strategy.
 
 Naive, EWC, LR-k and HN-k (k = 1..4) and HN-F on one task-incremental stream, several seeds,
-mean ± std. Prints the table last; writes the run folder (see :mod:`jaxcl.io.results`). Beside ours,
-the paper's ACA, forgetting and time (Table 2): its Split-CIFAR100 columns for ``split_cifar100``
-and the synthetic streams (the same 20 x 5 shape), its Split-TinyImageNet columns for
-``split_tinyimagenet``, none for other benchmarks; a line under the table names where our setting
-differs from the paper's (Table 2 was run first-order, 3 seeds, 100 epochs).
+mean ± std. Prints the table last; writes the run folder (see :mod:`jaxcl.io.run_folder`).
+Beside ours, the paper's ACA, forgetting and time (Table 2): its Split-CIFAR100 columns for
+``split_cifar100`` and the synthetic streams (the same 20 x 5 shape), its Split-TinyImageNet
+columns for ``split_tinyimagenet``, none for other benchmarks; a line under the table names where
+our setting differs from the paper's (Table 2 was run first-order, 3 seeds, 100 epochs).
 
     python -m experiments.split_benchmark --seeds 0 1 2
     python -m experiments.split_benchmark --quick
@@ -18,7 +18,8 @@ import sys
 
 from experiments import paper
 from experiments.common import QUICK_SETTINGS, RunSettings, markdown_table, module_main
-from jaxcl.io.results import check_out, mean_std
+from jaxcl.io.records import mean_std
+from jaxcl.io.run_folder import check_out
 
 NAME = "split_benchmark"
 PAPER_SETTING = {

@@ -93,7 +93,7 @@ def test_no_convolution_gradient_inside_an_xla_loop_on_cpu(steps_in, num_tasks,
     stream = _stream(num_tasks, image_size=8, train_per_class=8)
     strategy = _build("EWC", stream, model="resnet", nf=4, batch_size=8)
     result = train_stream(strategy, stream, key=jax.random.key(0), epochs=1, batch_size=8,
-                          progress=False, steps_in=steps_in)
+                          steps_in=steps_in)
     assert np.all(np.isfinite(result.step_metrics["loss"]))
     counts = [convolutions_in_loops(text) for text in training_programs()]
     expected = {"python": 4, "scan": 2}[steps_in]  # plan, first, later, Fisher; first, Fisher
@@ -113,7 +113,7 @@ def test_auto_is_the_python_loop_on_cpu_and_bad_values_are_refused():
     with pytest.raises(ValueError, match=r"steps_in must be one of \('auto', 'python', 'scan'\), "
                                          r"got 'while'"):
         train_stream(_build("Naive", stream), stream, key=jax.random.key(0), epochs=1,
-                     batch_size=16, progress=False, steps_in="while")
+                     batch_size=16, steps_in="while")
 
 
 @pytest.mark.parametrize("label", ["EWC", "LR-1", "HN-1"])
@@ -121,7 +121,7 @@ def test_python_loop_and_scan_train_the_same_run(label):
     stream = _stream(num_tasks=3)
     strategy = _build(label, stream, learning_rate=1e-2)
     runs = {steps_in: train_stream(strategy, stream, key=jax.random.key(0), epochs=2,
-                                   batch_size=16, progress=False, steps_in=steps_in)
+                                   batch_size=16, steps_in=steps_in)
             for steps_in in ("python", "scan")}
     python, scan = runs["python"], runs["scan"]
     np.testing.assert_allclose(python.matrix, scan.matrix, atol=1e-6)
@@ -143,7 +143,7 @@ def test_one_program_per_phase_whatever_the_number_of_experiences(steps_in):
     for num_tasks in (2, 4):
         stream = _stream(num_tasks)
         result = train_stream(_build("HN-1", stream), stream, key=jax.random.key(0), epochs=1,
-                              batch_size=16, progress=False, steps_in=steps_in)
+                              batch_size=16, steps_in=steps_in)
         counts.append(result.compilations)
     assert counts == [{"python": 6, "scan": 5}[steps_in]] * 2
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from jaxcl.io import results
+from jaxcl.io import records, run_folder
 
 TRAINING = ["split_benchmark", "first_vs_second_order", "lookahead_ablation", "freeze_depth",
             "noisy_stream"]
@@ -28,7 +28,7 @@ def test_training_module_quick_run(name, tmp_path):
     assert {"config.json", "metrics.json", "accuracy_matrix.csv", "steps.csv", "summary.md",
             "accuracy_over_stream.png"} <= files
     saved = json.loads((out / "metrics.json").read_text())
-    assert saved["schema"] == results.SCHEMA and saved["experiment"] == name
+    assert saved["schema"] == records.SCHEMA and saved["experiment"] == name
     for label, record in saved["strategies"].items():
         assert PER_STRATEGY <= record.keys(), label
         r = np.asarray(record["accuracy_matrix"])
@@ -90,12 +90,12 @@ def test_seed_records_aggregate():
                  "mean_cosine": 0.0, "mean_grad_rel_diff": 0.0,
                  "accuracy_matrix": [[a]], "time_per_experience_s": [1.0], "memory_bytes": 8}
                 for s, a in [(0, 0.2), (1, 0.6)]]
-    record = results.strategy_record(per_seed)
+    record = records.strategy_record(per_seed)
     assert record["aca"] == pytest.approx(0.4) and record["aca_std"] == pytest.approx(0.2)
     assert record["max_forgetting"] == pytest.approx(0.5)
     assert record["max_forgetting_std"] == pytest.approx(0.2)
     assert record["accuracy_matrix"] == [[pytest.approx(0.4)]]
-    assert results.mean_std(record, "aca", 100) == "40.00 ± 20.00"
+    assert records.mean_std(record, "aca", 100) == "40.00 ± 20.00"
 
 
 def test_sde_flow_forgetting_refuses_bad_options_before_training(tmp_path):
@@ -117,7 +117,7 @@ def test_sde_flow_forgetting_refuses_bad_options_before_training(tmp_path):
 def test_failed_write_leaves_no_results(tmp_path):
     out = tmp_path / "run"
     with pytest.raises(TypeError):
-        results.write_files(out, {"metrics.json": {"x": object()}})
+        run_folder.write_files(out, {"metrics.json": {"x": object()}})
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 

@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
+from jaxcl.core.heads import HEADS, LeafSpec
 from jaxcl.core.hypernet import (
-    HEADS,
     HypernetConfig,
     Hypernetwork,
-    LeafSpec,
     compression_table,
     count_params,
     generate_under,
@@ -24,7 +23,7 @@ from jaxcl.core.hypernet import (
     parameter_report,
 )
 from jaxcl.core.regularizers import output_regularizer, previous_tasks, task_outputs
-from jaxcl.models import MLP, split_resnet18
+from jaxcl.models import MLP, split_model
 
 CONFIG = HypernetConfig(num_tasks=6)
 
@@ -62,16 +61,16 @@ EXPECTED_COUNTS = {0: {"conv": 20, "table": 41, "dense": 1},
 
 @pytest.mark.parametrize("k", [0, 1, 2, 3, 4])
 def test_generated_tree_matches_target_for_every_k(k):
-    split = split_resnet18(k, num_classes=5)
+    split = split_model("resnet", k, num_classes=5, head=True)
     x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
     features = x
-    if split.stateful is not None:
-        phi = jax.eval_shape(split.stateful.init, jax.random.key(0), x)
-        features = jax.eval_shape(split.stateful.apply, phi, x)
-    target = jax.eval_shape(split.stateless.init, jax.random.key(0), features)["params"]
-    hnet = Hypernetwork.for_target(split.stateless, features, config=CONFIG)
-    hparams = jax.eval_shape(hnet.init, jax.random.key(0), 0)
-    generated = jax.eval_shape(hnet.apply, hparams, jnp.int32(3))
+    if split.lower is not None:
+        phi = jax.eval_shape(split.lower.init, jax.random.key(0), x)
+        features = jax.eval_shape(split.lower.apply, phi, x)
+    target = jax.eval_shape(split.upper.init, jax.random.key(0), features)["params"]
+    hnet = Hypernetwork.for_target(split.upper, features, config=CONFIG)
+    psi = jax.eval_shape(hnet.init, jax.random.key(0), 0)
+    generated = jax.eval_shape(hnet.apply, psi, jnp.int32(3))
     assert jax.tree.structure(generated) == jax.tree.structure(target)
     assert _shapes(generated) == _shapes(target)
     roles = _expected_roles(k)
@@ -97,11 +96,11 @@ def _mlp_hnet(generate=None, num_tasks=5):
 
 def test_vmap_over_task_ids_and_target_apply(key):
     target, x, hnet = _mlp_hnet()
-    hparams = jax.jit(hnet.init)(key, 0)
+    psi = jax.jit(hnet.init)(key, 0)
     ids = jnp.array([0, 3, 4], jnp.int32)
-    many = jax.jit(jax.vmap(lambda t: hnet.apply(hparams, t)))(ids)
+    many = jax.jit(jax.vmap(lambda t: hnet.apply(psi, t)))(ids)
     for i, t in enumerate(ids):
-        one = jax.jit(hnet.apply)(hparams, t)
+        one = jax.jit(hnet.apply)(psi, t)
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b, rtol=1e-6, atol=1e-6), many, one)
         logits = target.apply({"params": one}, x)
         assert logits.shape == (3, 4)
@@ -162,10 +161,10 @@ def test_compression_matches_hand_count_for_one_conv_layer():
         assert row["compression"] == pytest.approx(direct / ours)
     assert rows[1]["params"] == 8 * 32 + 41 * 144 == 6160
     # The report's counts are the real parameter counts of the initialised hypernetwork.
-    hparams = jax.eval_shape(hnet.init, jax.random.key(0), 0)["params"]
+    psi = jax.eval_shape(hnet.init, jax.random.key(0), 0)["params"]
     heads, trunk = parameter_report(hnet)
-    assert count_params(hparams[head_name(spec)]) == heads[0].params == 6160
-    assert count_params(hparams) == heads[0].params + trunk
+    assert count_params(psi[head_name(spec)]) == heads[0].params == 6160
+    assert count_params(psi) == heads[0].params + trunk
 
 
 def test_generate_filter_keeps_other_leaves_shared(key):
@@ -173,32 +172,32 @@ def test_generate_filter_keeps_other_leaves_shared(key):
     roles = {spec.path: spec.role for spec in hnet.specs}
     assert roles[("classifier", "kernel")] == "dense" and roles[("classifier", "bias")] == "table"
     assert roles[("dense0", "kernel")] == "shared" and roles[("dense0", "bias")] == "shared"
-    hparams = jax.jit(hnet.init)(key, 0)
-    a, b = jax.jit(hnet.apply)(hparams, 0), jax.jit(hnet.apply)(hparams, 2)
+    psi = jax.jit(hnet.init)(key, 0)
+    a, b = jax.jit(hnet.apply)(psi, 0), jax.jit(hnet.apply)(psi, 2)
     np.testing.assert_array_equal(a["dense0"]["kernel"], b["dense0"]["kernel"])
-    only = jax.jit(lambda p: hnet.apply(p, 1, task_only=True))(hparams)
+    only = jax.jit(lambda p: hnet.apply(p, 1, task_only=True))(psi)
     assert set(traverse_util.flatten_dict(only)) == {("classifier", "kernel"), ("classifier", "bias")}
 
 
 def test_output_regularizer(key):
     _, _, hnet = _mlp_hnet()
-    hparams = jax.jit(hnet.init)(key, 0)
+    psi = jax.jit(hnet.init)(key, 0)
     ids = jnp.array([0, 1, 2], jnp.int32)
     reg = jax.jit(lambda p, f, m: output_regularizer(hnet, p, task_outputs(hnet, f, ids), ids, m))
     mask = jnp.array([True, True, False])
-    assert float(reg(hparams, hparams, mask)) == 0.0  # psi equals the frozen copy
-    moved = jax.tree.map(lambda p: p + 0.01, hparams)
-    value = float(reg(moved, hparams, mask))
+    assert float(reg(psi, psi, mask)) == 0.0  # psi equals the frozen copy
+    moved = jax.tree.map(lambda p: p + 0.01, psi)
+    value = float(reg(moved, psi, mask))
     assert value > 0
     # Independent: mean over the two real tasks of the summed squared differences.
     out_new = [jax.jit(hnet.apply)(moved, t) for t in (0, 1)]
-    out_old = [jax.jit(hnet.apply)(hparams, t) for t in (0, 1)]
+    out_old = [jax.jit(hnet.apply)(psi, t) for t in (0, 1)]
     expected = np.mean([
         sum(float(jnp.sum((a - b) ** 2)) for a, b in zip(jax.tree.leaves(n), jax.tree.leaves(o)))
         for n, o in zip(out_new, out_old)
     ])
     assert value == pytest.approx(expected, rel=1e-4)
-    assert float(reg(moved, hparams, jnp.zeros(3, bool))) == 0.0
+    assert float(reg(moved, psi, jnp.zeros(3, bool))) == 0.0
 
 
 @pytest.mark.parametrize("task_id", [0, 2, 7])
@@ -211,16 +210,16 @@ def test_previous_tasks(task_id, key):
 
 def test_init_task_embedding(key):
     _, _, hnet = _mlp_hnet()
-    hparams = jax.jit(hnet.init)(key, 0)
-    table = hparams["params"]["embedding"]
-    copied = init_task_embedding(hparams, 3, mode="copy_prev", key=key)
+    psi = jax.jit(hnet.init)(key, 0)
+    table = psi["params"]["embedding"]
+    copied = init_task_embedding(psi, 3, mode="copy_prev", key=key)
     new = copied["params"]["embedding"]
     np.testing.assert_array_equal(new[3], table[2])
     np.testing.assert_array_equal(np.delete(new, 3, 0), np.delete(table, 3, 0))
-    drawn = init_task_embedding(hparams, 3, mode="random", key=jax.random.key(9))
+    drawn = init_task_embedding(psi, 3, mode="random", key=jax.random.key(9))
     assert float(jnp.abs(drawn["params"]["embedding"][3] - table[3]).max()) > 0
     with pytest.raises(ValueError, match="'nearest'"):
-        init_task_embedding(hparams, 3, mode="nearest", key=key)
+        init_task_embedding(psi, 3, mode="nearest", key=key)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,7 @@
 """The slim ResNet-18: parameter count by hand, the split at every k, normalisation modes."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +9,7 @@ import pytest
 from flax import traverse_util
 
 from jaxcl.core.hypernet import count_params
-from jaxcl.models import MLP, SlimResNet18, split_resnet18
+from jaxcl.models import MLP, MODELS, SlimResNet18, split_model
 
 
 def _hand_count(nf, num_classes):
@@ -35,7 +37,7 @@ def test_split_composes_to_the_full_network(k, key):
     x = jax.random.normal(key, (4, 16, 16, 3))
     full = SlimResNet18(num_classes=3, nf=4)
     params = jax.jit(full.init)(key, x)["params"]
-    split = split_resnet18(k, num_classes=3, nf=4)
+    split = split_model("resnet", k, num_classes=3, head=True, nf=4)
     flat = traverse_util.flatten_dict(params)
 
     def part(module, inputs):
@@ -45,12 +47,12 @@ def test_split_composes_to_the_full_network(k, key):
         )}
 
     features = x
-    if split.stateful is not None:
-        phi = part(split.stateful, x)
-        features = jax.jit(split.stateful.apply)(phi, x)
-    omega = part(split.stateless, features)
+    if split.lower is not None:
+        phi = part(split.lower, x)
+        features = jax.jit(split.lower.apply)(phi, x)
+    omega = part(split.upper, features)
     np.testing.assert_allclose(
-        jax.jit(split.stateless.apply)(omega, features),
+        jax.jit(split.upper.apply)(omega, features),
         jax.jit(full.apply)({"params": params}, x),
         rtol=1e-5, atol=1e-5,
     )
@@ -83,9 +85,15 @@ def test_running_statistics_mode(key):
 
 def test_bad_values_are_named():
     with pytest.raises(ValueError, match="k=5"):
-        split_resnet18(5, num_classes=3)
+        split_model("resnet", 5, num_classes=3, head=True)
     with pytest.raises(ValueError, match="'group'"):
-        split_resnet18(2, num_classes=3, norm="group")
+        split_model("resnet", 2, num_classes=3, head=True, norm="group")
+    with pytest.raises(ValueError, match="'group'"):
+        split_model("resnet", 2, num_classes=3, head=True, upper_norm="group")
+    with pytest.raises(ValueError, match="k=2"):
+        split_model("mlp", 2, num_classes=3, head=True, hidden=(8,))
+    with pytest.raises(ValueError, match=re.escape(f"model='vit' is not one of {MODELS}")):
+        split_model("vit", 0, num_classes=3, head=True)
     with pytest.raises(ValueError, match="'layer'"):
         SlimResNet18(3, norm="layer")
 

@@ -40,8 +40,7 @@ def _trained(label, norm="reference", memory_size=12):
     config = StrategyConfig.from_label(label, **RESNET, norm=norm, memory_size=memory_size)
     strategy = build_strategy(config, num_tasks=len(stream), classes_per_task=2,
                               sample_x=stream[0].x_train[:8])
-    result = train_stream(strategy, stream, key=jax.random.key(0), epochs=1, batch_size=8,
-                          progress=False)
+    result = train_stream(strategy, stream, key=jax.random.key(0), epochs=1, batch_size=8)
     return strategy, result.state
 
 
@@ -58,10 +57,10 @@ def test_reference_norms_are_each_strategys_default():
     stream = _stream()
     lr = build_strategy(StrategyConfig.from_label("LR-2", nf=4), num_tasks=2, classes_per_task=2,
                         sample_x=stream[0].x_train[:8])
-    assert lr.frozen_net.norm == "running" and lr.net.features.norm == "running"
+    assert lr.lower.norm == "running" and lr.net.features.norm == "running"
     hn = build_strategy(StrategyConfig.from_label("HN-2", nf=4), num_tasks=2, classes_per_task=2,
                         sample_x=stream[0].x_train[:8])
-    assert hn.learner.stateful.norm == "batch" and hn.learner.stateless.norm == "instance"
+    assert hn.lower.norm == "batch" and hn.upper.norm == "instance"
     assert StrategyConfig.from_label("Naive", norm="instance").norms == ("instance", "instance")
     with pytest.raises(ValueError, match="'group'"):
         StrategyConfig.from_label("Naive", norm="group")
@@ -110,22 +109,23 @@ def test_frozen_k_freezes_g_phi_with_its_statistics():
     config = StrategyConfig.from_label("Frozen-2", **{**RESNET, "norm": "running"})
     strategy = build_strategy(config, num_tasks=2, classes_per_task=2,
                               sample_x=stream[0].x_train[:8])
-    assert isinstance(strategy, Frozen) and strategy.frozen_net is not None
+    assert isinstance(strategy, Frozen) and strategy.lower is not None
     state = strategy.init(jax.random.key(0), stream[0].x_train[:8])
     batch = Batch(stream[0].x_train[:8], stream[0].y_train[:8])
     step = jax.jit(strategy.train_step, static_argnames="first")
     first, _ = step(state, batch, jnp.int32(0), jax.random.key(1), first=True)
     moved = lambda a, b: max(float(jnp.abs(x - y).max())  # noqa: E731
                              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-    assert moved(first.frozen, state.frozen) > 0 and moved(first.frozen_stats,
-                                                           state.frozen_stats) > 0
+    assert moved(first.lower, state.lower) > 0 and moved(first.lower_stats,
+                                                         state.lower_stats) > 0
     later, _ = step(first, batch, jnp.int32(1), jax.random.key(2), first=False)
-    assert moved(later.frozen, first.frozen) == 0 and moved(later.frozen_stats,
-                                                            first.frozen_stats) == 0
-    assert moved(later.rest, first.rest) > 0 and moved(later.rest_stats, first.rest_stats) > 0
+    assert moved(later.lower, first.lower) == 0 and moved(later.lower_stats,
+                                                          first.lower_stats) == 0
+    assert moved(later.upper, first.upper) > 0 and moved(later.upper_stats,
+                                                         first.upper_stats) > 0
     whole = build_strategy(StrategyConfig.from_label("Frozen-0", **RESNET), num_tasks=2,
                            classes_per_task=2, sample_x=stream[0].x_train[:8])
-    assert whole.frozen_net is None
+    assert whole.lower is None
     assert strategy.memory_bytes(later) == 0
 
 

@@ -15,8 +15,8 @@ import pytest
 
 from experiments import common, compression, memory_usage, paper
 from jaxcl.core.hypernet import HypernetConfig, Hypernetwork, count_params
-from jaxcl.io import results
-from jaxcl.models import split_resnet18
+from jaxcl.io.records import SCALARS, strategy_record
+from jaxcl.models import split_model
 
 TABLE3 = {4: (451_661, 59), 8: (496_489, 55), 16: (586_145, 47), 32: (765_457, 31),
           64: (1_124_081, 0)}
@@ -60,9 +60,9 @@ def test_paper_cells():
 @pytest.mark.parametrize("d", sorted(TABLE3))
 def test_hnf_parameters_equal_table3(d):
     """The hypernetwork HN-F trains has exactly the paper's parameter count (from its init)."""
-    split = split_resnet18(0, 10, nf=20)
+    split = split_model("resnet", 0, num_classes=10, head=True, nf=20)
     x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
-    hnet = Hypernetwork.for_target(split.stateless, x,
+    hnet = Hypernetwork.for_target(split.upper, x,
                                    config=HypernetConfig(num_tasks=10, chunk_dim=d))
     assert count_params(jax.eval_shape(hnet.init, jax.random.key(0), 0)) == TABLE3[d][0]
 
@@ -128,10 +128,10 @@ def fake_train(self, strategies, out=None):
     n = 4
     records, steps = {}, {}
     for label in strategies:
-        per_seed = [{"seed": s, **{name: 0.5 for name in results.SCALARS},
+        per_seed = [{"seed": s, **{name: 0.5 for name in SCALARS},
                      "accuracy_matrix": np.tril(np.full((n, n), 0.5)).tolist(),
                      "time_per_experience_s": [1.0] * n, "memory_bytes": 8} for s in self.seeds]
-        records[label] = results.strategy_record(per_seed)
+        records[label] = strategy_record(per_seed)
         steps[label] = {s: {name: np.zeros(2 * n) for name in ("loss", "cosine", "grad_rel_diff")}
                         | {"experience": np.repeat(np.arange(n), 2)} for s in self.seeds}
     return records, steps

@@ -1,4 +1,5 @@
-"""The partial-hypernetwork step: compiles once per phase, freezes phi, trains psi with look-ahead."""
+"""The partial-hypernetwork learner: compiles once per phase, freezes phi, trains psi with
+look-ahead."""
 
 import jax
 import jax.extend
@@ -9,7 +10,7 @@ import pytest
 
 from jaxcl import Batch, HypernetConfig, PartialHypernet
 from jaxcl.core.regularizers import previous_tasks
-from jaxcl.models import MLP, split_resnet18
+from jaxcl.models import MLP, split_model
 
 NUM_TASKS, MAX_PREV = 6, 3
 
@@ -20,39 +21,40 @@ def _batch(key, shape=(16, 8, 8, 3), classes=3):
 
 
 def _learner(k, order, **kwargs):
-    split = split_resnet18(k, num_classes=3, nf=4)
+    split = split_model("resnet", k, num_classes=3, head=True, nf=4)
     x = jnp.zeros((16, 8, 8, 3))
     learner = PartialHypernet.build(
-        split.stateless, split.stateful, x,
+        split.upper, split.lower, x,
         hnet_config=HypernetConfig(num_tasks=NUM_TASKS, hidden=(12, 8), embedding_dim=6, chunk_dim=4),
-        order=order, **kwargs,
+        order=order, **({"max_prev_tasks": MAX_PREV} | kwargs),
     )
     return learner, x
 
 
-def _run(learner, state, step, tasks, steps_per_task, key):
-    """Train ``tasks`` in sequence, several steps each; return the state and last metrics."""
-    metrics = None
-    for t in tasks:
-        for i in range(steps_per_task):
-            k_batch, k_prev = jax.random.split(jax.random.fold_in(key, 100 * t + i))
-            ids, mask = previous_tasks(jnp.int32(t), NUM_TASKS, MAX_PREV, k_prev)
-            state, metrics = step(state, _batch(k_batch), jnp.int32(t), ids, mask,
-                                  train_stateful=(t == 0))
-        state = learner.end_experience(state)
-    return state, metrics
+def _phase_step(learner):
+    """The compiled :meth:`PartialHypernet.phase_step` (``first`` static; everything else traced)."""
+    return jax.jit(learner.phase_step, static_argnames=("first",))
 
 
-@pytest.mark.parametrize("k, order", [(4, 2), (3, 1)])
+def _end(learner, state, t=0):
+    return learner.end_experience(state, None, jnp.int32(t), jax.random.key(0))
+
+
+@pytest.mark.parametrize("k, order", [(4, 2), (3, 1), (3, "none")])
 def test_step_compiles_once_per_phase_for_a_whole_run(k, order, key):
     learner, x = _learner(k, order)
     state = learner.init(key, x)
-    step = learner.make_step()
-    state, metrics = _run(learner, state, step, range(5), 2, key)
+    step = jax.jit(learner.train_step, static_argnames=("first",))
+    for t in range(5):  # train five tasks in sequence, two steps each
+        for i in range(2):
+            k_batch, k_prev = jax.random.split(jax.random.fold_in(key, 100 * t + i))
+            state, metrics = step(state, _batch(k_batch), jnp.int32(t), k_prev, first=(t == 0))
+        state = _end(learner, state, t)
     # Five tasks, two phases: the first experience and every later one share two programs.
     assert step._cache_size() == 2
+    assert set(metrics) == set(learner.step_metrics)
     assert all(bool(jnp.isfinite(v)) for v in metrics.values())
-    assert float(metrics["reg_loss"]) > 0
+    assert float(metrics["cosine"]) != 0  # the regulariser pulls
 
 
 def _count_primitive(jaxpr, name):
@@ -68,11 +70,10 @@ def test_no_gradient_flows_through_the_frozen_part(key):
     # k = 4: g_phi holds every conv (20 of them), h_omega only the classifier.
     learner, x = _learner(4, 2)
     state = learner.init(key, x)
-    ids, mask = previous_tasks(jnp.int32(2), NUM_TASKS, MAX_PREV, key)
 
-    def convs(train_stateful):
+    def convs(first):
         jaxpr = jax.make_jaxpr(
-            lambda s, b: learner.step(s, b, jnp.int32(2), ids, mask, train_stateful=train_stateful)
+            lambda s, b: learner.train_step(s, b, jnp.int32(2), key, first=first)
         )(state, _batch(key))
         return _count_primitive(jaxpr.jaxpr, "conv_general_dilated")
 
@@ -83,21 +84,21 @@ def test_no_gradient_flows_through_the_frozen_part(key):
 
 def test_phases(key):
     learner, x = _learner(4, 2)
-    step = learner.make_step()
+    step = _phase_step(learner)
     state = learner.init(key, x)
     ids, mask = previous_tasks(jnp.int32(0), NUM_TASKS, MAX_PREV, key)
-    first, _ = step(state, _batch(key), jnp.int32(0), ids, mask, train_stateful=True)
+    first, _ = step(state, _batch(key), jnp.int32(0), ids, mask, first=True)
     changed = lambda a, b: any(  # noqa: E731
         bool(jnp.any(u != v)) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b))
     )
-    assert changed(first.stateful, state.stateful) and changed(first.hparams, state.hparams)
-    frozen = learner.end_experience(first)
+    assert changed(first.phi, state.phi) and changed(first.psi, state.psi)
+    frozen = _end(learner, first)
     ids, mask = previous_tasks(jnp.int32(1), NUM_TASKS, MAX_PREV, key)
-    later, metrics = step(frozen, _batch(key), jnp.int32(1), ids, mask, train_stateful=False)
-    assert not changed(later.stateful, frozen.stateful)
-    assert not changed(later.opt_state["stateful"], frozen.opt_state["stateful"])
-    assert not changed(later.frozen_hparams, frozen.frozen_hparams)
-    assert changed(later.hparams, frozen.hparams)
+    later, metrics = step(frozen, _batch(key), jnp.int32(1), ids, mask, first=False)
+    assert not changed(later.phi, frozen.phi)
+    assert not changed(later.opt_state["phi"], frozen.opt_state["phi"])
+    assert not changed(later.psi_prev, frozen.psi_prev)
+    assert changed(later.psi, frozen.psi)
     # psi' = psi - beta g1 moves the shared trunk, so earlier tasks' outputs move already.
     assert float(metrics["reg_loss"]) > 0.0
 
@@ -128,7 +129,7 @@ def _by_hand(learner, frozen, previous, task, *, beta=1e-3, coef=0.5):
 
     def ce(p, features, y):
         omega = learner.hnet.apply(p, task)
-        return _hand_cross_entropy(learner.stateless.apply({"params": omega}, features), y)
+        return _hand_cross_entropy(learner.upper.apply({"params": omega}, features), y)
 
     def lh(p):
         def dist(j):
@@ -160,20 +161,20 @@ def test_lookahead_step_by_hand(key, x64):
     ``-grad J`` itself, and its metrics are the losses, cosine and norms of the hand gradients."""
     learner, x = _learner(3, 2, optimizer=optax.sgd(1.0))
     start = learner.init(key, x)
-    frozen, stateful = _f64(start.hparams), _f64(start.stateful)
+    frozen, phi = _f64(start.psi), _f64(start.phi)
     psi = jax.tree.map(lambda p: p + 0.01, frozen)
-    state = start._replace(hparams=psi, stateful=stateful, frozen_hparams=frozen,
-                           opt_state={"hnet": learner.optimizer.init(psi),
-                                      "stateful": learner.optimizer.init(stateful)})
+    state = start._replace(psi=psi, phi=phi, psi_prev=frozen,
+                           opt_state={"psi": learner.optimizer.init(psi),
+                                      "phi": learner.optimizer.init(phi)})
     batch, task = _batch(key), jnp.int32(2)
     new, metrics = jax.jit(
-        lambda s: learner.step(s, batch, task, _IDS, _MASK, train_stateful=False))(state)
+        lambda s: learner.phase_step(s, batch, task, _IDS, _MASK, first=False))(state)
 
-    features = learner.stateful.apply(stateful, batch.x)
+    features = learner.lower.apply(phi, batch.x)
     g, g1, first_order, loss, reg = _by_hand(learner, frozen, (0, 1), task)(psi, features, batch.y)
-    assert all(a.dtype == jnp.float64 for a in jax.tree.leaves(new.hparams))
+    assert all(a.dtype == jnp.float64 for a in jax.tree.leaves(new.psi))
     jax.tree.map(lambda a, b, d: np.testing.assert_allclose(a, b - d, rtol=1e-9, atol=1e-12),
-                 new.hparams, psi, g)
+                 new.psi, psi, g)
     g2 = jax.tree.map(lambda a, b: a - b, g, g1)
     hessian = jax.tree.map(lambda a, b: a - b, g, first_order)
     np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-10)
@@ -197,18 +198,18 @@ def test_default_optimizer_is_adam_written_out(key, x64):
     config = HypernetConfig(num_tasks=6, hidden=(12, 8), embedding_dim=6, chunk_dim=4)
     learner = PartialHypernet.build(MLP(2, (6,)), None, x, hnet_config=config, order=2, coef=0.5)
     start = learner.init(key, x)
-    frozen = _f64(start.hparams)
+    frozen = _f64(start.psi)
     psi = jax.tree.map(lambda p: p + 0.01, frozen)
-    state = start._replace(hparams=psi, frozen_hparams=frozen,
-                           opt_state={"hnet": learner.optimizer.init(psi), "stateful": ()})
+    state = start._replace(psi=psi, psi_prev=frozen,
+                           opt_state={"psi": learner.optimizer.init(psi), "phi": ()})
     task = jnp.int32(2)
     grads = _by_hand(learner, frozen, (0, 1), task)
-    step = learner.make_step()
+    step = _phase_step(learner)
     m = v = jax.tree.map(jnp.zeros_like, psi)
     expected = psi
     for count, k in enumerate(jax.random.split(key, 2), start=1):
         batch = Batch(jax.random.normal(k, (8, 5)), jnp.arange(8) % 2)
-        state, _ = step(state, batch, task, _IDS, _MASK, train_stateful=False)
+        state, _ = step(state, batch, task, _IDS, _MASK, first=False)
         g = grads(expected, batch.x, batch.y)[0]
         m = jax.tree.map(lambda a, d: b1 * a + (1 - b1) * d, m, g)
         v = jax.tree.map(lambda a, d: b2 * a + (1 - b2) * d**2, v, g)
@@ -216,27 +217,57 @@ def test_default_optimizer_is_adam_written_out(key, x64):
             lambda p, mi, vi: p - lr * (mi / (1 - b1**count))
             / (jnp.sqrt(vi / (1 - b2**count)) + eps), expected, m, v)
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12),
-                     state.hparams, expected)
+                     state.psi, expected)
 
 
-def test_mlp_target_without_stateful_part(key):
+def test_mlp_target_without_lower_part(key):
     x = jnp.zeros((8, 5))
     learner = PartialHypernet.build(
         MLP(2, (6,)), None, x, hnet_config=HypernetConfig(num_tasks=3), order=1, coef=1.0
     )
     state = learner.init(key, x)
-    assert state.stateful == {}
+    assert state.phi == {}
     batch = Batch(jax.random.normal(key, (8, 5)), jnp.arange(8) % 2)
     ids, mask = previous_tasks(jnp.int32(1), 3, 2, key)
-    new, metrics = learner.make_step()(state, batch, jnp.int32(1), ids, mask, train_stateful=False)
+    new, metrics = _phase_step(learner)(state, batch, jnp.int32(1), ids, mask, first=False)
     assert set(metrics) == {"loss", "accuracy", "reg_loss", "cosine", "grad_norm", "grad_rel_diff"}
     assert float(metrics["grad_rel_diff"]) == 0.0  # order 1 has no Hessian term
 
 
+def test_without_lookahead_regularises_psi_itself(key, x64):
+    """Order ``"none"``: the gradient of ``L_CE(psi) + coef L_H(psi)``, no virtual step."""
+    x = jnp.zeros((8, 5))
+    config = HypernetConfig(num_tasks=6, hidden=(12, 8), embedding_dim=6, chunk_dim=4)
+    learner = PartialHypernet.build(MLP(2, (6,)), None, x, hnet_config=config, order="none",
+                                    coef=0.5, optimizer=optax.sgd(1.0))
+    start = learner.init(key, x)
+    frozen = _f64(start.psi)
+    psi = jax.tree.map(lambda p: p + 0.01, frozen)
+    state = start._replace(psi=psi, psi_prev=frozen,
+                           opt_state={"psi": learner.optimizer.init(psi), "phi": ()})
+    batch, task = Batch(jax.random.normal(key, (8, 5)), jnp.arange(8) % 2), jnp.int32(2)
+    new, metrics = _phase_step(learner)(state, batch, task, _IDS, _MASK, first=False)
+    g = _by_hand(learner, frozen, (0, 1), task, beta=0.0)(psi, batch.x, batch.y)[0]
+    jax.tree.map(lambda a, b, d: np.testing.assert_allclose(a, b - d, rtol=1e-9, atol=1e-12),
+                 new.psi, psi, g)
+    assert float(metrics["grad_rel_diff"]) == 0.0
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"order": 3}, "order=3"), ({"coef": -1.0}, "-1.0"), ({"learning_rate": 0.0}, "learning_rate")],
+    [({"coef": -1.0}, "-1.0"), ({"learning_rate": 0.0}, "learning_rate"),
+     ({"max_prev_tasks": 0}, "max_prev_tasks")],
 )
 def test_bad_settings_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         _learner(2, **({"order": 2} | kwargs))
+
+
+def test_an_order_is_checked_where_it_is_used(key):
+    """The learner takes the order its config checked (:data:`jaxcl.learners.HN_ORDERS`); an
+    order ``lookahead_grad`` does not know is named when the later phase is traced."""
+    learner, x = _learner(2, 3)
+    state = learner.init(key, x)
+    with pytest.raises(ValueError, match="order=3"):
+        jax.eval_shape(lambda s: learner.train_step(s, _batch(key), jnp.int32(1), key,
+                                                    first=False), state)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from test_scale import ROOT, _build, _stream
 
+from jaxcl.io.checkpoints import RunCheckpoints
 from jaxcl.train.loop import NonFiniteError, train_stream
 
 
@@ -57,26 +58,27 @@ def test_non_finite_loss_stops_with_where_and_keeps_the_last_checkpoint(tmp_path
     strategy = _PoisonExperience(_build("Naive", stream), bad=1)
     with pytest.raises(NonFiniteError, match=r"experience 1, epoch 0, step 0 of 4 \(seed index 0\)"):
         train_stream(strategy, stream, key=jax.random.key(0), epochs=1, batch_size=16,
-                     progress=False, checkpoint_dir=tmp_path / "ckpt")
+                     checkpoints=RunCheckpoints(tmp_path / "ckpt"))
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir() if p.name.isdigit()) == ["0"]
 
 
 def test_engine_resumes_from_a_checkpoint_to_the_same_numbers(tmp_path):
     stream = _stream()
     strategy = _build("HN-1", stream, order=1)
-    kw = {"key": jax.random.key(0), "epochs": 2, "batch_size": 16, "progress": False,
-          "run_name": "HN-1 order 1"}
+    kw = {"key": jax.random.key(0), "epochs": 2, "batch_size": 16, "run_name": "HN-1 order 1"}
     plain = train_stream(strategy, stream, **kw)
     # Stop after experience 1 by poisoning experience 2, then resume with the healthy strategy.
     with pytest.raises(NonFiniteError):
-        train_stream(_PoisonExperience(strategy, bad=2), stream, checkpoint_dir=tmp_path, **kw)
-    resumed = train_stream(strategy, stream, checkpoint_dir=tmp_path, **kw)
+        train_stream(_PoisonExperience(strategy, bad=2), stream,
+                     checkpoints=RunCheckpoints(tmp_path), **kw)
+    resumed = train_stream(strategy, stream, checkpoints=RunCheckpoints(tmp_path), **kw)
     np.testing.assert_array_equal(resumed.matrix, plain.matrix)
     for name, values in plain.step_metrics.items():
         np.testing.assert_array_equal(resumed.step_metrics[name], values, err_msg=name)
     with pytest.raises(ValueError, match="holds checkpoints of another run; it differs in "
                                          "epochs: 2 in the checkpoint, 3 now. Use another"):
-        train_stream(strategy, stream, checkpoint_dir=tmp_path, **{**kw, "epochs": 3})
+        train_stream(strategy, stream, **{**kw, "epochs": 3},
+                     checkpoints=RunCheckpoints(tmp_path))
 
 
 def test_engine_resumes_inside_an_experience_from_an_epoch_checkpoint(tmp_path, monkeypatch):
@@ -84,13 +86,12 @@ def test_engine_resumes_inside_an_experience_from_an_epoch_checkpoint(tmp_path, 
 
     stream = _stream(num_tasks=2)
     strategy = _build("HN-1", stream, order=1)
-    kw = {"key": jax.random.key(0), "epochs": 3, "batch_size": 16, "progress": False,
-          "checkpoint_epochs": 1}
+    kw = {"key": jax.random.key(0), "epochs": 3, "batch_size": 16, "checkpoint_epochs": 1}
     plain = train_stream(strategy, stream, **kw)
     with interrupted_at(monkeypatch, engine, experience=1, epoch=1):
-        train_stream(strategy, stream, checkpoint_dir=tmp_path, **kw)
+        train_stream(strategy, stream, checkpoints=RunCheckpoints(tmp_path), **kw)
     assert max(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()) == 3  # (1, 0)
-    resumed = train_stream(strategy, stream, checkpoint_dir=tmp_path, **kw)
+    resumed = train_stream(strategy, stream, checkpoints=RunCheckpoints(tmp_path), **kw)
     np.testing.assert_array_equal(resumed.matrix, plain.matrix)
     for name, values in plain.step_metrics.items():
         np.testing.assert_array_equal(resumed.step_metrics[name], values, err_msg=name)
@@ -234,8 +235,7 @@ def test_more_tasks_than_the_strategy_holds_are_refused_before_training(label, m
     assert strategy.num_tasks == 2
     monkeypatch.setattr(jax, "jit", None)  # any compilation would fail with a TypeError
     with pytest.raises(ValueError, match=r"task ids \[2\] but \S+ holds 2 tasks \(ids 0\.\.1"):
-        train_stream(strategy, stream, key=jax.random.key(0), epochs=1, batch_size=16,
-                     progress=False)
+        train_stream(strategy, stream, key=jax.random.key(0), epochs=1, batch_size=16)
 
 
 def test_tensorboard_without_its_writer_is_refused_before_any_work(tmp_path, monkeypatch,
@@ -280,13 +280,13 @@ def test_every_option_that_can_change_a_number_is_in_the_fingerprint(tmp_path):
         other = (not value if isinstance(value, bool) else value + (7,)
                  if isinstance(value, tuple) else value + "x" if isinstance(value, str)
                  else value + 1)
-        saver = RunCheckpoints(tmp_path / str(i), {"settings": {"options": options}}, epochs=1)
+        saver = RunCheckpoints(tmp_path / str(i))
+        saver.resume({"settings": {"options": options}}, tree, epochs=1)
         saver.save(0, 0, tree, compile_s=0.0)
         saver.close()
-        changed = RunCheckpoints(tmp_path / str(i),
-                                 {"settings": {"options": {**options, name: other}}}, epochs=1)
+        changed = RunCheckpoints(tmp_path / str(i))
         with pytest.raises(CheckpointMismatchError) as refused:
-            changed.restore(tree)
+            changed.resume({"settings": {"options": {**options, name: other}}}, tree, epochs=1)
         changed.close()
         message = str(refused.value)
         assert f"settings.options.{name}: " in message, message

@@ -51,13 +51,13 @@ def test_data_parallel_on_1_2_8_devices_gives_the_same_run_and_shards_the_batch(
         seen = {}
 
         class Spy:  # records the sharding of the minibatch inside the compiled step
-            def __init__(self, inner, devices):
-                self.inner, self.devices = inner, devices
+            def __init__(self, inner, devices, into=seen):
+                self.inner, self.devices, self.into = inner, devices, into
             def __getattr__(self, name):
                 return getattr(self.inner, name)
             def train_step(self, state, batch, task_id, key, *, first):
                 jax.debug.inspect_array_sharding(
-                    batch.x, callback=lambda s: seen.setdefault(
+                    batch.x, callback=lambda s: self.into.setdefault(
                         self.devices, str(getattr(s, "spec", "one device"))))
                 return self.inner.train_step(state, batch, task_id, key, first=first)
 
@@ -67,37 +67,31 @@ def test_data_parallel_on_1_2_8_devices_gives_the_same_run_and_shards_the_batch(
                                       sample_x=stream[0].x_train[:16])
             r = train_seeds(Spy(strategy, devices), [stream, stream],
                             keys=[jax.random.key(0), jax.random.key(1)], epochs=2,
-                            batch_size=16, devices=devices, progress=False)
+                            batch_size=16, devices=devices)
             out[devices] = {"matrix": [x.matrix.tolist() for x in r],
                             "loss": [x.step_metrics["loss"].tolist() for x in r],
                             "compilations": r[0].compilations}
         out["specs"] = seen
 
-        # The Hypernet-SDE-Flow study's loop (jaxcl.learners.sde_flow), the same way.
-        from jaxcl.learners import sde_flow as cl
+        # The Hypernet-SDE-Flow study's learner (jaxcl.learners.sde_flow), through the same loop.
         from jaxcl.data.points import point_tasks
+        from jaxcl.learners.sde_flow import SdeFlowLearner
+        from jaxcl.learners.sde_flow_model import Variant
         from jaxcl.models.sde_flow import SdeFlowConfig
 
-        variant = cl.Variant(
+        variant = Variant(
             model=SdeFlowConfig(hidden=(8,), flow_layers=2, flow_hidden=(8,), sde_hidden=(8,),
                                 sde_steps=2),
             embedding_dim=4, hnet_hidden=(8,), epochs=2, batch_size=8, memory_per_task=4,
             shared="frozen", order=1)
         tasks = point_tasks(jax.random.key(0), num_tasks=2, train_per_task=16, test_per_task=8)
-        objective, sde_seen, now = cl.objective_grad, {}, {}
-
-        def spy(variant, weights, hnet, psi, x, *rest):
-            jax.debug.inspect_array_sharding(x, callback=lambda s: sde_seen.setdefault(
-                now["devices"], str(getattr(s, "spec", "one device"))))
-            return objective(variant, weights, hnet, psi, x, *rest)
-
-        cl.objective_grad = spy
-        out["sde"] = {}
-        for devices in (1, 2):  # 8 would need batches of 8k: the engine's run above has them
-            now["devices"] = devices
-            r = cl.run_seeds(variant, [tasks, tasks], [jax.random.key(0), jax.random.key(1)],
-                             devices=devices)
-            out["sde"][devices] = [x.mse_matrix.tolist() for x in r]
+        sde_seen, out["sde"] = {}, {}
+        for devices in (1, 2):  # the strategy's run above covers 8
+            learner = SdeFlowLearner.build(variant, num_tasks=2, train_per_task=16)
+            r = train_seeds(Spy(learner, devices, into=sde_seen), [tasks, tasks],
+                            keys=[jax.random.key(0), jax.random.key(1)], epochs=2,
+                            batch_size=8, devices=devices)
+            out["sde"][devices] = [x.matrix.tolist() for x in r]
         out["sde_specs"] = sde_seen
         print("RESULT" + json.dumps(out))
     """)
@@ -123,12 +117,10 @@ def test_vmapped_seeds_equal_separate_runs_seed_by_seed():
     streams = [_stream(seed, num_tasks=2) for seed in (0, 1)]
     keys = [jax.random.key(seed) for seed in (0, 1)]
     strategy = _build("HN-1", streams[0], order=1)  # order 2 vmapped: the data-parallel test
-    together = train_seeds(strategy, streams, keys=keys, epochs=2, batch_size=16,
-                           progress=False)
+    together = train_seeds(strategy, streams, keys=keys, epochs=2, batch_size=16)
     assert together[0].compilations == PROGRAMS  # both seeds in the same programs
     for stream, key, joint in zip(streams, keys, together):
-        alone = train_stream(strategy, stream, key=key, epochs=2, batch_size=16,
-                             progress=False)
+        alone = train_stream(strategy, stream, key=key, epochs=2, batch_size=16)
         np.testing.assert_allclose(joint.matrix, alone.matrix, atol=1e-6)
         np.testing.assert_allclose(joint.step_metrics["loss"], alone.step_metrics["loss"],
                                    rtol=1e-5, atol=1e-6)
@@ -187,8 +179,7 @@ def test_seeds_whose_streams_differ_in_shape_train_one_after_another(capsys):
                               image_size=6, train_per_class=32 + 16 * seed, test_per_class=8)
 
     records, steps = run_strategies({"Naive": StrategyConfig.from_label("Naive", **MLP)},
-                                    stream_for_seed, seeds=[0, 1], epochs=1, batch_size=16,
-                                    progress=False)
+                                    stream_for_seed, seeds=[0, 1], epochs=1, batch_size=16)
     assert "differ in shape: training them one after another" in capsys.readouterr().out
     assert [len(steps["Naive"][seed]["loss"]) for seed in (0, 1)] == [2 * 4, 2 * 6]
     assert [r["seed"] for r in records["Naive"]["per_seed"]] == [0, 1]

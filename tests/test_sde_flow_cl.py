@@ -1,5 +1,8 @@
 """Continual training of the point autoencoders: gradients (finite, and equal to finite
-differences), frozen parts that stay frozen, and the output regulariser that holds earlier tasks."""
+differences), the formulas, frozen parts that stay frozen, and the output regulariser that holds
+earlier tasks. Tasks are trained here through the learner's own functions
+(:class:`jaxcl.learners.sde_flow.SdeFlowLearner`), as the loop calls them; the loop itself:
+``test_sde_flow_loop.py``."""
 
 import dataclasses
 
@@ -8,10 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxcl.core import metrics
 from jaxcl.core.regularizers import output_regularizer, task_outputs
 from jaxcl.data.points import point_tasks
-from jaxcl.learners import sde_flow as cl
+from jaxcl.learners import sde_flow_model as cl
+from jaxcl.learners.sde_flow import SdeFlowLearner
 from jaxcl.models.sde_flow import SdeFlowConfig, reconstruct
+from jaxcl.train.loop import train_stream
+from jaxcl.types import Batch
 
 TINY_MODEL = SdeFlowConfig(hidden=(8,), flow_layers=2, flow_hidden=(8,), sde_hidden=(8,),
                            sde_steps=2)
@@ -31,12 +38,12 @@ def tasks():
 
 
 def _setup(variant, tasks, task_id=1):
-    """psi, a different frozen copy, a filled memory and the regulariser's targets."""
-    num_tasks = tasks.num_tasks
+    """psi, a filled memory and the regulariser's targets (from a different copy of psi)."""
+    num_tasks = len(tasks)
     hnet = cl.hypernetwork(variant, num_tasks) if variant.is_hypernet else None
     psi = cl.init(variant, jax.random.key(1), num_tasks)
     frozen = jax.tree.map(lambda a: a + 0.05 * jnp.cos(a), psi)
-    memory = tasks.x_train[:, : variant.memory_per_task]
+    memory = jnp.stack([e.x_train[: variant.memory_per_task] for e in tasks])
     targets = task_outputs(hnet, frozen, jnp.arange(num_tasks)) if variant.order else None
     return hnet, psi, memory, targets
 
@@ -48,7 +55,7 @@ def test_gradients_are_finite_for_every_parameter(name, tasks):
     variant = VARIANTS[name]
     hnet, psi, memory, targets = _setup(variant, tasks)
     grad_fn = jax.jit(lambda p: cl.objective_grad(
-        variant, cl.LossWeights(), hnet, p, tasks.x_train[1, :10], jnp.int32(1), memory, targets,
+        variant, cl.LossWeights(), hnet, p, tasks[1].x_train[:10], jnp.int32(1), memory, targets,
         0.5, jax.random.key(2)))
     grad, metrics = grad_fn(psi)
     for path, g in jax.tree_util.tree_leaves_with_path(grad):
@@ -72,15 +79,16 @@ def test_gradients_are_finite_for_every_parameter(name, tasks):
 def test_gradient_matches_finite_differences(name, tasks, x64):
     """``<grad, v>`` against the central difference of the objective, float64.
 
-    Order 0's objective is ``L``; order 2's is ``J(psi) = L(psi) + lambda L_H(psi - eta grad L)``,
-    evaluated here with its own ``jax.grad``: an independent route to the same number.
+    Order ``None``'s objective is ``L``; order 2's is
+    ``J(psi) = L(psi) + lambda L_H(psi - eta grad L)``, evaluated here with its own ``jax.grad``:
+    an independent route to the same number.
     """
     variant = VARIANTS[name]
     hnet, psi, memory, targets = _setup(variant, tasks)
     to64 = lambda t: jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), t)
     psi, memory, targets = to64(psi), to64(memory), to64(targets)
-    x = jnp.asarray(tasks.x_train[1, :10], jnp.float64)
-    weights = cl.LossWeights(regularizer=0.7, virtual_lr=0.05)
+    x = jnp.asarray(tasks[1].x_train[:10], jnp.float64)
+    weights = cl.LossWeights(coef=0.7, virtual_lr=0.05)
     key, task = jax.random.key(2), jnp.int32(1)
 
     def loss(p):
@@ -91,7 +99,7 @@ def test_gradient_matches_finite_differences(name, tasks, x64):
             return loss(p)
         stepped = jax.tree.map(lambda a, g: a - weights.virtual_lr * g, p, jax.grad(loss)(p))
         reg = output_regularizer(hnet, stepped, targets, jnp.arange(3), jnp.arange(3) < task)
-        return loss(p) + weights.regularizer * reg
+        return loss(p) + weights.coef * reg
 
     grad, _ = jax.jit(lambda p: cl.objective_grad(variant, weights, hnet, p, x, task, memory,
                                                   targets, 0.5, key))(psi)
@@ -109,9 +117,10 @@ def test_gradient_matches_finite_differences(name, tasks, x64):
 
 def test_forgetting_formula():
     m = np.array([[1.0, 9.0, 9.0], [1.5, 2.0, 9.0], [3.0, 2.5, 0.5]])
-    f0, mean_f = cl.forgetting(m)
-    assert f0 == pytest.approx(2.0)
-    assert mean_f == pytest.approx(((3.0 - 1.0) + (2.5 - 2.0)) / 2)
+    summary = metrics.error_summary(m)
+    assert summary["forgetting_t0"] == pytest.approx(2.0)
+    assert summary["mean_forgetting"] == pytest.approx(((3.0 - 1.0) + (2.5 - 2.0)) / 2)
+    assert metrics.SUMMARIES["mse"] is metrics.error_summary  # the study's matrix: an error
 
 
 def test_separation_formula():
@@ -123,52 +132,80 @@ def test_separation_formula():
         assert float(cl.separation(e, jnp.int32(t))) == pytest.approx(expected, rel=1e-5)
 
 
-def _train(variant, tasks, psi, frozen, memory, t):
-    weights = cl.LossWeights(*(jnp.float32(w) for w in variant.weights))
-    fn = jax.jit(cl.train_task, static_argnums=0)
-    return fn(variant, weights, psi, frozen, memory, tasks.x_train[t], jnp.int32(t),
-              jax.random.key(t))
+_BEGIN = jax.jit(lambda learner, *args: learner.begin_experience(*args), static_argnums=0)
+_STEP = jax.jit(lambda learner, *args: learner.train_step(*args, first=False), static_argnums=0)
+_END = jax.jit(lambda learner, *args: learner.end_experience(*args), static_argnums=0)
+
+
+def _learner(variant, num_tasks=3):
+    return SdeFlowLearner.build(variant, num_tasks=num_tasks, train_per_task=20)
+
+
+def _train(learner, state, tasks, t):
+    """Task ``t`` through the learner's functions as the loop calls them (one seed): start, every
+    minibatch of every epoch in a fresh order, end."""
+    exp, task = tasks[t], jnp.int32(t)
+    k_begin, k_end, k_train = jax.random.split(jax.random.key(t), 3)
+    state = _BEGIN(learner, state, task, k_begin)
+    n, size = exp.x_train.shape[0], learner.variant.batch_size
+    for epoch in range(learner.variant.epochs):
+        k_order, k_steps = jax.random.split(jax.random.fold_in(k_train, epoch))
+        order = jax.random.permutation(k_order, n)
+        for b in range(n // size):
+            idx = order[b * size:(b + 1) * size]
+            state, _ = _STEP(learner, state, Batch(exp.x_train[idx], exp.y_train[idx]), task,
+                             jax.random.fold_in(k_steps, b))
+    return _END(learner, state, Batch(exp.x_train, exp.y_train), task, k_end)
 
 
 def _shared(psi):
     return {k: v for k, v in psi["params"].items() if k.startswith("shared:")}
 
 
+# Ten epochs here and below: the two tests share the frozen variant's compiled step.
 @pytest.mark.parametrize("shared", ["trained", "frozen"])
 def test_shared_parts_freeze_after_task0_only_when_asked(shared, tasks):
-    variant = dataclasses.replace(TINY, shared=shared)
-    psi = cl.init(variant, jax.random.key(0), 3)
-    memory = jnp.zeros((3, variant.memory_per_task, 3))
-    psi1, memory, _ = _train(variant, tasks, psi, psi, memory, 0)
-    psi2, memory, _ = _train(variant, tasks, psi1, psi1, memory, 1)
+    learner = _learner(dataclasses.replace(TINY, shared=shared, epochs=10))
+    state = learner.init(jax.random.key(0), tasks[0].x_train)
+    psi = state.psi
+    state = _train(learner, state, tasks, 0)
+    psi1 = state.psi
+    state = _train(learner, state, tasks, 1)
+    psi2, memory = state.psi, state.memory
     moved0 = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), _shared(psi), _shared(psi1))
     moved1 = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), _shared(psi1), _shared(psi2))
+    assert len(jax.tree.leaves(moved0)) > 0  # the flow and both SDEs: shared heads
     assert max(jax.tree.leaves(moved0)) > 0  # task 0 trains the shared parts either way
     if shared == "frozen":
         assert max(jax.tree.leaves(moved1)) == 0
     else:
         assert max(jax.tree.leaves(moved1)) > 0
-    # The memory holds real points of the finished tasks.
+    # The generated parts (through the hypernetwork's own weights) keep training either way.
+    rest = lambda p: {k: v for k, v in p["params"].items() if not k.startswith("shared:")}
+    assert max(jax.tree.leaves(jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()),
+                                            rest(psi1), rest(psi2)))) > 0
+    # The memory holds real points of the finished tasks, and nothing of the others yet.
     for t in (0, 1):
-        d = jnp.abs(memory[t][:, None] - tasks.x_train[t][None]).sum(-1).min(axis=1)
+        d = jnp.abs(memory[t][:, None] - tasks[t].x_train[None]).sum(-1).min(axis=1)
         np.testing.assert_array_equal(d, 0.0)
+    np.testing.assert_array_equal(memory[2], 0.0)
 
 
 def test_output_regularizer_holds_task0_outputs(tasks):
     """After task 1, the hypernetwork's outputs for task 0 moved less with the regulariser."""
     drift = {}
-    for order in (0, 1):
+    for order in (None, 1):
         variant = dataclasses.replace(TINY, shared="frozen", order=order, epochs=10,
-                                      weights=cl.LossWeights(regularizer=10.0))
+                                      weights=cl.LossWeights(coef=10.0))
+        learner = _learner(variant)
         hnet = cl.hypernetwork(variant, 3)
-        psi = cl.init(variant, jax.random.key(0), 3)
-        memory = jnp.zeros((3, variant.memory_per_task, 3))
-        psi1, memory, _ = _train(variant, tasks, psi, psi, memory, 0)
-        psi2, _, _ = _train(variant, tasks, psi1, psi1, memory, 1)
+        state = _train(learner, learner.init(jax.random.key(0), tasks[0].x_train), tasks, 0)
+        psi1 = state.psi
+        psi2 = _train(learner, state, tasks, 1).psi
         ids = jnp.arange(3)
         drift[order] = float(output_regularizer(hnet, psi2, task_outputs(hnet, psi1, ids), ids,
                                                 ids < 1))
-    assert drift[1] < 0.5 * drift[0], drift
+    assert drift[1] < 0.5 * drift[None], drift
 
 
 def test_mixed_batches_use_each_examples_task(tasks):
@@ -178,7 +215,7 @@ def test_mixed_batches_use_each_examples_task(tasks):
             TINY, shared=shared, model=dataclasses.replace(TINY_MODEL, diffusion_scale=0.0))
         hnet = cl.hypernetwork(variant, 3)
         psi = cl.init(variant, jax.random.key(0), 3)
-        x = tasks.x_test[:, :4].reshape(-1, 3)
+        x = jnp.concatenate([e.x_test[:4] for e in tasks])
         ids = jnp.repeat(jnp.arange(3), 4)
         mixed, _ = jax.jit(lambda p: cl.reconstruct_tasks(
             variant, cl.all_task_params(variant, hnet, p), x, ids, jax.random.key(1)))(psi)
@@ -191,6 +228,7 @@ def test_mixed_batches_use_each_examples_task(tasks):
 
 @pytest.mark.parametrize("bad,match", [
     ({"shared": "partly"}, "shared='partly'"), ({"order": 3}, "order=3"),
+    ({"order": 0}, "order=0 is not one of"),  # no regulariser is None now, not 0
     ({"epochs": 0}, "epochs"), ({"learning_rate": 0.0}, "learning_rate"),
     ({"anneal_fraction": 0.0}, "anneal_fraction"),
     ({"weights": cl.LossWeights(replay=-1.0)}, "replay"),
@@ -203,6 +241,12 @@ def test_bad_variant_is_refused(bad, match):
 
 def test_data_the_variant_cannot_use_is_refused_before_training(tasks):
     with pytest.raises(ValueError, match="batch_size=50 exceeds the 20"):
-        cl.run_tasks(dataclasses.replace(TINY, batch_size=50), tasks, jax.random.key(0))
+        _learner(dataclasses.replace(TINY, batch_size=50))
     with pytest.raises(ValueError, match="memory_per_task=30"):
-        cl.run_tasks(dataclasses.replace(TINY, memory_per_task=30), tasks, jax.random.key(0))
+        _learner(dataclasses.replace(TINY, memory_per_task=30))
+    # The loop refuses a minibatch larger than a task, and tasks the learner holds no row for.
+    with pytest.raises(ValueError, match=r"batch_size must be in 1\.\.20"):
+        train_stream(_learner(TINY), tasks, key=jax.random.key(0), epochs=1, batch_size=50)
+    with pytest.raises(ValueError, match=r"task ids \[2\] but sde_flow holds 2 tasks"):
+        train_stream(_learner(TINY, num_tasks=2), tasks, key=jax.random.key(0), epochs=1,
+                     batch_size=10)

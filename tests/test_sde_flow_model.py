@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcl.data import points as synthetic
+from jaxcl.data import points
 from jaxcl.models import sde_flow as sf
 
 # Eager diffrax and distrax dispatch op by op: compiled, each test runs in about a second.
@@ -182,35 +182,50 @@ def test_bad_config_is_refused(bad, match):
 
 def test_manifolds_satisfy_their_formulas(key):
     n = 200
-    x = synthetic.helix(key, n)
+    x = points.helix(key, n)
     np.testing.assert_allclose(x[:, 0] ** 2 + x[:, 1] ** 2, 1.0, rtol=1e-5)
-    x = synthetic.saddle(key, n)
+    x = points.saddle(key, n)
     np.testing.assert_allclose(x[:, 2], x[:, 0] ** 2 - x[:, 1] ** 2, atol=1e-6)
-    x = synthetic.swiss_roll(key, n)
+    x = points.swiss_roll(key, n)
     radius = jnp.sqrt(x[:, 0] ** 2 + x[:, 2] ** 2)  # = s
     np.testing.assert_allclose(jnp.arctan2(x[:, 2], x[:, 0]), jnp.arctan2(jnp.sin(radius),
                                jnp.cos(radius)), atol=1e-4)
-    x = synthetic.torus_knot(key, n)
+    x = points.torus_knot(key, n)
     ring = jnp.sqrt(x[:, 0] ** 2 + x[:, 1] ** 2) - 2.0  # = cos 3s, and x[:, 2] = -sin 3s
     np.testing.assert_allclose(ring**2 + x[:, 2] ** 2, 1.0, rtol=1e-4)
-    x = synthetic.sine_sheet(key, n)
+    x = points.sine_sheet(key, n)
     np.testing.assert_allclose(x[:, 2], jnp.sin(jnp.pi * x[:, 0]) * jnp.cos(jnp.pi * x[:, 1]),
                                atol=1e-6)
 
 
 def test_point_tasks_shapes_scale_and_determinism(key):
-    tasks = synthetic.point_tasks(key)
-    assert tasks.x_train.shape == (5, 300, 3) and tasks.x_test.shape == (5, 100, 3)
-    assert tasks.names == tuple(synthetic.MANIFOLDS)
-    np.testing.assert_allclose(tasks.x_train.mean(axis=1), 0.0, atol=0.02)
-    np.testing.assert_allclose(tasks.x_train.std(axis=1), 1.0, atol=0.02)
-    again = synthetic.point_tasks(jax.random.key(0))
-    np.testing.assert_array_equal(tasks.x_train, again.x_train)
-    other = synthetic.point_tasks(jax.random.key(1))
-    assert float(jnp.abs(tasks.x_train - other.x_train).max()) > 0.1
+    tasks = points.point_tasks(key)
+    assert len(tasks) == 5 and [e.task_id for e in tasks] == list(range(5))
+    x_train = jnp.stack([e.x_train for e in tasks])
+    x_test = jnp.stack([e.x_test for e in tasks])
+    assert x_train.shape == (5, 300, 3) and x_test.shape == (5, 100, 3)
+    for e in tasks:  # a stream of the loop: no classes, zero labels
+        assert e.classes == () and e.y_train.shape == (300,) and e.y_test.shape == (100,)
+        assert not np.any(e.y_train) and not np.any(e.y_test)
+    np.testing.assert_allclose(x_train.mean(axis=1), 0.0, atol=0.02)
+    np.testing.assert_allclose(x_train.std(axis=1), 1.0, atol=0.02)
+    again = points.point_tasks(jax.random.key(0))
+    np.testing.assert_array_equal(x_train, jnp.stack([e.x_train for e in again]))
+    other = points.point_tasks(jax.random.key(1))
+    assert float(jnp.abs(x_train - jnp.stack([e.x_train for e in other])).max()) > 0.1
     # Held out: no test point is a training point.
-    d = jnp.abs(tasks.x_test[:, :, None, :] - tasks.x_train[:, None, :, :]).sum(-1)
+    d = jnp.abs(x_test[:, :, None, :] - x_train[:, None, :, :]).sum(-1)
     assert float(d.min()) > 0
+    # Fewer tasks are the first ones; without noise, task t is the t-th manifold, standardised.
+    assert len(points.point_tasks(key, num_tasks=2)) == 2
+    clean = points.point_tasks(key, train_per_task=30, test_per_task=10, noise=0.0)
+    for t, (name, manifold) in enumerate(points.MANIFOLDS.items()):
+        raw = manifold(jax.random.split(jax.random.fold_in(key, t))[0], 40)
+        mean, std = raw[:30].mean(axis=0, keepdims=True), raw[:30].std(axis=0, keepdims=True)
+        np.testing.assert_allclose(clean[t].x_train * std + mean, raw[:30], rtol=1e-4,
+                                   atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(clean[t].x_test * std + mean, raw[30:], rtol=1e-4,
+                                   atol=1e-4, err_msg=name)
 
 
 @pytest.mark.parametrize("bad,match", [({"num_tasks": 6}, "num_tasks"),
@@ -218,4 +233,4 @@ def test_point_tasks_shapes_scale_and_determinism(key):
                                        ({"noise": -0.1}, "noise")])
 def test_point_tasks_refuse_bad_options(bad, match, key):
     with pytest.raises(ValueError, match=match):
-        synthetic.point_tasks(key, **bad)
+        points.point_tasks(key, **bad)

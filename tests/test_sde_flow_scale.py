@@ -1,7 +1,10 @@
-"""The Hypernet-SDE-Flow study at scale: seeds vmapped in one program equal separate runs, a run
-stopped inside a task resumes to the same numbers, a non-finite loss stops it, and the
-experiment resumes where a killed run left off. (Its data-parallel run on 1, 2 and 8 devices is
-in ``test_scale.py``'s subprocess.)"""
+"""The Hypernet-SDE-Flow study at scale, through the one loop
+(:func:`jaxcl.train.loop.train_seeds`): a run stopped inside a task resumes to the same numbers,
+a non-finite loss stops it, what the loop cannot run is refused before anything compiles, and
+the experiment resumes where a killed run left off. (Seeds vmapped against separate runs, a run
+killed after a task, programs shared by loss weights: ``test_sde_flow_loop.py``, whose compiled
+programs these tests share; the data-parallel run on 1 and 2 devices: ``test_scale.py``'s
+subprocess.)"""
 
 import dataclasses
 import json
@@ -11,96 +14,71 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from test_resume import _events, interrupted_at
+from test_sde_flow_loop import (
+    KEYS,
+    PROGRAMS,
+    RUN,
+    TINY,
+    assert_same_run,
+    learner,
+    run,
+    tasks,
+)
 
-from jaxcl.data.points import point_tasks
-from jaxcl.learners import sde_flow as cl
-from jaxcl.models.sde_flow import SdeFlowConfig
+from jaxcl.io.checkpoints import CheckpointMismatchError, RunCheckpoints
+from jaxcl.train import loop
 from jaxcl.train.steps import NonFiniteError
-
-TINY = cl.Variant(model=SdeFlowConfig(hidden=(8,), flow_layers=2, flow_hidden=(8,),
-                                      sde_hidden=(8,), sde_steps=2),
-                  embedding_dim=4, hnet_hidden=(8,), epochs=3, batch_size=10, memory_per_task=4,
-                  shared="frozen", order=1)
-
-
-def _tasks(seed):
-    return point_tasks(jax.random.key(seed), num_tasks=3, train_per_task=20, test_per_task=10)
 
 
 @pytest.fixture(scope="module")
-def two_seeds():
-    """Two seeds' benchmarks and keys, and programs for two seeds that the tests share."""
-    return [_tasks(0), _tasks(1)], [jax.random.key(5), jax.random.key(6)], cl.Programs.create(2)
+def streams():
+    return [tasks(0), tasks(1)]
 
 
-def test_vmapped_seeds_equal_separate_runs_and_compile_once(two_seeds):
-    """Two seeds in one program equal two one-seed runs; an ablation adds no program."""
-    tasks, keys, programs = two_seeds
-    together = cl.run_seeds(TINY, tasks, keys, programs=programs)
-    # init, start, train, end and evaluate: one program each for both seeds and every task.
-    assert programs.compilations == 5 and programs.compile_s == together[0].compile_s
-    one_seed = cl.Programs.create()
-    separate = [cl.run_tasks(TINY, t, k, programs=one_seed) for t, k in zip(tasks, keys)]
-    for joint, alone in zip(together, separate):
-        np.testing.assert_allclose(joint.mse_matrix, alone.mse_matrix, rtol=1e-5)
-        for name in cl.STEP_METRICS:
-            np.testing.assert_allclose(joint.step_metrics[name], alone.step_metrics[name],
-                                       rtol=1e-4, atol=1e-6, err_msg=name)
-    assert not np.allclose(together[0].mse_matrix, together[1].mse_matrix)
-    # The ablation differs only in traced loss weights: it reuses the one-seed programs, and the
-    # same seed gives the same matrix again.
-    again = cl.run_tasks(TINY, tasks[0], keys[0], programs=one_seed)
-    ablation = cl.run_tasks(
-        dataclasses.replace(TINY, weights=cl.LossWeights(replay=0.0, separation=0.0)), tasks[0],
-        keys[0], programs=one_seed)
-    assert one_seed.compilations == 5
-    np.testing.assert_array_equal(again.mse_matrix, separate[0].mse_matrix)
-    assert not np.array_equal(ablation.mse_matrix, again.mse_matrix)
-    assert again.mse_matrix.shape == (3, 3) and np.all(again.mse_matrix > 0)
-    assert cl.forgetting(again.mse_matrix) == (again.forgetting_t0, again.mean_forgetting)
-    assert len(again.step_metrics["loss"]) == 3 * TINY.epochs * (20 // TINY.batch_size)
-    with pytest.raises(ValueError, match="programs made for 2 seeds on 1 devices"):
-        cl.run_tasks(TINY, tasks[0], keys[0], programs=programs)
-    with pytest.raises(ValueError, match="2 benchmarks for 1 keys"):
-        cl.run_seeds(TINY, tasks, keys[:1])
-    with pytest.raises(ValueError, match=r"devices must be in 1\.\.1 .* got 2"):
-        cl.run_tasks(TINY, tasks[0], keys[0], devices=2)
-
-
-def test_a_run_stopped_inside_a_task_resumes_to_the_same_numbers(two_seeds, tmp_path,
+def test_a_run_stopped_inside_a_task_resumes_to_the_same_numbers(streams, tmp_path,
                                                                    monkeypatch):
-    tasks, keys, programs = two_seeds
-    plain = cl.run_seeds(TINY, tasks, keys, programs=programs)
-    with interrupted_at(monkeypatch, cl, experience=1, epoch=1):
-        cl.run_seeds(TINY, tasks, keys, programs=programs, checkpoint_dir=tmp_path,
-                     checkpoint_epochs=1)
-    assert max(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()) == 3  # (1, 0)
-    resumed = cl.run_seeds(TINY, tasks, keys, programs=programs, checkpoint_dir=tmp_path,
-                           checkpoint_epochs=1)
+    plain = run(streams)
+    with interrupted_at(monkeypatch, loop, experience=1, epoch=1):
+        run(streams, checkpoints=RunCheckpoints(tmp_path), checkpoint_epochs=1)
+    # The last checkpoint is of task 1's epoch 0 (position task * epochs + epoch).
+    assert max(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()) == 2
+    resumed = run(streams, checkpoints=RunCheckpoints(tmp_path), checkpoint_epochs=1)
     for a, b in zip(plain, resumed):
-        np.testing.assert_array_equal(a.mse_matrix, b.mse_matrix)
-        for name in cl.STEP_METRICS:
-            np.testing.assert_array_equal(a.step_metrics[name], b.step_metrics[name], name)
-        assert len(b.time_per_task) == 3
-    # The whole task in one call and in calls of one epoch: two training programs in all.
-    assert len(programs.train.compiled) == 2
-    with pytest.raises(ValueError, match="holds checkpoints of another run"):
-        cl.run_seeds(dataclasses.replace(TINY, epochs=2), tasks, keys, programs=programs,
-                     checkpoint_dir=tmp_path)
+        assert_same_run(a, b)
+        assert len(b.time_per_experience) == 3
+    # Epoch by epoch, resumed or not: the same programs, nothing new compiled.
+    assert resumed[0].compilations == plain[0].compilations == PROGRAMS
+    with pytest.raises(CheckpointMismatchError, match="holds checkpoints of another run; it "
+                                                      "differs in epochs: 2 in the checkpoint, "
+                                                      "3 now"):
+        run(streams, checkpoints=RunCheckpoints(tmp_path), epochs=3)
 
 
-def test_a_non_finite_loss_stops_the_study_with_where_it_happened(tmp_path):
-    tasks = _tasks(0)
-    bad = tasks._replace(x_train=tasks.x_train.at[1, 3].set(jnp.nan))
+def test_a_non_finite_loss_stops_the_study_with_where_it_happened(streams, tmp_path):
+    stream = list(streams[0])
+    stream[1] = stream[1]._replace(x_train=stream[1].x_train.at[3].set(jnp.nan))
     with pytest.raises(NonFiniteError, match=r"experience 1, epoch 0, step \d of 2 \(seed "
                                              r"index 0\)"):
-        cl.run_tasks(dataclasses.replace(TINY, order=0, shared="trained"), bad,
-                     jax.random.key(0), checkpoint_dir=tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.isdigit()) == ["2"]  # task 0
+        run([stream], checkpoints=RunCheckpoints(tmp_path))
+    # Only the checkpoint of task 0 (after its last epoch) is kept.
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.isdigit()) == ["1"]
+
+
+def test_what_the_loop_cannot_run_is_refused_before_anything_compiles(streams, monkeypatch):
+    monkeypatch.setattr(jax, "jit", None)  # any compilation would fail with a TypeError
+    with pytest.raises(ValueError, match="2 streams for 1 keys"):
+        loop.train_seeds(learner(), streams, keys=KEYS[:1], **RUN)
+    with pytest.raises(ValueError, match=r"devices must be in 1\.\.1 .* got 2"):
+        loop.train_seeds(learner(), streams, keys=KEYS, devices=2, **RUN)
+    with pytest.raises(ValueError, match="stream 1 differs from stream 0"):
+        loop.train_seeds(learner(), [streams[0], streams[1][:2]], keys=KEYS, **RUN)
+    with pytest.raises(ValueError, match=r"task ids \[2\] but sde_flow holds 2 tasks"):
+        loop.train_seeds(type(learner()).build(TINY, num_tasks=2, train_per_task=20), streams,
+                         keys=KEYS, **RUN)
 
 
 def test_the_study_writes_every_file_and_resumes_where_a_killed_run_left_off(tmp_path,
-                                                                             monkeypatch):
+                                                                             monkeypatch, capsys):
     from experiments import sde_flow_forgetting as study
 
     variants = ["mlp", "hypernet_sde_flow", "ablation_no_replay_sep"]
@@ -148,23 +126,30 @@ def test_the_study_writes_every_file_and_resumes_where_a_killed_run_left_off(tmp
                                rtol=1e-6)
     assert len(events["train/loss"]) == 5 * 2 * (40 // 20)
 
-    checked, calls = cl.check_finite, []
+    checked, calls = loop.check_finite, []
 
     def killed_in_the_second_model(loss, **where):
         calls.append(where)
-        if len(calls) == 5 + 3:  # the MLP's five tasks, then three of the hypernetwork's
+        # The loop checks every epoch: the MLP's five tasks of two epochs, then two tasks of the
+        # hypernetwork's and the first epoch of its third.
+        if len(calls) == 5 * 2 + 2 * 2 + 1:
             raise KeyboardInterrupt
         checked(loss, **where)
 
     out = tmp_path / "killed"
-    monkeypatch.setattr(cl, "check_finite", killed_in_the_second_model)
+    monkeypatch.setattr(loop, "check_finite", killed_in_the_second_model)
     with pytest.raises(KeyboardInterrupt):
         study.main([*argv, "--out", str(out)])
+    assert calls[-1] == {"experience": 2, "epoch": 0, "steps_per_epoch": 2}
     assert not (out / "metrics.json").exists()
-    monkeypatch.setattr(cl, "check_finite", checked)
+    monkeypatch.setattr(loop, "check_finite", checked)
     with pytest.raises(FileExistsError, match="--no-resume"):
         study.main([*argv, "--no-resume", "--out", str(out)])
+    capsys.readouterr()
     resumed = study.main([*argv, "--out", str(out)])
+    said = capsys.readouterr().out
+    assert "mlp resumed from" in said and "after experience 4, epoch 1" in said  # nothing to do
+    assert "hypernet_sde_flow resumed from" in said and "after experience 1, epoch 1" in said
     for name in variants:
         assert resumed[name]["per_seed"] == plain[name]["per_seed"], name
     assert (plain_out / "steps.csv").read_text() == (out / "steps.csv").read_text()

@@ -33,7 +33,7 @@ def _build(label, stream, **settings):
 def test_every_strategy_trains_and_is_evaluated(label):
     stream = _stream(noise=1.5)
     result = train_stream(_build(label, stream, learning_rate=1e-2), stream, key=jax.random.key(0), epochs=2,
-                          batch_size=16, progress=False)
+                          batch_size=16)
     r = result.matrix
     assert r.shape == (3, 3)
     assert np.all(np.triu(r, 1) == 0) and np.all((0 <= r) & (r <= 1))
@@ -55,7 +55,7 @@ def test_hypernetworks_forget_less_than_naive():
     for name, label, extra in [("naive", "Naive", {}), ("order1", "HN-F", {"order": 1}),
                                ("order2", "HN-F", {"order": 2})]:
         result = train_stream(_build(label, stream, **settings, **extra), stream,
-                              key=jax.random.key(0), epochs=10, batch_size=16, progress=False)
+                              key=jax.random.key(0), epochs=10, batch_size=16)
         forgetting[name] = metrics.forgetting(result.matrix)
     assert forgetting["naive"] > 0.05, forgetting
     assert forgetting["order1"] < forgetting["naive"] - 0.03, forgetting
@@ -117,7 +117,7 @@ def test_latent_replay_buffer_is_class_balanced_and_holds_true_features(key):
         # Every stored feature is g_phi of a training example of its task with its label.
         for task in range(t + 1):
             e = stream[task]
-            feats = np.asarray(lr.frozen_net.apply(state.frozen, e.x_train))
+            feats = np.asarray(lr.lower.apply(state.lower, e.x_train))
             rows = np.flatnonzero(buf.valid & (buf.task_ids == task))
             for i in rows:
                 match = np.flatnonzero(np.all(np.isclose(feats, buf.features[i], atol=1e-5), axis=1))
@@ -145,7 +145,7 @@ def test_augmentation_changes_training_not_the_program_count():
 
     stream = _stream()
     runs = [train_stream(_build("Naive", stream), stream, key=jax.random.key(0), epochs=1,
-                         batch_size=16, progress=False, augment=augment)
+                         batch_size=16, augment=augment)
             for augment in (None, random_crop_flip)]
     assert runs[1].compilations == runs[0].compilations == PROGRAMS
     assert not np.allclose(runs[0].step_metrics["loss"], runs[1].step_metrics["loss"])
@@ -159,7 +159,7 @@ def test_latent_replay_learns_every_experience_given_the_steps():
     stream = _stream(noise=1.5)
     lr = _build("LR-1", stream, hidden=(64,), learning_rate=1e-2, memory_size=12)
     result = train_stream(lr, stream,
-                          key=jax.random.key(0), epochs=6, batch_size=16, progress=False)
+                          key=jax.random.key(0), epochs=6, batch_size=16)
     r = result.matrix
     assert np.diag(r).min() > 0.8, r
     assert r[-1].min() > 0.75, r

@@ -10,6 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from jaxcl.data import tfds_benchmarks as tb
+from jaxcl.data import tfds_builders as builders
 
 # Fashion-MNIST's first ten training labels (ankle boot, T-shirt, T-shirt, dress, ...).
 FIRST_TRAIN_LABELS = [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
@@ -18,12 +19,13 @@ FIRST_TRAIN_LABELS = [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
 @pytest.fixture(scope="module")
 def fashion(tmp_path_factory):
     """Fashion-MNIST prepared through TFDS from the Debian package's files, once per module."""
-    assert all((tb.DEBIAN_FASHION_MNIST / f).exists() for f in tb.FASHION_MNIST_FILES), (
-        f"the real Fashion-MNIST files are expected in {tb.DEBIAN_FASHION_MNIST}: "
+    assert all((builders.DEBIAN_FASHION_MNIST / f).exists()
+               for f in builders.FASHION_MNIST_FILES), (
+        f"the real Fashion-MNIST files are expected in {builders.DEBIAN_FASHION_MNIST}: "
         "apt-get install dataset-fashion-mnist (.ci/run does)")
     data_dir = tmp_path_factory.mktemp("tfds")
     stream = tb.load_benchmark("split_fashion_mnist", seed=0, data_dir=str(data_dir),
-                               manual_dir=str(tb.DEBIAN_FASHION_MNIST))
+                               manual_dir=str(builders.DEBIAN_FASHION_MNIST))
     return data_dir, stream
 
 
@@ -40,8 +42,8 @@ def test_fashion_mnist_is_prepared_offline_from_the_real_files(fashion_arrays):
     assert builder.info.splits["train"].num_examples == 60_000
     assert builder.info.splits["test"].num_examples == 10_000
     assert builder.info.features["label"].num_classes == 10
-    raw_x = tb.read_idx_gz(tb.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz")
-    raw_y = tb.read_idx_gz(tb.DEBIAN_FASHION_MNIST / "train-labels-idx1-ubyte.gz")
+    raw_x = builders.read_idx_gz(builders.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz")
+    raw_y = builders.read_idx_gz(builders.DEBIAN_FASHION_MNIST / "train-labels-idx1-ubyte.gz")
     assert raw_y[:10].tolist() == FIRST_TRAIN_LABELS
     x, y = arrays["train"]
     assert x.shape == (60_000, 28, 28, 1) and x.dtype == np.uint8
@@ -65,36 +67,41 @@ def test_split_fashion_mnist_stream(fashion):
     # Normalised with the training split's statistics: mean ~0 and std ~1 over all of it.
     x = np.concatenate([np.asarray(e.x_train) for e in stream])
     assert abs(float(x.mean())) < 1e-3 and abs(float(x.std()) - 1) < 1e-3
-    # The prepared copy is reused (read once per process), and another seed gives another class
-    # order.
+    # The prepared copy is read once into the caller's cache (nothing is kept without one), and
+    # another seed gives another class order.
     builder = tfds.builder("fashion_mnist_files", data_dir=str(data_dir))
-    assert tb._arrays(builder) is tb._arrays(builder)
+    assert tb._arrays(builder) is not tb._arrays(builder)
+    cache = {}
+    assert tb._arrays(builder, cache) is tb._arrays(builder, cache)
+    assert list(cache) == [str(builder.data_dir)]
     other = tb.load_benchmark("split_fashion_mnist", seed=1, data_dir=str(data_dir),
-                              manual_dir=str(tb.DEBIAN_FASHION_MNIST))
+                              manual_dir=str(builders.DEBIAN_FASHION_MNIST), cache=cache)
     assert [e.classes for e in other] != [e.classes for e in stream]
+    assert list(cache) == [str(builder.data_dir)]
 
 
 def test_recompressed_copies_pass_and_other_content_fails(tmp_path):
     name = "t10k-labels-idx1-ubyte.gz"
-    content = gzip.decompress((tb.DEBIAN_FASHION_MNIST / name).read_bytes())
+    content = gzip.decompress((builders.DEBIAN_FASHION_MNIST / name).read_bytes())
     recompressed = tmp_path / name
     recompressed.write_bytes(gzip.compress(content, compresslevel=1))
-    assert recompressed.read_bytes() != (tb.DEBIAN_FASHION_MNIST / name).read_bytes()
-    labels = tb.read_idx_gz(recompressed, tb.FASHION_MNIST_FILES[name])
+    assert recompressed.read_bytes() != (builders.DEBIAN_FASHION_MNIST / name).read_bytes()
+    labels = builders.read_idx_gz(recompressed, builders.FASHION_MNIST_FILES[name])
     assert labels.shape == (10_000,)
     changed = bytearray(content)
     changed[-1] = (changed[-1] + 1) % 10
     recompressed.write_bytes(gzip.compress(bytes(changed)))
     with pytest.raises(ValueError, match=f"{name} does not hold the original content"):
-        tb.read_idx_gz(recompressed, tb.FASHION_MNIST_FILES[name])
+        builders.read_idx_gz(recompressed, builders.FASHION_MNIST_FILES[name])
 
 
-def test_split_cifar100_on_mock_data(tmp_path, monkeypatch):
-    monkeypatch.setattr(tb, "_online", lambda: True)  # download_and_prepare is mocked
+def test_split_cifar100_on_mock_data(tmp_path):
+    cache = {}  # the seeds' streams read the dataset once
     with tfds.testing.mock_data(num_examples=1000, policy=tfds.testing.MockPolicy.USE_CODE):
-        a = tb.load_benchmark("split_cifar100", seed=0, data_dir=str(tmp_path))
-        b = tb.load_benchmark("split_cifar100", seed=1, data_dir=str(tmp_path))
+        a = tb.load_benchmark("split_cifar100", seed=0, data_dir=str(tmp_path), cache=cache)
+        b = tb.load_benchmark("split_cifar100", seed=1, data_dir=str(tmp_path), cache=cache)
         again = tb.load_benchmark("split_cifar100", seed=0, data_dir=str(tmp_path))
+    assert len(cache) == 1
     assert len(a) == 20
     classes = [c for exp in a for c in exp.classes]
     assert len(classes) == len(set(classes)) == 100
@@ -107,15 +114,33 @@ def test_split_cifar100_on_mock_data(tmp_path, monkeypatch):
     assert [e.classes for e in b] != [e.classes for e in a]
 
 
-def test_missing_dataset_offline_fails_at_once_and_says_what_to_do(tmp_path, monkeypatch):
-    monkeypatch.setattr(tb, "_online", lambda: False)
+def test_missing_dataset_offline_fails_at_once_and_says_what_to_do(tmp_path):
     (tmp_path / "tfds").mkdir()
     start = time.perf_counter()
     with pytest.raises(tb.DataNotAvailableError,
-                       match=r"'cifar100' is not prepared.*cifar-100-binary\.tar\.gz.*manual_dir"):
+                       match=r"'cifar100' is not prepared in data_dir=.*tfds and downloads are off "
+                             r"\(download=False\); to prepare it offline, put "
+                             r"cifar-100-binary\.tar\.gz in a folder and pass it as manual_dir"):
         tb.load_benchmark("split_cifar100", seed=0, data_dir=str(tmp_path / "tfds"),
-                          manual_dir=str(tmp_path))
+                          manual_dir=str(tmp_path), download=False)
     assert time.perf_counter() - start < 10
+
+
+def test_a_failed_download_says_what_to_do(tmp_path, monkeypatch):
+    """No network probe: TFDS tries the download, and its failure names the dataset, the
+    folders and how to prepare the data offline."""
+    builder_class = type(tfds.builder("cifar100", data_dir=str(tmp_path)))
+
+    def no_network(self, *args, **kwargs):
+        raise ConnectionError("Name or service not known\nmore lines")
+
+    monkeypatch.setattr(builder_class, "download_and_prepare", no_network)
+    with pytest.raises(tb.DataNotAvailableError,
+                       match=r"'cifar100' is not prepared in data_dir=.* and its download failed "
+                             r"\(ConnectionError: Name or service not known\); to prepare it "
+                             r"offline, put cifar-100-binary\.tar\.gz in a folder and pass it as "
+                             r"manual_dir \(got manual_dir=None\)"):
+        tb.load_benchmark("split_cifar100", seed=0, data_dir=str(tmp_path))
 
 
 def test_one_entry_and_bad_names_and_folders(tmp_path):
@@ -150,10 +175,9 @@ def _blur(x, sigma):
     return sum(w[j] * rows[:, :, j:j + wd] for j in range(5))
 
 
-def test_noisy_cifar_on_mock_data(tmp_path, monkeypatch):
+def test_noisy_cifar_on_mock_data(tmp_path):
     from scipy.optimize import minimize_scalar
 
-    monkeypatch.setattr(tb, "_online", lambda: True)
     with tfds.testing.mock_data(num_examples=1000, policy=tfds.testing.MockPolicy.USE_CODE):
         stream = tb.load_benchmark("noisy_cifar", seed=0, data_dir=str(tmp_path))
         again = tb.load_benchmark("noisy_cifar", seed=0, data_dir=str(tmp_path))
@@ -221,7 +245,7 @@ def fake_archives(tmp_path_factory):
     listed = wnids[:]
     random.Random(0).shuffle(listed)
     root = "tiny-imagenet-200/"
-    with zipfile.ZipFile(folder / tb.TINY_IMAGENET_ZIP, "w") as z:
+    with zipfile.ZipFile(folder / builders.TINY_IMAGENET_ZIP, "w") as z:
         z.writestr(root + "wnids.txt", "\n".join(listed) + "\n")
         z.writestr(root + "words.txt", "".join(f"{w}\tthing {w}\n" for w in wnids))
         annotations = []
@@ -235,7 +259,7 @@ def fake_archives(tmp_path_factory):
         z.writestr(root + "val/val_annotations.txt", "\n".join(annotations) + "\n")
         z.writestr(root + "test/images/test_0.JPEG", _image_bytes(0, (64, 64), "JPEG"))
 
-    train, test, truth = (folder / name for name in tb.GTSRB_ZIPS)
+    train, test, truth = (folder / name for name in builders.GTSRB_ZIPS)
     header = "Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId\n"
     with zipfile.ZipFile(train, "w") as z:
         for c in range(43):
@@ -286,7 +310,7 @@ def test_tiny_imagenet_builder_reads_the_original_zip(fake_archives, tmp_path):
 
 
 def test_gtsrb_builder_reads_the_original_archives(fake_archives, tmp_path):
-    builder = tb.CROSS_DATASETS["gtsrb"](str(tmp_path), str(fake_archives))
+    builder = tb.CROSS_DATASETS["gtsrb"](tb.Source(str(tmp_path), str(fake_archives)))
     assert builder.info.splits["train"].num_examples == 86
     assert builder.info.splits["test"].num_examples == 43
     arrays = tb._arrays(builder)
@@ -296,7 +320,7 @@ def test_gtsrb_builder_reads_the_original_archives(fake_archives, tmp_path):
         assert x.shape[1:] == (32, 32, 3)
         _labels_match_colours(x, y, atol=1)  # test labels come from the separate GT archive
     with pytest.raises(tb.DataNotAvailableError, match="'gtsrb' is not prepared.*not downloadable.*GTSRB_"):
-        tb.CROSS_DATASETS["gtsrb"](str(tmp_path / "other"), None)
+        tb.CROSS_DATASETS["gtsrb"](tb.Source(str(tmp_path / "other")))
 
 
 def test_cross_dataset_stream_real_fashion_mnist_then_gtsrb(fashion, fashion_arrays,
@@ -304,8 +328,9 @@ def test_cross_dataset_stream_real_fashion_mnist_then_gtsrb(fashion, fashion_arr
     data_dir, _ = fashion
     manual = tmp_path / "manual"
     manual.mkdir()
-    for f in [*tb.FASHION_MNIST_FILES, *tb.GTSRB_ZIPS]:
-        source = tb.DEBIAN_FASHION_MNIST / f if f in tb.FASHION_MNIST_FILES else fake_archives / f
+    for f in [*builders.FASHION_MNIST_FILES, *builders.GTSRB_ZIPS]:
+        source = (builders.DEBIAN_FASHION_MNIST / f if f in builders.FASHION_MNIST_FILES
+                  else fake_archives / f)
         (manual / f).symlink_to(source)
     stream = tb.load_benchmark("cross_dataset", seed=0, data_dir=str(data_dir),
                                manual_dir=str(manual), datasets=("fashion_mnist", "gtsrb"))
@@ -330,11 +355,10 @@ def test_cross_dataset_stream_real_fashion_mnist_then_gtsrb(fashion, fashion_arr
     np.testing.assert_array_equal(x0[..., 0], x0[..., 1])  # grey repeated on three channels
 
 
-def test_cross_dataset_and_tinyimagenet_on_mock_data(tmp_path, monkeypatch):
-    monkeypatch.setattr(tb, "_online", lambda: True)
+def test_cross_dataset_and_tinyimagenet_on_mock_data(tmp_path):
     manual = tmp_path / "manual"  # the manual-only builders look for their archives' names
     manual.mkdir()
-    for name in (*tb.GTSRB_ZIPS, tb.TINY_IMAGENET_ZIP):
+    for name in (*builders.GTSRB_ZIPS, builders.TINY_IMAGENET_ZIP):
         (manual / name).touch()
     kw = {"data_dir": str(tmp_path), "manual_dir": str(manual)}
     with tfds.testing.mock_data(num_examples=200, policy=tfds.testing.MockPolicy.USE_CODE):
@@ -356,7 +380,7 @@ def test_fashion_mnist_at_32x32x3_and_fewer_images_per_class(fashion):
     """The slim ResNet's input (``rgb32``, as the cross-dataset stream brings it) and a smaller
     benchmark for a small machine (at most N images per class, drawn from the seed)."""
     data_dir, full = fashion
-    kw = dict(data_dir=str(data_dir), manual_dir=str(tb.DEBIAN_FASHION_MNIST), rgb32=True,
+    kw = dict(data_dir=str(data_dir), manual_dir=str(builders.DEBIAN_FASHION_MNIST), rgb32=True,
               train_per_class=30, test_per_class=10)
     stream = tb.load_benchmark("split_fashion_mnist", seed=0, **kw)
     assert [e.classes for e in stream] == [e.classes for e in full]
@@ -396,7 +420,7 @@ def test_experiment_module_runs_on_real_fashion_mnist(fashion, tmp_path):
 
     data_dir, _ = fashion
     argv = ["--quick", "--benchmark", "split_fashion_mnist", "--data-dir", str(data_dir),
-            "--manual-dir", str(tb.DEBIAN_FASHION_MNIST), "--num-tasks", "2", "--epochs", "1",
+            "--manual-dir", str(builders.DEBIAN_FASHION_MNIST), "--num-tasks", "2", "--epochs", "1",
             "--train-per-class", "0", "--test-per-class", "0",  # all of it, not --quick's 40
             "--batch-size", "256", "--strategies", "Naive"]
     metrics = split_benchmark.main([*argv, "--out", str(tmp_path / "run")])
@@ -434,7 +458,7 @@ def test_loading_a_tfds_benchmark_prints_no_tensorflow_log_lines_and_distrax_sti
     data_dir, _ = fashion
     code = ("from jaxcl.data import load_benchmark; "
             f"s = load_benchmark('split_fashion_mnist', seed=0, data_dir={str(data_dir)!r}, "
-            f"manual_dir={str(tb.DEBIAN_FASHION_MNIST)!r}, train_per_class=5, test_per_class=5); "
+            f"manual_dir={str(builders.DEBIAN_FASHION_MNIST)!r}, train_per_class=5, test_per_class=5); "
             "import jaxcl.models.sde_flow; print(len(s))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300)

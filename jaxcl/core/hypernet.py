@@ -2,7 +2,7 @@
 
 A hypernetwork ``H_psi`` holds a learned task-embedding table ``e`` and maps a task id ``t`` to
 parameters ``theta_t = H_psi(e_t)`` laid out leaf for leaf like the ``params`` of a target module,
-so that ``target.apply({"params": hnet.apply(hparams, t)}, x)`` just works. The target's leaves are
+so that ``target.apply({"params": hnet.apply(psi, t)}, x)`` just works. The target's leaves are
 read with ``jax.eval_shape(target.init, ...)``; nothing is wired by hand per model.
 
 Structure (von Oswald et al., ICLR 2020; the partial-hypernetwork variant of Hemati et al., CoLLAs
@@ -12,25 +12,9 @@ Structure (von Oswald et al., ICLR 2020; the partial-hypernetwork variant of Hem
     h_t = MLP(e_t)                             trunk, hidden sizes (50, 32), ReLU
     theta_t[leaf] = head_leaf(h_t, t)          one head per target leaf, chosen by its role
 
-Heads, by the leaf's role (see :data:`HEADS`):
-
-* ``conv`` (kernels of rank >= 3, shape ``(..., c_in, c_out)``): channel-wise generation. Output
-  channel ``c`` has a learned lookup vector ``l_c`` of dimension ``d``; one shared linear map takes
-  ``[h_t, l_c]`` to that channel's kernel, ``W[..., c] = A [h_t; l_c] + b``. Parameters:
-  ``d * c_out + (h + d + 1) * prod(kernel_shape[:-1])`` instead of ``h * prod(kernel_shape)``.
-* ``dense`` (rank-2 kernels): a linear head ``W = reshape(A h_t + b)``.
-* ``table`` (biases, normalisation scales and shifts): a per-task table, not generated,
-  initialised to 1 for scales and 0 otherwise.
-* ``vector`` (the same leaves with ``HypernetConfig(vectors="generated")``): generated as well,
-  ``v = A h_t + b`` with ``A`` initialised to 0, so that every task starts from the table's fill;
-  weights and biases then both come from ``e_t``, as in the "DynamicLinear" layers of the
-  Hypernet-SDE-Flow study.
-* ``shared`` (leaves the ``generate`` filter leaves out): one ordinary trained parameter, the same
-  for every task.
-
-The generated heads are initialised so that, at initialisation, a generated kernel has the
-variance of Flax's default (LeCun normal, ``1 / fan_in``) initialiser of the same leaf; the trunk
-uses He initialisation so that ``E[h^2] ~ 1`` at every depth.
+Each target leaf gets a head by its role (:mod:`jaxcl.core.heads`): channel-wise generation for
+conv kernels, a linear head for dense kernels, per-task tables (or generated vectors) for biases
+and normalisation scales and shifts, and one shared parameter for leaves left out of generation.
 """
 
 from __future__ import annotations
@@ -38,42 +22,18 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
+from jaxcl.core.heads import HEADS, LeafSpec, Path, Role, initial_fill, leaf_role
 from jaxcl.types import PyTree
 
-Path = tuple[str, ...]
-Role = Literal["conv", "dense", "table", "vector", "shared"]
 NEW_TASK_INITS = ("copy_prev", "random")
 VECTOR_MODES = ("table", "generated")
-
-
-# ----------------------------------------------------------------------------------------------
-# Leaves of the target and their roles.
-
-
-class LeafSpec(NamedTuple):
-    """One leaf of the target's ``params``: where it is, its shape and dtype, and its head."""
-
-    path: Path
-    shape: tuple[int, ...]
-    dtype: Any
-    role: Role
-
-
-def leaf_role(path: Path, shape: Sequence[int], vectors: str = "table") -> Role:
-    """The head a generated leaf gets: ``conv`` or ``dense`` kernels, else ``vectors``' head
-    (a per-task ``table``, or a generated ``vector``)."""
-    if path[-1] == "kernel" and len(shape) >= 3:
-        return "conv"
-    if path[-1] == "kernel" and len(shape) == 2:
-        return "dense"
-    return "vector" if vectors == "generated" else "table"
 
 
 def generate_all(path: Path) -> bool:
@@ -170,128 +130,14 @@ def _check_positive_int(name: str, value: Any) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Heads. Each one maps the trunk output h_t (and the task id) to one leaf of the target.
-
-
-def _kernel_init(fan_in: int):
-    """Head-matrix init that gives generated kernels LeCun variance ``1 / fan_in``.
-
-    The head's inputs have second moment ~1, so ``Var(A) = 1 / (fan_in * n_inputs)`` gives
-    ``Var(A x) = 1 / fan_in``.
-    """
-    return nn.initializers.variance_scaling(1.0 / fan_in, "fan_in", "truncated_normal")
-
-
-class ChannelwiseConvHead(nn.Module):
-    """``W[..., c] = A [h_t; l_c] + b`` for each output channel ``c`` (lookup vectors ``l_c``)."""
-
-    shape: tuple[int, ...]
-    chunk_dim: int
-
-    @nn.compact
-    def __call__(self, h: jax.Array, task_id: jax.Array) -> jax.Array:
-        del task_id
-        c_out = self.shape[-1]
-        channel_size = math.prod(self.shape[:-1])
-        lookup = self.param(
-            "lookup", nn.initializers.normal(1.0), (c_out, self.chunk_dim), jnp.float32
-        )
-        inputs = jnp.concatenate([jnp.broadcast_to(h, (c_out, h.shape[-1])), lookup], axis=-1)
-        per_channel = nn.Dense(channel_size, kernel_init=_kernel_init(channel_size), name="linear")(
-            inputs
-        )
-        return per_channel.T.reshape(self.shape)
-
-
-class LinearHead(nn.Module):
-    """``W = reshape(A h_t + b)``: direct linear generation of a whole dense kernel."""
-
-    shape: tuple[int, ...]
-    chunk_dim: int
-
-    @nn.compact
-    def __call__(self, h: jax.Array, task_id: jax.Array) -> jax.Array:
-        del task_id
-        fan_in = math.prod(self.shape[:-1])
-        flat = nn.Dense(math.prod(self.shape), kernel_init=_kernel_init(fan_in), name="linear")(h)
-        return flat.reshape(self.shape)
-
-
-class VectorHead(nn.Module):
-    """``v = A h_t + b`` with ``A = 0`` and ``b = fill`` at initialisation: a generated bias or
-    normalisation parameter that starts, for every task, where a table would."""
-
-    shape: tuple[int, ...]
-    chunk_dim: int
-    fill: float = 0.0
-
-    @nn.compact
-    def __call__(self, h: jax.Array, task_id: jax.Array) -> jax.Array:
-        del task_id
-        flat = nn.Dense(math.prod(self.shape), kernel_init=nn.initializers.zeros,
-                        bias_init=nn.initializers.constant(self.fill), name="linear")(h)
-        return flat.reshape(self.shape)
-
-
-class TaskTable(nn.Module):
-    """``theta_t = T[t]``: a per-task table, 1 for normalisation scales and 0 for the rest."""
-
-    shape: tuple[int, ...]
-    chunk_dim: int
-    num_tasks: int = 1
-    fill: float = 0.0
-
-    @nn.compact
-    def __call__(self, h: jax.Array, task_id: jax.Array) -> jax.Array:
-        del h
-        table = self.param(
-            "table", nn.initializers.constant(self.fill), (self.num_tasks, *self.shape), jnp.float32
-        )
-        return table[task_id]
-
-
-class SharedParam(nn.Module):
-    """One ordinary trained parameter, the same for every task (a leaf left out of generation)."""
-
-    shape: tuple[int, ...]
-    chunk_dim: int
-    fill: float | None = None
-
-    @nn.compact
-    def __call__(self, h: jax.Array, task_id: jax.Array) -> jax.Array:
-        del h, task_id
-        if self.fill is None:  # a kernel: Flax's default Dense/Conv initialiser
-            init = nn.initializers.lecun_normal()
-        else:
-            init = nn.initializers.constant(self.fill)
-        return self.param("value", init, self.shape, jnp.float32)
-
-
-HEADS: dict[str, type[nn.Module]] = {
-    "conv": ChannelwiseConvHead,
-    "dense": LinearHead,
-    "table": TaskTable,
-    "vector": VectorHead,
-    "shared": SharedParam,
-}
-"""The head for each leaf role; registered heads are property-tested one by one."""
-
-
-def _fill(spec: LeafSpec) -> float | None:
-    if spec.path[-1] == "kernel":
-        return None
-    return 1.0 if spec.path[-1] == "scale" else 0.0
-
-
-# ----------------------------------------------------------------------------------------------
 # The hypernetwork.
 
 
 class Hypernetwork(nn.Module):
     """``t -> theta_t``: task embedding, trunk MLP, one head per target leaf.
 
-    Build it with :meth:`for_target`. ``hnet.init(key, 0)`` gives its variables ``hparams``;
-    ``hnet.apply(hparams, t)`` gives the target's ``params`` for task ``t`` (a traced integer: one
+    Build it with :meth:`for_target`. ``hnet.init(key, 0)`` gives its variables ``psi``;
+    ``hnet.apply(psi, t)`` gives the target's ``params`` for task ``t`` (a traced integer: one
     compilation serves every task; ``jax.vmap`` over task ids generates many tasks at once).
     With ``task_only=True`` only the task-conditioned leaves are returned (generated leaves and
     per-task tables, not shared ones): the outputs the CL output regulariser compares.
@@ -343,7 +189,7 @@ class Hypernetwork(nn.Module):
                 continue
             kwargs: dict[str, Any] = {}
             if spec.role in ("table", "vector", "shared"):
-                kwargs["fill"] = _fill(spec)
+                kwargs["fill"] = initial_fill(spec)
             if spec.role == "table":
                 kwargs["num_tasks"] = cfg.num_tasks
             head = HEADS[spec.role](
@@ -354,28 +200,28 @@ class Hypernetwork(nn.Module):
 
 
 def head_name(spec: LeafSpec) -> str:
-    """The name of a leaf's head inside ``hparams["params"]``: its role and its target path."""
+    """The name of a leaf's head inside ``psi["params"]``: its role and its target path."""
     return f"{spec.role}:{'.'.join(spec.path)}"
 
 
 def init_task_embedding(
-    hparams: PyTree, task_id: int | jax.Array, *, mode: str, key: jax.Array
+    psi: PyTree, task_id: int | jax.Array, *, mode: str, key: jax.Array
 ) -> PyTree:
     """Initialise task ``task_id``'s embedding before training it.
 
     ``mode="copy_prev"`` sets ``e_t = e_{t-1}`` (task 0 keeps its random initialisation);
-    ``mode="random"`` draws ``e_t ~ N(0, I)``. Pure: returns new ``hparams``.
+    ``mode="random"`` draws ``e_t ~ N(0, I)``. Pure: returns new ``psi``.
     """
     if mode not in NEW_TASK_INITS:
         raise ValueError(f"mode={mode!r} is not one of {NEW_TASK_INITS}")
-    table = hparams["params"]["embedding"]
+    table = psi["params"]["embedding"]
     task_id = jnp.asarray(task_id, jnp.int32)
     if mode == "copy_prev":
         row = jnp.where(task_id > 0, table[jnp.maximum(task_id - 1, 0)], table[task_id])
     else:
         row = jax.random.normal(key, table.shape[1:], table.dtype)
-    params = {**hparams["params"], "embedding": table.at[task_id].set(row)}
-    return {**hparams, "params": params}
+    params = {**psi["params"], "embedding": table.at[task_id].set(row)}
+    return {**psi, "params": params}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -397,7 +243,8 @@ class HeadReport(NamedTuple):
 
 
 def head_param_count(spec: LeafSpec, config: HypernetConfig) -> int:
-    """Trainable parameters of the head that serves ``spec`` (formulas in the module docstring)."""
+    """Trainable parameters of the head that serves ``spec`` (formulas in
+    :mod:`jaxcl.core.heads`)."""
     h, d, size = config.trunk_dim, config.chunk_dim, math.prod(spec.shape)
     if spec.role == "conv":
         c_out = spec.shape[-1]

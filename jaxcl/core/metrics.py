@@ -1,4 +1,4 @@
-"""Continual-learning metrics from the accuracy matrix.
+"""Continual-learning metrics from the evaluation matrix: accuracy, or an error such as test MSE.
 
 ``R[i, j]`` is the test accuracy on experience ``j`` after training experience ``i`` (entries with
 ``j > i`` are not used). With ``N`` experiences trained (last row ``N - 1``):
@@ -10,6 +10,10 @@
   ``1/(N-1) sum_{j < N-1} (max_{j <= i < N-1} R[i, j] - R[N-1, j])``;
 * backward transfer (BWT, Lopez-Paz & Ranzato 2017):
   ``1/(N-1) sum_{j < N-1} (R[N-1, j] - R[j, j])``, so that forgetting = -BWT.
+
+For an error matrix ``M`` (lower is better: the Hypernet-SDE-Flow study's test MSE, every entry
+evaluated) forgetting is an increase (:func:`error_summary`): ``forgetting_t0 = M[N-1, 0] -
+M[0, 0]`` on the first task, and ``mean_forgetting``, the BWT formula applied to ``M``.
 """
 
 from __future__ import annotations
@@ -88,3 +92,16 @@ def summary(accuracy_matrix) -> dict[str, float]:
         "max_forgetting": max_forgetting(accuracy_matrix),
         "bwt": backward_transfer(accuracy_matrix),
     }
+
+
+def error_summary(error_matrix) -> dict[str, float]:
+    """Forgetting as the increase of an error (positive is forgetting), keyed as in the study's
+    ``metrics.json``: ``forgetting_t0 = M[N-1, 0] - M[0, 0]`` and ``mean_forgetting =
+    1/(N-1) sum_{j < N-1} (M[N-1, j] - M[j, j])`` (:func:`backward_transfer` of ``M``); both 0
+    for a single experience."""
+    m = _matrix(error_matrix)
+    return {"forgetting_t0": float(m[-1, 0] - m[0, 0]), "mean_forgetting": backward_transfer(m)}
+
+
+SUMMARIES = {"accuracy": summary, "mse": error_summary}
+"""The metrics of a matrix by the learner's ``evaluation``."""

@@ -2,7 +2,7 @@
 
 The output regulariser of von Oswald et al. (ICLR 2020), used by Hemati et al. (CoLLAs 2023):
 the hypernetwork's outputs for earlier tasks must stay close to those of a frozen copy ``H*``
-taken at the end of the previous experience::
+(its variables ``psi_prev``) taken at the end of the previous experience::
 
     L_H(psi) = 1/|J| sum_{j in J} || H_psi(e_j) - H*(e*_j) ||^2
 
@@ -20,14 +20,14 @@ from jaxcl.core.hypernet import Hypernetwork
 from jaxcl.types import PyTree
 
 
-def task_outputs(hnet: Hypernetwork, hparams: PyTree, task_ids: jax.Array) -> PyTree:
+def task_outputs(hnet: Hypernetwork, psi: PyTree, task_ids: jax.Array) -> PyTree:
     """``H_psi(e_j)`` for each ``j`` in ``task_ids``, stacked along a leading axis (``vmap``)."""
-    return jax.vmap(lambda t: hnet.apply(hparams, t, task_only=True))(task_ids)
+    return jax.vmap(lambda t: hnet.apply(psi, t, task_only=True))(task_ids)
 
 
 def output_regularizer(
     hnet: Hypernetwork,
-    hparams: PyTree,
+    psi: PyTree,
     targets: PyTree,
     task_ids: jax.Array,
     mask: jax.Array,
@@ -36,7 +36,7 @@ def output_regularizer(
 
     Args:
       hnet: the hypernetwork.
-      hparams: ``psi``.
+      psi: the hypernetwork's variables.
       targets: ``H*(e*_j)`` for ``j`` in ``task_ids``, from :func:`task_outputs` of the frozen copy.
       task_ids: ``(n,)`` int previous task ids (padding entries are ignored through ``mask``).
       mask: ``(n,)`` bool, which entries of ``task_ids`` are real previous tasks.
@@ -44,7 +44,7 @@ def output_regularizer(
     Returns:
       A scalar; 0 when no entry of ``mask`` is set.
     """
-    outputs = task_outputs(hnet, hparams, task_ids)
+    outputs = task_outputs(hnet, psi, task_ids)
     per_leaf = jax.tree.map(
         lambda a, b: jnp.sum(jnp.square(a - b).reshape(a.shape[0], -1), axis=1), outputs, targets
     )

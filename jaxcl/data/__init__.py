@@ -95,8 +95,8 @@ def make_stream(name: str, *, seed: int, **options) -> list[Experience]:
     return BENCHMARKS[name](seed, **options)
 
 
-def load_benchmark(name: str, *, seed: int, data_dir=None, manual_dir=None,
-                   **options) -> list[Experience]:
+def load_benchmark(name: str, *, seed: int, data_dir=None, manual_dir=None, download: bool = True,
+                   cache: dict | None = None, **options) -> list[Experience]:
     """The stream ``name`` (a key of :data:`BENCHMARK_OPTIONS`) for ``seed``.
 
     Args:
@@ -104,6 +104,11 @@ def load_benchmark(name: str, *, seed: int, data_dir=None, manual_dir=None,
       seed: class order (and, for synthetic data, the data itself).
       data_dir: TFDS data directory (TFDS's default when ``None``); prepared data is cached there.
       manual_dir: folder with datasets' original files, to prepare them with no network.
+      download: whether TFDS may download a dataset that is neither prepared nor in
+        ``manual_dir``; with ``False`` such a dataset fails at once (nothing probes the network).
+      cache: a dict the caller keeps (e.g. one per run) in which the arrays of every TFDS
+        dataset read are kept, so that the streams of several seeds read it once; ``None``
+        reads it every time. Synthetic streams ignore ``download`` and ``cache``.
       **options: the benchmark's options (:data:`BENCHMARK_OPTIONS`), e.g. ``num_tasks``,
         ``classes_per_task``; left out, each benchmark has the study's shape.
     """
@@ -114,4 +119,5 @@ def load_benchmark(name: str, *, seed: int, data_dir=None, manual_dir=None,
     from jaxcl.data import tfds_benchmarks
 
     return tfds_benchmarks.load_benchmark(name, seed=seed, data_dir=data_dir,
-                                          manual_dir=manual_dir, **options)
+                                          manual_dir=manual_dir, download=download, cache=cache,
+                                          **options)

@@ -22,10 +22,10 @@ of one PRNG key: the same key gives the same points.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
+
+from jaxcl.types import Experience
 
 PI = jnp.pi
 
@@ -65,25 +65,6 @@ MANIFOLDS: dict[str, Callable[[jax.Array, int], jax.Array]] = {
 """Task ``t`` is the ``t``-th manifold, in this order."""
 
 
-class PointTasks(NamedTuple):
-    """The benchmark, stacked over tasks so that one compiled program serves every task.
-
-    Attributes:
-      x_train: ``(num_tasks, train_per_task, 3)``.
-      x_test: ``(num_tasks, test_per_task, 3)``, held out, standardised with the training
-        statistics.
-      names: the manifold of each task.
-    """
-
-    x_train: jax.Array
-    x_test: jax.Array
-    names: tuple[str, ...]
-
-    @property
-    def num_tasks(self) -> int:
-        return len(self.names)
-
-
 def point_tasks(
     key: jax.Array,
     *,
@@ -91,8 +72,11 @@ def point_tasks(
     train_per_task: int = 300,
     test_per_task: int = 100,
     noise: float = 0.05,
-) -> PointTasks:
-    """The five-task 3-D point benchmark (module docstring), or its first ``num_tasks`` tasks.
+) -> list[Experience]:
+    """The five-task 3-D point benchmark (module docstring), or its first ``num_tasks`` tasks, as
+    a stream: experience ``t`` holds task ``t``'s points, ``x_train`` ``(train_per_task, 3)`` and
+    ``x_test`` ``(test_per_task, 3)`` (held out, standardised with the training statistics); the
+    labels are zeros and there are no classes (the points are reconstructed, not classified).
 
     Args:
       key: the one source of randomness.
@@ -109,13 +93,14 @@ def point_tasks(
     if not noise >= 0:
         raise ValueError(f"noise must be >= 0, got {noise!r}")
     names = tuple(MANIFOLDS)[:num_tasks]
-    train, test = [], []
+    stream = []
     for t, name in enumerate(names):
         k_points, k_noise = jax.random.split(jax.random.fold_in(key, t))
         points = MANIFOLDS[name](k_points, train_per_task + test_per_task)
         mean = points[:train_per_task].mean(axis=0, keepdims=True)
         std = points[:train_per_task].std(axis=0, keepdims=True)
         points = (points - mean) / std + noise * jax.random.normal(k_noise, points.shape)
-        train.append(points[:train_per_task])
-        test.append(points[train_per_task:])
-    return PointTasks(jnp.stack(train), jnp.stack(test), names)
+        stream.append(Experience(t, (), points[:train_per_task],
+                                 jnp.zeros(train_per_task, jnp.int32), points[train_per_task:],
+                                 jnp.zeros(test_per_task, jnp.int32)))
+    return stream

@@ -1,6 +1,6 @@
 """Real benchmarks through TensorFlow Datasets, online or offline, as the engine's experiences.
 
-``load_benchmark(name, seed=..., data_dir=..., manual_dir=...)`` (through
+``load_benchmark(name, seed=..., data_dir=..., manual_dir=..., download=..., cache=...)`` (through
 :func:`jaxcl.data.load_benchmark`, which also serves ``synthetic_images``) returns a list of
 :class:`jaxcl.data.synthetic_images.Experience` on the device:
 
@@ -16,258 +16,88 @@ images per channel with the mean and standard deviation of the whole training sp
 
 Where the data comes from, in this order: a TFDS-prepared copy in ``data_dir`` (TFDS caches it
 there and reuses it); the original files in ``manual_dir``, prepared with no network access; a
-TFDS download, when the network answers. Otherwise the loader fails at once, naming the dataset,
-the files it expects and where to put them; it never waits on a download.
+TFDS download, unless ``download=False``. The loader never probes the network: with
+``download=False`` a dataset that is not prepared fails at once, and a download that fails fails
+with the same :class:`DataNotAvailableError`, naming the dataset, ``data_dir``, ``manual_dir``,
+the files expected there and how to prepare the data offline.
 
-Fashion-MNIST from files goes through :class:`FashionMnistFiles`, a TFDS builder that checks
-the original idx files by the SHA-256 of their *decompressed content*: a recompressed copy with
-the same content (Debian's ``dataset-fashion-mnist`` installs one under
-``/usr/share/datasets/fashion-mnist``) is accepted, where TFDS's own ``fashion_mnist`` would reject
-it for its different gzip bytes.
+Nothing is kept between calls behind the caller's back: the arrays read from a prepared dataset
+are kept only in a ``cache`` the caller passes (a dict, e.g. one per run, so that a stream built
+for every seed reads each dataset from TFDS once).
+
+The builders of datasets TFDS's catalogue lacks, or reads from other files, are in
+:mod:`jaxcl.data.tfds_builders`.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
-import hashlib
-import io
-import os
 import pathlib
-import socket
-import zipfile
 from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import PIL.Image
 
-
-def _import_tfds_quietly():
-    """``tensorflow_datasets``, with TensorFlow's native start-up lines (absl's pre-init warning,
-    the oneDNN notice), which its C++ writes straight to file descriptor 2, sent to /dev/null
-    while it loads (all of it, and its first op); Python errors still raise as usual."""
-    import contextlib
-    import sys
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with contextlib.ExitStack() as stack:
-        try:
-            sys.stderr.flush()
-            saved = os.dup(2)
-        except (OSError, ValueError):  # no real stderr (e.g. captured): nothing to hide
-            saved = None
-        if saved is not None:
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, 2)
-            os.close(null)
-            stack.callback(os.close, saved)
-            stack.callback(os.dup2, saved, 2)
-        import tensorflow as tf
-        import tensorflow_datasets
-
-        tf.constant(0)  # TensorFlow's first op prints the oneDNN notice: here, not later
-    return tensorflow_datasets
-
-
-tfds = _import_tfds_quietly()
-
+from jaxcl.data.tfds_builders import FASHION_MNIST_FILES, GTSRB_ZIPS, TINY_IMAGENET_ZIP, tfds
 from jaxcl.types import Experience
-
-FASHION_MNIST_FILES = {
-    "train-images-idx3-ubyte.gz": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-    "train-labels-idx1-ubyte.gz": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-    "t10k-images-idx3-ubyte.gz": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-    "t10k-labels-idx1-ubyte.gz": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-}
-"""The original file names and the SHA-256 of their decompressed content."""
-
-DEBIAN_FASHION_MNIST = pathlib.Path("/usr/share/datasets/fashion-mnist")
 
 
 class DataNotAvailableError(FileNotFoundError):
-    """A dataset is neither prepared, nor in the manual directory, nor downloadable now."""
+    """A dataset is neither prepared, nor in the manual directory, nor downloaded."""
 
 
-def read_idx_gz(path: pathlib.Path, sha256: str | None = None) -> np.ndarray:
-    """An idx file (gzip of any compression), checked against the SHA-256 of its content."""
-    content = gzip.decompress(pathlib.Path(path).read_bytes())
-    if sha256 is not None and hashlib.sha256(content).hexdigest() != sha256:
-        raise ValueError(f"{path} does not hold the original content (SHA-256 of the "
-                         f"decompressed bytes is not {sha256})")
-    ndim = content[3]
-    shape = tuple(int.from_bytes(content[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(content, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+ArrayCache = dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]
+"""A prepared dataset's folder -> its splits as read-only arrays (:func:`_arrays`)."""
 
 
-class FashionMnistFiles(tfds.core.GeneratorBasedBuilder):
-    """Fashion-MNIST prepared from its four original idx files in the manual directory."""
+class Source(NamedTuple):
+    """Where a benchmark's data comes from (module docstring): TFDS's ``data_dir`` (its default
+    when ``None``), the ``manual_dir`` of original files, whether TFDS may ``download``, and the
+    caller's ``cache`` of arrays already read (``None``: read every time)."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    MANUAL_DOWNLOAD_INSTRUCTIONS = (
-        "Put the four original Fashion-MNIST files (" + ", ".join(FASHION_MNIST_FILES)
-        + ") in the manual directory; any gzip of the original content is accepted. On Debian: "
-        f"`apt-get install dataset-fashion-mnist` puts them in {DEBIAN_FASHION_MNIST}.")
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
-                "label": tfds.features.ClassLabel(num_classes=10)}),
-            supervised_keys=("image", "label"))
-
-    def _split_generators(self, dl_manager):
-        def read(name):
-            return read_idx_gz(dl_manager.manual_dir / name, FASHION_MNIST_FILES[name])
-        return {
-            split: self._generate_examples(read(f"{prefix}-images-idx3-ubyte.gz"),
-                                           read(f"{prefix}-labels-idx1-ubyte.gz"))
-            for split, prefix in (("train", "train"), ("test", "t10k"))}
-
-    def _generate_examples(self, images, labels):
-        for i, (image, label) in enumerate(zip(images, labels)):
-            yield i, {"image": image[..., None], "label": int(label)}
+    data_dir: str | None = None
+    manual_dir: str | None = None
+    download: bool = True
+    cache: ArrayCache | None = None
 
 
-TINY_IMAGENET_ZIP = "tiny-imagenet-200.zip"
-TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
-
-
-class TinyImagenet(tfds.core.GeneratorBasedBuilder):
-    """Tiny-ImageNet (200 classes, 64x64) prepared from the original ``tiny-imagenet-200.zip``.
-
-    The zip holds ``tiny-imagenet-200/wnids.txt`` (the 200 WordNet ids),
-    ``train/<wnid>/images/*.JPEG`` (500 per class) and ``val/images/*.JPEG`` with their classes in
-    ``val/val_annotations.txt`` (tab-separated: file, wnid, box). The labelled ``val`` images are
-    the test split (the ``test`` images have no labels). Label ``i`` is the ``i``-th wnid in sorted
-    order, as an image-folder reader gives; the JPEG bytes are kept as they are (grey images are
-    decoded to three channels).
-    """
-
-    VERSION = tfds.core.Version("1.0.0")
-    MANUAL_DOWNLOAD_INSTRUCTIONS = (
-        f"Download {TINY_IMAGENET_URL} and put {TINY_IMAGENET_ZIP} (unopened) in the manual "
-        "directory.")
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(64, 64, 3), encoding_format="jpeg"),
-                "label": tfds.features.ClassLabel(num_classes=200)}),
-            supervised_keys=("image", "label"))
-
-    def _split_generators(self, dl_manager):
-        path = dl_manager.manual_dir / TINY_IMAGENET_ZIP
-        return {"train": self._generate_examples(path, "train"),
-                "test": self._generate_examples(path, "val")}
-
-    def _generate_examples(self, path, split):
-        with zipfile.ZipFile(path) as archive:
-            root = "tiny-imagenet-200/"
-            wnids = sorted(archive.read(root + "wnids.txt").decode().split())
-            if len(wnids) != 200:
-                raise ValueError(f"{path}: wnids.txt names {len(wnids)} classes, not 200")
-            label = {w: i for i, w in enumerate(wnids)}
-            if split == "train":
-                files = [(n, n.split("/")[2]) for n in archive.namelist()
-                         if n.startswith(root + "train/") and n.endswith(".JPEG")]
-            else:
-                lines = archive.read(root + "val/val_annotations.txt").decode().splitlines()
-                files = [(f"{root}val/images/{f}", w)
-                         for f, w, *_ in (line.split("\t") for line in lines if line.strip())]
-            for name, wnid in sorted(files):
-                yield name, {"image": io.BytesIO(archive.read(name)), "label": label[wnid]}
-
-
-GTSRB_ZIPS = ("GTSRB_Final_Training_Images.zip", "GTSRB_Final_Test_Images.zip",
-              "GTSRB_Final_Test_GT.zip")
-GTSRB_URL = "https://sid.erda.dk/public/archives/daaeac0d7ce1152aea9b61d9f1e19370/"
-
-
-class Gtsrb(tfds.core.GeneratorBasedBuilder):
-    """GTSRB (43 traffic-sign classes) prepared from the three original archives, every image
-    resized to 32x32 (bilinear, the whole image).
-
-    ``GTSRB_Final_Training_Images.zip`` holds ``GTSRB/Final_Training/Images/000NN/*.ppm`` with a
-    ``GT-000NN.csv`` per class; ``GTSRB_Final_Test_Images.zip`` holds
-    ``GTSRB/Final_Test/Images/*.ppm``, whose classes are in ``GT-final_test.csv`` of
-    ``GTSRB_Final_Test_GT.zip``. The CSVs are ``;``-separated with columns ``Filename`` and
-    ``ClassId``.
-    """
-
-    VERSION = tfds.core.Version("1.0.0")
-    MANUAL_DOWNLOAD_INSTRUCTIONS = (
-        f"Download {', '.join(GTSRB_ZIPS)} from {GTSRB_URL} and put them (unopened) in the "
-        "manual directory.")
-    SIZE = 32
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(self.SIZE, self.SIZE, 3)),
-                "label": tfds.features.ClassLabel(num_classes=43)}),
-            supervised_keys=("image", "label"))
-
-    def _split_generators(self, dl_manager):
-        train, test, truth = (dl_manager.manual_dir / name for name in GTSRB_ZIPS)
-        return {"train": self._generate_examples(train, None),
-                "test": self._generate_examples(test, truth)}
-
-    def _generate_examples(self, images_zip, truth_zip):
-        with zipfile.ZipFile(images_zip) as archive:
-            names = archive.namelist()
-            if truth_zip is None:  # training: a GT-000NN.csv beside each class's images
-                tables = [(n.rsplit("/", 1)[0], archive.read(n)) for n in names
-                          if n.endswith(".csv")]
-            else:  # test: the classes are in the separate ground-truth archive
-                folder = next(n for n in names if n.endswith(".ppm")).rsplit("/", 1)[0]
-                with zipfile.ZipFile(truth_zip) as truth:
-                    tables = [(folder, truth.read(n)) for n in truth.namelist()
-                              if n.endswith(".csv")]
-            labels = {f"{folder}/{row['Filename']}": int(row["ClassId"])
-                      for folder, raw in tables
-                      for row in csv.DictReader(io.StringIO(raw.decode()), delimiter=";")}
-            for name in sorted(labels):
-                image = PIL.Image.open(io.BytesIO(archive.read(name))).convert("RGB")
-                image = image.resize((self.SIZE, self.SIZE), PIL.Image.BILINEAR)
-                yield name, {"image": np.asarray(image), "label": labels[name]}
-
-
-def _online(host: str = "storage.googleapis.com", timeout: float = 2.0) -> bool:
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
-def _prepared_builder(name: str, expected: tuple[str, ...], data_dir, manual_dir, *,
+def _prepared_builder(name: str, expected: tuple[str, ...], source: Source, *,
                       downloadable: bool = True):
-    """A TFDS builder whose data is prepared, preparing it from ``manual_dir`` or, for a
-    ``downloadable`` dataset, online."""
-    builder = tfds.builder(name, data_dir=data_dir)
+    """A TFDS builder whose data is prepared, preparing it from ``source.manual_dir`` or, for a
+    ``downloadable`` dataset and ``source.download``, by a TFDS download."""
+    builder = tfds.builder(name, data_dir=source.data_dir)
     if builder.is_prepared():
         return builder
-    manual = pathlib.Path(manual_dir) if manual_dir is not None else None
+    manual = pathlib.Path(source.manual_dir) if source.manual_dir is not None else None
     if manual is not None and all((manual / f).exists() for f in expected):
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
-    elif downloadable and _online():
+        return builder
+
+    def unavailable(why: str) -> DataNotAvailableError:
+        instructions = builder.MANUAL_DOWNLOAD_INSTRUCTIONS
+        return DataNotAvailableError(
+            f"dataset {name!r} is not prepared in data_dir="
+            f"{source.data_dir or '~/tensorflow_datasets'} and {why}; to prepare it offline, put "
+            f"{', '.join(expected)} in a folder and pass it as manual_dir (got manual_dir="
+            f"{source.manual_dir!r})" + (f". {instructions}" if instructions else ""))
+
+    if not downloadable:
+        raise unavailable("is not downloadable")
+    if not source.download:
+        raise unavailable("downloads are off (download=False)")
+    try:
         builder.download_and_prepare()
-    else:
-        why = "cannot be downloaded now (no network)" if downloadable else "is not downloadable"
-        raise DataNotAvailableError(
-            f"dataset {name!r} is not prepared in data_dir={data_dir or '~/tensorflow_datasets'}"
-            f" and {why}; put {', '.join(expected)} in a folder and pass it as manual_dir (got "
-            f"manual_dir={manual_dir!r})" + (f". {builder.MANUAL_DOWNLOAD_INSTRUCTIONS}"
-                                             if builder.MANUAL_DOWNLOAD_INSTRUCTIONS else ""))
+    except Exception as error:  # noqa: BLE001  (TFDS raises many kinds on a failed download)
+        raise unavailable(f"its download failed ({type(error).__name__}: "
+                          f"{(str(error).strip().splitlines() or [''])[0][:200]})") from error
     return builder
 
 
-def _split(builder, seed, num_tasks, classes_per_task, corrupt=None, *, rgb32=False,
-           train_per_class=0, test_per_class=0) -> list[Experience]:
-    arrays = _arrays(builder)
+def _split(builder, source: Source, seed, num_tasks, classes_per_task, corrupt=None, *,
+           rgb32=False, train_per_class=0, test_per_class=0) -> list[Experience]:
+    arrays = _arrays(builder, source.cache)
     if rgb32:
         arrays = {split: (to_rgb32(x), y) for split, (x, y) in arrays.items()}
     arrays = per_class_subset(arrays, {"train": train_per_class, "test": test_per_class}, seed)
@@ -293,29 +123,25 @@ def per_class_subset(arrays, per_class: dict[str, int], seed: int):
     return out
 
 
-_ARRAYS: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
-"""Prepared folder -> its splits as arrays: a run that builds a stream per seed reads each
-dataset from TFDS once (the last four datasets are kept)."""
-
-
-def _arrays(builder) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``{"train": (x_u8, y), "test": (x_u8, y)}`` of a prepared builder (read-only arrays)."""
+def _arrays(builder, cache: ArrayCache | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{"train": (x_u8, y), "test": (x_u8, y)}`` of a prepared builder (read-only arrays),
+    taken from ``cache`` when it holds the builder's folder, and kept there when given."""
     folder = str(builder.data_dir)
-    if folder not in _ARRAYS:
-        out = {}
-        for split in ("train", "test"):
-            # Batches rather than batch_size=-1: a dataset of unknown length (TFDS mock data)
-            # cannot be read in one piece.
-            batches = list(tfds.as_numpy(builder.as_dataset(split=split, batch_size=8192,
-                                                            as_supervised=True)))
-            x = np.concatenate([x for x, _ in batches])
-            y = np.concatenate([y for _, y in batches]).astype(np.int32)
-            x.flags.writeable = y.flags.writeable = False
-            out[split] = (x, y)
-        while len(_ARRAYS) >= 4:
-            _ARRAYS.pop(next(iter(_ARRAYS)))
-        _ARRAYS[folder] = out
-    return _ARRAYS[folder]
+    if cache is not None and folder in cache:
+        return cache[folder]
+    out = {}
+    for split in ("train", "test"):
+        # Batches rather than batch_size=-1: a dataset of unknown length (TFDS mock data)
+        # cannot be read in one piece.
+        batches = list(tfds.as_numpy(builder.as_dataset(split=split, batch_size=8192,
+                                                        as_supervised=True)))
+        x = np.concatenate([x for x, _ in batches])
+        y = np.concatenate([y for _, y in batches]).astype(np.int32)
+        x.flags.writeable = y.flags.writeable = False
+        out[split] = (x, y)
+    if cache is not None:
+        cache[folder] = out
+    return out
 
 
 def channel_stats(x_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -380,63 +206,61 @@ def split_stream(arrays, *, seed: int, num_tasks: int, classes_per_task: int,
             for t in range(num_tasks)]
 
 
-def _catalogue(name: str, files: tuple[str, ...]) -> Callable:
-    """``builder(data_dir, manual_dir)`` of the TFDS catalogue's ``name``, whose original
-    ``files`` may lie in the manual folder."""
-    return lambda data_dir, manual_dir: _prepared_builder(name, files, data_dir, manual_dir)
+def _catalogue(name: str, files: tuple[str, ...]) -> Callable[[Source], Any]:
+    """``builder(source)`` of the TFDS catalogue's ``name``, whose original ``files`` may lie in
+    the manual folder."""
+    return lambda source: _prepared_builder(name, files, source)
 
 
 _cifar100 = _catalogue("cifar100", ("cifar-100-binary.tar.gz",))
 
 
-def _split_cifar100(seed, data_dir, manual_dir, num_tasks=20, classes_per_task=5,
-                    train_per_class=0, test_per_class=0):
-    return _split(_cifar100(data_dir, manual_dir), seed, num_tasks, classes_per_task,
+def _split_cifar100(seed, source, num_tasks=20, classes_per_task=5, train_per_class=0,
+                    test_per_class=0):
+    return _split(_cifar100(source), source, seed, num_tasks, classes_per_task,
                   train_per_class=train_per_class, test_per_class=test_per_class)
 
 
-def _noisy_cifar(seed, data_dir, manual_dir, classes_per_task=5):
+def _noisy_cifar(seed, source, classes_per_task=5):
     """The study's noisy stream: the first 20 CIFAR-100 classes in seed order, 4 experiences x 5;
     clean, solarize (every image), Gaussian blur (sigma 0.9), autocontrast + grayscale + blur
     (:data:`jaxcl.data.transforms.NOISY_STREAM`)."""
     from jaxcl.data.transforms import NOISY_STREAM
 
-    return _split(_cifar100(data_dir, manual_dir), seed, len(NOISY_STREAM), classes_per_task,
+    return _split(_cifar100(source), source, seed, len(NOISY_STREAM), classes_per_task,
                   corrupt=NOISY_STREAM)
 
 
-def _fashion_mnist_builder(data_dir, manual_dir):
-    files = tuple(FASHION_MNIST_FILES)
-    if manual_dir is not None and all((pathlib.Path(manual_dir) / f).exists() for f in files):
-        return _prepared_builder("fashion_mnist_files", files, data_dir, manual_dir)
-    return _prepared_builder("fashion_mnist", files, data_dir, manual_dir)
+def _fashion_mnist_builder(source: Source):
+    files, manual = tuple(FASHION_MNIST_FILES), source.manual_dir
+    if manual is not None and all((pathlib.Path(manual) / f).exists() for f in files):
+        return _prepared_builder("fashion_mnist_files", files, source)
+    return _prepared_builder("fashion_mnist", files, source)
 
 
-def _split_fashion_mnist(seed, data_dir, manual_dir, num_tasks=5, classes_per_task=2,
-                         rgb32=False, train_per_class=0, test_per_class=0):
+def _split_fashion_mnist(seed, source, num_tasks=5, classes_per_task=2, rgb32=False,
+                         train_per_class=0, test_per_class=0):
     """Split Fashion-MNIST, 28x28x1, or 32x32x3 with ``rgb32`` (:func:`to_rgb32`, as the
     cross-dataset stream brings it), for the slim ResNet."""
-    return _split(_fashion_mnist_builder(data_dir, manual_dir), seed, num_tasks, classes_per_task,
+    return _split(_fashion_mnist_builder(source), source, seed, num_tasks, classes_per_task,
                   rgb32=rgb32, train_per_class=train_per_class, test_per_class=test_per_class)
 
 
-def _split_tinyimagenet(seed, data_dir, manual_dir, num_tasks=20, classes_per_task=10,
-                        train_per_class=0, test_per_class=0):
-    builder = _prepared_builder("tiny_imagenet", (TINY_IMAGENET_ZIP,), data_dir, manual_dir,
-                                downloadable=False)
-    return _split(builder, seed, num_tasks, classes_per_task, train_per_class=train_per_class,
-                  test_per_class=test_per_class)
+def _split_tinyimagenet(seed, source, num_tasks=20, classes_per_task=10, train_per_class=0,
+                        test_per_class=0):
+    builder = _prepared_builder("tiny_imagenet", (TINY_IMAGENET_ZIP,), source, downloadable=False)
+    return _split(builder, source, seed, num_tasks, classes_per_task,
+                  train_per_class=train_per_class, test_per_class=test_per_class)
 
 
 CROSS_DATASETS: dict[str, Callable] = {
     "fashion_mnist": _fashion_mnist_builder,
     "svhn": _catalogue("svhn_cropped", ("train_32x32.mat", "test_32x32.mat", "extra_32x32.mat")),
-    "gtsrb": lambda data_dir, manual_dir: _prepared_builder(
-        "gtsrb", GTSRB_ZIPS, data_dir, manual_dir, downloadable=False),
+    "gtsrb": lambda source: _prepared_builder("gtsrb", GTSRB_ZIPS, source, downloadable=False),
     "cifar10": _catalogue("cifar10", ("cifar-10-binary.tar.gz",)),
     "cifar100": _cifar100,
 }
-"""The cross-dataset streams' datasets: name -> ``builder(data_dir, manual_dir)``."""
+"""The cross-dataset streams' datasets: name -> ``builder(source)`` (a :class:`Source`)."""
 
 
 def to_rgb32(x_u8: np.ndarray, chunk: int = 4096) -> np.ndarray:
@@ -451,7 +275,7 @@ def to_rgb32(x_u8: np.ndarray, chunk: int = 4096) -> np.ndarray:
     return np.repeat(x_u8, 3, axis=-1) if x_u8.shape[-1] == 1 else x_u8
 
 
-def _cross_dataset(seed, data_dir, manual_dir, datasets=("cifar10", "svhn"), classes_per_task=5):
+def _cross_dataset(seed, source, datasets=("cifar10", "svhn"), classes_per_task=5):
     """The study's two-experience cross-dataset stream (Section 4.1): experience ``t`` takes
     ``classes_per_task`` classes of ``datasets[t]`` drawn with ``fold_in(key(seed), t)``; every
     dataset is brought to 32x32x3 (:func:`to_rgb32`) and normalised with its own training split's
@@ -463,10 +287,11 @@ def _cross_dataset(seed, data_dir, manual_dir, datasets=("cifar10", "svhn"), cla
                          f"{tuple(CROSS_DATASETS)}")
     stream = []
     for t, name in enumerate(datasets):
-        builder = CROSS_DATASETS[name](data_dir, manual_dir)
+        builder = CROSS_DATASETS[name](source)
         num_classes = builder.info.features["label"].num_classes
         _check_split(1, classes_per_task, num_classes)
-        arrays = {split: (to_rgb32(x), y) for split, (x, y) in _arrays(builder).items()}
+        arrays = {split: (to_rgb32(x), y)
+                  for split, (x, y) in _arrays(builder, source.cache).items()}
         key = jax.random.fold_in(jax.random.key(seed), t)
         classes = np.asarray(jax.random.permutation(key, num_classes))[:classes_per_task]
         stream.append(class_experience(arrays, classes, t, channel_stats(arrays["train"][0])))
@@ -482,8 +307,8 @@ LOADERS: dict[str, Callable[..., list[Experience]]] = {
 }
 
 
-def load_benchmark(name: str, *, seed: int, data_dir=None, manual_dir=None,
-                   **options) -> list[Experience]:
+def load_benchmark(name: str, *, seed: int, data_dir=None, manual_dir=None, download: bool = True,
+                   cache: ArrayCache | None = None, **options) -> list[Experience]:
     """The TFDS stream ``name`` (a key of :data:`LOADERS`) for ``seed``; the arguments are
     :func:`jaxcl.data.load_benchmark`'s."""
     from jaxcl.data import check_benchmark
@@ -491,4 +316,4 @@ def load_benchmark(name: str, *, seed: int, data_dir=None, manual_dir=None,
     if name not in LOADERS:
         raise ValueError(f"benchmark {name!r} is not one of {tuple(LOADERS)}")
     check_benchmark(name, options, data_dir=data_dir, manual_dir=manual_dir)
-    return LOADERS[name](seed, data_dir, manual_dir, **options)
+    return LOADERS[name](seed, Source(data_dir, manual_dir, download, cache), **options)

@@ -12,6 +12,11 @@ while saving leaves the previous checkpoint intact. A ``fingerprint`` (the strat
 and settings of the run, and the experiment modules' every setting that can change a number and
 a content hash of the data) is saved with every checkpoint; restoring into a run with another
 fingerprint is refused, naming each entry that differs, rather than mixing two runs.
+
+The edge builds a :class:`RunCheckpoints` per run (``RunCheckpoints(out / "checkpoints" / name,
+name=name, report=print)``) and hands it to the loop, which knows the fingerprint and calls
+``resume``, ``save``, ``interrupted`` and ``close`` (:class:`jaxcl.train.events.Checkpointer`).
+Nothing here prints: the lines a run's owner may want to see go to its ``report``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -40,40 +46,77 @@ class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during a checkpointed run: its message says what is kept and how to go on."""
 
 
-def _skip(directory: pathlib.Path, position: int, error: Exception) -> None:
-    first = (str(error).strip().splitlines() or [""])[0][:160]
-    print(f"checkpoint {position} in {directory} does not restore ({type(error).__name__}: "
-          f"{first}); trying the one before it", flush=True)
-
-
 class RunCheckpoints:
-    """Checkpoints of one run of ``epochs`` epochs per experience in ``directory``, one per
-    finished experience or epoch (the last two kept).
+    """The checkpoints of one run in ``directory``, one per finished experience or epoch (the last
+    two kept): the :class:`jaxcl.train.events.Checkpointer` the edge hands to the loop.
 
-    ``save(experience, epoch, tree, compile_s=...)`` stores a pytree of arrays after ``epoch`` of
-    ``experience`` (at position ``experience * epochs + epoch``) with the compile seconds so far;
-    ``restore(like)`` returns ``(position, tree, meta)`` of the latest checkpoint, the tree with
-    ``like``'s structure, shapes, dtypes and shardings, or ``None`` when there is none.
+    Constructed at the edge, before the run's fingerprint is known; :meth:`resume` opens the
+    orbax manager with it. ``name`` (the run's, e.g. a strategy's label) begins the line that
+    says a run resumed; that line, and one per damaged checkpoint passed over, go to
+    ``report(line)`` when ``report`` is given (the experiments pass ``print``), nowhere otherwise.
     """
 
-    def __init__(self, directory: str | pathlib.Path, fingerprint: dict[str, Any], *,
-                 epochs: int):
+    def __init__(self, directory: str | pathlib.Path, *, name: str = "",
+                 report: Callable[[str], None] | None = None):
         self.directory = pathlib.Path(directory).absolute()
-        self.fingerprint = fingerprint
-        self.epochs = epochs
+        self.name = name
+        self.report = report
+        self.fingerprint: dict[str, Any] | None = None
+        self.epochs = 0
         self.saved: tuple[int, int] | None = None  # (experience, epoch) of the newest checkpoint
-        self.manager = ocp.CheckpointManager(
-            self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True,
-                                                 cleanup_tmp_directories=True,
-                                                 enable_async_checkpointing=False))
+        self._manager: ocp.CheckpointManager | None = None
 
-    def save(self, experience: int, epoch: int, tree: PyTree, *, compile_s: float) -> None:
+    def _say(self, line: str) -> None:
+        if self.report is not None:
+            self.report(line)
+
+    def _open(self) -> ocp.CheckpointManager:
+        if self._manager is None:
+            self._manager = ocp.CheckpointManager(
+                self.directory,
+                options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True,
+                                                     cleanup_tmp_directories=True,
+                                                     enable_async_checkpointing=False))
+        return self._manager
+
+    def resume(self, fingerprint: dict[str, Any], record: PyTree, *, epochs: int
+               ) -> tuple[PyTree, tuple[int, int], float]:
+        """Open the run's checkpoints and restore the latest, if any.
+
+        ``fingerprint`` describes the run (a checkpoint with another one is refused with
+        :class:`CheckpointMismatchError`, naming each entry that differs); ``record`` is the
+        run's fresh record: device arrays (states, restored with their shardings) and numpy
+        arrays (matrices, logs, times; restored as writable numpy arrays); the run has
+        ``epochs`` epochs per experience. Returns ``(record, (experience, epoch) to go on from,
+        compile seconds of the earlier part of the run)``, ``(record, (0, 0), 0.0)`` when there
+        is no checkpoint. A damaged checkpoint is passed over for the one before it;
+        :class:`CheckpointCorruptError` is raised when none restores.
+        """
+        self.fingerprint, self.epochs = fingerprint, epochs
+        restored = self._latest(record)
+        if restored is None:
+            return record, (0, 0), 0.0
+        tree, meta = restored
+        tree = jax.tree.map(lambda fresh, saved: np.array(saved)
+                            if isinstance(fresh, np.ndarray) else saved, record, tree)
+        experience, epoch = meta["experience"], meta["epoch"]
+        self._say(f"{self.name} resumed from {self.directory}: after experience {experience}, "
+                  f"epoch {epoch}".strip())
+        after = (experience + 1, 0) if epoch == epochs - 1 else (experience, epoch + 1)
+        return tree, after, float(meta["compile_s"])
+
+    def save(self, experience: int, epoch: int, record: PyTree, *, compile_s: float) -> None:
+        """Store ``record`` after ``epoch`` of ``experience`` (at position ``experience * epochs +
+        epoch``) with the compile seconds so far and the fingerprint given to :meth:`resume`."""
+        if self.fingerprint is None:
+            raise RuntimeError(f"RunCheckpoints({str(self.directory)!r}).save before resume: "
+                               "the run's fingerprint is given to resume")
         meta = {"experience": experience, "epoch": epoch, "compile_s": compile_s,
                 "fingerprint": self.fingerprint}
-        self.manager.save(experience * self.epochs + epoch, args=ocp.args.Composite(
-            tree=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)))
-        self.manager.wait_until_finished()
+        manager = self._open()
+        manager.save(experience * self.epochs + epoch, args=ocp.args.Composite(
+            tree=ocp.args.StandardSave(record), meta=ocp.args.JsonSave(meta)))
+        manager.wait_until_finished()
         self.saved = (experience, epoch)
 
     def interrupted(self) -> RunInterrupted:
@@ -83,41 +126,50 @@ class RunCheckpoints:
         return RunInterrupted(f"interrupted; the checkpoint ({where}) is kept in "
                               f"{self.directory}; rerun the same command to resume")
 
-    def restore(self, like: PyTree) -> tuple[int, PyTree, dict[str, Any]] | None:
-        """The newest checkpoint that restores; a damaged one (a truncated or missing file) is
-        passed over with one line, and :class:`CheckpointCorruptError` is raised when none
-        restores."""
-        positions = sorted(self.manager.all_steps(), reverse=True)
+    def close(self) -> None:
+        """End the session (the manager is opened again by a later :meth:`resume` or save)."""
+        if self._manager is not None:
+            self._manager.close()
+            self._manager = None
+
+    def _skip(self, position: int, error: Exception) -> None:
+        first = (str(error).strip().splitlines() or [""])[0][:160]
+        self._say(f"checkpoint {position} in {self.directory} does not restore "
+                  f"({type(error).__name__}: {first}); trying the one before it")
+
+    def _latest(self, like: PyTree) -> tuple[PyTree, dict[str, Any]] | None:
+        """``(tree, meta)`` of the newest checkpoint that restores, the tree with ``like``'s
+        structure, shapes, dtypes and shardings; ``None`` when there is none."""
+        manager = self._open()
+        current = _jsonable(self.fingerprint)
+        positions = sorted(manager.all_steps(), reverse=True)
         for position in positions:
             try:
-                meta = self.manager.restore(position, args=ocp.args.Composite(
+                meta = manager.restore(position, args=ocp.args.Composite(
                     meta=ocp.args.JsonRestore()))["meta"]
             except Exception as error:  # noqa: BLE001  (orbax/TensorStore raise bare Exception)
-                _skip(self.directory, position, error)
+                self._skip(position, error)
                 continue
             saved = meta.get("fingerprint")
-            if saved != _jsonable(self.fingerprint):
+            if saved != current:
                 raise CheckpointMismatchError(
                     f"{self.directory} holds checkpoints of another run; it differs in "
-                    f"{fingerprint_diff(saved or {}, _jsonable(self.fingerprint))}. Use another "
+                    f"{fingerprint_diff(saved or {}, current)}. Use another "
                     "--out folder, or delete the checkpoints to start again.")
             abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
             try:
-                tree = self.manager.restore(position, args=ocp.args.Composite(
+                tree = manager.restore(position, args=ocp.args.Composite(
                     tree=ocp.args.StandardRestore(abstract)))["tree"]
             except Exception as error:  # noqa: BLE001
-                _skip(self.directory, position, error)
+                self._skip(position, error)
                 continue
             self.saved = (meta["experience"], meta["epoch"])
-            return position, tree, meta
+            return tree, meta
         if positions:
             raise CheckpointCorruptError(
                 f"none of the {len(positions)} checkpoints in {self.directory} restores (each is "
                 "damaged); delete that folder to start the run again, or pass another --out")
         return None
-
-    def close(self) -> None:
-        self.manager.close()
 
 
 def content_digest(tree: PyTree) -> str:
@@ -153,28 +205,3 @@ def fingerprint_diff(saved: dict[str, Any], current: dict[str, Any]) -> str:
     diffs = [f"{k}: {a.get(k, missing)!r} in the checkpoint, {b.get(k, missing)!r} now"
              for k in sorted(set(a) | set(b)) if a.get(k, missing) != b.get(k, missing)]
     return "; ".join(diffs) if diffs else "nothing visible (a fingerprint of another layout)"
-
-
-def resume(directory: str | pathlib.Path, fingerprint: dict[str, Any], record: PyTree, *,
-           epochs: int, message: str | None = None
-           ) -> tuple[RunCheckpoints, PyTree, tuple[int, int], float]:
-    """Open a run's checkpoints and restore the latest, if any.
-
-    ``record`` is the run's fresh record: device arrays (states, restored with their shardings)
-    and numpy arrays (matrices, logs, times; restored as writable numpy arrays); the run has
-    ``epochs`` epochs per experience. Returns ``(checkpoints, record, (experience, epoch) to go
-    on from, compile seconds of the earlier part of the run)``; when it resumes, one line says so,
-    ``message`` (the run's name) first.
-    """
-    saver = RunCheckpoints(directory, fingerprint, epochs=epochs)
-    restored = saver.restore(record)
-    if restored is None:
-        return saver, record, (0, 0), 0.0
-    _, tree, meta = restored
-    tree = jax.tree.map(lambda fresh, saved: np.array(saved)
-                        if isinstance(fresh, np.ndarray) else saved, record, tree)
-    experience, epoch = meta["experience"], meta["epoch"]
-    print(f"{message or ''} resumed from {saver.directory}: after experience {experience}, "
-          f"epoch {epoch}".strip(), flush=True)
-    after = (experience + 1, 0) if epoch == epochs - 1 else (experience, epoch + 1)
-    return saver, tree, after, float(meta["compile_s"])

@@ -14,10 +14,9 @@ import jax
 import optax
 
 from jaxcl.core.hypernet import NEW_TASK_INITS, HypernetConfig
-from jaxcl.core.lookahead import ORDERS
 from jaxcl.learners.base import METRIC_KEYS, Consolidating, Learner
 from jaxcl.learners.finetune import EWC, FinetuneState, Naive
-from jaxcl.learners.hypernetwork import HypernetStrategy
+from jaxcl.learners.hypernetwork import HN_ORDERS, HypernetState, PartialHypernet
 from jaxcl.learners.latent_replay import (
     Frozen,
     FrozenState,
@@ -25,14 +24,7 @@ from jaxcl.learners.latent_replay import (
     ReplayBuffer,
     ReplayState,
 )
-from jaxcl.learners.partial_hypernet import PartialHypernet
-from jaxcl.models import (
-    FREEZE_DEPTHS,
-    MODELS,
-    NORMS,
-    MultiHeadClassifier,
-    split_backbone,
-)
+from jaxcl.models import FREEZE_DEPTHS, MODELS, NORMS, MultiHeadClassifier, split_model
 
 STRATEGIES = ("naive", "ewc", "frozen", "latent_replay", "hypernetwork")
 LABELS = {"Naive": "naive", "EWC": "ewc", "Frozen": "frozen", "LR": "latent_replay",
@@ -46,7 +38,7 @@ REFERENCE_NORMS = {
     "latent_replay": ("running", "running"),
     "hypernetwork": ("batch", "instance"),
 }
-"""Each strategy's normalisation in the reference implementation, ``(g_phi, the rest)``: the plain
+"""Each strategy's normalisation in the reference implementation, ``(lower, upper)``: the plain
 ResNet of Naive, EWC and ``FreezingNaive`` uses ``BatchNorm2d(track_running_stats=False)``
 (batch statistics also in evaluation), the latent-replay model PyTorch's default ``BatchNorm2d``
 (running statistics), and HN-k batch statistics in ``g_phi`` and the generated part run one sample
@@ -70,14 +62,14 @@ class StrategyConfig:
       ewc_lambda: ``lambda_EWC`` (the reference: Avalanche's EWC with 1).
       memory_size: LR buffer capacity (the study: 200 for CIFAR-100, 400 for Tiny-ImageNet).
       replay_coef: LR's ``c`` (the study: 1).
-      order: look-ahead order (Table 2 was run first-order; Table 5 compares both).
+      order: HN's look-ahead order, one of ``HN_ORDERS``: 1 or 2 (Table 2 was run first-order;
+        Table 5 compares both), or ``"none"``, the study's "without look-ahead" (Table 4): the
+        regulariser on ``psi`` itself, ``L_CE(psi) + lambda L_H(psi)``.
       coef: ``lambda`` of the output regulariser (0.5).
       max_prev_tasks: previous tasks regularised per step (20).
       embedding_dim, chunk_dim: task-embedding size (32) and the conv heads' lookup dimension d
         (32); the trunk is 50 -> 32 (:class:`jaxcl.core.hypernet.HypernetConfig`).
       new_task_init: how a new task's embedding starts (the reference: ``copy_prev``).
-      lookahead: HN only; False regularises ``psi`` itself, ``L_CE(psi) + lambda L_H(psi)`` (the
-        virtual step is ``optax.set_to_zero()``), the study's "without look-ahead".
     """
 
     strategy: str = "hypernetwork"
@@ -91,13 +83,12 @@ class StrategyConfig:
     ewc_lambda: float = 1.0
     memory_size: int = 200
     replay_coef: float = 1.0
-    order: int = 1
+    order: int | str = 1
     coef: float = 0.5
     max_prev_tasks: int = 20
     embedding_dim: int = 32
     chunk_dim: int = 32
     new_task_init: str = "copy_prev"
-    lookahead: bool = True
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -114,8 +105,8 @@ class StrategyConfig:
             raise ValueError(f"norm={self.norm!r}: a hypernetwork's target is a pure function of "
                              "its generated parameters and keeps no running statistics; use "
                              "'reference', 'batch' or 'instance'")
-        if self.order not in ORDERS:
-            raise ValueError(f"order={self.order!r} is not one of {ORDERS}")
+        if self.order not in HN_ORDERS or isinstance(self.order, bool):
+            raise ValueError(f"order={self.order!r} is not one of {HN_ORDERS}")
         if self.new_task_init not in NEW_TASK_INITS:
             raise ValueError(f"new_task_init={self.new_task_init!r} is not one of {NEW_TASK_INITS}")
         for name in ("learning_rate",):
@@ -131,7 +122,7 @@ class StrategyConfig:
 
     @property
     def norms(self) -> tuple[str, str]:
-        """The resolved normalisation ``(g_phi, the rest)``."""
+        """The resolved normalisation ``(lower, upper)``."""
         if self.norm == "reference":
             return REFERENCE_NORMS[self.strategy]
         return (self.norm, self.norm)
@@ -162,13 +153,17 @@ class StrategyConfig:
         return cls(**settings)
 
 
+def _split(config: StrategyConfig, num_classes: int, *, head: bool):
+    """``config``'s model split at its freeze depth, with its normalisations."""
+    norm, upper_norm = config.norms
+    return split_model(config.model, config.k, head=head, num_classes=num_classes, nf=config.nf,
+                       hidden=config.hidden, norm=norm, upper_norm=upper_norm)
+
+
 def _multi_head(config: StrategyConfig, num_tasks: int, classes_per_task: int):
     """``g_phi`` (``None`` for k = 0) and a multi-head network over its features."""
-    frozen_norm, rest_norm = config.norms
-    backbone = split_backbone(config.model, config.k, head=False, num_classes=classes_per_task,
-                              nf=config.nf, hidden=config.hidden, norm=frozen_norm,
-                              rest_norm=rest_norm)
-    return backbone.frozen, MultiHeadClassifier(backbone.rest, num_tasks, classes_per_task)
+    split = _split(config, classes_per_task, head=False)
+    return split.lower, MultiHeadClassifier(split.upper, num_tasks, classes_per_task)
 
 
 def _naive(config, num_tasks, classes_per_task, sample_x, optimizer):
@@ -184,31 +179,25 @@ def _ewc(config, num_tasks, classes_per_task, sample_x, optimizer):
 
 
 def _frozen(config, num_tasks, classes_per_task, sample_x, optimizer):
-    frozen, net = _multi_head(config, num_tasks, classes_per_task)
-    return Frozen(frozen, net, optimizer)
+    lower, net = _multi_head(config, num_tasks, classes_per_task)
+    return Frozen(lower, net, optimizer)
 
 
 def _latent_replay(config, num_tasks, classes_per_task, sample_x, optimizer):
-    frozen, net = _multi_head(config, num_tasks, classes_per_task)
-    return LatentReplay(frozen, net, optimizer, classes_per_task=classes_per_task,
+    lower, net = _multi_head(config, num_tasks, classes_per_task)
+    return LatentReplay(lower, net, optimizer, classes_per_task=classes_per_task,
                         memory_size=config.memory_size, replay_coef=config.replay_coef,
                         replay_batch_size=config.batch_size)
 
 
 def _hypernetwork(config, num_tasks, classes_per_task, sample_x, optimizer):
-    frozen_norm, rest_norm = config.norms
-    backbone = split_backbone(config.model, config.k, head=True, num_classes=classes_per_task,
-                              nf=config.nf, hidden=config.hidden, norm=frozen_norm,
-                              rest_norm=rest_norm)
+    split = _split(config, classes_per_task, head=True)
     hnet_config = HypernetConfig(num_tasks=num_tasks, embedding_dim=config.embedding_dim,
                                  chunk_dim=config.chunk_dim, new_task_init=config.new_task_init)
-    learner = PartialHypernet.build(backbone.rest, backbone.frozen, sample_x,
-                                    hnet_config=hnet_config, optimizer=optimizer,
-                                    learning_rate=config.learning_rate,
-                                    order=config.order if config.lookahead else 1,
-                                    coef=config.coef,
-                                    virtual_opt=None if config.lookahead else optax.set_to_zero())
-    return HypernetStrategy(learner, max_prev_tasks=config.max_prev_tasks)
+    return PartialHypernet.build(split.upper, split.lower, sample_x, hnet_config=hnet_config,
+                                 optimizer=optimizer, learning_rate=config.learning_rate,
+                                 order=config.order, coef=config.coef,
+                                 max_prev_tasks=config.max_prev_tasks)
 
 
 BUILDERS = {"naive": _naive, "ewc": _ewc, "frozen": _frozen, "latent_replay": _latent_replay,
@@ -223,7 +212,7 @@ def build_strategy(
     return BUILDERS[config.strategy](config, num_tasks, classes_per_task, sample_x, optimizer)
 
 
-__all__ = ["BUILDERS", "Consolidating", "EWC", "LABELS", "METRIC_KEYS", "NORM_CHOICES", "REFERENCE_NORMS",
-           "STRATEGIES", "FinetuneState", "Frozen", "FrozenState", "HypernetStrategy",
-           "LatentReplay", "Naive", "ReplayBuffer", "ReplayState", "Learner", "StrategyConfig",
-           "build_strategy"]
+__all__ = ["BUILDERS", "Consolidating", "EWC", "HN_ORDERS", "LABELS", "METRIC_KEYS",
+           "NORM_CHOICES", "REFERENCE_NORMS", "STRATEGIES", "FinetuneState", "Frozen",
+           "FrozenState", "HypernetState", "LatentReplay", "Naive", "PartialHypernet",
+           "ReplayBuffer", "ReplayState", "Learner", "StrategyConfig", "build_strategy"]

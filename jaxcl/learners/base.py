@@ -37,7 +37,6 @@ import jax.numpy as jnp
 import optax
 
 from jaxcl.core.chunks import map_chunks
-from jaxcl.core.losses import accuracy, cross_entropy  # noqa: F401  (re-exported)
 from jaxcl.types import Batch, PyTree
 
 METRIC_KEYS = ("loss", "accuracy", "cosine", "grad_rel_diff")
@@ -132,6 +131,10 @@ def bytes32(tree: PyTree) -> int:
     return 4 * sum(int(x.size) for x in jax.tree.leaves(tree))
 
 
-def adam_update(optimizer, grads, opt_state, params):
+def apply_optimizer(
+    optimizer: optax.GradientTransformation, grads: PyTree, opt_state: PyTree, params: PyTree
+) -> tuple[PyTree, PyTree]:
+    """One step of any optax optimizer: ``(u, s') = optimizer.update(g, s, theta)``, then
+    ``theta' = theta + u``. Returns ``(theta', s')``; every learner's update goes through it."""
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state

@@ -24,14 +24,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxcl.learners.base import (
-    Classifier,
-    accuracy,
-    adam_update,
-    bytes32,
-    cross_entropy,
-    step_metrics,
-)
+from jaxcl.core.losses import accuracy, cross_entropy
+from jaxcl.learners.base import Classifier, apply_optimizer, bytes32, step_metrics
 from jaxcl.models import apply_model, split_variables
 from jaxcl.types import Batch, PyTree
 
@@ -92,7 +86,7 @@ class Naive(Classifier):
             return ce + self._penalty(state, params), (ce, accuracy(logits, batch.y), stats)
 
         grads, (ce, acc, stats) = jax.grad(loss_fn, has_aux=True)(state.params)
-        params, opt_state = adam_update(self.optimizer, grads, state.opt_state, state.params)
+        params, opt_state = apply_optimizer(self.optimizer, grads, state.opt_state, state.params)
         return (state._replace(params=params, opt_state=opt_state, stats=stats),
                 step_metrics(ce, acc))
 

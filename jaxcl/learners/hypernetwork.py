@@ -1,61 +1,287 @@
-"""The partial-hypernetwork strategy HN-k (and HN-F, k = 0) behind the common strategy interface.
+"""The partial-hypernetwork learner HN-k (Hemati et al., CoLLAs 2023; HN-F is k = 0).
 
-A thin adapter over :class:`jaxcl.learners.partial_hypernet.PartialHypernet`: the first experience trains
-``phi`` and ``psi`` with plain gradients, later ones train ``psi`` with the look-ahead gradient of
-the output regulariser over up to ``max_prev_tasks`` previous tasks drawn per step (a fixed-size,
-masked set), and the frozen copy ``H*`` is taken at the end of every experience.
+The network is split at freeze depth ``k`` (:func:`jaxcl.models.split_model`) into a lower part
+``g_phi`` with ordinary parameters ``phi`` and an upper part ``h_omega`` whose parameters a
+hypernetwork generates per task, ``omega_t = H_psi(e_t)``. Prediction for task ``t``::
+
+    y = h_{H_psi(e_t)}(g_phi(x))
+
+* First experience: ``phi`` and ``psi`` are trained together with plain gradients of the
+  cross-entropy ``L_CE``.
+* Later experiences: ``phi`` is frozen, and ``g_phi(x)`` is a constant of the step (computed outside
+  every differentiated function, so no gradient flows through ``g_phi`` at all). ``psi`` is trained
+  with :func:`jaxcl.core.lookahead.lookahead_grad` on::
+
+      L_CE(psi) + lambda L_H(psi'),   psi' = psi + u(grad L_CE(psi))   (order 1 or 2)
+      L_CE(psi) + lambda L_H(psi)                                      (order "none")
+
+  ``L_H`` the output regulariser (:func:`jaxcl.core.regularizers.output_regularizer`) against the
+  frozen copy ``psi_prev`` (``H*``) taken at the end of the previous experience, over up to
+  ``max_prev_tasks`` previous tasks drawn per step (a fixed-size, masked set). Order ``"none"``
+  regularises ``psi`` itself: the virtual step is ``optax.set_to_zero()``, so ``psi' = psi``.
+
+Freeze depth, look-ahead order and the models are values of one :class:`PartialHypernet`; the task
+id and the previous-task set are traced arrays, so one compiled step serves every task. The step
+has two programs, one per phase (``first``, static): each compiles once for a whole run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import NamedTuple
 
-from jaxcl.core.regularizers import previous_tasks
-from jaxcl.learners.base import Classifier, bytes32, step_metrics
-from jaxcl.learners.partial_hypernet import PartialHypernet
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxcl.core.hypernet import (
+    HypernetConfig,
+    Hypernetwork,
+    generate_all,
+    init_task_embedding,
+)
+from jaxcl.core.lookahead import ORDERS, lookahead_grad
+from jaxcl.core.losses import accuracy, cross_entropy
+from jaxcl.core.regularizers import output_regularizer, previous_tasks, task_outputs
+from jaxcl.learners.base import Classifier, apply_optimizer, bytes32, step_metrics
+from jaxcl.types import Batch, PyTree
+
+NO_LOOKAHEAD = "none"
+HN_ORDERS = (*ORDERS, NO_LOOKAHEAD)
+"""The look-ahead orders of HN-k: :data:`jaxcl.core.lookahead.ORDERS` (1, 2) and ``"none"``, the
+regulariser on ``psi`` itself (order 1 through a virtual step that does not move,
+``optax.set_to_zero()``). :class:`jaxcl.learners.StrategyConfig` checks a setting against it."""
+
+
+class HypernetState(NamedTuple):
+    """Everything the step reads and writes.
+
+    Attributes:
+      psi: the hypernetwork's variables.
+      phi: the variables of the lower part ``g_phi`` (``{}`` for ``k = 0``).
+      opt_state: ``{"psi": ..., "phi": ...}``, the optimizer states of ``psi`` and ``phi``.
+      psi_prev: ``H*``, the copy of ``psi`` taken at the end of the previous experience.
+    """
+
+    psi: PyTree
+    phi: PyTree
+    opt_state: dict[str, PyTree]
+    psi_prev: PyTree
 
 
 @dataclasses.dataclass(frozen=True)
-class HypernetStrategy(Classifier):
-    """HN-k.
+class PartialHypernet(Classifier):
+    """HN-k: models, optimizers and look-ahead settings.
 
     Attributes:
-      learner: the partial-hypernetwork learner (models, optimizers, order, ``lambda``).
+      upper: ``h_omega``, the module whose ``params`` the hypernetwork generates.
+      lower: ``g_phi``, or ``None`` when the hypernetwork generates everything (``k = 0``).
+      hnet: the hypernetwork for ``upper``.
+      optimizer: the optax optimizer of ``psi`` and ``phi`` (the study: Adam, lr 1e-3).
+      virtual_opt: the optax transformation of the virtual step of orders 1 and 2 (the
+        reference: SGD with the training learning rate).
+      order: look-ahead order, one of :data:`HN_ORDERS`: 1, 2, or ``"none"`` (no virtual step).
+      coef: ``lambda``, the weight of the output regulariser.
       max_prev_tasks: previous tasks in the regulariser per step (the study: 20).
     """
 
-    learner: PartialHypernet
+    upper: nn.Module
+    lower: nn.Module | None
+    hnet: Hypernetwork
+    optimizer: optax.GradientTransformation
+    virtual_opt: optax.GradientTransformation
+    order: int | str = 2
+    coef: float = 0.5
     max_prev_tasks: int = 20
     name: str = "hypernetwork"
 
     def __post_init__(self):
-        if self.max_prev_tasks < 1:
+        if not self.coef >= 0:
+            raise ValueError(f"coef (lambda) must be >= 0, got {self.coef!r}")
+        if not (isinstance(self.max_prev_tasks, int) and self.max_prev_tasks >= 1):
             raise ValueError(f"max_prev_tasks must be >= 1, got {self.max_prev_tasks!r}")
+
+    @classmethod
+    def build(
+        cls,
+        upper: nn.Module,
+        lower: nn.Module | None,
+        sample_x: jax.Array,
+        *,
+        hnet_config: HypernetConfig,
+        learning_rate: float = 1e-3,
+        optimizer: optax.GradientTransformation | None = None,
+        virtual_opt: optax.GradientTransformation | None = None,
+        order: int | str = 2,
+        coef: float = 0.5,
+        max_prev_tasks: int = 20,
+        generate: Callable[[tuple[str, ...]], bool] = generate_all,
+    ) -> PartialHypernet:
+        """A learner with the study's defaults: Adam(lr) to train, SGD(lr) as the virtual step."""
+        if not learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
+        features = sample_x
+        if lower is not None:
+            features = jax.eval_shape(
+                lambda: lower.apply(lower.init(jax.random.key(0), sample_x), sample_x)
+            )
+        hnet = Hypernetwork.for_target(upper, features, config=hnet_config, generate=generate)
+        return cls(
+            upper=upper,
+            lower=lower,
+            hnet=hnet,
+            optimizer=optimizer if optimizer is not None else optax.adam(learning_rate),
+            virtual_opt=virtual_opt if virtual_opt is not None else optax.sgd(learning_rate),
+            order=order,
+            coef=coef,
+            max_prev_tasks=max_prev_tasks,
+        )
 
     @property
     def num_tasks(self) -> int:
         """Rows of the hypernetwork's task-embedding table: task ids ``0 .. num_tasks - 1``."""
-        return self.learner.hnet.config.num_tasks
+        return self.hnet.config.num_tasks
 
-    def init(self, key, sample_x):
-        return self.learner._init(key, sample_x)
+    # -- the Learner protocol: pure functions --------------------------------------------------
 
-    def begin_experience(self, state, task_id, key):
-        return self.learner.begin_experience(state, task_id, key)
+    def init(self, key: jax.Array, sample_x: jax.Array) -> HypernetState:
+        """Fresh state: ``psi``, ``phi``, optimizer states, and ``psi_prev = psi``."""
+        psi_key, phi_key = jax.random.split(key)
+        psi = self.hnet.init(psi_key, 0)
+        phi = {} if self.lower is None else self.lower.init(phi_key, sample_x)
+        opt_state = {"psi": self.optimizer.init(psi), "phi": self.optimizer.init(phi)}
+        return HypernetState(psi, phi, opt_state, psi)
 
-    def train_step(self, state, batch, task_id, key, *, first):
-        num_tasks = self.learner.hnet.config.num_tasks
-        ids, mask = previous_tasks(task_id, num_tasks, self.max_prev_tasks, key)
-        state, m = self.learner.step(state, batch, task_id, ids, mask, train_stateful=first)
+    def features(self, phi: PyTree, x: jax.Array) -> jax.Array:
+        """``g_phi(x)``, or ``x`` itself when there is no lower part."""
+        return x if self.lower is None else self.lower.apply(phi, x)
+
+    def logits(self, state: HypernetState, x: jax.Array, task_id: jax.Array) -> jax.Array:
+        """``h_{H_psi(e_t)}(g_phi(x))``: the weights are generated once for the whole batch."""
+        omega = self.hnet.apply(state.psi, task_id)
+        return self.upper.apply({"params": omega}, self.features(state.phi, x))
+
+    def begin_experience(
+        self, state: HypernetState, task_id: int | jax.Array, key: jax.Array
+    ) -> HypernetState:
+        """Before training task ``task_id``: initialise its embedding (``config.new_task_init``)
+        and start ``psi``'s optimizer afresh, as a new experience's optimizer is in the study."""
+        psi = init_task_embedding(state.psi, task_id, mode=self.hnet.config.new_task_init, key=key)
+        opt_state = {**state.opt_state, "psi": self.optimizer.init(psi)}
+        return state._replace(psi=psi, opt_state=opt_state)
+
+    def train_step(
+        self, state: HypernetState, batch: Batch, task_id: jax.Array, key: jax.Array, *,
+        first: bool,
+    ) -> tuple[HypernetState, dict[str, jax.Array]]:
+        """One training step: up to ``max_prev_tasks`` previous tasks drawn with ``key``
+        (:func:`jaxcl.core.regularizers.previous_tasks`), then :meth:`phase_step`; the metrics
+        are the common ones (:data:`jaxcl.learners.base.METRIC_KEYS`)."""
+        ids, mask = previous_tasks(task_id, self.num_tasks, self.max_prev_tasks, key)
+        state, m = self.phase_step(state, batch, task_id, ids, mask, first=first)
         return state, step_metrics(m["loss"], m["accuracy"], cosine=m["cosine"],
                                    grad_rel_diff=m["grad_rel_diff"])
 
-    def end_experience(self, state, data, task_id, key):
-        return self.learner.end_experience(state)
+    def end_experience(
+        self, state: HypernetState, data: Batch, task_id: jax.Array, key: jax.Array
+    ) -> HypernetState:
+        """Take the frozen copy ``psi_prev = psi`` that the next experience's regulariser
+        compares to."""
+        return state._replace(psi_prev=state.psi)
 
-    def logits(self, state, x, task_id):
-        return self.learner.logits(state.hparams, state.stateful, x, task_id)
+    def memory_bytes(self, state: HypernetState) -> int:
+        """The frozen copy ``psi_prev`` (``H*``) kept for the regulariser."""
+        return bytes32(state.psi_prev)
 
-    def memory_bytes(self, state):
-        """The frozen copy ``H*`` kept for the regulariser."""
-        return bytes32(state.frozen_hparams)
+    # -- the two phases ------------------------------------------------------------------------
+
+    def phase_step(
+        self,
+        state: HypernetState,
+        batch: Batch,
+        task_id: jax.Array,
+        prev_ids: jax.Array,
+        prev_mask: jax.Array,
+        *,
+        first: bool,
+    ) -> tuple[HypernetState, dict[str, jax.Array]]:
+        """The step of one phase for a given previous-task set, with every diagnostic.
+
+        Args:
+          state: the learner state.
+          batch: the current minibatch of task ``task_id``.
+          task_id: int32 scalar.
+          prev_ids: ``(n,)`` int32 previous task ids for the regulariser.
+          prev_mask: ``(n,)`` bool, which ``prev_ids`` are real (all False in the first experience).
+          first: True in the first experience (plain gradients for ``phi`` and ``psi``), False
+            after (``phi`` frozen, look-ahead gradient for ``psi``); a static Python bool.
+
+        Returns:
+          The new state and metrics: ``loss`` (L_CE), ``accuracy``, ``reg_loss`` (L_H(psi')),
+          ``cosine`` (of the task and regulariser gradients), ``grad_norm``, ``grad_rel_diff``
+          (``|g_order2 - g_order1| / |g_order1|`` at the same ``psi``; 0 for order 1).
+        """
+        if first:
+            return self._first_step(state, batch, task_id)
+        return self._lookahead_step(state, batch, task_id, prev_ids, prev_mask)
+
+    def _first_step(self, state, batch, task_id):
+        def loss_fn(params):
+            omega = self.hnet.apply(params["psi"], task_id)
+            logits = self.upper.apply({"params": omega}, self.features(params["phi"], batch.x))
+            return cross_entropy(logits, batch.y), logits
+
+        params = {"psi": state.psi, "phi": state.phi}
+        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        new, opt_state = {}, {}
+        for part in ("psi", "phi"):
+            new[part], opt_state[part] = apply_optimizer(
+                self.optimizer, grads[part], state.opt_state[part], params[part])
+        metrics = {
+            "loss": loss,
+            "accuracy": accuracy(logits, batch.y),
+            "reg_loss": jnp.zeros_like(loss),
+            "cosine": jnp.zeros_like(loss),
+            "grad_norm": optax.tree.norm(grads),
+            "grad_rel_diff": jnp.zeros_like(loss),
+        }
+        return HypernetState(new["psi"], new["phi"], opt_state, state.psi_prev), metrics
+
+    def _lookahead_step(self, state, batch, task_id, prev_ids, prev_mask):
+        features = self.features(state.phi, batch.x)  # a constant: phi is frozen
+        targets = task_outputs(self.hnet, state.psi_prev, prev_ids)
+
+        def task_loss(psi):
+            omega = self.hnet.apply(psi, task_id)
+            logits = self.upper.apply({"params": omega}, features)
+            return cross_entropy(logits, batch.y), accuracy(logits, batch.y)
+
+        def reg_loss(psi):
+            return output_regularizer(self.hnet, psi, targets, prev_ids, prev_mask)
+
+        if self.order == NO_LOOKAHEAD:  # L_CE(psi) + lambda L_H(psi): psi' = psi
+            virtual_opt, order = optax.set_to_zero(), 1
+        else:
+            virtual_opt, order = self.virtual_opt, self.order
+        grads, info = lookahead_grad(
+            task_loss, reg_loss, state.psi,
+            virtual_opt=virtual_opt, order=order, coef=self.coef, has_aux=True,
+        )
+        psi, psi_opt = apply_optimizer(self.optimizer, grads, state.opt_state["psi"], state.psi)
+        if info.hessian_term is None:
+            rel_diff = jnp.zeros_like(info.task_loss)
+        else:  # |g_order2 - g_order1| / |g_order1| at the same psi, from the same pass
+            first_order = optax.tree.norm(optax.tree.sub(grads, info.hessian_term))
+            rel_diff = optax.tree.norm(info.hessian_term) / jnp.maximum(first_order, 1e-30)
+        metrics = {
+            "loss": info.task_loss,
+            "accuracy": info.aux,
+            "reg_loss": info.reg_loss,
+            "cosine": info.cosine,
+            "grad_norm": optax.tree.norm(grads),
+            "grad_rel_diff": rel_diff,
+        }
+        opt_state = {**state.opt_state, "psi": psi_opt}
+        return state._replace(psi=psi, opt_state=opt_state), metrics

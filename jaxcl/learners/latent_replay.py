@@ -1,14 +1,14 @@
 """Frozen-k and Latent Replay LR-k: a feature extractor frozen after the first experience.
 
-Both train one multi-head network; after the first experience the stem and the first ``k``
-stages ``g_phi`` are frozen, with their normalisation statistics, and only the rest and its
-per-task heads learn. Frozen-k (the study's Figure 4, the reference's ``FreezingNaive``) does
-nothing else. LR-k (Pellegrini et al. 2020, the reference's ``LatentReplay1``) also replays a
+Both train one multi-head network; after the first experience the lower part ``g_phi`` (the stem
+and the first ``k`` stages) is frozen, with its normalisation statistics, and only the upper part
+and its per-task heads learn. Frozen-k (the study's Figure 4, the reference's ``FreezingNaive``)
+does nothing else. LR-k (Pellegrini et al. 2020, the reference's ``LatentReplay1``) also replays a
 class-balanced buffer of ``g_phi``'s features::
 
     L = L_CE(current batch) + c * L_CE(replayed batch)
 
-The current and the replayed minibatch go through the rest of the network in two passes, as in
+The current and the replayed minibatch go through the upper part in two passes, as in
 the reference, so that with batch statistics neither normalises the other.
 
 The buffer (the study: 200 entries for CIFAR-100, 400 for Tiny-ImageNet) is class-balanced with
@@ -42,13 +42,8 @@ import jax.numpy as jnp
 import optax
 
 from jaxcl.core.chunks import map_chunks
-from jaxcl.learners.base import (
-    Classifier,
-    accuracy,
-    adam_update,
-    cross_entropy,
-    step_metrics,
-)
+from jaxcl.core.losses import accuracy, cross_entropy
+from jaxcl.learners.base import Classifier, apply_optimizer, step_metrics
 from jaxcl.models import apply_model, split_variables
 from jaxcl.types import PyTree
 
@@ -63,23 +58,24 @@ class ReplayBuffer(NamedTuple):
 
 
 class FrozenState(NamedTuple):
-    """``frozen``: ``phi`` (``{"params": ...}``, ``{}`` for k = 0); ``rest``: the rest and its
-    heads; ``*_stats``: their normalisation statistics (``{}`` unless ``norm="running"``)."""
+    """``lower``: ``phi``, the variables of ``g_phi`` (``{"params": ...}``, ``{}`` for k = 0);
+    ``upper``: those of the upper part and its heads; ``*_stats``: their normalisation statistics
+    (``{}`` unless ``norm="running"``); ``opt_state``: ``{"lower": ..., "upper": ...}``."""
 
-    frozen: PyTree
-    frozen_stats: PyTree
-    rest: PyTree
-    rest_stats: PyTree
+    lower: PyTree
+    lower_stats: PyTree
+    upper: PyTree
+    upper_stats: PyTree
     opt_state: dict[str, PyTree]
 
 
 class ReplayState(NamedTuple):
     """:class:`FrozenState`'s fields, the buffer, and the replay order and position in it."""
 
-    frozen: PyTree
-    frozen_stats: PyTree
-    rest: PyTree
-    rest_stats: PyTree
+    lower: PyTree
+    lower_stats: PyTree
+    upper: PyTree
+    upper_stats: PyTree
     opt_state: dict[str, PyTree]
     buffer: ReplayBuffer
     replay_order: jax.Array  # (M,) slots, the valid ones first in a random order
@@ -91,13 +87,14 @@ class Frozen(Classifier):
     """Frozen-k: fine-tune everything in the first experience, then only what follows ``g_phi``.
 
     Attributes:
-      frozen_net: ``g_phi`` (stem + first ``k`` stages), or ``None`` for ``k = 0`` (then Frozen-0
-        is Naive fine-tuning).
-      net: a :class:`jaxcl.models.MultiHeadClassifier` over ``g_phi``'s features.
+      lower: ``g_phi`` (stem + first ``k`` stages), or ``None`` for ``k = 0`` (then Frozen-0 is
+        Naive fine-tuning).
+      net: a :class:`jaxcl.models.MultiHeadClassifier` of the upper part over ``g_phi``'s
+        features.
       optimizer: optax optimizer, reset at each experience.
     """
 
-    frozen_net: nn.Module | None
+    lower: nn.Module | None
     net: nn.Module
     optimizer: optax.GradientTransformation
     name: str = "frozen"
@@ -107,78 +104,79 @@ class Frozen(Classifier):
         """Task ids this strategy holds a head for: ``0 .. num_tasks - 1``."""
         return self.net.num_tasks
 
-    def _features(self, frozen, frozen_stats, x, *, train):
-        if self.frozen_net is None:
-            return x, frozen_stats
-        return apply_model(self.frozen_net, frozen, frozen_stats, x, train=train)
+    def _features(self, lower, lower_stats, x, *, train):
+        if self.lower is None:
+            return x, lower_stats
+        return apply_model(self.lower, lower, lower_stats, x, train=train)
 
     def features(self, state: FrozenState, x: jax.Array) -> jax.Array:
         """``g_phi(x)`` as every step after the first experience and evaluation see it."""
-        return self._features(state.frozen, state.frozen_stats, x, train=False)[0]
+        return self._features(state.lower, state.lower_stats, x, train=False)[0]
 
     def _init_parts(self, key, sample_x):
-        k_frozen, k_rest = jax.random.split(key)
-        frozen, frozen_stats = ({}, {}) if self.frozen_net is None else split_variables(
-            self.frozen_net.init(k_frozen, sample_x))
-        feats = jax.eval_shape(lambda: self._features(frozen, frozen_stats, sample_x,
+        k_lower, k_upper = jax.random.split(key)
+        lower, lower_stats = ({}, {}) if self.lower is None else split_variables(
+            self.lower.init(k_lower, sample_x))
+        feats = jax.eval_shape(lambda: self._features(lower, lower_stats, sample_x,
                                                       train=False)[0])
-        rest, rest_stats = split_variables(
-            self.net.init(k_rest, jnp.zeros(feats.shape, feats.dtype), 0))
-        opt_state = {"frozen": self.optimizer.init(frozen), "rest": self.optimizer.init(rest)}
-        return FrozenState(frozen, frozen_stats, rest, rest_stats, opt_state), feats
+        upper, upper_stats = split_variables(
+            self.net.init(k_upper, jnp.zeros(feats.shape, feats.dtype), 0))
+        opt_state = {"lower": self.optimizer.init(lower), "upper": self.optimizer.init(upper)}
+        return FrozenState(lower, lower_stats, upper, upper_stats, opt_state), feats
 
     def init(self, key, sample_x):
         return self._init_parts(key, sample_x)[0]
 
     def begin_experience(self, state, task_id, key):
-        opt_state = {"frozen": self.optimizer.init(state.frozen),
-                     "rest": self.optimizer.init(state.rest)}
+        opt_state = {"lower": self.optimizer.init(state.lower),
+                     "upper": self.optimizer.init(state.upper)}
         return state._replace(opt_state=opt_state)
 
     def _first_step(self, state, batch, task_id):
-        """Train ``phi`` and the rest together (batch statistics, running ones updated)."""
+        """Train ``phi`` and the upper part together (batch statistics, running ones updated)."""
         def loss_fn(params):
-            feats, frozen_stats = self._features(params["frozen"], state.frozen_stats, batch.x,
-                                                 train=True)
-            logits, rest_stats = apply_model(self.net, params["rest"], state.rest_stats, feats,
-                                             task_id, train=True)
-            return cross_entropy(logits, batch.y), (accuracy(logits, batch.y), frozen_stats,
-                                                    rest_stats)
+            feats, lower_stats = self._features(params["lower"], state.lower_stats, batch.x,
+                                                train=True)
+            logits, upper_stats = apply_model(self.net, params["upper"], state.upper_stats,
+                                              feats, task_id, train=True)
+            return cross_entropy(logits, batch.y), (accuracy(logits, batch.y), lower_stats,
+                                                    upper_stats)
 
-        params = {"frozen": state.frozen, "rest": state.rest}
-        (loss, (acc, frozen_stats, rest_stats)), grads = jax.value_and_grad(
+        params = {"lower": state.lower, "upper": state.upper}
+        (loss, (acc, lower_stats, upper_stats)), grads = jax.value_and_grad(
             loss_fn, has_aux=True)(params)
         new, opt_state = {}, {}
         for part in params:
-            new[part], opt_state[part] = adam_update(
+            new[part], opt_state[part] = apply_optimizer(
                 self.optimizer, grads[part], state.opt_state[part], params[part])
-        state = state._replace(frozen=new["frozen"], frozen_stats=frozen_stats, rest=new["rest"],
-                               rest_stats=rest_stats, opt_state=opt_state)
+        state = state._replace(lower=new["lower"], lower_stats=lower_stats, upper=new["upper"],
+                               upper_stats=upper_stats, opt_state=opt_state)
         return state, step_metrics(loss, acc)
 
     def _later_step(self, state, batch, task_id, replay=None):
-        """Train the rest on ``g_phi``'s features, a constant (``phi`` is frozen); ``replay``:
+        """Train the upper part on ``g_phi``'s features, a constant (``phi`` is frozen); ``replay``:
         ``(features, labels, task_ids, weights)`` of a replayed minibatch, weighted by ``c``."""
         feats = self.features(state, batch.x)
 
-        def loss_fn(rest):
-            logits, stats = apply_model(self.net, rest, state.rest_stats, feats, task_id,
+        def loss_fn(upper):
+            logits, stats = apply_model(self.net, upper, state.upper_stats, feats, task_id,
                                         train=True)
             ce = cross_entropy(logits, batch.y)
             loss = ce
             if replay is not None:
                 r_feats, r_labels, r_tasks, r_weights = replay
-                r_logits, stats = apply_model(self.net, rest, stats, r_feats, r_tasks,
+                r_logits, stats = apply_model(self.net, upper, stats, r_feats, r_tasks,
                                               train=True)
                 per_example = optax.softmax_cross_entropy_with_integer_labels(r_logits, r_labels)
                 replayed = jnp.sum(r_weights * per_example) / jnp.maximum(r_weights.sum(), 1.0)
                 loss = ce + self.replay_coef * replayed
             return loss, (ce, accuracy(logits, batch.y), stats)
 
-        grads, (ce, acc, stats) = jax.grad(loss_fn, has_aux=True)(state.rest)
-        rest, rest_opt = adam_update(self.optimizer, grads, state.opt_state["rest"], state.rest)
-        state = state._replace(rest=rest, rest_stats=stats,
-                               opt_state={**state.opt_state, "rest": rest_opt})
+        grads, (ce, acc, stats) = jax.grad(loss_fn, has_aux=True)(state.upper)
+        upper, upper_opt = apply_optimizer(self.optimizer, grads, state.opt_state["upper"],
+                                           state.upper)
+        state = state._replace(upper=upper, upper_stats=stats,
+                               opt_state={**state.opt_state, "upper": upper_opt})
         return state, step_metrics(ce, acc)
 
     def train_step(self, state, batch, task_id, key, *, first):
@@ -190,7 +188,7 @@ class Frozen(Classifier):
         return state
 
     def logits(self, state, x, task_id):
-        return apply_model(self.net, state.rest, state.rest_stats, self.features(state, x),
+        return apply_model(self.net, state.upper, state.upper_stats, self.features(state, x),
                            task_id, train=False)[0]
 
     def memory_bytes(self, state):
@@ -217,8 +215,8 @@ class LatentReplay(Frozen):
     name: str = "latent_replay"
 
     def __post_init__(self):
-        if self.frozen_net is None:
-            raise ValueError("latent replay needs a frozen part: freeze depth k >= 1")
+        if self.lower is None:
+            raise ValueError("latent replay needs a lower part: freeze depth k >= 1")
         if self.memory_size < 1:
             raise ValueError(f"memory_size must be >= 1, got {self.memory_size!r}")
         if not self.replay_coef >= 0:

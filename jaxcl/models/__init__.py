@@ -1,22 +1,17 @@
-"""Target networks: the slim ResNet-18 split at freeze depth k, a small MLP, and their heads."""
+"""Target networks: the slim ResNet-18 and a small MLP, split at freeze depth k into a lower part
+``g_phi`` and an upper part ``h_omega`` (:func:`split_model`), and per-task heads."""
 
 from jaxcl.models.backbone import (
     MODELS,
-    Backbone,
+    SPLITS,
     MultiHeadClassifier,
+    Split,
     apply_model,
-    split_backbone,
+    split_model,
     split_variables,
 )
 from jaxcl.models.mlp import MLP
-from jaxcl.models.resnet import (
-    FREEZE_DEPTHS,
-    NORMS,
-    ResNetSplit,
-    SlimResNet18,
-    split_resnet18,
-)
+from jaxcl.models.resnet import FREEZE_DEPTHS, NORMS, SlimResNet18
 
-__all__ = ["MLP", "FREEZE_DEPTHS", "MODELS", "NORMS", "Backbone", "MultiHeadClassifier",
-           "ResNetSplit", "SlimResNet18", "apply_model", "split_backbone", "split_resnet18",
-           "split_variables"]
+__all__ = ["MLP", "FREEZE_DEPTHS", "MODELS", "NORMS", "SPLITS", "MultiHeadClassifier",
+           "SlimResNet18", "Split", "apply_model", "split_model", "split_variables"]

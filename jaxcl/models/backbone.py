@@ -1,14 +1,18 @@
 """One place that turns a model name, a freeze depth and a head choice into network parts.
 
 Every strategy splits the same networks: the slim ResNet-18 (``"resnet"``) at freeze depth
-``k`` = 0..4, or the test MLP (``"mlp"``) after its first ``k`` hidden layers. The frozen part
-``g_phi`` is the same for every strategy; the rest either ends in one classifier (the
-hypernetwork generates it per task) or in features for a :class:`MultiHeadClassifier` (Naive,
-EWC, Latent Replay: one linear head per task on shared features).
+``k`` = 0..4, or the test MLP (``"mlp"``) after its first ``k`` hidden layers, looked up by name
+in :data:`SPLITS`. The lower part ``g_phi`` (frozen after the first experience) is the same for
+every strategy; the upper part ``h_omega`` either ends in one classifier (the hypernetwork
+generates it per task) or in features for a :class:`MultiHeadClassifier` (Naive, EWC, Frozen,
+Latent Replay: one linear head per task on shared features)::
+
+    y = h_omega(g_phi(x))          g_phi = lower (None for k = 0: the identity), h_omega = upper
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import flax.linen as nn
@@ -18,17 +22,42 @@ import jax.numpy as jnp
 from jaxcl.models.mlp import MLP
 from jaxcl.models.resnet import FREEZE_DEPTHS, NUM_STAGES, SlimResNet18
 
-MODELS = ("resnet", "mlp")
+
+class Split(NamedTuple):
+    """A network split at freeze depth ``k``: ``lower`` is ``g_phi`` (the stem and the first ``k``
+    stages; ``None`` when ``k = 0``), ``upper`` is ``h_omega``, the rest."""
+
+    lower: nn.Module | None
+    upper: nn.Module
 
 
-class Backbone(NamedTuple):
-    """``g_phi`` (``None`` when ``k = 0``) and the rest of the network."""
+def _split_resnet(k, *, num_classes, head, nf, hidden, norm, upper_norm) -> Split:
+    """The slim ResNet-18 after its stem and ``k`` stages (``k`` in :data:`FREEZE_DEPTHS`)."""
+    del hidden
+    if k not in FREEZE_DEPTHS:
+        raise ValueError(f"freeze depth k={k!r} is not one of {FREEZE_DEPTHS}")
+    upper = SlimResNet18(num_classes, nf, first_stage=k, last_stage=NUM_STAGES, stem=(k == 0),
+                         classifier=head, norm=upper_norm)  # SlimResNet18 checks both norms
+    lower = None if k == 0 else SlimResNet18(num_classes, nf, first_stage=0, last_stage=k,
+                                             stem=True, classifier=False, norm=norm)
+    return Split(lower, upper)
 
-    frozen: nn.Module | None
-    rest: nn.Module
+
+def _split_mlp(k, *, num_classes, head, nf, hidden, norm, upper_norm) -> Split:
+    """The MLP after its first ``k`` hidden layers (it has no normalisation)."""
+    del nf, norm, upper_norm
+    if not 0 <= k <= len(hidden):
+        raise ValueError(f"for the MLP with hidden={hidden}, k={k!r} must be in 0..{len(hidden)}")
+    upper = MLP(num_classes, tuple(hidden[k:]), head=head)
+    return Split(None if k == 0 else MLP(0, tuple(hidden[:k]), head=False), upper)
 
 
-def split_backbone(
+SPLITS: dict[str, Callable[..., Split]] = {"resnet": _split_resnet, "mlp": _split_mlp}
+"""Model name -> the function that splits it at a freeze depth."""
+MODELS = tuple(SPLITS)
+
+
+def split_model(
     model: str,
     k: int,
     *,
@@ -37,28 +66,20 @@ def split_backbone(
     nf: int = 20,
     hidden: tuple[int, ...] = (64,),
     norm: str = "batch",
-    rest_norm: str | None = None,
-) -> Backbone:
-    """Split ``model`` after ``k`` blocks; ``head`` says whether ``rest`` ends in a classifier.
+    upper_norm: str | None = None,
+) -> Split:
+    """``model`` split after ``k`` blocks into ``Split(lower, upper)``.
 
-    ``norm`` and ``rest_norm`` (default: ``norm``) are the ResNet's normalisation in ``g_phi`` and
-    in the rest (:data:`jaxcl.models.resnet.NORMS`, checked by the ResNet); the MLP has none.
+    ``head`` says whether ``upper`` ends in a ``num_classes``-way classifier (the hypernetwork
+    generates it per task) or in features (for a :class:`MultiHeadClassifier`). ``nf`` is the
+    ResNet's width, ``hidden`` the MLP's hidden sizes. ``norm`` and ``upper_norm`` (default:
+    ``norm``) are the ResNet's normalisation in ``lower`` and in ``upper``
+    (:data:`jaxcl.models.resnet.NORMS`, checked by the ResNet); the MLP has none.
     """
-    if model not in MODELS:
+    if model not in SPLITS:
         raise ValueError(f"model={model!r} is not one of {MODELS}")
-    if model == "resnet":
-        if k not in FREEZE_DEPTHS:
-            raise ValueError(f"freeze depth k={k!r} is not one of {FREEZE_DEPTHS}")
-        rest_norm = norm if rest_norm is None else rest_norm  # SlimResNet18 checks both
-        rest = SlimResNet18(num_classes, nf, first_stage=k, last_stage=NUM_STAGES,
-                            stem=(k == 0), classifier=head, norm=rest_norm)
-        frozen = None if k == 0 else SlimResNet18(num_classes, nf, first_stage=0, last_stage=k,
-                                                   stem=True, classifier=False, norm=norm)
-        return Backbone(frozen, rest)
-    if not 0 <= k <= len(hidden):
-        raise ValueError(f"for the MLP with hidden={hidden}, k={k!r} must be in 0..{len(hidden)}")
-    rest = MLP(num_classes, tuple(hidden[k:]), head=head)
-    return Backbone(None if k == 0 else MLP(0, tuple(hidden[:k]), head=False), rest)
+    return SPLITS[model](k, num_classes=num_classes, head=head, nf=nf, hidden=hidden, norm=norm,
+                         upper_norm=norm if upper_norm is None else upper_norm)
 
 
 class MultiHeadClassifier(nn.Module):

@@ -1,14 +1,15 @@
-"""Slim ResNet-18 for 32x32 inputs, split at freeze depth k into a stateful and a stateless part.
+"""Slim ResNet-18 for 32x32 inputs, split at freeze depth k into a lower and an upper part.
 
 The slim ResNet-18 used across CL papers (GEM, Avalanche's ``SlimResNet18``, Hemati et al. 2023):
 a 3x3 stem conv with ``nf = 20`` filters, four stages of two BasicBlocks with ``nf, 2nf, 4nf, 8nf``
 filters and strides 1, 2, 2, 2, normalisation after every conv, global average pooling and a
 linear classifier on ``8 nf = 160`` features.
 
-Freeze depth ``k`` in 0..4 splits the network: the stem plus the first ``k`` stages form the
-stateful part ``g_phi`` (ordinary parameters, trained in the first experience, frozen after); the
-rest plus the classifier form the stateless part ``h_omega``, whose parameters the hypernetwork
-generates. ``k = 0`` leaves no stateful part (the hypernetwork generates everything, HN-F);
+Freeze depth ``k`` in 0..4 splits the network (:func:`jaxcl.models.split_model`): the stem plus
+the first ``k`` stages form the lower part ``g_phi`` (ordinary parameters, trained in the first
+experience, frozen after); the rest plus the classifier form the upper part ``h_omega``, whose
+parameters the hypernetwork generates. ``k = 0`` leaves no lower part (the hypernetwork generates
+everything, HN-F);
 ``k = 4`` generates only the classifier. Both parts are the same :class:`SlimResNet18` module
 with different stage ranges, so one definition serves every ``k``, and module paths
 (``stem``, ``stage1`` .. ``stage4``, ``classifier``) do not depend on the split.
@@ -39,8 +40,6 @@ the choice.
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -84,8 +83,8 @@ class BasicBlock(nn.Module):
 class SlimResNet18(nn.Module):
     """Stages ``first_stage .. last_stage - 1`` of the slim ResNet-18, with stem and classifier.
 
-    The full network is ``SlimResNet18(num_classes)``; :func:`split_resnet18` builds the two
-    parts for a freeze depth. Input: NHWC images (the stem) or the previous part's features.
+    The full network is ``SlimResNet18(num_classes)``; :func:`jaxcl.models.split_model` builds
+    the two parts for a freeze depth. Input: NHWC images (the stem) or the previous part's features.
     """
 
     num_classes: int
@@ -121,38 +120,3 @@ class SlimResNet18(nn.Module):
             x = jnp.mean(x, axis=(1, 2))
             x = nn.Dense(self.num_classes, name="classifier")(x)
         return x
-
-
-class ResNetSplit(NamedTuple):
-    """The two parts of a slim ResNet-18 at freeze depth ``k``."""
-
-    k: int
-    stateful: SlimResNet18 | None  # g_phi: stem + stages 1..k (None for k = 0)
-    stateless: SlimResNet18  # h_omega: stages k+1..4 + classifier (stem too for k = 0)
-
-
-def split_resnet18(
-    k: int, num_classes: int, *, nf: int = 20, norm: str = "batch",
-    stateless_norm: str | None = None,
-) -> ResNetSplit:
-    """Split the slim ResNet-18 into ``g_phi`` (stem + first ``k`` stages) and ``h_omega``.
-
-    ``norm`` is ``g_phi``'s normalisation, ``stateless_norm`` ``h_omega``'s (default: ``norm``);
-    the reference's HN-k is ``norm="batch", stateless_norm="instance"``.
-    """
-    if k not in FREEZE_DEPTHS:
-        raise ValueError(f"freeze depth k={k!r} is not one of {FREEZE_DEPTHS}")
-    stateless_norm = norm if stateless_norm is None else stateless_norm
-    for name, value in (("norm", norm), ("stateless_norm", stateless_norm)):
-        if value not in NORMS:
-            raise ValueError(f"{name}={value!r} is not one of {NORMS}")
-    stateless = SlimResNet18(
-        num_classes, nf, first_stage=k, last_stage=NUM_STAGES, stem=(k == 0), classifier=True,
-        norm=stateless_norm,
-    )
-    if k == 0:
-        return ResNetSplit(k, None, stateless)
-    stateful = SlimResNet18(
-        num_classes, nf, first_stage=0, last_stage=k, stem=True, classifier=False, norm=norm
-    )
-    return ResNetSplit(k, stateful, stateless)

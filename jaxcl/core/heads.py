@@ -1,0 +1,179 @@
+"""The heads of a hypernetwork: each maps the trunk output ``h_t`` to one leaf of the target.
+
+A hypernetwork (:mod:`jaxcl.core.hypernet`) gives every leaf of its target's ``params`` its own
+head, chosen by the leaf's role (:func:`leaf_role`, :data:`HEADS`). This module holds the roles,
+the heads and how each starts; the hypernetwork holds the embedding table and the trunk that feed
+them, and the parameter counts that compare them.
+
+Heads, by the leaf's role (see :data:`HEADS`):
+
+* ``conv`` (kernels of rank >= 3, shape ``(..., c_in, c_out)``): channel-wise generation. Output
+  channel ``c`` has a learned lookup vector ``l_c`` of dimension ``d``; one shared linear map takes
+  ``[h_t, l_c]`` to that channel's kernel, ``W[..., c] = A [h_t; l_c] + b``. Parameters:
+  ``d * c_out + (h + d + 1) * prod(kernel_shape[:-1])`` instead of ``h * prod(kernel_shape)``.
+* ``dense`` (rank-2 kernels): a linear head ``W = reshape(A h_t + b)``.
+* ``table`` (biases, normalisation scales and shifts): a per-task table, not generated,
+  initialised to 1 for scales and 0 otherwise.
+* ``vector`` (the same leaves with ``HypernetConfig(vectors="generated")``): generated as well,
+  ``v = A h_t + b`` with ``A`` initialised to 0, so that every task starts from the table's fill;
+  weights and biases then both come from ``e_t``, as in the "DynamicLinear" layers of the
+  Hypernet-SDE-Flow study.
+* ``shared`` (leaves the ``generate`` filter leaves out): one ordinary trained parameter, the same
+  for every task.
+
+The generated heads are initialised so that, at initialisation, a generated kernel has the
+variance of Flax's default (LeCun normal, ``1 / fan_in``) initialiser of the same leaf; the trunk
+uses He initialisation so that ``E[h^2] ~ 1`` at every depth.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Path = tuple[str, ...]
+Role = Literal["conv", "dense", "table", "vector", "shared"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Leaves of the target and their roles.
+
+
+class LeafSpec(NamedTuple):
+    """One leaf of the target's ``params``: where it is, its shape and dtype, and its head."""
+
+    path: Path
+    shape: tuple[int, ...]
+    dtype: Any
+    role: Role
+
+
+def leaf_role(path: Path, shape: Sequence[int], vectors: str = "table") -> Role:
+    """The head a generated leaf gets: ``conv`` or ``dense`` kernels, else ``vectors``' head
+    (a per-task ``table``, or a generated ``vector``)."""
+    if path[-1] == "kernel" and len(shape) >= 3:
+        return "conv"
+    if path[-1] == "kernel" and len(shape) == 2:
+        return "dense"
+    return "vector" if vectors == "generated" else "table"
+
+
+# ----------------------------------------------------------------------------------------------
+# Heads. Each one maps the trunk output h_t (and the task id) to one leaf of the target.
+
+
+def _kernel_init(fan_in: int):
+    """Head-matrix init that gives generated kernels LeCun variance ``1 / fan_in``.
+
+    The head's inputs have second moment ~1, so ``Var(A) = 1 / (fan_in * n_inputs)`` gives
+    ``Var(A x) = 1 / fan_in``.
+    """
+    return nn.initializers.variance_scaling(1.0 / fan_in, "fan_in", "truncated_normal")
+
+
+class ChannelwiseConvHead(nn.Module):
+    """``W[..., c] = A [h_t; l_c] + b`` for each output channel ``c`` (lookup vectors ``l_c``)."""
+
+    shape: tuple[int, ...]
+    chunk_dim: int
+
+    @nn.compact
+    def __call__(self, h: jax.Array, task_id: jax.Array) -> jax.Array:
+        del task_id
+        c_out = self.shape[-1]
+        channel_size = math.prod(self.shape[:-1])
+        lookup = self.param(
+            "lookup", nn.initializers.normal(1.0), (c_out, self.chunk_dim), jnp.float32
+        )
+        inputs = jnp.concatenate([jnp.broadcast_to(h, (c_out, h.shape[-1])), lookup], axis=-1)
+        per_channel = nn.Dense(channel_size, kernel_init=_kernel_init(channel_size), name="linear")(
+            inputs
+        )
+        return per_channel.T.reshape(self.shape)
+
+
+class LinearHead(nn.Module):
+    """``W = reshape(A h_t + b)``: direct linear generation of a whole dense kernel."""
+
+    shape: tuple[int, ...]
+    chunk_dim: int
+
+    @nn.compact
+    def __call__(self, h: jax.Array, task_id: jax.Array) -> jax.Array:
+        del task_id
+        fan_in = math.prod(self.shape[:-1])
+        flat = nn.Dense(math.prod(self.shape), kernel_init=_kernel_init(fan_in), name="linear")(h)
+        return flat.reshape(self.shape)
+
+
+class VectorHead(nn.Module):
+    """``v = A h_t + b`` with ``A = 0`` and ``b = fill`` at initialisation: a generated bias or
+    normalisation parameter that starts, for every task, where a table would."""
+
+    shape: tuple[int, ...]
+    chunk_dim: int
+    fill: float = 0.0
+
+    @nn.compact
+    def __call__(self, h: jax.Array, task_id: jax.Array) -> jax.Array:
+        del task_id
+        flat = nn.Dense(math.prod(self.shape), kernel_init=nn.initializers.zeros,
+                        bias_init=nn.initializers.constant(self.fill), name="linear")(h)
+        return flat.reshape(self.shape)
+
+
+class TaskTable(nn.Module):
+    """``theta_t = T[t]``: a per-task table, 1 for normalisation scales and 0 for the rest."""
+
+    shape: tuple[int, ...]
+    chunk_dim: int
+    num_tasks: int = 1
+    fill: float = 0.0
+
+    @nn.compact
+    def __call__(self, h: jax.Array, task_id: jax.Array) -> jax.Array:
+        del h
+        table = self.param(
+            "table", nn.initializers.constant(self.fill), (self.num_tasks, *self.shape), jnp.float32
+        )
+        return table[task_id]
+
+
+class SharedParam(nn.Module):
+    """One ordinary trained parameter, the same for every task (a leaf left out of generation)."""
+
+    shape: tuple[int, ...]
+    chunk_dim: int
+    fill: float | None = None
+
+    @nn.compact
+    def __call__(self, h: jax.Array, task_id: jax.Array) -> jax.Array:
+        del h, task_id
+        if self.fill is None:  # a kernel: Flax's default Dense/Conv initialiser
+            init = nn.initializers.lecun_normal()
+        else:
+            init = nn.initializers.constant(self.fill)
+        return self.param("value", init, self.shape, jnp.float32)
+
+
+HEADS: dict[str, type[nn.Module]] = {
+    "conv": ChannelwiseConvHead,
+    "dense": LinearHead,
+    "table": TaskTable,
+    "vector": VectorHead,
+    "shared": SharedParam,
+}
+"""The head for each leaf role; registered heads are property-tested one by one."""
+
+
+def initial_fill(spec: LeafSpec) -> float | None:
+    """What a head of ``spec`` starts from: ``None`` for a kernel (its initialiser draws it), 1
+    for a normalisation scale, 0 for the rest."""
+    if spec.path[-1] == "kernel":
+        return None
+    return 1.0 if spec.path[-1] == "scale" else 0.0

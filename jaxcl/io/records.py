@@ -1,0 +1,83 @@
+"""The records of a run: JSON-able dicts of its numbers, the stable ``metrics.json`` schema.
+
+Kept apart from the files (:mod:`jaxcl.io.run_folder`) so that a study, a test or a notebook can
+turn a :class:`jaxcl.train.loop.RunResult` into the numbers a run folder reports without writing
+anything: :func:`seed_record` per seed, :func:`strategy_record` over seeds, :func:`mean_std` for a
+table's cell. Nothing here touches a file, draws or prints.
+
+``metrics.json`` (schema ``"jaxcl.run/2"``; fractions in [0, 1], times in seconds)::
+
+    {"schema": "jaxcl.run/2", "experiment": str, "config": {...}, "seeds": [int, ...],
+     "strategies": {label: {
+         "aca", "learning_accuracy", "forgetting", "max_forgetting", "bwt", "time_s",
+         "compile_s", "mean_cosine", "mean_grad_rel_diff":  mean over seeds (float)
+         "<same>_std":                             standard deviation over seeds (0 for one seed)
+         "accuracy_matrix": [[...], ...],          mean over seeds, R[i][j] after i, on j (j <= i)
+         "time_per_experience_s": [...],           mean over seeds
+         "memory_bytes": int,                      kept against forgetting, 32-bit
+         "per_seed": [{"seed", "aca", ..., "accuracy_matrix", "time_per_experience_s"}, ...],
+         "settings": {...}}},                      the resolved StrategyConfig, with "norms"
+     "extra": {...},                               experiment-specific tables
+     "paper": {...}}                               the paper's numbers for the printed rows
+                                                   (study modules; :mod:`experiments.paper`)
+
+With ``R[i][j]`` the accuracy on experience ``j`` after training ``i`` and ``N`` experiences,
+``forgetting`` is Avalanche's, as in the study's Table 2: ``mean_{j < N-1} (R[j][j] - R[N-1][j])``
+(= ``-bwt``); ``max_forgetting`` is Chaudhry et al.'s (2018):
+``mean_{j < N-1} (max_{j <= i < N-1} R[i][j] - R[N-1][j])`` (see :mod:`jaxcl.core.metrics`). Schema
+``"jaxcl.run/1"`` had no ``max_forgetting`` and stored Chaudhry et al.'s under ``forgetting``.
+
+``mean_cosine`` and ``mean_grad_rel_diff`` average the per-step values over the experiences after
+the first (0 where a strategy has no regulariser).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from jaxcl.core import metrics as cl_metrics
+
+if TYPE_CHECKING:
+    from jaxcl.train.loop import RunResult
+
+SCHEMA = "jaxcl.run/2"
+SCALARS = ("aca", "learning_accuracy", "forgetting", "max_forgetting", "bwt", "time_s", "compile_s",
+           "mean_cosine", "mean_grad_rel_diff")
+
+
+def seed_record(seed: int, result: RunResult) -> dict[str, Any]:
+    """The per-seed entry of a strategy, from its run's result (an accuracy matrix)."""
+    later = result.step_metrics["experience"] > 0
+    mean_later = lambda v: float(np.mean(v[later])) if later.any() else 0.0  # noqa: E731
+    return {
+        "seed": seed,
+        **cl_metrics.summary(result.matrix),
+        "time_s": result.time_s,
+        "compile_s": result.compile_s,
+        "mean_cosine": mean_later(result.step_metrics["cosine"]),
+        "mean_grad_rel_diff": mean_later(result.step_metrics["grad_rel_diff"]),
+        "accuracy_matrix": np.asarray(result.matrix).tolist(),
+        "time_per_experience_s": list(map(float, result.time_per_experience)),
+        "memory_bytes": result.memory_bytes,
+    }
+
+
+def strategy_record(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and standard deviation over seeds of every scalar, mean accuracy matrix."""
+    out: dict[str, Any] = {}
+    for name in SCALARS:
+        values = np.array([r[name] for r in per_seed], dtype=float)
+        out[name], out[f"{name}_std"] = float(values.mean()), float(values.std())
+    out["accuracy_matrix"] = np.mean([r["accuracy_matrix"] for r in per_seed], axis=0).tolist()
+    out["time_per_experience_s"] = np.mean(
+        [r["time_per_experience_s"] for r in per_seed], axis=0).tolist()
+    out["memory_bytes"] = int(per_seed[0]["memory_bytes"])
+    out["per_seed"] = per_seed
+    return out
+
+
+def mean_std(record: dict[str, Any], name: str, scale: float = 1.0, digits: int = 2) -> str:
+    """``"mean ± std"`` of a scalar of a strategy record (``scale=100`` for percentages)."""
+    return f"{scale * record[name]:.{digits}f} ± {scale * record[f'{name}_std']:.{digits}f}"

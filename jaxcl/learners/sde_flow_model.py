@@ -1,0 +1,305 @@
+"""One model of the Hypernet-SDE-Flow study: its settings, its parameters and its loss.
+
+A variant (:class:`Variant`) is one model of the study:
+
+* ``model="mlp"``: the MLP autoencoder, loss ``MSE``, nothing against forgetting.
+* ``model="hypernet_sde_flow"``: ``theta_t = H_psi(e_t)`` generates the encoder and decoder
+  (weights and biases); the flow and both SDEs are shared parameters of ``psi`` (or generated too,
+  ``shared="generated"``). For a batch ``x`` of task ``t`` at step ``k`` of ``K``::
+
+      L(psi) = MSE(x_hat, x) + beta_k NLL(z0) + gamma R + delta S
+      beta_k = beta min(1, k / (a K))                               annealed within each task
+      R      = mean_{j < t} MSE of the episodic memory of task j, decoded with theta_j
+      S      = mean_{i < j <= t} exp(-|e_i - e_j|^2 / D)            pushes embeddings apart
+
+  The memory keeps ``memory_per_task`` random training points of each finished task.
+* The repair (``order`` 1 or 2): the partial-hypernetwork method of Hemati et al. (2023). After
+  task 0 the shared flow and SDE networks are frozen (``shared="frozen"``) or generated per task
+  (``shared="generated"``), and ``psi`` is trained on
+  ``L(psi) + lambda L_H(psi')``, ``psi' = psi - eta grad L(psi)`` a virtual SGD step, ``L_H`` the
+  output regulariser against the hypernetwork as it was when the task began
+  (:func:`jaxcl.core.regularizers.output_regularizer`), through
+  :func:`jaxcl.core.lookahead.lookahead_grad` (order 2 exact, order 1 without the Hessian term).
+
+Every weight (``beta, gamma, delta, lambda, eta``, :class:`LossWeights`) is a traced value: the
+study's model and both ablations run one compiled program. The learner that trains a variant
+through the one loop is :class:`jaxcl.learners.sde_flow.SdeFlowLearner`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import traverse_util
+
+from jaxcl.core.hypernet import (
+    HypernetConfig,
+    Hypernetwork,
+    generate_all,
+    generate_under,
+    head_name,
+)
+from jaxcl.core.lookahead import lookahead_grad
+from jaxcl.core.regularizers import output_regularizer
+from jaxcl.models.sde_flow import (
+    PARTS,
+    SdeFlowConfig,
+    flow_nll,
+    init_params,
+    reconstruct,
+)
+from jaxcl.types import PyTree
+
+SHARED_MODES = ("trained", "frozen", "generated")
+ORDERS = (None, 1, 2, "none")
+"""``order`` of a variant: no output regulariser (``None``, the study), the repair's look-ahead
+order (1, 2), or the regulariser without look-ahead (``"none"``)."""
+
+
+class LossWeights(NamedTuple):
+    """The traced weights of the loss (module docstring).
+
+    Attributes:
+      nll: ``beta``, the flow NLL weight reached after annealing.
+      replay: ``gamma``.
+      separation: ``delta``.
+      coef: ``lambda``, the output regulariser's weight in the repair.
+      virtual_lr: ``eta``, the learning rate of the repair's virtual SGD step.
+    """
+
+    nll: float = 0.01
+    replay: float = 1.0
+    separation: float = 0.1
+    coef: float = 1.0
+    virtual_lr: float = 0.01
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One model of the study: everything but :class:`LossWeights` changes the program.
+
+    Attributes:
+      model: the autoencoder's shapes; ``model.model`` is ``"mlp"`` or ``"hypernet_sde_flow"``.
+      embedding_dim: dimension ``D`` of the task embeddings.
+      hnet_hidden: widths of the hypernetwork's trunk.
+      shared: the flow and SDE networks: ``"trained"`` (shared, trained on every task, the
+        study), ``"frozen"`` (shared, frozen after task 0), ``"generated"`` (generated per task).
+      order: ``None``, no output regulariser (the study); the repair's look-ahead order, 1 or
+        2, or ``"none"``, the output regulariser on ``psi`` itself, without look-ahead
+        (:data:`ORDERS`).
+      epochs: epochs per task (300 in the study).
+      batch_size: minibatch size; the remainder of an epoch is dropped.
+      learning_rate: AdamW's (5e-4 in the study).
+      weight_decay: AdamW's.
+      anneal_fraction: ``a``, the fraction of a task over which ``beta`` ramps up.
+      memory_per_task: points of each finished task kept for replay.
+      weights: the traced loss weights.
+    """
+
+    model: SdeFlowConfig = SdeFlowConfig()
+    embedding_dim: int = 32
+    hnet_hidden: tuple[int, ...] = (50, 32)
+    shared: str = "trained"
+    order: int | str | None = None
+    epochs: int = 300
+    batch_size: int = 50
+    learning_rate: float = 5e-4
+    weight_decay: float = 1e-4
+    anneal_fraction: float = 0.5
+    memory_per_task: int = 20
+    weights: LossWeights = LossWeights()
+
+    def __post_init__(self):
+        if self.shared not in SHARED_MODES:
+            raise ValueError(f"shared={self.shared!r} is not one of {SHARED_MODES}")
+        if self.order not in ORDERS:
+            raise ValueError(f"order={self.order!r} is not one of {ORDERS} (None: no output "
+                             "regulariser; 'none': the regulariser without look-ahead)")
+        if self.model.model == "mlp" and (self.order is not None or self.shared != "trained"):
+            raise ValueError("the MLP baseline has no hypernetwork: it takes order=None and "
+                             f"shared='trained', got order={self.order!r}, shared={self.shared!r}")
+        for name in ("embedding_dim", "epochs", "batch_size", "memory_per_task"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not 0 < self.anneal_fraction <= 1:
+            raise ValueError(f"anneal_fraction must be in (0, 1], got {self.anneal_fraction!r}")
+        for name, value in self.weights._asdict().items():
+            if not value >= 0:
+                raise ValueError(f"loss weight {name} must be >= 0, got {value!r}")
+
+    @property
+    def is_hypernet(self) -> bool:
+        return self.model.model == "hypernet_sde_flow"
+
+    @property
+    def static(self) -> Variant:
+        """The variant with default weights: what the compiled program depends on."""
+        return dataclasses.replace(self, weights=LossWeights())
+
+
+# ----------------------------------------------------------------------------------------------
+# The model of a variant: parameters psi, and theta_t for a task.
+
+
+def hypernetwork(variant: Variant, num_tasks: int) -> Hypernetwork:
+    """``H_psi``: generates the encoder and decoder (and, if ``shared="generated"``, the rest)."""
+    shapes = jax.eval_shape(functools.partial(init_params, variant.model), jax.random.key(0))
+    generate = generate_all if variant.shared == "generated" else generate_under("encoder",
+                                                                                 "decoder")
+    config = HypernetConfig(num_tasks=num_tasks, embedding_dim=variant.embedding_dim,
+                            hidden=variant.hnet_hidden, new_task_init="random", vectors="generated")
+    return Hypernetwork.for_params(shapes, config=config, generate=generate)
+
+
+def init(variant: Variant, key: jax.Array, num_tasks: int) -> PyTree:
+    """``psi``: the autoencoder's parameters (MLP) or the hypernetwork's variables.
+
+    Shared leaves start from the model's own initialisers (the flow as the identity).
+    """
+    k_model, k_hnet = jax.random.split(key)
+    own = init_params(variant.model, k_model)
+    if not variant.is_hypernet:
+        return own
+    hnet = hypernetwork(variant, num_tasks)
+    psi = hnet.init(k_hnet, 0)
+    flat = traverse_util.flatten_dict(own)
+    params = dict(psi["params"])
+    for spec in hnet.specs:
+        if spec.role == "shared":
+            params[head_name(spec)] = {"value": flat[spec.path]}
+    return {**psi, "params": params}
+
+
+def all_task_params(variant: Variant, hnet: Hypernetwork | None, psi: PyTree) -> PyTree:
+    """``theta_j`` for every task ``j``, stacked on a leading axis (one ``vmap`` of ``H_psi``);
+    the MLP's ``psi`` as it is."""
+    if not variant.is_hypernet:
+        return psi
+    return jax.vmap(lambda j: hnet.apply(psi, j))(jnp.arange(hnet.config.num_tasks))
+
+
+def shared_mask(psi: PyTree) -> PyTree:
+    """``True`` on the leaves of shared (not generated) heads."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: any(getattr(p, "key", "").startswith("shared:") for p in path), psi)
+
+
+# ----------------------------------------------------------------------------------------------
+# The loss.
+
+
+def separation(embeddings: jax.Array, task_id: jax.Array) -> jax.Array:
+    """``S = mean_{i < j <= t} exp(-|e_i - e_j|^2 / D)`` (0 while only one task is seen)."""
+    n, dim = embeddings.shape
+    sq = jnp.sum(jnp.square(embeddings[:, None, :] - embeddings[None, :, :]), axis=-1)
+    ids = jnp.arange(n)
+    pairs = (ids[:, None] < ids[None, :]) & (ids[None, :] <= task_id)
+    kernel = jnp.exp(-sq / dim)
+    return jnp.sum(jnp.where(pairs, kernel, 0.0)) / jnp.maximum(jnp.sum(pairs), 1)
+
+
+def _per_task_mse(x_hat, x, num_groups):
+    """Mean squared error of each of ``num_groups`` equal consecutive blocks of rows."""
+    err = jnp.square(x_hat - x).reshape(num_groups, -1)
+    return jnp.mean(err, axis=1)
+
+
+def _per_example_parts(variant: Variant) -> tuple[str, ...]:
+    """The model parts that differ between tasks (generated), hence between examples of a
+    mixed batch."""
+    if not variant.is_hypernet:
+        return ()
+    if variant.shared == "generated":
+        return PARTS
+    return ("encoder", "decoder")
+
+
+def reconstruct_tasks(variant: Variant, thetas, x, task_ids, key, adjoint="checkpoint"):
+    """``(x_hat, z0)`` for points ``x`` ``(n, d)`` of several tasks ``task_ids`` ``(n,)``, in one
+    solve: every example goes through its own task's generated parts; shared parts are shared.
+    ``thetas`` is :func:`all_task_params`."""
+    if not variant.is_hypernet:
+        return reconstruct(variant.model, thetas, x, key, adjoint)
+    per_example = _per_example_parts(variant)
+    theta = {part: jax.tree.map(lambda a: jnp.take(a, task_ids, axis=0), tree)
+             if part in per_example else jax.tree.map(lambda a: a[0], tree)
+             for part, tree in thetas.items()}
+    return reconstruct(variant.model, theta, x, key, adjoint, per_example)
+
+
+def loss_terms(variant: Variant, weights: LossWeights, hnet, psi, x, task_id, memory, progress,
+               key, adjoint="checkpoint"):
+    """``(L, terms)`` for one batch ``x`` of task ``task_id``; ``progress = k / K`` in [0, 1].
+
+    The batch and the whole episodic memory go through the model together, each point with its
+    own task id (the memory rows of tasks not yet seen are computed and masked out: one shape
+    for every task).
+    """
+    cfg = variant.model
+    n = x.shape[0]
+    if not variant.is_hypernet:
+        mse = jnp.mean(jnp.square(reconstruct(cfg, psi, x, key)[0] - x))
+        zero = jnp.zeros((), mse.dtype)
+        return mse, {"mse": mse, "nll": zero, "replay": zero, "separation": zero}
+    num_tasks, per_task, _ = memory.shape
+    points = jnp.concatenate([x, memory.reshape(-1, x.shape[-1])])
+    ids = jnp.concatenate([jnp.full((n,), task_id, jnp.int32),
+                           jnp.repeat(jnp.arange(num_tasks, dtype=jnp.int32), per_task)])
+    thetas = all_task_params(variant, hnet, psi)
+    x_hat, z0 = reconstruct_tasks(variant, thetas, points, ids, key, adjoint)
+    mse = jnp.mean(jnp.square(x_hat[:n] - x))
+    flow_t = jax.tree.map(lambda a: a[task_id], thetas["flow"])
+    nll = jnp.mean(flow_nll(cfg, flow_t, z0[:n]))
+    beta = weights.nll * jnp.minimum(1.0, progress / variant.anneal_fraction)
+    per_task_mse = _per_task_mse(x_hat[n:], points[n:], num_tasks)
+    seen = (jnp.arange(num_tasks) < task_id).astype(per_task_mse.dtype)
+    replay = jnp.sum(per_task_mse * seen) / jnp.maximum(jnp.sum(seen), 1.0)
+    sep = separation(psi["params"]["embedding"], task_id)
+    total = mse + beta * nll + weights.replay * replay + weights.separation * sep
+    return total, {"mse": mse, "nll": nll, "replay": replay, "separation": sep}
+
+
+
+# ----------------------------------------------------------------------------------------------
+# The gradient a training step follows.
+
+
+def objective_grad(variant: Variant, weights: LossWeights, hnet, psi, x, task_id, memory,
+                   targets, progress, key):
+    """The gradient a training step follows, and the step's metrics.
+
+    Order ``None``: ``grad L(psi)``. Orders 1 and 2: the look-ahead gradient of
+    ``L(psi) + lambda L_H(psi - eta grad L(psi))``, ``L_H`` against ``targets`` (the outputs of
+    the hypernetwork as the task began, for every task, of which the tasks before ``task_id``
+    count); ``"none"``: the gradient of ``L(psi) + lambda L_H(psi)`` (no virtual step).
+    """
+    adjoint = "direct" if variant.order == 2 else "checkpoint"  # order 2 differentiates forward
+
+    def task_loss(p):
+        return loss_terms(variant, weights, hnet, p, x, task_id, memory, progress, key, adjoint)
+
+    if variant.order is not None:
+        ids = jnp.arange(memory.shape[0])
+        ahead = variant.order != "none"
+        grad, info = lookahead_grad(
+            task_loss, lambda p: output_regularizer(hnet, p, targets, ids, ids < task_id), psi,
+            virtual_opt=optax.sgd(weights.virtual_lr) if ahead else optax.set_to_zero(),
+            order=variant.order if ahead else 1, coef=weights.coef, has_aux=True)
+        loss, terms, reg = info.task_loss, info.aux, info.reg_loss
+    else:
+        (loss, terms), grad = jax.value_and_grad(task_loss, has_aux=True)(psi)
+        reg = jnp.zeros((), loss.dtype)
+    return grad, {"loss": loss, "reg": reg, **terms}
+
+
+def optimizer(variant: Variant) -> optax.GradientTransformation:
+    """AdamW with the variant's learning rate and weight decay, started afresh for every task."""
+    return optax.adamw(variant.learning_rate, weight_decay=variant.weight_decay)
