@@ -35,6 +35,8 @@ RUNS = {
     # The main job as its README command runs it, at 4 epochs a task instead of 300.
     "sde_flow_forgetting main job, 4 epochs": ["--epochs", "4", "--no-progress"],
 }
+SETTING = re.compile(r"/(config|settings)/")
+"""Paths of the settings a run echoes (``config``, each strategy's ``settings``), not results."""
 TIMING = re.compile(r"(^|_)(time|times|compile|seconds)(_|$)|_s(_std)?$|^time_per_")
 
 
@@ -92,10 +94,13 @@ def main(argv: list[str]) -> int:
     if len(argv) == 3 and argv[0] == "compare":
         old, new = _load(argv[1]), _load(argv[2])
         diffs = differences(old, new)
-        for entry in old:
+        for entry in sorted(old.keys() | new.keys()):
             mine = [d for d in diffs if d.startswith(f"/{entry}/") or d.startswith(f"/{entry}:")]
-            print(f"{'same' if not mine else f'{len(mine)} differ'}: {entry}")
-            for d in mine[:20]:
+            settings = [d for d in mine if SETTING.search(d)]
+            numbers = [d for d in mine if d not in settings]
+            print(f"{entry}: {'same numbers' if not numbers else f'{len(numbers)} numbers differ'}"
+                  f"{f', {len(settings)} settings differ' if settings else ''}")
+            for d in (numbers[:10] + settings[:10]):
                 print("   ", d)
         return 1 if diffs else 0
     print(__doc__)

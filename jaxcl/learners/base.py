@@ -50,6 +50,9 @@ class Learner(Protocol):
     evaluation: str  # "accuracy" (higher is better) or "mse" (lower is better)
     evaluates_unseen: bool  # whether M[t, j] is evaluated for j > t too
     step_metrics: tuple[str, ...]  # the keys of train_step's metrics
+    # Optional: trains_first_apart (bool, default True): whether the first experience's
+    # train_step is a program of its own; run_options ({"epochs": ..., "batch_size": ...}): what
+    # a learner built for one run length expects, which the loop checks.
 
     def init(self, key: jax.Array, sample_x: jax.Array) -> PyTree: ...
 

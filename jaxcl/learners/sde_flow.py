@@ -88,6 +88,12 @@ class SdeFlowLearner:
         return cls(variant.static, num_tasks, steps, variant.weights)
 
     @property
+    def run_options(self) -> dict[str, int]:
+        """The epochs and minibatch size the annealing's ``K`` was computed for; the loop refuses
+        a run of other ones."""
+        return {"epochs": self.variant.epochs, "batch_size": self.variant.batch_size}
+
+    @property
     def _hnet(self):
         return hypernetwork(self.variant, self.num_tasks) if self.variant.is_hypernet else None
 

@@ -199,6 +199,11 @@ def train_seeds(
                          f"got {batch_size!r}")
     check_devices(devices, batch_size)
     _check_task_ids(learner, streams)
+    for name, value in getattr(learner, "run_options", {}).items():
+        given = {"epochs": epochs, "batch_size": batch_size}[name]
+        if given != value:
+            raise ValueError(f"{learner.name} was built for {name}={value!r} (e.g. its annealing "
+                             f"schedule), got {name}={given!r}; build it for this run")
     steps_in = resolve_steps_in(steps_in)
     if not (isinstance(checkpoint_epochs, int) and checkpoint_epochs >= 0):
         raise ValueError(f"checkpoint_epochs must be an integer >= 0, got {checkpoint_epochs!r}")

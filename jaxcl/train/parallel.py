@@ -1,7 +1,7 @@
 """Seeds and devices: S seeds as one vmapped program, and data parallelism over a device mesh.
 
-Both training loops (:mod:`jaxcl.train.loop` for the strategies, :mod:`jaxcl.learners.sde_flow` for the
-point autoencoders) run every seed of a run in one compiled program, :func:`over_seeds`, and on
+The loop (:mod:`jaxcl.train.loop`, for every learner) runs every seed of a run in one compiled
+program, :func:`over_seeds`, and on
 ``devices > 1`` shard each minibatch along a one-axis ``("data",)`` mesh (:func:`data_mesh`,
 :func:`shard_batch`) while states and data are replicated (:func:`replicate`). Outputs are
 replicated too and read from this host's copy (:func:`local`), so the same code runs on one CPU,

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_scale import ROOT, _build, _stream
+from test_parallel import ROOT, _build, _stream
 
 from jaxcl.io.checkpoints import RunCheckpoints
 from jaxcl.train.loop import NonFiniteError, train_stream
@@ -183,7 +183,7 @@ def test_cli_lists_runs_and_stops_non_zero_on_a_non_finite_loss(tmp_path, capsys
     # Each option says what it does and what it takes.
     for line in ("strategy labels: Naive, EWC, Frozen-k (k 0..4), LR-k (k 1..4)",
                  "normalisation: reference, batch, instance or running",
-                 "look-ahead order of HN-k: 1 or 2"):
+                 "look-ahead order of HN-k: 1, 2, or none"):
         assert line in " ".join(shown.split()), line
     assert "(default: None)" not in shown and shown.startswith("usage: jaxcl run split_benchmark")
     # Adam at lr 1e30 overflows the logits on the second step.
@@ -200,7 +200,7 @@ def test_cli_lists_runs_and_stops_non_zero_on_a_non_finite_loss(tmp_path, capsys
     (["--devices", "64"], r"devices must be in 1\.\.1 .*got 64"),
     (["--batch-size", "0"], "batch_size must be a positive integer"),
     (["--learning-rate", "-1"], "learning_rate must be > 0"),
-    (["--order", "3"], "order=3 is not one of"),
+    (["--order", "3"], "order must be one of 1, 2, none, got '3'"),
     (["--model", "resnet", "--strategies", "HN-5"], r"freeze depth k=5 is not one of"),
     (["--strategies", "LR-F"], r"'LR-F': the freeze depth must be a digit or F \(HN only\)"),
     (["--strategies", "LR-0"], "latent replay needs a frozen part"),

@@ -18,7 +18,7 @@ from jaxcl.learners import StrategyConfig, build_strategy
 from jaxcl.train.loop import train_seeds, train_stream
 from jaxcl.train.steps import resolve_steps_in
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 MLP = {"model": "mlp", "hidden": (16,), "batch_size": 16}
 # A run's programs: start, end, evaluation, and the epoch of the first and of later experiences:
 # on CPU (the "python" loop) their two steps and the epoch's minibatch plan, elsewhere two scans.

@@ -11,7 +11,8 @@ import pytest
 
 from jaxcl.data import load_benchmark
 from jaxcl.learners import StrategyConfig, build_strategy
-from jaxcl.train import loop as engine
+from jaxcl.learners.base import Classifier
+from jaxcl.train import programs
 from jaxcl.train import steps as training
 from jaxcl.train.loop import train_stream
 
@@ -148,7 +149,7 @@ def test_one_program_per_phase_whatever_the_number_of_experiences(steps_in):
     assert counts == [{"python": 6, "scan": 5}[steps_in]] * 2
 
 
-class _Classifier:
+class _Classifier(Classifier):
     """Class 1 when the example's mean exceeds a threshold: the minibatch's mean (``batch``, as a
     model normalising with batch statistics in evaluation) or 0 (per example)."""
 
@@ -168,7 +169,7 @@ def test_evaluation_reads_the_test_set_in_a_fixed_shuffled_order():
     x = jnp.broadcast_to((2.0 * y - 1.0)[:, None, None, None], (128, 2, 2, 1))
 
     def accuracy(model, index=0, size=64):
-        return float(engine._accuracy(model, size, None, x, y, jnp.int32(0), jnp.int32(index)))
+        return float(programs._evaluate(model, size, None, x, y, jnp.int32(0), jnp.int32(index)))
 
     assert accuracy(_Classifier(batch=False)) == 1.0
     assert accuracy(_Classifier(batch=True)) > 0.9  # sorted chunks would give 0.5

@@ -2,8 +2,8 @@
 (:func:`jaxcl.train.loop.train_seeds`): a run stopped inside a task resumes to the same numbers,
 a non-finite loss stops it, what the loop cannot run is refused before anything compiles, and
 the experiment resumes where a killed run left off. (Seeds vmapped against separate runs, a run
-killed after a task, programs shared by loss weights: ``test_sde_flow_loop.py``, whose compiled
-programs these tests share; the data-parallel run on 1 and 2 devices: ``test_scale.py``'s
+killed after a task, programs shared by loss weights: ``tests/train/test_loop_sde_flow.py``, whose compiled
+programs these tests share; the data-parallel run on 1 and 2 devices: ``tests/train/test_parallel.py``'s
 subprocess.)"""
 
 import dataclasses
@@ -13,8 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_resume import _events, interrupted_at
-from test_sde_flow_loop import (
+from test_loop_sde_flow import (
     KEYS,
     PROGRAMS,
     RUN,
@@ -24,6 +23,7 @@ from test_sde_flow_loop import (
     run,
     tasks,
 )
+from test_resume import _events, interrupted_at
 
 from jaxcl.io.checkpoints import CheckpointMismatchError, RunCheckpoints
 from jaxcl.train import loop
@@ -51,7 +51,8 @@ def test_a_run_stopped_inside_a_task_resumes_to_the_same_numbers(streams, tmp_pa
     with pytest.raises(CheckpointMismatchError, match="holds checkpoints of another run; it "
                                                       "differs in epochs: 2 in the checkpoint, "
                                                       "3 now"):
-        run(streams, checkpoints=RunCheckpoints(tmp_path), epochs=3)
+        run(streams, checkpoints=RunCheckpoints(tmp_path), epochs=3,
+            variant=dataclasses.replace(TINY, epochs=3))
 
 
 def test_a_non_finite_loss_stops_the_study_with_where_it_happened(streams, tmp_path):
@@ -160,7 +161,7 @@ def test_the_study_writes_every_file_and_resumes_where_a_killed_run_left_off(tmp
 def test_the_main_jobs_fingerprint_holds_every_option_and_the_data():
     """The main job's checkpoints carry every option that can change a number and the content
     hash of its tasks, so a rerun with another --noise (data) or --nll (loss) into an unfinished
-    run's folder is refused (the refusal itself: tests/test_resume.py)."""
+    run's folder is refused (the refusal itself: tests/train/test_resume.py)."""
     from experiments import sde_flow_forgetting as study
     from jaxcl.io.checkpoints import content_digest
 

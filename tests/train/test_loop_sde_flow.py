@@ -5,7 +5,7 @@ Its learner (:class:`jaxcl.learners.sde_flow.SdeFlowLearner`) goes through
 the two seeds run alone, a run killed after a task resumes from its checkpoint to bitwise-equal
 numbers, and variants that differ only in their loss weights share one set of compiled programs
 (the weights are traced, not baked in). The study's other scale tests (a run stopped inside a
-task, the NaN stop, the experiment's run folder and its resume) are in ``test_sde_flow_scale.py``,
+task, the NaN stop, the experiment's run folder and its resume) are in ``tests/train/test_sde_flow_run.py``,
 which shares this module's compiled programs.
 """
 
@@ -40,7 +40,7 @@ KEYS = (jax.random.key(5), jax.random.key(6))
 PROGRAMS = {"python": 5, "scan": 4}[resolve_steps_in("auto")]
 CACHES: dict[int, dict] = {1: {}, 2: {}}
 """Compiled programs by number of seeds, for the learners of TINY's shapes only (whatever its
-weights): shared by the tests here and in ``test_sde_flow_scale.py``, so each compiles once."""
+weights): shared by the tests here and in ``tests/train/test_sde_flow_run.py``, so each compiles once."""
 
 
 def learner(variant: Variant = TINY) -> SdeFlowLearner:
@@ -142,7 +142,7 @@ def test_a_run_killed_after_task_1_resumes_to_bitwise_equal_numbers(streams, pla
 
 def test_the_study_and_the_strategies_train_through_the_one_loop(streams, plain, tmp_path,
                                                                  monkeypatch):
-    from test_scale import _build, _stream
+    from test_parallel import _build, _stream
 
     from experiments import common
     from experiments import sde_flow_forgetting as study
@@ -199,3 +199,13 @@ def test_variants_differing_only_in_loss_weights_share_programs_yet_differ(strea
     # And the programs give the first variant its own numbers again, bitwise.
     again = train_stream(learner(), streams[0], key=KEYS[0], cache=cache, **RUN)
     assert_same_run(again, base)
+
+
+@pytest.mark.parametrize("option", ["epochs", "batch_size"])
+def test_a_run_of_another_length_than_the_learner_was_built_for_is_refused(option, monkeypatch):
+    """The annealing's ``K`` comes from the variant's epochs and minibatch: the loop refuses a
+    run of other ones before anything compiles."""
+    monkeypatch.setattr(jax, "jit", None)  # any compilation would fail with a TypeError
+    with pytest.raises(ValueError, match=rf"built for {option}={RUN[option]} \(.*\), got "
+                                         rf"{option}={RUN[option] - 1};"):
+        train_seeds(learner(), [tasks(0)], keys=[KEYS[0]], **{**RUN, option: RUN[option] - 1})

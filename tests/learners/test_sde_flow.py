@@ -2,7 +2,7 @@
 differences), the formulas, frozen parts that stay frozen, and the output regulariser that holds
 earlier tasks. Tasks are trained here through the learner's own functions
 (:class:`jaxcl.learners.sde_flow.SdeFlowLearner`), as the loop calls them; the loop itself:
-``test_sde_flow_loop.py``."""
+``tests/train/test_loop_sde_flow.py``."""
 
 import dataclasses
 
