@@ -37,7 +37,7 @@ import jax.numpy as jnp
 
 from jaxcl.data import load_benchmark
 from jaxcl.learners import StrategyConfig, build_strategy
-from jaxcl.train.loop import strategy_steps
+from jaxcl.train.programs import learner_steps
 from jaxcl.train.steps import LOOPS, minibatch_plan, take_minibatch
 from jaxcl.types import Batch
 
@@ -60,7 +60,7 @@ def time_epochs(strategy, state, exp, *, first: bool, args) -> dict[str, tuple[f
     bare = jax.jit(functools.partial(strategy.train_step, first=first)).lower(
         state, batches[0], task, keys[0]).compile()
     compile_s = {"bare": time.perf_counter() - start}
-    loops = {mode: LOOPS[mode](strategy_steps(strategy), batch_size=args.batch_size, seeds=1,
+    loops = {mode: LOOPS[mode](learner_steps(strategy), batch_size=args.batch_size, seeds=1,
                                static_argnames=["first"]) for mode in ("python", "scan")}
 
     def bare_epoch(s):
@@ -73,7 +73,7 @@ def time_epochs(strategy, state, exp, *, first: bool, args) -> dict[str, tuple[f
     run = {"bare": bare_epoch}
     for mode, loop in loops.items():
         run[mode] = functools.partial(loop, "train", data=_seed_axis(data), task_id=task,
-                                      key=key[None], first=first)
+                                      keys=key[None, None], first=first)
     states = {mode: state if mode == "bare" else _seed_axis(state) for mode in MODES}
     times = {mode: [] for mode in MODES}
     for mode in MODES:  # compiles the loops; the bare step is compiled: a first epoch

@@ -226,11 +226,15 @@ def finish_tables(out: pathlib.Path | None, *, config: Any, title: str, table: s
 
 
 def module_main(name: str, config_cls: type, quick: dict, run: Callable, doc: str) -> Callable:
-    """The ``main(argv)`` of an experiment module: parse, then ``run(config, out)``."""
+    """The ``main(argv)`` of an experiment module: parse, refuse an ``--out`` that holds a
+    finished run (:func:`jaxcl.io.run_folder.check_out`) before any work, then
+    ``run(config, out)``."""
     def main(argv: list[str] | None = None):
         config, out = parse_config(config_cls, argv, name=name,
                                    description=doc.splitlines()[0], quick=quick)
-        return run(config, out if out is not None else default_out(name))
+        out = out if out is not None else default_out(name)
+        run_folder.check_out(out)
+        return run(config, out)
     return main
 
 

@@ -29,7 +29,6 @@ from jaxcl.core.hypernet import (
     compression_table,
     parameter_report,
 )
-from jaxcl.io.run_folder import check_out
 from jaxcl.models import split_model
 
 NAME = "compression"
@@ -64,8 +63,6 @@ def total_params(hnet: Hypernetwork) -> int:
 
 
 def run(config: Config, out=None) -> dict:
-    if out is not None:
-        check_out(out)
     split = split_model("resnet", config.k, num_classes=config.num_classes, head=True,
                         nf=config.nf)
     x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)

@@ -28,20 +28,16 @@ from experiments.common import (
 )
 from jaxcl.io import plots
 from jaxcl.io.records import mean_std
-from jaxcl.io.run_folder import check_out
 
 NAME = "first_vs_second_order"
 Config = HypernetSettings
-PAPER_SETTING = {"benchmark": "split_cifar100", "num_tasks": 20, "classes_per_task": 5,
-                 **paper.TRAINING}
+PAPER_SETTING = paper.SPLIT_CIFAR100
 
 
 QUICK = {**QUICK_SETTINGS, "k": 1}
 
 
 def run(config: Config, out=None) -> dict:
-    if out is not None:
-        check_out(out)
     base = config.labels()[0]
     keys = {f"{base} order {o}": (base, o) for o in (1, 2)}
     strategies = {label: config.strategy(base, order=o) for label, (_, o) in keys.items()}

@@ -24,7 +24,6 @@ import numpy as np
 from experiments.common import QUICK_SETTINGS, RunSettings, markdown_table, module_main
 from jaxcl.data import SYNTHETIC
 from jaxcl.io import plots
-from jaxcl.io.run_folder import check_out
 
 NAME = "freeze_depth"
 
@@ -62,8 +61,6 @@ QUICK = {**QUICK_SETTINGS, "num_tasks": 2, "depths": (0, 1)}
 
 
 def run(config: Config, out=None) -> dict:
-    if out is not None:
-        check_out(out)
     strategies = {name: config.strategy(name) for name in config.labels()}
     records, steps = config.train(strategies, out)
     second = {name: [r["accuracy_matrix"][1][1] for r in rec["per_seed"]]

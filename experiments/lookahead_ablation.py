@@ -23,21 +23,17 @@ from experiments.common import (
     module_main,
 )
 from jaxcl.io.records import mean_std
-from jaxcl.io.run_folder import check_out
 from jaxcl.learners.hypernetwork import NO_LOOKAHEAD
 
 NAME = "lookahead_ablation"
 Config = HypernetSettings
-PAPER_SETTING = {"benchmark": "split_cifar100", "num_tasks": 20, "classes_per_task": 5,
-                 **paper.TRAINING, "order": 1, "seeds": 1}
+PAPER_SETTING = {**paper.SPLIT_CIFAR100, "order": 1, "seeds": 1}
 
 
 QUICK = {**QUICK_SETTINGS, "k": 1}
 
 
 def run(config: Config, out=None) -> dict:
-    if out is not None:
-        check_out(out)
     if config.order == NO_LOOKAHEAD:
         raise ValueError(f"--order {NO_LOOKAHEAD}: this module trains HN-k without look-ahead "
                          "beside HN-k with it; give the look-ahead order, 1 or 2")

@@ -30,7 +30,6 @@ import jax.numpy as jnp
 from experiments import paper
 from experiments.common import finish_tables, markdown_table, module_main
 from jaxcl.core.hypernet import count_params
-from jaxcl.io.run_folder import check_out
 from jaxcl.learners import StrategyConfig, build_strategy
 from jaxcl.models import FREEZE_DEPTHS
 
@@ -95,8 +94,6 @@ def shape_text(shape) -> str:
 
 
 def run(config: Config, out=None) -> dict:
-    if out is not None:
-        check_out(out)
     lr = {(b, k): latent_replay(k, config.nf, b) for b in config.benchmarks for k in config.depths}
     hn_configs = {k: StrategyConfig(strategy="hypernetwork", k=k, nf=config.nf,
                                     chunk_dim=config.chunk_dim) for k in config.depths}

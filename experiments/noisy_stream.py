@@ -24,7 +24,6 @@ from experiments import paper
 from experiments.common import QUICK_SETTINGS, RunSettings, markdown_table, module_main
 from jaxcl.data.transforms import NOISE_NAMES
 from jaxcl.io.records import mean_std
-from jaxcl.io.run_folder import check_out
 
 NAME = "noisy_stream"
 PAPER_SETTING = {"benchmark": "noisy_cifar", "classes_per_task": 5, "memory_size": 200,
@@ -44,8 +43,6 @@ QUICK = {**QUICK_SETTINGS, "num_tasks": 0, "k": 1}
 
 
 def run(config: Config, out=None) -> dict:
-    if out is not None:
-        check_out(out)
     strategies = {label: config.strategy(label) for label in config.labels()}
     records, steps = config.train(strategies, out)
     n = len(records[config.labels()[0]]["accuracy_matrix"])

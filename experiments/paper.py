@@ -140,6 +140,10 @@ TRAINING: dict[str, Any] = {"model": "resnet", "nf": 20, "epochs": 100, "batch_s
 """The training settings the paper states (Sec. 4, App. A) and its reference implementation
 uses, as :class:`experiments.common.RunSettings` values; each table adds its own."""
 
+SPLIT_CIFAR100 = {"benchmark": "split_cifar100", "num_tasks": 20, "classes_per_task": 5,
+                  **TRAINING}
+"""The setting of the paper's Split-CIFAR100 tables (20 experiences of 5 classes)."""
+
 
 def paper_cell(value: Cell, digits: int = 1, suffix: str = "") -> str:
     """One of the paper's cells as printed: ``(61.9, 1.7)`` -> ``"61.9 ± 1.7"``, ``1124081`` ->

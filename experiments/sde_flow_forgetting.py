@@ -56,7 +56,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from experiments.common import RunOptions, default_out, markdown_table, parse_config
+from experiments.common import RunOptions, markdown_table, module_main
 from jaxcl.core import metrics as cl_metrics
 from jaxcl.data.points import point_tasks
 from jaxcl.io import plots, run_folder
@@ -338,10 +338,7 @@ def run(config: Config, out) -> dict:
     return metrics
 
 
-def main(argv: list[str] | None = None) -> dict:
-    config, out = parse_config(Config, argv, name=NAME, description=__doc__.splitlines()[0],
-                               quick=QUICK)
-    return run(config, out if out is not None else default_out(NAME))
+main = module_main(NAME, Config, QUICK, run, __doc__)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import sys
 from experiments import paper
 from experiments.common import QUICK_SETTINGS, RunSettings, markdown_table, module_main
 from jaxcl.io.records import mean_std
-from jaxcl.io.run_folder import check_out
 
 NAME = "split_benchmark"
 PAPER_SETTING = {
@@ -45,8 +44,6 @@ QUICK = {**QUICK_SETTINGS, "strategies": ("Naive", "EWC", "LR-1", "HN-1", "HN-F"
 
 
 def run(config: Config, out=None) -> dict:
-    if out is not None:
-        check_out(out)
     records, steps = config.train({label: config.strategy(label) for label in config.strategies}, out)
     bench = paper.BENCHMARKS.get(config.benchmark)
     bench = bench if bench in paper.TABLE2 else None

@@ -7,9 +7,13 @@ Modules:
   core.regularizers: the output regulariser on hypernetwork outputs.
   models: the slim ResNet-18 and an MLP, split at freeze depth k into ``lower`` and ``upper``
     (``split_model``), the Hypernet-SDE-Flow autoencoder (models.sde_flow).
-  learners: the strategies behind one protocol; learners.hypernetwork is the
-    partial-hypernetwork learner HN-k (:class:`PartialHypernet`).
-  train: the one loop that drives every learner.
+  learners: every learner behind one protocol (learners.base.Learner): the strategies
+    (learners.hypernetwork is the partial-hypernetwork learner HN-k, :class:`PartialHypernet`)
+    and the Hypernet-SDE-Flow study's models (learners.sde_flow).
+  train: the one loop that drives every learner (train.loop.train_seeds).
+  data: benchmarks by name; io: checkpoints, run folders, event files, plots, progress bars.
+
+Arrows point one way: core <- models <- learners <- train <- io and the experiments.
 
 ``import jaxcl`` never imports TensorFlow; dataset loading lives behind the ``data`` extra.
 """

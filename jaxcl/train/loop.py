@@ -125,6 +125,16 @@ def _check_task_ids(learner: Learner, streams: Sequence[Sequence[Experience]]) -
                 f"{max(bad) + 1} tasks")
 
 
+def _epochs_this_call(per_call: int | None, epoch: int, epochs: int, checkpoint_every: int
+                      ) -> int:
+    """How many epochs the next call of the minibatch loop runs from ``epoch`` on: the loop's
+    ``epochs_per_call`` (``None``: all that are left), never past the next epoch checkpoint."""
+    n = epochs - epoch if per_call is None else per_call
+    if checkpoint_every:
+        n = min(n, checkpoint_every - epoch % checkpoint_every)
+    return min(n, epochs - epoch)
+
+
 def train_stream(learner: Learner, stream: Sequence[Experience], *, key: jax.Array,
                  **options) -> RunResult:
     """:func:`train_seeds` for one stream and one key."""
@@ -235,6 +245,9 @@ def train_seeds(
     compiled_at_start = programs.compile_s
     put = functools.partial(replicate, mesh=mesh)
     fold_in = jax.vmap(jax.random.fold_in, in_axes=(0, None))  # every seed's key with one value
+    # (seeds, epochs): every seed's key folded with each epoch's number
+    epoch_keys = jax.jit(jax.vmap(jax.vmap(jax.random.fold_in, in_axes=(None, 0)),
+                                  in_axes=(0, None)))
     first_apart = getattr(learner, "trains_first_apart", True)
 
     n = len(stream)
@@ -270,23 +283,27 @@ def train_seeds(
             if not resumed:
                 state = programs.begin(state, task, k_begin)
             report(ExperienceStarted(label, i, n, epochs * steps[i], epoch_from * steps[i]))
-            for e in range(epoch_from, epochs):
+            e = epoch_from
+            while e < epochs:
+                n = _epochs_this_call(programs.loop.epochs_per_call, e, epochs,
+                                      checkpoint_epochs if checkpoints is not None else 0)
                 state, metrics = programs.loop("train", state, data, task,
-                                               put(fold_in(k_train, e)),
+                                               put(epoch_keys(k_train, jnp.arange(e, e + n))),
                                                first=first_apart and i == 0)
                 metrics = local(metrics)
                 check_finite(metrics["loss"], experience=i, epoch=e, steps_per_epoch=steps[i])
                 at = offsets[i] + e * steps[i]
                 for name in names:
-                    record["logs"][name][:, at:at + steps[i]] = metrics[name]
-                report(EpochEnded(label, i, e, steps[i], metrics))
-                if (checkpoints is not None and checkpoint_epochs and e + 1 < epochs
-                        and (e + 1) % checkpoint_epochs == 0):
+                    record["logs"][name][:, at:at + n * steps[i]] = metrics[name]
+                e += n
+                report(EpochEnded(label, i, e - 1, n * steps[i], metrics))
+                if (checkpoints is not None and checkpoint_epochs and e < epochs
+                        and e % checkpoint_epochs == 0):
                     record["times"][i] = earlier_s + time.perf_counter() - start - (
                         programs.compile_s - compile_before)
-                    checkpoints.save(i, e, {**record, "state": state}, compile_s=compiled_s())
+                    checkpoints.save(i, e - 1, {**record, "state": state}, compile_s=compiled_s())
             if "consolidate" in programs.steps:
-                state, _ = programs.loop("consolidate", state, data, task, k_pass)
+                state, _ = programs.loop("consolidate", state, data, task, k_pass[:, None])
             state = programs.end(state, data, task, k_end)
             for j, other in enumerate(stream if learner.evaluates_unseen else stream[: i + 1]):
                 record["matrix"][:, i, j] = local(programs.evaluate(state, *put((

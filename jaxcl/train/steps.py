@@ -5,7 +5,7 @@ The experience's arrays stay on the device; each epoch is a fresh permutation of
 ``jax.random.split`` (:func:`minibatch_plan`). Two loops run the same steps on the same minibatches
 with the same keys; which one is a value, ``steps_in``:
 
-* ``"scan"`` (:class:`ScanLoop`): an epoch is one compiled ``jax.lax.scan``
+* ``"scan"`` (:class:`ScanLoop`): the epochs of a call are one compiled ``jax.lax.scan``
   (:func:`scan_minibatches`);
 * ``"python"`` (:class:`PythonLoop`): a Python loop over one compiled step, which takes the whole
   on-device experience, a minibatch's indices and its key and gathers the minibatch itself; one
@@ -138,31 +138,40 @@ def resolve_steps_in(steps_in: str) -> str:
 
 
 class ScanLoop:
-    """Epochs of named steps over an experience, each epoch one compiled ``jax.lax.scan``.
+    """Epochs of named steps over an experience, several epochs in one compiled ``jax.lax.scan``.
 
     ``steps`` maps a name to a :data:`TaskStep` ``step(state, batch, task_id, key, **static)`` of
-    one seed; ``loop(name, state, data, task_id, key, **static)`` runs one epoch of it over
-    ``data`` for every seed (:func:`jaxcl.train.parallel.over_seeds`: ``state``, ``data`` and ``key``
-    have a leading seed axis, ``task_id`` is shared) and returns the state and the per-step
-    metrics ``(seeds, steps)``. One program per name and value of the ``static_argnames``;
-    ``programs`` holds them (to count compilations); ``jit_options`` go to ``jax.jit``.
+    one seed; ``loop(name, state, data, task_id, keys, **static)`` runs one epoch of it over
+    ``data`` per epoch key, ``keys`` ``(seeds, epochs)``, for every seed
+    (:func:`jaxcl.train.parallel.over_seeds`: ``state``, ``data`` and ``keys`` have a leading
+    seed axis, ``task_id`` is shared), and returns the state and the per-step metrics ``(seeds,
+    epochs * steps)``. Each epoch is the scan of :func:`scan_minibatches`, inside an outer scan
+    over the epochs: one call, no host round trip between epochs (``epochs_per_call`` is
+    ``None``: as many as the caller gives). One program per name, number of epochs and value of
+    the ``static_argnames``; ``programs`` holds them (to count compilations); ``jit_options`` go
+    to ``jax.jit``.
     """
+
+    epochs_per_call: int | None = None
 
     def __init__(self, steps: Mapping[str, TaskStep], *, batch_size: int, seeds: int,
                  static_argnames: Sequence[str] = (), **jit_options):
-        def epoch(step, state, data, task_id, key, **static):
-            def one(s, d, t, k):
-                return scan_minibatches(lambda s, b, k: step(s, b, t, k, **static), s, d, k,
-                                        epochs=1, batch_size=batch_size)
-            return over_seeds(one, (0, 0, None, 0), seeds)(state, data, task_id, key)
+        def epochs(step, state, data, task_id, keys, **static):
+            def one(s, d, t, ks):
+                def epoch(s, k):
+                    return scan_minibatches(lambda s, b, k: step(s, b, t, k, **static), s, d,
+                                            k, epochs=1, batch_size=batch_size)
+                s, metrics = jax.lax.scan(epoch, s, ks)  # metrics: (epochs, steps)
+                return s, jax.tree.map(lambda m: m.reshape(-1, *m.shape[2:]), metrics)
+            return over_seeds(one, (0, 0, None, 0), seeds)(state, data, task_id, keys)
 
-        self.epochs = {name: CompiledPrograms(functools.partial(epoch, step), static_argnames,
+        self.epochs = {name: CompiledPrograms(functools.partial(epochs, step), static_argnames,
                                               **jit_options) for name, step in steps.items()}
         self.programs = tuple(self.epochs.values())
 
     def __call__(self, name: str, state: PyTree, data: Batch, task_id: jax.Array,
-                 key: jax.Array, **static) -> tuple[PyTree, dict[str, jax.Array]]:
-        return self.epochs[name](state, data, task_id, key, **static)
+                 keys: jax.Array, **static) -> tuple[PyTree, dict[str, jax.Array]]:
+        return self.epochs[name](state, data, task_id, keys, **static)
 
 
 class PythonLoop:
@@ -173,9 +182,12 @@ class PythonLoop:
     (:func:`minibatch_plan`, shared by all names), and each name's compiled step takes the whole
     experience, one minibatch's indices and its key, and gathers the minibatch on the device. The
     step donates the state it is given (the new state reuses its buffers), so the caller must not
-    read a state after passing it. The per-step metrics stay on the device until the epoch ends,
-    then are stacked into ``(seeds, steps)``: no device-to-host transfer per step.
+    read a state after passing it. The per-step metrics stay on the device until the call ends,
+    then are stacked into ``(seeds, epochs * steps)``: no device-to-host transfer per step. The
+    loop takes one epoch a call (``epochs_per_call``), so that the caller sees every epoch end.
     """
+
+    epochs_per_call: int | None = 1
 
     def __init__(self, steps: Mapping[str, TaskStep], *, batch_size: int, seeds: int,
                  static_argnames: Sequence[str] = (), **jit_options):
@@ -196,13 +208,15 @@ class PythonLoop:
         self.programs = (self.plan, *self.steps.values())
 
     def __call__(self, name: str, state: PyTree, data: Batch, task_id: jax.Array,
-                 key: jax.Array, **static) -> tuple[PyTree, dict[str, jax.Array]]:
-        plan, metrics = self.plan(key, num_examples=data.y.shape[1]), []
-        # Every step has the first one's signature: look its program up once an epoch.
-        step = self.steps[name].executable(state, data, task_id, *plan[0], **static)
-        for idx, k in plan:
-            state, m = step(state, data, task_id, idx, k)
-            metrics.append(m)
+                 keys: jax.Array, **static) -> tuple[PyTree, dict[str, jax.Array]]:
+        metrics = []
+        for e in range(keys.shape[1]):
+            plan = self.plan(keys[:, e], num_examples=data.y.shape[1])
+            # Every step has the first one's signature: look its program up once an epoch.
+            step = self.steps[name].executable(state, data, task_id, *plan[0], **static)
+            for idx, k in plan:
+                state, m = step(state, data, task_id, idx, k)
+                metrics.append(m)
         return state, jax.tree.map(lambda *m: jnp.stack(m, axis=1), *metrics)
 
 

@@ -6,6 +6,7 @@ import io
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from support import read_events
 
 from jaxcl.io.checkpoints import (
     CheckpointCorruptError,
@@ -109,22 +110,6 @@ def test_checkpoints_report_through_report_and_never_print(tmp_path, capsys):
     assert captured.out == "" and captured.err == ""
 
 
-def _scalars(folder):
-    """``{tag: [(step, value), ...]}`` of the event files in ``folder``."""
-    from tensorboardX.proto import event_pb2
-
-    out = {}
-    for path in folder.glob("events.out.tfevents.*"):
-        data, at = path.read_bytes(), 0
-        while at < len(data):  # record: length (8), its CRC (4), payload, its CRC (4)
-            length = int.from_bytes(data[at:at + 8], "little")
-            event = event_pb2.Event.FromString(data[at + 12:at + 12 + length])
-            at += 16 + length
-            for value in event.summary.value:
-                out.setdefault(value.tag, []).append((event.step, value.simple_value))
-    return {tag: sorted(values) for tag, values in out.items()}
-
-
 @pytest.mark.parametrize("evaluation", ["accuracy", "mse"])
 def test_one_event_writer_for_every_result(tmp_path, evaluation):
     """Every logged metric but ``experience`` as ``train/<name>``; the matrix per its evaluation
@@ -138,7 +123,7 @@ def test_one_event_writer_for_every_result(tmp_path, evaluation):
         matrix=matrix, evaluation=evaluation, time_per_experience=[1.0, 2.0], compile_s=3.0,
         step_metrics={"experience": np.array([0, 0, 1]), "loss": np.array([3.0, 2.0, 1.0]),
                       "nll": np.array([0.5, 0.25, 0.125])})
-    events = _scalars(write_events(tmp_path / "seed_0", result))
+    events = read_events(write_events(tmp_path / "seed_0", result))
     metric, mean = ("accuracy", "aca") if evaluation == "accuracy" else ("mse", "mean_mse")
     assert events["train/loss"] == [(0, 3.0), (1, 2.0), (2, 1.0)]
     assert events["train/nll"] == [(0, 0.5), (1, 0.25), (2, 0.125)]

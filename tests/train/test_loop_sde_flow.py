@@ -142,7 +142,7 @@ def test_a_run_killed_after_task_1_resumes_to_bitwise_equal_numbers(streams, pla
 
 def test_the_study_and_the_strategies_train_through_the_one_loop(streams, plain, tmp_path,
                                                                  monkeypatch):
-    from test_parallel import _build, _stream
+    from support import build, tiny_stream
 
     from experiments import common
     from experiments import sde_flow_forgetting as study
@@ -156,8 +156,8 @@ def test_the_study_and_the_strategies_train_through_the_one_loop(streams, plain,
     assert importlib.util.find_spec("jaxcl.sde_flow_cl") is None
 
     # A strategy and the SDE learner through the same function, to the same kind of result.
-    stream = _stream(num_tasks=2)
-    strategy = loop.train_seeds(_build("Naive", stream), [stream], keys=[jax.random.key(0)],
+    stream = tiny_stream(num_tasks=2)
+    strategy = loop.train_seeds(build("Naive", stream), [stream], keys=[jax.random.key(0)],
                                 epochs=1, batch_size=16)[0]
     for result, evaluation in ((strategy, "accuracy"), (plain[0], "mse")):
         assert type(result) is RunResult and result.evaluation == evaluation

@@ -4,7 +4,6 @@ vmapped in one program. (Checkpoints, resume, non-finite stops and the command l
 
 import json
 import os
-import pathlib
 import subprocess
 import sys
 import textwrap
@@ -12,35 +11,25 @@ import textwrap
 import jax
 import numpy as np
 import pytest
+from support import MLP, ROOT, build, tiny_stream
 
 from jaxcl.data import load_benchmark
-from jaxcl.learners import StrategyConfig, build_strategy
+from jaxcl.learners import StrategyConfig
 from jaxcl.train.loop import train_seeds, train_stream
 from jaxcl.train.steps import resolve_steps_in
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-MLP = {"model": "mlp", "hidden": (16,), "batch_size": 16}
 # A run's programs: start, end, evaluation, and the epoch of the first and of later experiences:
 # on CPU (the "python" loop) their two steps and the epoch's minibatch plan, elsewhere two scans.
 PROGRAMS = {"python": 6, "scan": 5}[resolve_steps_in("auto")]
-
-
-def _stream(seed=0, num_tasks=3):
-    return load_benchmark("synthetic", seed=seed, num_tasks=num_tasks, classes_per_task=2,
-                          image_size=6, train_per_class=32, test_per_class=16, noise=1.5)
-
-
-def _build(label, stream, **settings):
-    config = StrategyConfig.from_label(label, **{**MLP, **settings})
-    return build_strategy(config, num_tasks=len(stream), classes_per_task=2,
-                          sample_x=stream[0].x_train[:16])
 
 
 def test_data_parallel_on_1_2_8_devices_gives_the_same_run_and_shards_the_batch():
     """Eight simulated CPU devices in a subprocess (the flag must precede JAX's start)."""
     script = textwrap.dedent("""
         import json, jax, numpy as np
-        from jaxcl.data import load_benchmark
+        from support import MLP, ROOT, build, tiny_stream
+
+from jaxcl.data import load_benchmark
         from jaxcl.train.loop import train_seeds
         from jaxcl.learners import StrategyConfig, build_strategy
 
@@ -114,9 +103,9 @@ def test_data_parallel_on_1_2_8_devices_gives_the_same_run_and_shards_the_batch(
 
 
 def test_vmapped_seeds_equal_separate_runs_seed_by_seed():
-    streams = [_stream(seed, num_tasks=2) for seed in (0, 1)]
+    streams = [tiny_stream(seed, num_tasks=2) for seed in (0, 1)]
     keys = [jax.random.key(seed) for seed in (0, 1)]
-    strategy = _build("HN-1", streams[0], order=1)  # order 2 vmapped: the data-parallel test
+    strategy = build("HN-1", streams[0], order=1)  # order 2 vmapped: the data-parallel test
     together = train_seeds(strategy, streams, keys=keys, epochs=2, batch_size=16)
     assert together[0].compilations == PROGRAMS  # both seeds in the same programs
     for stream, key, joint in zip(streams, keys, together):
@@ -128,8 +117,8 @@ def test_vmapped_seeds_equal_separate_runs_seed_by_seed():
 
 
 def test_engine_refuses_streams_and_devices_it_cannot_run():
-    a, b = _stream(0), _stream(0, num_tasks=2)
-    strategy = _build("Naive", a)
+    a, b = tiny_stream(0), tiny_stream(0, num_tasks=2)
+    strategy = build("Naive", a)
     with pytest.raises(ValueError, match="stream 1 differs from stream 0"):
         train_seeds(strategy, [a, b], keys=[jax.random.key(0)] * 2, epochs=1, batch_size=16)
     with pytest.raises(ValueError, match=r"devices must be in 1\.\.1 .* got 4"):

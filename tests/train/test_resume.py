@@ -2,9 +2,7 @@
 SIGKILL), runs that stop loudly on non-finite losses, the command line and its refusals, and
 TensorBoard logs that hold the run."""
 
-import contextlib
 import os
-import pathlib
 import re
 import subprocess
 import sys
@@ -14,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_parallel import ROOT, _build, _stream
+from support import ROOT, build, interrupted_at, read_events, tiny_stream
 
 from jaxcl.io.checkpoints import RunCheckpoints
 from jaxcl.train.loop import NonFiniteError, train_stream
@@ -35,27 +33,9 @@ class _PoisonExperience:
         return state, {**metrics, "loss": metrics["loss"] + poison}
 
 
-@contextlib.contextmanager
-def interrupted_at(monkeypatch, module, *, experience, epoch):
-    """Inside the block, ``module``'s loop is interrupted when it checks the loss of
-    (``experience``, ``epoch``): after the checkpoint of the epoch before, as by a kill. The
-    block must be interrupted; after it the loop runs as before."""
-    checked = module.check_finite
-
-    def crash(loss, **where):
-        if (where["experience"], where["epoch"]) == (experience, epoch):
-            raise KeyboardInterrupt
-        checked(loss, **where)
-
-    monkeypatch.setattr(module, "check_finite", crash)
-    with pytest.raises(KeyboardInterrupt):
-        yield
-    monkeypatch.setattr(module, "check_finite", checked)
-
-
 def test_non_finite_loss_stops_with_where_and_keeps_the_last_checkpoint(tmp_path):
-    stream = _stream()
-    strategy = _PoisonExperience(_build("Naive", stream), bad=1)
+    stream = tiny_stream()
+    strategy = _PoisonExperience(build("Naive", stream), bad=1)
     with pytest.raises(NonFiniteError, match=r"experience 1, epoch 0, step 0 of 4 \(seed index 0\)"):
         train_stream(strategy, stream, key=jax.random.key(0), epochs=1, batch_size=16,
                      checkpoints=RunCheckpoints(tmp_path / "ckpt"))
@@ -63,8 +43,8 @@ def test_non_finite_loss_stops_with_where_and_keeps_the_last_checkpoint(tmp_path
 
 
 def test_engine_resumes_from_a_checkpoint_to_the_same_numbers(tmp_path):
-    stream = _stream()
-    strategy = _build("HN-1", stream, order=1)
+    stream = tiny_stream()
+    strategy = build("HN-1", stream, order=1)
     kw = {"key": jax.random.key(0), "epochs": 2, "batch_size": 16, "run_name": "HN-1 order 1"}
     plain = train_stream(strategy, stream, **kw)
     # Stop after experience 1 by poisoning experience 2, then resume with the healthy strategy.
@@ -84,8 +64,8 @@ def test_engine_resumes_from_a_checkpoint_to_the_same_numbers(tmp_path):
 def test_engine_resumes_inside_an_experience_from_an_epoch_checkpoint(tmp_path, monkeypatch):
     from jaxcl.train import loop as engine
 
-    stream = _stream(num_tasks=2)
-    strategy = _build("HN-1", stream, order=1)
+    stream = tiny_stream(num_tasks=2)
+    strategy = build("HN-1", stream, order=1)
     kw = {"key": jax.random.key(0), "epochs": 3, "batch_size": 16, "checkpoint_epochs": 1}
     plain = train_stream(strategy, stream, **kw)
     with interrupted_at(monkeypatch, engine, experience=1, epoch=1):
@@ -134,28 +114,12 @@ def test_a_killed_run_resumes_and_ends_with_the_same_results(tmp_path):
     assert not (out / "checkpoints").exists() and not (tmp_path / "plain" / "checkpoints").exists()
 
 
-def _events(folder: pathlib.Path) -> dict[str, list[tuple[int, float]]]:
-    """Scalars of the TFRecord event files in ``folder``: ``{tag: [(step, value), ...]}``."""
-    from tensorboardX.proto import event_pb2
-
-    out: dict[str, list[tuple[int, float]]] = {}
-    for path in folder.glob("events.out.tfevents.*"):
-        data, at = path.read_bytes(), 0
-        while at < len(data):  # record: length (8), its CRC (4), payload, its CRC (4)
-            length = int.from_bytes(data[at:at + 8], "little")
-            event = event_pb2.Event.FromString(data[at + 12:at + 12 + length])
-            at += 16 + length
-            for value in event.summary.value:
-                out.setdefault(value.tag, []).append((event.step, value.simple_value))
-    return out
-
-
 def test_tensorboard_event_files_hold_the_run(tmp_path):
     from experiments import split_benchmark
 
     metrics = split_benchmark.main(["--quick", "--strategies", "Naive", "--tensorboard",
                                     "--out", str(tmp_path / "run")])
-    events = _events(tmp_path / "run" / "tensorboard" / "Naive" / "seed_0")
+    events = read_events(tmp_path / "run" / "tensorboard" / "Naive" / "seed_0")
     matrix = np.asarray(metrics["strategies"]["Naive"]["accuracy_matrix"])
     losses = [v for _, v in sorted(events["train/loss"])]
     steps = (tmp_path / "run" / "steps.csv").read_text().splitlines()[1:]
@@ -230,8 +194,8 @@ def test_bad_run_options_are_refused_before_any_work(argv, message, tmp_path, ca
 @pytest.mark.parametrize("label", ["HN-1", "Naive", "LR-1"])
 def test_more_tasks_than_the_strategy_holds_are_refused_before_training(label, monkeypatch):
     """Past the embedding table's (or the heads') last row a traced gather would clamp."""
-    stream = _stream(num_tasks=3)
-    strategy = _build(label, stream[:2])  # holds tasks 0 and 1 only
+    stream = tiny_stream(num_tasks=3)
+    strategy = build(label, stream[:2])  # holds tasks 0 and 1 only
     assert strategy.num_tasks == 2
     monkeypatch.setattr(jax, "jit", None)  # any compilation would fail with a TypeError
     with pytest.raises(ValueError, match=r"task ids \[2\] but \S+ holds 2 tasks \(ids 0\.\.1"):

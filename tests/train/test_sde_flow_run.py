@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from support import interrupted_at, read_events
 from test_loop_sde_flow import (
     KEYS,
     PROGRAMS,
@@ -23,7 +24,6 @@ from test_loop_sde_flow import (
     run,
     tasks,
 )
-from test_resume import _events, interrupted_at
 
 from jaxcl.io.checkpoints import CheckpointMismatchError, RunCheckpoints
 from jaxcl.train import loop
@@ -121,7 +121,7 @@ def test_the_study_writes_every_file_and_resumes_where_a_killed_run_left_off(tmp
         assert all(v == "" or float(v) == float(v) for v in row[1:]), row  # numbers or empty
         assert float(cells["forgetting_t0"]) == pytest.approx(saved[row[0]]["forgetting_t0"])
     assert dict(zip(header, rows[0]))["forgetting_t0_study"] == "0.0016"  # the study's MLP
-    events = _events(plain_out / "tensorboard" / "hypernet_sde_flow" / "seed_1")
+    events = read_events(plain_out / "tensorboard" / "hypernet_sde_flow" / "seed_1")
     matrix = np.asarray(saved["hypernet_sde_flow"]["per_seed"][1]["mse_matrix"])
     np.testing.assert_allclose([v for _, v in sorted(events["eval/mse_exp_0"])], matrix[:, 0],
                                rtol=1e-6)
