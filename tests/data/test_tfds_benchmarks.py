@@ -16,6 +16,11 @@ from jaxcl.data import tfds_builders as builders
 FIRST_TRAIN_LABELS = [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
 
 
+ARRAYS: dict = {}
+"""The module's cache of TFDS arrays (``load_benchmark(..., cache=ARRAYS)``): the tests that only
+need the prepared Fashion-MNIST read it once."""
+
+
 @pytest.fixture(scope="module")
 def fashion(tmp_path_factory):
     """Fashion-MNIST prepared through TFDS from the Debian package's files, once per module."""
@@ -25,7 +30,7 @@ def fashion(tmp_path_factory):
         "apt-get install dataset-fashion-mnist (.ci/run does)")
     data_dir = tmp_path_factory.mktemp("tfds")
     stream = tb.load_benchmark("split_fashion_mnist", seed=0, data_dir=str(data_dir),
-                               manual_dir=str(builders.DEBIAN_FASHION_MNIST))
+                               manual_dir=str(builders.DEBIAN_FASHION_MNIST), cache=ARRAYS)
     return data_dir, stream
 
 
@@ -381,7 +386,7 @@ def test_fashion_mnist_at_32x32x3_and_fewer_images_per_class(fashion):
     benchmark for a small machine (at most N images per class, drawn from the seed)."""
     data_dir, full = fashion
     kw = dict(data_dir=str(data_dir), manual_dir=str(builders.DEBIAN_FASHION_MNIST), rgb32=True,
-              train_per_class=30, test_per_class=10)
+              train_per_class=30, test_per_class=10, cache=ARRAYS)
     stream = tb.load_benchmark("split_fashion_mnist", seed=0, **kw)
     assert [e.classes for e in stream] == [e.classes for e in full]
     for exp in stream:

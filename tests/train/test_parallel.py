@@ -27,9 +27,7 @@ def test_data_parallel_on_1_2_8_devices_gives_the_same_run_and_shards_the_batch(
     """Eight simulated CPU devices in a subprocess (the flag must precede JAX's start)."""
     script = textwrap.dedent("""
         import json, jax, numpy as np
-        from support import MLP, ROOT, build, tiny_stream
-
-from jaxcl.data import load_benchmark
+        from jaxcl.data import load_benchmark
         from jaxcl.train.loop import train_seeds
         from jaxcl.learners import StrategyConfig, build_strategy
 
