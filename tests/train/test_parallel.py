@@ -69,8 +69,7 @@ def test_data_parallel_on_1_2_8_devices_gives_the_same_run_and_shards_the_batch(
         variant = Variant(
             model=SdeFlowConfig(hidden=(8,), flow_layers=2, flow_hidden=(8,), sde_hidden=(8,),
                                 sde_steps=2),
-            embedding_dim=4, hnet_hidden=(8,), epochs=2, batch_size=8, memory_per_task=4,
-            shared="frozen", order=1)
+            embedding_dim=4, hnet_hidden=(8,), epochs=2, batch_size=8, memory_per_task=4)
         tasks = point_tasks(jax.random.key(0), num_tasks=2, train_per_task=16, test_per_task=8)
         sde_seen, out["sde"] = {}, {}
         for devices in (1, 2):  # the strategy's run above covers 8
