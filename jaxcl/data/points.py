@@ -22,6 +22,7 @@ of one PRNG key: the same key gives the same points.
 from __future__ import annotations
 
 from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 

@@ -39,7 +39,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcl.data.tfds_builders import FASHION_MNIST_FILES, GTSRB_ZIPS, TINY_IMAGENET_ZIP, tfds
+from jaxcl.data.tfds_builders import (
+    FASHION_MNIST_FILES,
+    GTSRB_ZIPS,
+    TINY_IMAGENET_ZIP,
+    tfds,
+)
 from jaxcl.types import Experience
 
 

@@ -21,9 +21,12 @@ Nothing here prints: the lines a run's owner may want to see go to its ``report`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import pathlib
+import signal
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +47,29 @@ class CheckpointCorruptError(OSError):
 
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during a checkpointed run: its message says what is kept and how to go on."""
+
+
+@contextlib.contextmanager
+def _interrupt_after():
+    """A Ctrl-C (SIGINT) while a checkpoint is written takes effect once it is written.
+
+    Orbax's ``CheckpointManager.wait_until_finished`` catches ``BaseException``: a
+    ``KeyboardInterrupt`` raised while it waits would be logged and swallowed, the checkpoint
+    being written deleted, and the run would go on as if never interrupted. Inside this block
+    SIGINT is only recorded (in the main thread, where Python delivers it); after it, a recorded
+    one raises ``KeyboardInterrupt``.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 class RunCheckpoints:
@@ -114,10 +140,11 @@ class RunCheckpoints:
         meta = {"experience": experience, "epoch": epoch, "compile_s": compile_s,
                 "fingerprint": self.fingerprint}
         manager = self._open()
-        manager.save(experience * self.epochs + epoch, args=ocp.args.Composite(
-            tree=ocp.args.StandardSave(record), meta=ocp.args.JsonSave(meta)))
-        manager.wait_until_finished()
-        self.saved = (experience, epoch)
+        with _interrupt_after():
+            manager.save(experience * self.epochs + epoch, args=ocp.args.Composite(
+                tree=ocp.args.StandardSave(record), meta=ocp.args.JsonSave(meta)))
+            manager.wait_until_finished()
+            self.saved = (experience, epoch)
 
     def interrupted(self) -> RunInterrupted:
         """The one-line report of a Ctrl-C: where the run's checkpoint is, how to resume."""

@@ -32,7 +32,6 @@ import numpy as np
 from jaxcl.io import plots
 from jaxcl.io.records import SCHEMA
 
-
 CHECKPOINTS = "checkpoints"
 """The folder inside ``--out`` where a run keeps its checkpoints (:mod:`jaxcl.io.checkpoints`)."""
 

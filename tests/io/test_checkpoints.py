@@ -1,0 +1,39 @@
+"""A Ctrl-C while a checkpoint is written stops the run once it is written, never lost.
+
+Orbax's ``wait_until_finished`` catches ``BaseException``: a SIGINT delivered while it waits
+would be logged and swallowed, and the run would finish as if never interrupted (seen on CI:
+``test_sigint_mid_run...`` ended with status 0). :class:`jaxcl.io.checkpoints.RunCheckpoints`
+holds the signal until the checkpoint is on disk, then raises.
+"""
+
+import os
+import signal
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxcl.io.checkpoints import RunCheckpoints
+
+RECORD = {"state": {"w": jnp.arange(3.0)}, "times": np.zeros(2)}
+
+
+def test_a_sigint_during_a_save_is_raised_after_the_checkpoint_is_written(tmp_path):
+    saver = RunCheckpoints(tmp_path / "run")
+    saver.resume({"run": "x"}, RECORD, epochs=2)
+    manager = saver._open()
+    save = manager.save
+
+    def interrupted_save(*args, **kwargs):  # the signal comes in the middle of the save
+        os.kill(os.getpid(), signal.SIGINT)
+        return save(*args, **kwargs)
+
+    manager.save = interrupted_save
+    with pytest.raises(KeyboardInterrupt):
+        saver.save(0, 1, RECORD, compile_s=1.0)
+    manager.save = save
+    saver.close()
+    assert saver.saved == (0, 1) and "after experience 0, epoch 1" in str(saver.interrupted())
+    restored, after, _ = RunCheckpoints(tmp_path / "run").resume({"run": "x"}, RECORD, epochs=2)
+    assert after == (1, 0)  # the checkpoint of (0, 1) is there
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
