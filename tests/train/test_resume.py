@@ -406,8 +406,11 @@ def test_sigint_mid_run_ends_in_one_line_with_status_130_and_the_rerun_resumes(t
     command = [sys.executable, "-m", "experiments.split_benchmark", "--quick", "--strategies",
                "HN-1", "--order", "1", "--epochs", "100", "--no-progress", "--out", str(out)]
     env = {**os.environ, "JAX_THREEFRY_PARTITIONABLE": str(jax.config.jax_threefry_partitionable)}
+    # SIGINT as a terminal sends it, even if this test runs in the background of a shell (whose
+    # children ignore SIGINT from birth, and Python then installs no handler for it).
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     target = out / "checkpoints" / "HN-1-seeds-0"
     deadline = time.monotonic() + 300
     while not (target.is_dir() and any(p.name.isdigit() for p in target.iterdir())):
