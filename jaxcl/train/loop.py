@@ -7,7 +7,8 @@ each, filling one row of the evaluation matrix (accuracy, or test MSE: the learn
 seeds' streams train as one vmapped program, on one device or data-parallel over many
 (:mod:`jaxcl.train.parallel`). An epoch runs the learner's compiled step over shuffled
 minibatches in one of two loops, a value (``steps_in``, :mod:`jaxcl.train.steps`): one compiled
-``jax.lax.scan`` per epoch (``"scan"``, GPU and TPU), or a Python loop over the compiled step
+``jax.lax.scan`` over the epochs up to the next epoch checkpoint (``"scan"``, GPU and TPU), or a
+Python loop over the compiled step
 (``"python"``, CPU, where a convolution's gradient inside an XLA loop is 20-45x slower); both
 train the same minibatches with the same keys. Every program is compiled ahead of time, once per
 input shape (:mod:`jaxcl.train.programs`), and its compile time is reported apart from the
@@ -188,7 +189,7 @@ def train_seeds(
         data's content hash; a refusal names each entry that differs).
       steps_in: the loop over an epoch's minibatches (:mod:`jaxcl.train.steps`): ``"python"``
         (a Python loop over one compiled step per phase), ``"scan"`` (one compiled
-        ``jax.lax.scan`` per epoch) or ``"auto"``, ``"python"`` on CPU and ``"scan"``
+        ``jax.lax.scan`` over the epochs up to the next epoch checkpoint) or ``"auto"``, ``"python"`` on CPU and ``"scan"``
         elsewhere. Both train the same minibatches with the same keys.
       cache: a dict in which learners that compare equal share their compiled programs
         (:meth:`jaxcl.train.programs.LoopPrograms.cached`); ``None``: fresh programs.
@@ -285,18 +286,18 @@ def train_seeds(
             report(ExperienceStarted(label, i, n, epochs * steps[i], epoch_from * steps[i]))
             e = epoch_from
             while e < epochs:
-                n = _epochs_this_call(programs.loop.epochs_per_call, e, epochs,
+                span = _epochs_this_call(programs.loop.epochs_per_call, e, epochs,
                                       checkpoint_epochs if checkpoints is not None else 0)
                 state, metrics = programs.loop("train", state, data, task,
-                                               put(epoch_keys(k_train, jnp.arange(e, e + n))),
+                                               put(epoch_keys(k_train, jnp.arange(e, e + span))),
                                                first=first_apart and i == 0)
                 metrics = local(metrics)
                 check_finite(metrics["loss"], experience=i, epoch=e, steps_per_epoch=steps[i])
                 at = offsets[i] + e * steps[i]
                 for name in names:
-                    record["logs"][name][:, at:at + n * steps[i]] = metrics[name]
-                e += n
-                report(EpochEnded(label, i, e - 1, n * steps[i], metrics))
+                    record["logs"][name][:, at:at + span * steps[i]] = metrics[name]
+                e += span
+                report(EpochEnded(label, i, e - 1, span * steps[i], metrics))
                 if (checkpoints is not None and checkpoint_epochs and e < epochs
                         and e % checkpoint_epochs == 0):
                     record["times"][i] = earlier_s + time.perf_counter() - start - (

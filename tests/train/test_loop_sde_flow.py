@@ -123,12 +123,17 @@ class Killed(Exception):
 def test_a_run_killed_after_task_1_resumes_to_bitwise_equal_numbers(streams, plain, tmp_path):
     folder = tmp_path / "checkpoints"
 
+    seen = []
+
     def kill_after_task_1(event):
+        seen.append(event)
         if isinstance(event, ExperienceEnded) and event.experience == 1:
             raise Killed
 
     with pytest.raises(Killed):
         run(streams, checkpoints=RunCheckpoints(folder), on_event=kill_after_task_1)
+    started = [e for e in seen if isinstance(e, ExperienceStarted)]
+    assert [(e.experience, e.experiences) for e in started] == [(0, NUM_TASKS), (1, NUM_TASKS)]
     # Checkpoints after task 0 and task 1 (position: task * epochs + last epoch).
     assert sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) == [1, 3]
     events = []
