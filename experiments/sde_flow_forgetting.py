@@ -182,10 +182,11 @@ QUICK = {"epochs": 3, "train_per_task": 40, "test_per_task": 20, "batch_size": 2
 def _record(runs: list[tuple[int, RunResult]]) -> dict[str, Any]:
     per_seed = [{"seed": s, "mse_matrix": r.matrix.tolist(), **cl_metrics.error_summary(r.matrix)}
                 for s, r in runs]
+    scalars = [{**p, "time_s": r.time_s, "compile_s": r.compile_s}
+               for p, (_, r) in zip(per_seed, runs)]
     out: dict[str, Any] = {"mse_matrix": np.mean([r.matrix for _, r in runs], axis=0).tolist()}
     for name in ("forgetting_t0", "mean_forgetting", "time_s", "compile_s"):
-        values = np.array([p[name] for p in per_seed] if name in per_seed[0] else
-                          [getattr(r, name) for _, r in runs], dtype=float)
+        values = np.array([row[name] for row in scalars], dtype=float)
         out[name], out[f"{name}_std"] = float(values.mean()), float(values.std())
     out["per_seed"] = per_seed
     return out

@@ -29,7 +29,9 @@ class ExperienceStarted(NamedTuple):
 
 
 class EpochEnded(NamedTuple):
-    """An epoch of ``steps`` steps ended; ``metrics[name]`` is ``(seeds, steps)``."""
+    """A call of the minibatch loop ended at epoch ``epoch`` (one epoch, or with the scan
+    several, up to the next epoch checkpoint) after ``steps`` steps; ``metrics[name]`` is
+    ``(seeds, steps)``."""
 
     label: str
     experience: int
