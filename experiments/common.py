@@ -16,7 +16,7 @@ from typing import Any
 import jax
 
 from jaxcl.data.augment import random_crop_flip
-from jaxcl.io import run_folder
+from jaxcl.io import compile_cache, run_folder
 from jaxcl.io.checkpoints import RunCheckpoints, content_digest
 from jaxcl.io.event_logs import summary_writer
 from jaxcl.io.progress import ProgressBar
@@ -234,6 +234,8 @@ def module_main(name: str, config_cls: type, quick: dict, run: Callable, doc: st
                                    description=doc.splitlines()[0], quick=quick)
         out = out if out is not None else default_out(name)
         run_folder.check_out(out)
+        if isinstance(config, RunOptions):
+            config.use_compile_cache()
         return run(config, out)
     return main
 
@@ -265,6 +267,10 @@ class RunOptions:
         "tensorboard": "also write TensorBoard event files in OUT/tensorboard",
         "progress": "progress bars",
         "steps_in": "python, scan or auto",
+        "compile_cache": "keep compiled programs on disk and load them in later runs "
+                         "(JAX's persistent compilation cache; the numbers are the same)",
+        "compile_cache_dir": "the cache's folder; empty: $JAXCL_COMPILE_CACHE, else "
+                             "~/.cache/jaxcl/jax",
     }
     """One line per option for ``--help``: what it does and what values it takes."""
 
@@ -275,9 +281,11 @@ class RunOptions:
     """``--help`` notes beside the defaults."""
 
     NO_EFFECT: typing.ClassVar[tuple[str, ...]] = (
-        "checkpoint_epochs", "keep_checkpoints", "tensorboard", "progress")
+        "checkpoint_epochs", "keep_checkpoints", "tensorboard", "progress", "compile_cache",
+        "compile_cache_dir")
     """Settings that cannot change a number: how often checkpoints are taken (a resumed run ends
-    bitwise equal to an uninterrupted one), event files and progress bars."""
+    bitwise equal to an uninterrupted one), event files, progress bars and the compilation
+    cache (a cached program is the program the compiler builds)."""
 
     seeds: tuple[int, ...] = (0,)
     epochs: int = 1
@@ -289,6 +297,8 @@ class RunOptions:
     tensorboard: bool = False
     progress: bool = True
     steps_in: str = "auto"
+    compile_cache: bool = True
+    compile_cache_dir: str = ""
 
     def __post_init__(self):
         if not self.seeds:
@@ -317,6 +327,14 @@ class RunOptions:
         checkpoint's fingerprint, so that resuming another run's checkpoints is refused."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if f.name not in self.NO_EFFECT}
+
+    def use_compile_cache(self) -> None:
+        """JAX's persistent compilation cache on (in ``compile_cache_dir``) or off, as asked
+        (:mod:`jaxcl.io.compile_cache`); before anything compiles."""
+        if self.compile_cache:
+            compile_cache.enable(self.compile_cache_dir or None)
+        else:
+            compile_cache.disable()
 
     def on_event(self, label_lines: Callable | None = None) -> Callable:
         """What the loop reports to: a progress bar when ``progress``, then ``label_lines``."""

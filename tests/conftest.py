@@ -1,10 +1,15 @@
 """Shared fixtures: explicit PRNG keys, float64 scoped to one test, loud broadcasting."""
 
 import os
+import tempfile
 
 # The tests compile many small programs and run each briefly: XLA's backend optimisations cost
 # more compile time than they save. Set before JAX starts its backend.
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+# The experiments switch JAX's persistent compilation cache on: the tests keep theirs out of the
+# user's, in one folder per test run that its xdist workers share.
+os.environ.setdefault("JAXCL_COMPILE_CACHE", os.path.join(
+    tempfile.gettempdir(), f"jaxcl-test-cache-{os.environ.get('PYTEST_XDIST_TESTRUNUID', os.getpid())}"))
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -222,7 +222,7 @@ def _per_example_parts(variant: Variant) -> tuple[str, ...]:
     return ("encoder", "decoder")
 
 
-def reconstruct_tasks(variant: Variant, thetas, x, task_ids, key, adjoint="checkpoint"):
+def reconstruct_tasks(variant: Variant, thetas, x, task_ids, key, adjoint="scan"):
     """``(x_hat, z0)`` for points ``x`` ``(n, d)`` of several tasks ``task_ids`` ``(n,)``, in one
     solve: every example goes through its own task's generated parts; shared parts are shared.
     ``thetas`` is :func:`all_task_params`."""
@@ -236,7 +236,7 @@ def reconstruct_tasks(variant: Variant, thetas, x, task_ids, key, adjoint="check
 
 
 def loss_terms(variant: Variant, weights: LossWeights, hnet, psi, x, task_id, memory, progress,
-               key, adjoint="checkpoint"):
+               key, adjoint="scan"):
     """``(L, terms)`` for one batch ``x`` of task ``task_id``; ``progress = k / K`` in [0, 1].
 
     The batch and the whole episodic memory go through the model together, each point with its
@@ -281,10 +281,8 @@ def objective_grad(variant: Variant, weights: LossWeights, hnet, psi, x, task_id
     the hypernetwork as the task began, for every task, of which the tasks before ``task_id``
     count); ``"none"``: the gradient of ``L(psi) + lambda L_H(psi)`` (no virtual step).
     """
-    adjoint = "direct" if variant.order == 2 else "checkpoint"  # order 2 differentiates forward
-
-    def task_loss(p):
-        return loss_terms(variant, weights, hnet, p, x, task_id, memory, progress, key, adjoint)
+    def task_loss(p):  # the solves are scans (adjoint "scan"): order 2's jvp runs through them
+        return loss_terms(variant, weights, hnet, p, x, task_id, memory, progress, key)
 
     if variant.order is not None:
         ids = jnp.arange(memory.shape[0])

@@ -44,7 +44,7 @@ SDE_SOLVERS: dict[str, Callable[[], diffrax.AbstractSolver]] = {
     "euler": diffrax.Euler,  # Euler-Maruyama (Ito)
     "heun": diffrax.Heun,  # Stratonovich; the same solution for additive noise
 }
-ADJOINTS = ("checkpoint", "direct")
+ADJOINTS = ("checkpoint", "direct", "scan")
 BROWNIAN_PATHS = ("grid", "tree")
 MODEL_KINDS = ("mlp", "hypernet_sde_flow")
 
@@ -230,7 +230,7 @@ def solve_sde(
     horizon: float = 1.0,
     steps: int = 8,
     solver: str = "euler",
-    adjoint: str = "checkpoint",
+    adjoint: str = "scan",
     brownian: str = "grid",
 ) -> jax.Array:
     """``Y_T`` of ``dY = drift(t, Y, args) dt + diffusion(t, Y, args) * dW`` from ``Y_0 = y0``.
@@ -248,10 +248,17 @@ def solve_sde(
     * ``brownian="tree"``: ``diffrax.VirtualBrownianTree``, exact at any time (needed for
       adaptive or finer steps).
 
-    ``adjoint="direct"``
-    (``diffrax.DirectAdjoint``) supports forward-mode as well as reverse-mode differentiation,
-    which the order-2 look-ahead (a Hessian-vector product, forward over reverse) needs;
-    ``"checkpoint"`` is Diffrax's default, reverse mode only and faster.
+    ``adjoint`` says how the solve is differentiated:
+
+    * ``"scan"`` (the default): Diffrax's solver stepped by hand (``solver.step``) in a
+      ``lax.scan`` over the grid; JAX differentiates it in reverse and in forward mode, so the
+      order-2 look-ahead (a Hessian-vector product, forward over reverse) runs through it. The
+      same numbers as ``"checkpoint"`` (bitwise on CPU, tested), at 0.5x ``"direct"``'s cost
+      for a Hessian-vector product (``benchmarks/sde_flow_study.py``).
+    * ``"checkpoint"``: ``diffeqsolve`` with ``diffrax.RecursiveCheckpointAdjoint``, Diffrax's
+      default, reverse mode only.
+    * ``"direct"``: ``diffeqsolve`` with ``diffrax.DirectAdjoint``, both modes, each step
+      guarded as a bounded while loop's.
     """
     if solver not in SDE_SOLVERS:
         raise ValueError(f"solver={solver!r} is not one of {tuple(SDE_SOLVERS)}")
@@ -270,13 +277,38 @@ def solve_sde(
         diffrax.ODETerm(drift),
         diffrax.ControlTerm(lambda t, y, a: lineax.DiagonalLinearOperator(diffusion(t, y, a)), path),
     )
+    if adjoint == "scan":
+        return _stepped(terms, SDE_SOLVERS[solver](), y0, args, horizon, steps)
     solution = diffrax.diffeqsolve(
         terms, SDE_SOLVERS[solver](), 0.0, horizon, dt, y0, args=args, max_steps=steps,
         adjoint=(diffrax.DirectAdjoint() if adjoint == "direct"
                  # one checkpoint per step: nothing is recomputed (faster on CPU, measured)
                  else diffrax.RecursiveCheckpointAdjoint(checkpoints=steps)),
+        # throw=True would check the result through a host callback, and a program holding one
+        # is never stored in JAX's persistent compilation cache; a failed solve is NaN instead,
+        # which the training loop's non-finite check stops at.
+        throw=False,
     )
-    return solution.ys[-1]
+    failed = solution.result != diffrax.RESULTS.successful
+    return jnp.where(failed, jnp.nan, solution.ys[-1])
+
+
+def _stepped(terms, solver: diffrax.AbstractSolver, y0, args, horizon: float, steps: int):
+    """``Y_T`` after ``steps`` equal steps of ``solver`` (Diffrax's manual stepping:
+    ``solver.init`` and ``solver.step``) in a ``lax.scan``, each step from one grid point of
+    the Brownian path to the next. JAX differentiates the scan in both modes with nothing but
+    the steps' own residuals, where ``diffrax.DirectAdjoint`` wraps every step in the guards of a
+    bounded while loop."""
+    ts = jnp.linspace(0.0, horizon, steps + 1)
+    state = solver.init(terms, ts[0], ts[1], y0, args)
+
+    def step(carry, t):
+        y, state = carry
+        y, _, _, state, _ = solver.step(terms, t[0], t[1], y, args, state, made_jump=False)
+        return (y, state), None
+
+    (y, _), _ = jax.lax.scan(step, (y0, state), jnp.stack([ts[:-1], ts[1:]], axis=1))
+    return y
 
 
 def _neural_sde(config: SdeFlowConfig, *, reverse: bool, per_example: bool) -> tuple[Field, Field]:
@@ -299,7 +331,7 @@ def _neural_sde(config: SdeFlowConfig, *, reverse: bool, per_example: bool) -> t
 
 
 def latent_path(config: SdeFlowConfig, params: PyTree, z0: jax.Array, key: jax.Array,
-                adjoint: str = "checkpoint", per_example=()) -> jax.Array:
+                adjoint: str = "scan", per_example=()) -> jax.Array:
     """``z0 -> zT`` through the forward SDE, then back through the decoder's SDE."""
     k_forward, k_back = jax.random.split(key)
     z = z0
@@ -312,7 +344,7 @@ def latent_path(config: SdeFlowConfig, params: PyTree, z0: jax.Array, key: jax.A
 
 
 def reconstruct(config: SdeFlowConfig, params: PyTree, x: jax.Array, key: jax.Array,
-                adjoint: str = "checkpoint", per_example=()) -> tuple[jax.Array, jax.Array]:
+                adjoint: str = "scan", per_example=()) -> tuple[jax.Array, jax.Array]:
     """``(x_hat, z0)`` for a batch ``x`` of shape ``(n, data_dim)`` (the MLP ignores ``key``).
 
     ``per_example`` names the :data:`PARTS` whose parameters carry a leading axis ``n`` (each
