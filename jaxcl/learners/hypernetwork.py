@@ -19,6 +19,10 @@ hypernetwork generates per task, ``omega_t = H_psi(e_t)``. Prediction for task `
   frozen copy ``psi_prev`` (``H*``) taken at the end of the previous experience, over up to
   ``max_prev_tasks`` previous tasks drawn per step (a fixed-size, masked set). Order ``"none"``
   regularises ``psi`` itself: the virtual step is ``optax.set_to_zero()``, so ``psi' = psi``.
+  ``L_H`` and its targets are evaluated on the real previous tasks only, in a loop over the slots
+  that skips the padding (:func:`jaxcl.core.regularizers.output_regularizer_real_slots`): the
+  same loss and gradient as over every slot, and an early experience no longer pays for
+  ``max_prev_tasks`` hypernetwork evaluations.
 
 Freeze depth, look-ahead order and the models are values of one :class:`PartialHypernet`; the task
 id and the previous-task set are traced arrays, so one compiled step serves every task. The step
@@ -44,7 +48,12 @@ from jaxcl.core.hypernet import (
 )
 from jaxcl.core.lookahead import ORDERS, lookahead_grad
 from jaxcl.core.losses import accuracy, cross_entropy
-from jaxcl.core.regularizers import output_regularizer, previous_tasks, task_outputs
+from jaxcl.core.regularizers import (
+    output_regularizer,
+    output_regularizer_real_slots,
+    previous_tasks,
+    task_outputs,
+)
 from jaxcl.learners.base import Classifier, apply_optimizer, bytes32, step_metrics
 from jaxcl.types import Batch, PyTree
 
@@ -85,6 +94,10 @@ class PartialHypernet(Classifier):
       order: look-ahead order, one of :data:`HN_ORDERS`: 1, 2, or ``"none"`` (no virtual step).
       coef: ``lambda``, the weight of the output regulariser.
       max_prev_tasks: previous tasks in the regulariser per step (the study: 20).
+      prev_chunk: previous-task slots the regulariser evaluates together in its loop over the
+        slots, which skips chunks of padding (1: exactly the real previous tasks;
+        :func:`jaxcl.core.regularizers.output_regularizer_real_slots`); ``None`` evaluates all
+        ``max_prev_tasks`` slots at once every step, real or padding (the program before).
     """
 
     upper: nn.Module
@@ -95,6 +108,7 @@ class PartialHypernet(Classifier):
     order: int | str = 2
     coef: float = 0.5
     max_prev_tasks: int = 20
+    prev_chunk: int | None = 1
     name: str = "hypernetwork"
 
     def __post_init__(self):
@@ -102,6 +116,9 @@ class PartialHypernet(Classifier):
             raise ValueError(f"coef (lambda) must be >= 0, got {self.coef!r}")
         if not (isinstance(self.max_prev_tasks, int) and self.max_prev_tasks >= 1):
             raise ValueError(f"max_prev_tasks must be >= 1, got {self.max_prev_tasks!r}")
+        if not (self.prev_chunk is None
+                or (isinstance(self.prev_chunk, int) and self.prev_chunk >= 1)):
+            raise ValueError(f"prev_chunk must be None or >= 1, got {self.prev_chunk!r}")
 
     @classmethod
     def build(
@@ -117,6 +134,7 @@ class PartialHypernet(Classifier):
         order: int | str = 2,
         coef: float = 0.5,
         max_prev_tasks: int = 20,
+        prev_chunk: int | None = 1,
         generate: Callable[[tuple[str, ...]], bool] = generate_all,
     ) -> PartialHypernet:
         """A learner with the study's defaults: Adam(lr) to train, SGD(lr) as the virtual step."""
@@ -137,6 +155,7 @@ class PartialHypernet(Classifier):
             order=order,
             coef=coef,
             max_prev_tasks=max_prev_tasks,
+            prev_chunk=prev_chunk,
         )
 
     @property
@@ -251,15 +270,22 @@ class PartialHypernet(Classifier):
 
     def _lookahead_step(self, state, batch, task_id, prev_ids, prev_mask):
         features = self.features(state.phi, batch.x)  # a constant: phi is frozen
-        targets = task_outputs(self.hnet, state.psi_prev, prev_ids)
 
         def task_loss(psi):
             omega = self.hnet.apply(psi, task_id)
             logits = self.upper.apply({"params": omega}, features)
             return cross_entropy(logits, batch.y), accuracy(logits, batch.y)
 
-        def reg_loss(psi):
-            return output_regularizer(self.hnet, psi, targets, prev_ids, prev_mask)
+        if self.prev_chunk is None:  # every slot at once, real or padding
+            targets = task_outputs(self.hnet, state.psi_prev, prev_ids)
+
+            def reg_loss(psi):
+                return output_regularizer(self.hnet, psi, targets, prev_ids, prev_mask)
+        else:  # a loop over the real slots: hypernetwork evaluations only, no convolution
+
+            def reg_loss(psi):
+                return output_regularizer_real_slots(self.hnet, psi, state.psi_prev, prev_ids,
+                                                     prev_mask, chunk=self.prev_chunk)
 
         if self.order == NO_LOOKAHEAD:  # L_CE(psi) + lambda L_H(psi): psi' = psi
             virtual_opt, order = optax.set_to_zero(), 1

@@ -1,6 +1,8 @@
 """The partial-hypernetwork learner: compiles once per phase, freezes phi, trains psi with
 look-ahead."""
 
+import dataclasses
+
 import jax
 import jax.extend
 import jax.numpy as jnp
@@ -9,7 +11,7 @@ import optax
 import pytest
 
 from jaxcl import Batch, HypernetConfig, PartialHypernet
-from jaxcl.core.regularizers import previous_tasks
+from jaxcl.core.regularizers import output_regularizer, previous_tasks, task_outputs
 from jaxcl.models import MLP, split_model
 
 NUM_TASKS, MAX_PREV = 6, 3
@@ -80,6 +82,59 @@ def test_no_gradient_flows_through_the_frozen_part(key):
     # phi trained: 20 forward, 20 kernel-gradient and 19 input-gradient convs (the images need none).
     assert convs(True) == 59
     assert convs(False) == 20  # forward only: g_phi(x) is a constant of the step
+
+
+def _loops(jaxpr):
+    """The bodies of every ``scan`` in ``jaxpr``, nested ones too."""
+    bodies = []
+    for eqn in jaxpr.eqns:
+        subs = list(jax.extend.core.jaxprs_in_params(eqn.params))
+        if eqn.primitive.name == "scan":
+            bodies += subs
+        for sub in subs:
+            bodies += _loops(sub)
+    return bodies
+
+
+def test_the_regulariser_loop_holds_no_convolution(key):
+    """HN-F (k = 0): the hypernetwork generates every conv, yet only its evaluations sit in the
+    loop over previous-task slots; the convolutions stay outside any XLA loop (on XLA CPU a
+    convolution's gradient inside one is 20-45x slower, jax-ml/jax issue 12868)."""
+    learner, x = _learner(0, 2)
+    state = learner.init(key, x)
+
+    def jaxpr(chunk):
+        variant = dataclasses.replace(learner, prev_chunk=chunk)
+        later = lambda s, b: variant.train_step(s, b, jnp.int32(2), key, first=False)
+        return jax.make_jaxpr(later)(state, _batch(key)).jaxpr
+
+    loops = _loops(jaxpr(1))
+    assert loops and all(_count_primitive(body, "conv_general_dilated") == 0 for body in loops)
+    convs = _count_primitive(jaxpr(1), "conv_general_dilated")
+    assert convs > 0 and convs == _count_primitive(jaxpr(None), "conv_general_dilated")
+    assert not _loops(jaxpr(None))  # every slot at once: the program before, no loop
+
+
+def test_real_slots_step_equals_every_slot_step(key):
+    """The loop over real previous tasks against every slot at once, float32, for 1 to
+    ``MAX_PREV`` real previous tasks: the same update (``-grad`` with SGD(1)) and metrics to
+    rounding, from one program each."""
+    learners = [_learner(3, 2, optimizer=optax.sgd(1.0), prev_chunk=c)[0] for c in (None, 1)]
+    _, x = _learner(3, 2)
+    state = _end(learners[0], learners[0].init(key, x))
+    state = state._replace(psi_prev=jax.tree.map(lambda p: p + 0.01, state.psi))
+    steps = [_phase_step(learner) for learner in learners]
+    batch = _batch(key)
+    for t in range(1, NUM_TASKS):
+        ids, mask = previous_tasks(jnp.int32(t), NUM_TASKS, MAX_PREV, jax.random.key(t))
+        (every, m_every), (real, m_real) = (
+            step(state, batch, jnp.int32(t), ids, mask, first=False) for step in steps)
+        g_every, g_real = (optax.tree.sub(state.psi, s.psi) for s in (every, real))
+        assert float(optax.tree.norm(optax.tree.sub(g_real, g_every))) <= (
+            1e-5 * float(optax.tree.norm(g_every)))
+        for name in m_every:
+            np.testing.assert_allclose(m_real[name], m_every[name], rtol=1e-5, atol=1e-7)
+    assert [step._cache_size() for step in steps] == [1, 1]
 
 
 def test_phases(key):
@@ -220,6 +275,49 @@ def test_default_optimizer_is_adam_written_out(key, x64):
                      state.psi, expected)
 
 
+def test_order2_step_against_finite_differences(key, x64):
+    """The order-2 step with the loop over real previous tasks (3 real of 4 slots, forward-over-
+    reverse Hessian term) in float64: with SGD(1) its update is ``-grad J``, and ``<grad J, v>``
+    equals central differences of ``J(psi) = L_CE(psi) + lambda L_H(psi - beta grad L_CE(psi))``
+    (written out over every slot) along random ``v``; the order-1 gradient does not."""
+    x = jnp.zeros((8, 5))
+    config = HypernetConfig(num_tasks=6, hidden=(12, 8), embedding_dim=6, chunk_dim=4)
+    beta, coef = 0.5, 0.5  # a large virtual step, so that the Hessian term is far above rounding
+    learner, order1 = (
+        PartialHypernet.build(MLP(2, (6,)), None, x, hnet_config=config, order=order, coef=coef,
+                              learning_rate=beta, optimizer=optax.sgd(1.0), max_prev_tasks=4)
+        for order in (2, 1))
+    start = learner.init(key, x)
+    frozen = _f64(start.psi)
+    psi = jax.tree.map(lambda p: p + 0.01, frozen)
+    state = start._replace(psi=psi, psi_prev=frozen,
+                           opt_state={"psi": learner.optimizer.init(psi), "phi": ()})
+    batch, task = Batch(jax.random.normal(key, (8, 5)), jnp.arange(8) % 2), jnp.int32(3)
+    ids, mask = previous_tasks(task, 6, 4, jax.random.key(3))
+    assert int(mask.sum()) == 3
+    grad, grad1 = (
+        optax.tree.sub(psi, _phase_step(one)(state, batch, task, ids, mask, first=False)[0].psi)
+        for one in (learner, order1))
+
+    def ce(p):
+        omega = learner.hnet.apply(p, task)
+        return _hand_cross_entropy(learner.upper.apply({"params": omega}, batch.x), batch.y)
+
+    @jax.jit
+    def objective(p):
+        virtual = jax.tree.map(lambda a, g: a - beta * g, p, jax.grad(ce)(p))
+        targets = task_outputs(learner.hnet, frozen, ids)
+        return ce(p) + coef * output_regularizer(learner.hnet, virtual, targets, ids, mask)
+
+    eps = 1e-6
+    for v in (optax.tree.random_like(jax.random.key(i), psi, jax.random.normal) for i in range(3)):
+        shifted = [objective(jax.tree.map(lambda a, d, s=s: a + s * eps * d, psi, v))
+                   for s in (1, -1)]
+        differences = float(shifted[0] - shifted[1]) / (2 * eps)
+        assert float(optax.tree.vdot(grad, v)) == pytest.approx(differences, rel=1e-7)
+        assert float(optax.tree.vdot(grad1, v)) != pytest.approx(differences, rel=1e-4)
+
+
 def test_mlp_target_without_lower_part(key):
     x = jnp.zeros((8, 5))
     learner = PartialHypernet.build(
@@ -256,7 +354,7 @@ def test_without_lookahead_regularises_psi_itself(key, x64):
 @pytest.mark.parametrize(
     "kwargs, match",
     [({"coef": -1.0}, "-1.0"), ({"learning_rate": 0.0}, "learning_rate"),
-     ({"max_prev_tasks": 0}, "max_prev_tasks")],
+     ({"max_prev_tasks": 0}, "max_prev_tasks"), ({"prev_chunk": 0}, "prev_chunk")],
 )
 def test_bad_settings_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
