@@ -7,8 +7,9 @@ step, in one fresh process. The target is under 60 seconds on a 2-core CPU.
 Part 2, one Hypernet-SDE-Flow step taken apart: the gradient of each piece of the loss alone,
 compiled, median over repeated calls: generating the parameters, the encoder and decoder, the
 flow NLL, the two SDE solves (with the Brownian path sampled on the solver grid or as Diffrax's
-virtual Brownian tree, and with the reverse-only or the forward-and-reverse adjoint), and the
-whole loss; then a repair step of order 1 and of order 2.
+virtual Brownian tree; stepped in a scan, the default, or through ``diffeqsolve`` with the
+reverse-only or the forward-and-reverse adjoint), a Hessian-vector product through a solve
+(what order 2 adds), and the whole loss; then a repair step of order 1 and of order 2.
 
     python benchmarks/sde_flow_study.py            # the numbers in the README
     python benchmarks/sde_flow_study.py --quick    # a smoke run (3 epochs)
@@ -43,7 +44,7 @@ def end_to_end(epochs: int) -> list[list]:
                                        train_per_task=tasks[0].x_train.shape[0])
         start = time.perf_counter()
         run = train_stream(learner, tasks, key=jax.random.key(0), epochs=variant.epochs,
-                           batch_size=variant.batch_size)
+                           batch_size=variant.batch_size, steps_in="scan")  # as the study
         total = time.perf_counter() - start
         steps = len(run.step_metrics["loss"])
         rows.append([name, f"{run.compile_s:.1f}", f"{run.time_s:.1f}", f"{total:.1f}", steps,
@@ -86,6 +87,11 @@ def pieces(repeats: int) -> list[list]:
             return jnp.mean(y**2)
         return jax.grad(loss)
 
+    def sde_hvp(adjoint):
+        """A Hessian-vector product through one solve, forward over reverse (order 2's)."""
+        grad = sde_loss("grid", adjoint)
+        return lambda p: jax.jvp(grad, (p,), (p,))[1]
+
     def square_sum(tree):
         return sum(jnp.sum(a**2) for a in jax.tree.leaves(tree))
 
@@ -96,9 +102,12 @@ def pieces(repeats: int) -> list[list]:
         "encoder + decoder": (
             jax.grad(lambda t: jnp.mean(sf.decode(cfg, t, sf.encode(cfg, t, x)) ** 2)), theta),
         "flow NLL": (jax.grad(lambda f: jnp.mean(sf.flow_nll(cfg, f, z))), theta["flow"]),
+        "one SDE solve, grid path, scan (the default)": (sde_loss("grid", "scan"), theta["sde"]),
         "one SDE solve, grid path, checkpoint adjoint": (sde_loss("grid", "checkpoint"),
                                                          theta["sde"]),
         "one SDE solve, grid path, direct adjoint": (sde_loss("grid", "direct"), theta["sde"]),
+        "Hessian-vector product of one solve, scan": (sde_hvp("scan"), theta["sde"]),
+        "Hessian-vector product of one solve, direct adjoint": (sde_hvp("direct"), theta["sde"]),
         "one SDE solve, virtual Brownian tree": (sde_loss("tree", "checkpoint"), theta["sde"]),
         "whole loss (the study's step)": (
             jax.grad(lambda p: cl.loss_terms(variant, cl.LossWeights(), hnet, p, x, task, memory,
