@@ -39,7 +39,7 @@ The run folder (``--out DIR``)::
 last task; positive is forgetting); ``mean_forgetting`` averages ``M[4, j] - M[j, j]`` over
 ``j = 0..3``.
 
-    python -m experiments.sde_flow_forgetting            # the study, 7 to 15 minutes on 2 cores
+    python -m experiments.sde_flow_forgetting            # the study, about 4 minutes on 2 cores
     python -m experiments.sde_flow_forgetting --quick    # seconds of training, for tests
     jaxcl run sde_flow_forgetting --seeds 0 1 2 --devices 2 --out runs/sde   # the same entry
 """
