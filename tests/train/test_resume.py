@@ -238,7 +238,8 @@ def test_every_option_that_can_change_a_number_is_in_the_fingerprint(tmp_path):
     options = config.fingerprint()
     shared = {f.name for f in __import__("dataclasses").fields(type(config).__mro__[1])}
     assert set(options) == shared - {"data_dir", "manual_dir", "checkpoint_epochs",
-                                     "keep_checkpoints", "tensorboard", "progress"}
+                                     "keep_checkpoints", "tensorboard", "progress",
+                                     "compile_cache", "compile_cache_dir"}
     tree = {"w": jnp.zeros(3)}
     for i, (name, value) in enumerate(sorted(options.items())):
         other = (not value if isinstance(value, bool) else value + (7,)

@@ -169,7 +169,8 @@ def test_the_main_jobs_fingerprint_holds_every_option_and_the_data():
     config = study.Config()
     fields = {f.name for f in dataclasses.fields(config)}
     assert set(config.fingerprint()) == fields - {"variants", "checkpoint_epochs", "tensorboard",
-                                                  "keep_checkpoints", "progress"}
+                                                  "keep_checkpoints", "progress", "compile_cache",
+                                                  "compile_cache_dir"}
     noisier = dataclasses.replace(config, noise=0.1)
     assert config.fingerprint()["noise"] == 0.05 and noisier.fingerprint()["noise"] == 0.1
     assert content_digest(config.tasks(0)) == content_digest(config.tasks(0))
