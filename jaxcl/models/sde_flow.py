@@ -243,7 +243,7 @@ def solve_sde(
     * ``brownian="grid"``: ``W`` sampled exactly on the solver's grid, ``W(t_{k+1}) - W(t_k) ~
       N(0, dt)``, and linearly interpolated between (``diffrax.LinearInterpolation``). A
       fixed-step solver only asks for increments over grid intervals, so it sees exact Brownian
-      increments; on CPU a solve of the model's SDE is 3.3x cheaper than with the tree
+      increments; on CPU a solve of the model's SDE is 2.3x cheaper than with the tree
       (``benchmarks/sde_flow_study.py``).
     * ``brownian="tree"``: ``diffrax.VirtualBrownianTree``, exact at any time (needed for
       adaptive or finer steps).
@@ -253,7 +253,7 @@ def solve_sde(
     * ``"scan"`` (the default): Diffrax's solver stepped by hand (``solver.step``) in a
       ``lax.scan`` over the grid; JAX differentiates it in reverse and in forward mode, so the
       order-2 look-ahead (a Hessian-vector product, forward over reverse) runs through it. The
-      same numbers as ``"checkpoint"`` (bitwise on CPU, tested), at 0.5x ``"direct"``'s cost
+      same numbers as ``"checkpoint"`` (bitwise on CPU, tested), at 0.7x ``"direct"``'s cost
       for a Hessian-vector product (``benchmarks/sde_flow_study.py``).
     * ``"checkpoint"``: ``diffeqsolve`` with ``diffrax.RecursiveCheckpointAdjoint``, Diffrax's
       default, reverse mode only.
