@@ -176,6 +176,17 @@ def _f64(tree):
     return jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), tree)
 
 
+def _later_state(learner, key, x):
+    """``(state, frozen, psi)``: a float64 later-experience state whose ``psi`` is ``frozen``
+    (``psi_prev``, H*) moved by 0.01, so that the regulariser is not at its minimum."""
+    start = learner.init(key, x)
+    frozen = _f64(start.psi)
+    psi = jax.tree.map(lambda p: p + 0.01, frozen)
+    state = start._replace(psi=psi, psi_prev=frozen,
+                           opt_state={"psi": learner.optimizer.init(psi), "phi": ()})
+    return state, frozen, psi
+
+
 def _by_hand(learner, frozen, previous, task, *, beta=1e-3, coef=0.5):
     """``J(psi) = L_CE(psi) + coef L_H(psi - beta grad L_CE(psi))`` written out, differentiated by
     ``jax.grad`` (reverse over reverse). ``L_H`` is the mean over ``previous`` (Python ints) of
@@ -252,11 +263,7 @@ def test_default_optimizer_is_adam_written_out(key, x64):
     x = jnp.zeros((8, 5))
     config = HypernetConfig(num_tasks=6, hidden=(12, 8), embedding_dim=6, chunk_dim=4)
     learner = PartialHypernet.build(MLP(2, (6,)), None, x, hnet_config=config, order=2, coef=0.5)
-    start = learner.init(key, x)
-    frozen = _f64(start.psi)
-    psi = jax.tree.map(lambda p: p + 0.01, frozen)
-    state = start._replace(psi=psi, psi_prev=frozen,
-                           opt_state={"psi": learner.optimizer.init(psi), "phi": ()})
+    state, frozen, psi = _later_state(learner, key, x)
     task = jnp.int32(2)
     grads = _by_hand(learner, frozen, (0, 1), task)
     step = _phase_step(learner)
@@ -287,11 +294,7 @@ def test_order2_step_against_finite_differences(key, x64):
         PartialHypernet.build(MLP(2, (6,)), None, x, hnet_config=config, order=order, coef=coef,
                               learning_rate=beta, optimizer=optax.sgd(1.0), max_prev_tasks=4)
         for order in (2, 1))
-    start = learner.init(key, x)
-    frozen = _f64(start.psi)
-    psi = jax.tree.map(lambda p: p + 0.01, frozen)
-    state = start._replace(psi=psi, psi_prev=frozen,
-                           opt_state={"psi": learner.optimizer.init(psi), "phi": ()})
+    state, frozen, psi = _later_state(learner, key, x)
     batch, task = Batch(jax.random.normal(key, (8, 5)), jnp.arange(8) % 2), jnp.int32(3)
     ids, mask = previous_tasks(task, 6, 4, jax.random.key(3))
     assert int(mask.sum()) == 3
@@ -338,11 +341,7 @@ def test_without_lookahead_regularises_psi_itself(key, x64):
     config = HypernetConfig(num_tasks=6, hidden=(12, 8), embedding_dim=6, chunk_dim=4)
     learner = PartialHypernet.build(MLP(2, (6,)), None, x, hnet_config=config, order="none",
                                     coef=0.5, optimizer=optax.sgd(1.0))
-    start = learner.init(key, x)
-    frozen = _f64(start.psi)
-    psi = jax.tree.map(lambda p: p + 0.01, frozen)
-    state = start._replace(psi=psi, psi_prev=frozen,
-                           opt_state={"psi": learner.optimizer.init(psi), "phi": ()})
+    state, frozen, psi = _later_state(learner, key, x)
     batch, task = Batch(jax.random.normal(key, (8, 5)), jnp.arange(8) % 2), jnp.int32(2)
     new, metrics = _phase_step(learner)(state, batch, task, _IDS, _MASK, first=False)
     g = _by_hand(learner, frozen, (0, 1), task, beta=0.0)(psi, batch.x, batch.y)[0]
