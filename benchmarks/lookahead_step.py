@@ -54,10 +54,11 @@ REAL_PREV = 5
 """Real previous tasks of the step timed (task 5 after tasks 0..4)."""
 
 
-def build(k: int, order: int, *, batch: int, size: int, nf: int, prev_slots: int):
+def build(k: int, order: int, *, batch: int, size: int, nf: int, prev_slots: int,
+          conv: str = "auto"):
     """``(learner, state, data, task, key)`` of one later experience (task 5, ``REAL_PREV`` real
-    previous tasks in ``prev_slots`` slots)."""
-    split = split_model("resnet", k, num_classes=5, head=True, nf=nf)
+    previous tasks in ``prev_slots`` slots), the ResNet's convolution ``conv``."""
+    split = split_model("resnet", k, num_classes=5, head=True, nf=nf, conv=conv)
     key = jax.random.key(0)
     x = jax.random.normal(key, (batch, size, size, 3))
     data = Batch(x, jax.random.randint(key, (batch,), 0, 5))

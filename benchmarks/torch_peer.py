@@ -31,7 +31,9 @@ Rows, on a batch of 64 images of 32x32x3 and 5 classes:
   evaluate all of them), and the torch loop, like the reference's, generates each one in turn.
 * ``Naive``: fine-tune the whole ResNet with one linear head per task (20 heads), task 0.
 
-Each row builds both steps on the same inputs and then calls them alternately, jaxcl then torch,
+Each row builds both steps on the same inputs and then calls them alternately, jaxcl then torch
+(jaxcl once per ResNet convolution in ``--convs``: by default ``auto``, the library's default,
+chunked filter gradients on CPU, and ``xla``, lax's own convolution),
 ``--warmup`` + ``--repeats`` times each; the table reports the median wall time of the timed calls,
 their ratio, and jaxcl's compile time apart. ``GFLOP`` is, for jaxcl, XLA's count of the compiled
 program (``cost_analysis()["flops"]``, every operation; the regulariser's loop over the 5
@@ -79,7 +81,7 @@ from jaxcl import Batch, HypernetConfig, PartialHypernet
 from jaxcl.core.hypernet import count_params
 from jaxcl.core.regularizers import output_regularizer_real_slots
 from jaxcl.learners import StrategyConfig, build_strategy
-from jaxcl.models import split_model
+from jaxcl.models import CONVS, split_model
 
 NUM_TASKS, CLASSES, TASK, LR, COEF = 20, 5, 5, 1e-3, 0.5
 
@@ -306,9 +308,10 @@ def regulariser_loop_flops(learner: PartialHypernet, state) -> float:
     return (-(-min(TASK, learner.max_prev_tasks) // chunk) - 1) * xla_flops(one)
 
 
-def jaxcl_hn(k, kind, x, y, nf):
-    """``(compile s, step, state, (psi, phi) parameter counts, FLOPs)`` of one jaxcl HN-k step."""
-    split = split_model("resnet", k, num_classes=CLASSES, head=True, nf=nf)
+def jaxcl_hn(k, kind, x, y, nf, conv):
+    """``(compile s, step, state, (psi, phi) parameter counts, FLOPs)`` of one jaxcl HN-k step
+    with the ResNet's convolution ``conv``."""
+    split = split_model("resnet", k, num_classes=CLASSES, head=True, nf=nf, conv=conv)
     order = 1 if kind == "first" else int(kind[-1])
     learner = PartialHypernet.build(split.upper, split.lower, x, order=order, coef=COEF,
                                     learning_rate=LR, max_prev_tasks=TASK,
@@ -329,9 +332,10 @@ def jaxcl_hn(k, kind, x, y, nf):
     return seconds, compiled, state, counts, flops
 
 
-def jaxcl_naive(x, y, nf):
+def jaxcl_naive(x, y, nf, conv):
     """``(compile s, step, state, (params, 0), FLOPs)`` of jaxcl's Naive step."""
-    learner = build_strategy(StrategyConfig.from_label("Naive", nf=nf), num_tasks=NUM_TASKS,
+    learner = build_strategy(StrategyConfig.from_label("Naive", nf=nf, conv=conv),
+                             num_tasks=NUM_TASKS,
                              classes_per_task=CLASSES, sample_x=x)
     key, data = jax.random.key(0), Batch(x, y)
     state = jax.tree.map(jnp.copy, learner.init(key, x))  # the EWC sums share one zero tree
@@ -374,22 +378,23 @@ def torch_flops(step) -> float:
     return counter.get_total_flops()
 
 
-def time_pair(jax_side, torch_side, *, warmup, repeats):
-    """Median seconds per call of the two steps, called alternately on the same inputs."""
-    compiled, state = jax_side
-    times = ([], [])
+def time_calls(jax_sides, torch_side, *, warmup, repeats):
+    """Median seconds per call of each jaxcl ``(compiled, state)`` and of the torch step, called
+    in turn on the same inputs (the torch step last)."""
+    states = [state for _, state in jax_sides]
+    times = [[] for _ in range(len(jax_sides) + 1)]
     for i in range(warmup + repeats):
-        start = time.perf_counter()
-        state, metrics = compiled(state)
-        jax.block_until_ready((state, metrics))
-        t_jax = time.perf_counter() - start
+        for j, (compiled, _) in enumerate(jax_sides):
+            start = time.perf_counter()
+            states[j], metrics = compiled(states[j])
+            jax.block_until_ready((states[j], metrics))
+            if i >= warmup:
+                times[j].append(time.perf_counter() - start)
         start = time.perf_counter()
         torch_side()
-        t_torch = time.perf_counter() - start
         if i >= warmup:
-            times[0].append(t_jax)
-            times[1].append(t_torch)
-    return statistics.median(times[0]), statistics.median(times[1])
+            times[-1].append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def main(argv=None):
@@ -403,12 +408,16 @@ def main(argv=None):
                         help="the torch look-ahead step: lean (one gradient of L_H) or the "
                              "reference's literal one (see the docstring)")
     parser.add_argument("--no-naive", dest="naive", action="store_false", help="skip Naive")
+    parser.add_argument("--convs", nargs="+", choices=CONVS, default=["auto", "xla"],
+                        help="jaxcl's ResNet convolutions to time, each against torch (default: "
+                             "auto, the library's default, and xla, lax's own)")
     args = parser.parse_args(argv)
     batch, size, nf, warmup, repeats = 64, 32, 20, args.warmup, args.repeats
     ks = args.ks if args.ks is not None else [0, 1, 2, 3, 4]
     if args.quick:
         batch, size, nf, warmup, repeats = 8, 8, 4, 1, 1
         ks = args.ks if args.ks is not None else [3]
+    convs = list(dict.fromkeys(args.convs))
     key_x, key_y = jax.random.split(jax.random.key(0))
     x = jax.random.normal(key_x, (batch, size, size, 3))
     y = jax.random.randint(key_y, (batch,), 0, CLASSES)
@@ -416,28 +425,34 @@ def main(argv=None):
           f"torch {torch.__version__}, torch.get_num_threads() = {torch.get_num_threads()} "
           f"(default), OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; batch {batch} x "
           f"{size}x{size}x3, nf {nf}, {TASK} previous tasks on both sides (jaxcl "
-          f"max_prev_tasks = {TASK}); peer: {args.peer}; median of {repeats} calls after {warmup}, "
-          f"alternating")
-    print("| k | step | jaxcl ms | torch ms | jaxcl/torch | GFLOP jaxcl, torch | jaxcl compile s "
-          "| params psi (jaxcl, torch) | params phi (jaxcl, torch) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          f"max_prev_tasks = {TASK}); peer: {args.peer}; jaxcl conv: {', '.join(convs)} (auto "
+          f"here: {'chunked' if jax.default_backend() == 'cpu' else 'xla'}); median of "
+          f"{repeats} calls after {warmup}, alternating")
+    header = ["k", "step", *(f"jaxcl {c} ms" for c in convs), "torch ms",
+              *(f"jaxcl {c}/torch" for c in convs), "GFLOP jaxcl, torch",
+              f"jaxcl compile s ({', '.join(convs)})", "params psi (jaxcl, torch)",
+              "params phi (jaxcl, torch)"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
     rows = [(k, kind) for k in ks for kind in ("first", "order 1", "order 2")]
     if args.naive:
         rows.append(("-", "Naive"))
     ratios = []
     for k, kind in rows:
-        if kind == "Naive":
-            compile_s, compiled, state, jcounts, jflops = jaxcl_naive(x, y, nf)
-        else:
-            compile_s, compiled, state, jcounts, jflops = jaxcl_hn(k, kind, x, y, nf)
+        built = [jaxcl_naive(x, y, nf, c) if kind == "Naive" else jaxcl_hn(k, kind, x, y, nf, c)
+                 for c in convs]
         step, tcounts = torch_step(k, kind, x, y, nf, args.peer)
-        t_jax, t_torch = time_pair((compiled, state), step, warmup=warmup, repeats=repeats)
-        ratios.append(t_jax / t_torch)
-        flops = (jflops, torch_flops(step))
-        print(f"| {k} | {kind} | {1e3 * t_jax:.1f} | {1e3 * t_torch:.1f} | {t_jax / t_torch:.2f} "
-              f"| {flops[0] / 1e9:.2f}, {flops[1] / 1e9:.2f} | {compile_s:.1f} "
-              f"| {jcounts[0]}, {tcounts[0]} | {jcounts[1]}, {tcounts[1]} |", flush=True)
-    print(f"max jaxcl/torch ratio: {max(ratios):.2f}")
+        *t_jax, t_torch = time_calls([(b[1], b[2]) for b in built], step, warmup=warmup,
+                                     repeats=repeats)
+        ratios.append(t_jax[0] / t_torch)
+        _, _, _, jcounts, jflops = built[0]
+        cells = [k, kind, *(f"{1e3 * t:.1f}" for t in t_jax), f"{1e3 * t_torch:.1f}",
+                 *(f"{t / t_torch:.2f}" for t in t_jax),
+                 f"{jflops / 1e9:.2f}, {torch_flops(step) / 1e9:.2f}",
+                 ", ".join(f"{b[0]:.1f}" for b in built), f"{jcounts[0]}, {tcounts[0]}",
+                 f"{jcounts[1]}, {tcounts[1]}"]
+        print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
+    print(f"max jaxcl ({convs[0]})/torch ratio: {max(ratios):.2f}")
     return ratios
 
 

@@ -39,7 +39,6 @@ loads instead of compiling (compile times are then those of loading).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import os
@@ -49,7 +48,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 
 FLAG_SETS = {
     "default": "",
@@ -518,36 +516,14 @@ def flags_section(kind, names, worker_argv, cache_dir, columns, *, rounds, warmu
 
 
 # ---------------------------------------------------------------- 5./6. the whole step
-@contextlib.contextmanager
-def conv_impl(fn):
-    """``flax.linen.Conv`` calls ``fn`` instead of ``lax.conv_general_dilated`` (this process)."""
-    from flax.linen import linear
-    from jax import lax
-
-    if fn is None:
-        yield
-        return
-    old = linear.lax
-    linear.lax = types.SimpleNamespace(**{**vars(lax), "conv_general_dilated": fn})
-    try:
-        yield
-    finally:
-        linear.lax = old
-
-
-def compile_steps(k, sizes, conv=None):
-    """``{order: (compile s, compiled, state)}`` of the look-ahead step, through ``conv``."""
-    import inspect
-
+def compile_steps(k, sizes, conv="xla"):
+    """``{order: (compile s, compiled, state)}`` of the look-ahead step with the ResNet's
+    convolution ``conv`` (``"xla"``: lax's; ``"chunked"``: jaxcl.models.conv's)."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import lookahead_step
 
-    # lookahead_step.py's sizes gained prev_slots (20 by default there); pass it where it exists.
-    build = getattr(lookahead_step, "build", lookahead_step.compile_step)
-    extra = {"prev_slots": 20} if "prev_slots" in inspect.signature(build).parameters else {}
-    compile_step = lookahead_step.compile_step
-    with conv_impl(conv):
-        return {order: compile_step(k, order, **sizes, **extra) for order in (1, 2)}
+    return {order: lookahead_step.compile_step(k, order, **sizes, prev_slots=20, conv=conv)
+            for order in (1, 2)}
 
 
 def run_steps(programs, *, warmup, repeats):
@@ -569,12 +545,10 @@ def run_steps(programs, *, warmup, repeats):
 
 def step_server(k, sizes, chunked: bool):
     """In a flagged subprocess: both orders with lax's conv (and the chunked conv)."""
-    from jaxcl.models.conv import conv_general_dilated
-
     programs = {f"order {o}": p for o, p in compile_steps(k, sizes).items()}
     if chunked:
         programs.update({f"order {o} chunked": p for o, p in
-                         compile_steps(k, sizes, conv_general_dilated).items()})
+                         compile_steps(k, sizes, "chunked").items()})
     states = {n: p[2] for n, p in programs.items()}
 
     def step(n):
@@ -588,12 +562,10 @@ def step_server(k, sizes, chunked: bool):
 
 def step_section(ks, sizes, *, warmup, repeats):
     """Table: the step with XLA's conv against the chunked conv, per k and order."""
-    from jaxcl.models.conv import conv_general_dilated
-
     rows = []
     for k in ks:
         lax_p = compile_steps(k, sizes)
-        new_p = compile_steps(k, sizes, conv_general_dilated)
+        new_p = compile_steps(k, sizes, "chunked")
         programs = {**{("lax", o): p for o, p in lax_p.items()},
                     **{("chunked", o): p for o, p in new_p.items()}}
         med, first = run_steps(programs, warmup=warmup, repeats=repeats)

@@ -24,7 +24,14 @@ from jaxcl.learners.latent_replay import (
     ReplayBuffer,
     ReplayState,
 )
-from jaxcl.models import FREEZE_DEPTHS, MODELS, NORMS, MultiHeadClassifier, split_model
+from jaxcl.models import (
+    CONVS,
+    FREEZE_DEPTHS,
+    MODELS,
+    NORMS,
+    MultiHeadClassifier,
+    split_model,
+)
 
 STRATEGIES = ("naive", "ewc", "frozen", "latent_replay", "hypernetwork")
 LABELS = {"Naive": "naive", "EWC": "ewc", "Frozen": "frozen", "LR": "latent_replay",
@@ -70,6 +77,8 @@ class StrategyConfig:
       embedding_dim, chunk_dim: task-embedding size (32) and the conv heads' lookup dimension d
         (32); the trunk is 50 -> 32 (:class:`jaxcl.core.hypernet.HypernetConfig`).
       new_task_init: how a new task's embedding starts (the reference: ``copy_prev``).
+      conv: the ResNet's convolution, one of ``CONVS`` (speed only: ``"auto"`` takes filter
+        gradients in batch chunks on CPU, :mod:`jaxcl.models.conv`; equal to float rounding).
     """
 
     strategy: str = "hypernetwork"
@@ -89,6 +98,7 @@ class StrategyConfig:
     embedding_dim: int = 32
     chunk_dim: int = 32
     new_task_init: str = "copy_prev"
+    conv: str = "auto"
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -107,6 +117,8 @@ class StrategyConfig:
                              "'reference', 'batch' or 'instance'")
         if self.order not in HN_ORDERS or isinstance(self.order, bool):
             raise ValueError(f"order={self.order!r} is not one of {HN_ORDERS}")
+        if self.conv not in CONVS:
+            raise ValueError(f"conv={self.conv!r} is not one of {CONVS}")
         if self.new_task_init not in NEW_TASK_INITS:
             raise ValueError(f"new_task_init={self.new_task_init!r} is not one of {NEW_TASK_INITS}")
         for name in ("learning_rate",):
@@ -157,7 +169,7 @@ def _split(config: StrategyConfig, num_classes: int, *, head: bool):
     """``config``'s model split at its freeze depth, with its normalisations."""
     norm, upper_norm = config.norms
     return split_model(config.model, config.k, head=head, num_classes=num_classes, nf=config.nf,
-                       hidden=config.hidden, norm=norm, upper_norm=upper_norm)
+                       hidden=config.hidden, norm=norm, upper_norm=upper_norm, conv=config.conv)
 
 
 def _multi_head(config: StrategyConfig, num_tasks: int, classes_per_task: int):

@@ -11,7 +11,7 @@ from jaxcl.models.backbone import (
     split_variables,
 )
 from jaxcl.models.mlp import MLP
-from jaxcl.models.resnet import FREEZE_DEPTHS, NORMS, SlimResNet18
+from jaxcl.models.resnet import CONVS, FREEZE_DEPTHS, NORMS, SlimResNet18
 
-__all__ = ["MLP", "FREEZE_DEPTHS", "MODELS", "NORMS", "SPLITS", "MultiHeadClassifier",
+__all__ = ["MLP", "CONVS", "FREEZE_DEPTHS", "MODELS", "NORMS", "SPLITS", "MultiHeadClassifier",
            "SlimResNet18", "Split", "apply_model", "split_model", "split_variables"]

@@ -31,21 +31,21 @@ class Split(NamedTuple):
     upper: nn.Module
 
 
-def _split_resnet(k, *, num_classes, head, nf, hidden, norm, upper_norm) -> Split:
+def _split_resnet(k, *, num_classes, head, nf, hidden, norm, upper_norm, conv) -> Split:
     """The slim ResNet-18 after its stem and ``k`` stages (``k`` in :data:`FREEZE_DEPTHS`)."""
     del hidden
     if k not in FREEZE_DEPTHS:
         raise ValueError(f"freeze depth k={k!r} is not one of {FREEZE_DEPTHS}")
     upper = SlimResNet18(num_classes, nf, first_stage=k, last_stage=NUM_STAGES, stem=(k == 0),
-                         classifier=head, norm=upper_norm)  # SlimResNet18 checks both norms
+                         classifier=head, norm=upper_norm, conv=conv)  # it checks norms, conv
     lower = None if k == 0 else SlimResNet18(num_classes, nf, first_stage=0, last_stage=k,
-                                             stem=True, classifier=False, norm=norm)
+                                             stem=True, classifier=False, norm=norm, conv=conv)
     return Split(lower, upper)
 
 
-def _split_mlp(k, *, num_classes, head, nf, hidden, norm, upper_norm) -> Split:
-    """The MLP after its first ``k`` hidden layers (it has no normalisation)."""
-    del nf, norm, upper_norm
+def _split_mlp(k, *, num_classes, head, nf, hidden, norm, upper_norm, conv) -> Split:
+    """The MLP after its first ``k`` hidden layers (it has no normalisation, no convolution)."""
+    del nf, norm, upper_norm, conv
     if not 0 <= k <= len(hidden):
         raise ValueError(f"for the MLP with hidden={hidden}, k={k!r} must be in 0..{len(hidden)}")
     upper = MLP(num_classes, tuple(hidden[k:]), head=head)
@@ -67,6 +67,7 @@ def split_model(
     hidden: tuple[int, ...] = (64,),
     norm: str = "batch",
     upper_norm: str | None = None,
+    conv: str = "auto",
 ) -> Split:
     """``model`` split after ``k`` blocks into ``Split(lower, upper)``.
 
@@ -74,12 +75,14 @@ def split_model(
     generates it per task) or in features (for a :class:`MultiHeadClassifier`). ``nf`` is the
     ResNet's width, ``hidden`` the MLP's hidden sizes. ``norm`` and ``upper_norm`` (default:
     ``norm``) are the ResNet's normalisation in ``lower`` and in ``upper``
-    (:data:`jaxcl.models.resnet.NORMS`, checked by the ResNet); the MLP has none.
+    (:data:`jaxcl.models.resnet.NORMS`, checked by the ResNet); the MLP has none. ``conv`` is the
+    ResNet's convolution (:data:`jaxcl.models.resnet.CONVS`: ``"auto"`` chunks the filter
+    gradient on CPU, a matter of speed only).
     """
     if model not in SPLITS:
         raise ValueError(f"model={model!r} is not one of {MODELS}")
     return SPLITS[model](k, num_classes=num_classes, head=head, nf=nf, hidden=hidden, norm=norm,
-                         upper_norm=norm if upper_norm is None else upper_norm)
+                         upper_norm=norm if upper_norm is None else upper_norm, conv=conv)
 
 
 class MultiHeadClassifier(nn.Module):

@@ -96,6 +96,33 @@ def test_bad_values_are_named():
         split_model("vit", 0, num_classes=3, head=True)
     with pytest.raises(ValueError, match="'layer'"):
         SlimResNet18(3, norm="layer")
+    with pytest.raises(ValueError, match=re.escape("conv='cudnn' is not one of")):
+        split_model("resnet", 1, num_classes=3, head=True, conv="cudnn")
+
+
+def test_conv_choice_changes_speed_not_numbers(key):
+    """On CPU ``"auto"`` is the chunked convolution: the stem and stage 1 at batch 48 x 32x32x8
+    (1.5 MB, above the 1 MB that is left whole) take their filter gradients in chunks of 10
+    samples; values and gradients equal ``lax``'s to float32 rounding."""
+    assert jax.default_backend() == "cpu"
+    x = jax.random.normal(key, (48, 32, 32, 3))
+    nets = {conv: SlimResNet18(3, nf=8, last_stage=1, conv=conv) for conv in ("auto", "xla")}
+    params = nets["xla"].init(key, x)
+
+    def loss(p, conv):
+        return jnp.sum(nets[conv].apply(p, x) ** 2)
+
+    jaxprs = {conv: str(jax.make_jaxpr(jax.grad(loss), static_argnums=1)(params, conv))
+              for conv in nets}
+    # Filter gradients (the filter's shape): the stem's and stage 1's four, 5 chunks each.
+    for conv, chunks in (("auto", 5), ("xla", 1)):
+        assert jaxprs[conv].count("f32[3,3,3,8] = conv_general_dilated") == chunks
+        assert jaxprs[conv].count("f32[3,3,8,8] = conv_general_dilated") == 4 * chunks
+    np.testing.assert_allclose(nets["auto"].apply(params, x), nets["xla"].apply(params, x),
+                               rtol=1e-6, atol=1e-6)
+    grads = [jax.grad(loss)(params, conv) for conv in nets]
+    for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
 
 
 def test_mlp(key):
