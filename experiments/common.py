@@ -16,7 +16,7 @@ from typing import Any
 import jax
 
 from jaxcl.data.augment import random_crop_flip
-from jaxcl.io import compile_cache, run_folder
+from jaxcl.io import compile_cache, config_file, run_folder
 from jaxcl.io.checkpoints import RunCheckpoints, content_digest
 from jaxcl.io.event_logs import summary_writer
 from jaxcl.io.progress import ProgressBar
@@ -30,16 +30,22 @@ from jaxcl.types import Experience
 
 def parse_config(config_cls: type, argv: list[str] | None, *, name: str, description: str,
                  quick: dict):
-    """``--field value`` for every field of ``config_cls``, plus ``--quick``, ``--out DIR`` and
-    ``--resume``/``--no-resume``, for experiment ``name``; ``--help`` shows every default.
+    """``--field value`` for every field of ``config_cls``, plus ``--quick``, ``--config FILE``,
+    ``--out DIR`` and ``--resume``/``--no-resume``, for experiment ``name``; ``--help`` shows
+    every default.
 
-    Tuple fields take several values (``--seeds 0 1 2``). Returns ``(config, out)``. ``--quick``
-    applies the ``quick`` overrides first; explicit flags win.
+    Tuple fields take several values (``--seeds 0 1 2``). Returns ``(config, out)``. The
+    settings are layered: the defaults, then ``--quick``'s ``quick`` overrides, then the JSON
+    file ``--config`` (:func:`jaxcl.io.config_file.read_config`: a run folder's ``config.json``
+    re-runs that run), then explicit flags.
     """
     # Every flag defaults to None (so that --quick's settings yield to explicit flags); the
     # help texts name the config's defaults instead.
     parser = argparse.ArgumentParser(prog=f"jaxcl run {name}", description=description)
     parser.add_argument("--quick", action="store_true", help=f"tiny settings: {quick}")
+    parser.add_argument("--config", type=pathlib.Path, default=None,
+                        help="a JSON file of settings, any of the options below by their field "
+                             "names (a run folder's config.json re-runs that run); flags win")
     parser.add_argument("--out", type=pathlib.Path, default=None,
                         help="results folder (default: a fresh runs/<name>-<timestamp>)")
     parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None,
@@ -73,6 +79,8 @@ def parse_config(config_cls: type, argv: list[str] | None, *, name: str, descrip
         raise FileExistsError(f"--out {args.out} holds checkpoints of an unfinished run and "
                               "--no-resume was given; resume it, or pass a new folder")
     values = dict(quick) if args.quick else {}
+    if args.config is not None:
+        values.update(config_file.read_config(config_cls, args.config))
     for f in dataclasses.fields(config_cls):
         value = getattr(args, f.name)
         if value is not None:
@@ -145,6 +153,10 @@ def run_strategies(
     ``steps[label][seed]``.
     """
     streams = [stream_for_seed(seed) for seed in seeds]
+    shape = streams[0][0].x_train.shape
+    if augment and len(shape) != 4:
+        raise ValueError(f"augment crops and flips images (N, H, W, C), but the stream's inputs "
+                         f"have shape {shape}; pass --no-augment")
     together = seeds_together and stackable(streams)
     groups = [list(range(len(seeds)))] if together else [[i] for i in range(len(seeds))]
     if seeds_together and not together:
@@ -195,7 +207,7 @@ def finish(out: pathlib.Path | None, *, experiment: str, config: Any, seeds: Seq
     config_dict = dataclasses.asdict(config)
     settings = {label: r["settings"] for label, r in records.items() if "settings" in r}
     if settings:  # each strategy's resolved settings (e.g. norm "reference" -> its norms)
-        config_dict["strategies"] = settings
+        config_dict["strategy_settings"] = settings
     files = run_folder.run_files(experiment=experiment, config=config_dict, seeds=list(seeds),
                                  records=records, steps=steps,
                                  summary_md=f"# {title}\n\n{table}\n", extra=extra, paper=paper)
@@ -218,7 +230,8 @@ def finish_tables(out: pathlib.Path | None, *, config: Any, title: str, table: s
         metrics = {**metrics, "paper": paper}
     print(f"{title}\n{table}")
     if out is not None:
-        run_folder.write_files(out, {"config.json": dataclasses.asdict(config),
+        run_folder.write_files(out, {"config.json": run_folder.config_json(
+                                         dataclasses.asdict(config)),
                                      "metrics.json": metrics,
                                      "summary.md": f"# {title}\n\n{table}\n"})
         print(f"\nresults: {out}")
@@ -358,9 +371,14 @@ class RunSettings(RunOptions):
     ``split_fashion_mnist``) read through TFDS from ``data_dir``, prepared from the original files
     in ``manual_dir`` when offline (empty: TFDS's default folder, no manual folder).
     ``datasets`` names the experiences' datasets of ``cross_dataset`` (empty: its default).
+    Your own data: ``image_folder`` reads the folder ``data_path`` (``data_path/train/<class>/``
+    and ``data_path/test/<class>/`` of .png, .jpg, .jpeg or .ppm images, resized to
+    ``image_size``), ``arrays`` the ``.npz`` file ``data_path`` (``x_train, y_train, x_test,
+    y_test``, optionally ``tasks``, its class split); ``class_order`` gives their classes in
+    experience order (empty: drawn from the seed).
     ``num_tasks`` and ``classes_per_task`` at 0 keep the benchmark's own shape; ``image_size``
-    and ``noise`` shape the synthetic streams only. ``train_per_class`` and ``test_per_class``
-    are the synthetic streams' examples per class (0: 500 and 100, Split-CIFAR100's) and, on
+    shapes the synthetic streams and ``image_folder``, ``noise`` the synthetic streams only.
+    ``train_per_class`` and ``test_per_class`` are the synthetic streams' examples per class (0: 500 and 100, Split-CIFAR100's) and, on
     real split benchmarks, at most that many per class, drawn from the seed (0: all).
     ``rgb32`` brings Split-Fashion-MNIST to 32x32x3 for the slim ResNet.
     ``augment`` crops and flips every training minibatch on the device
@@ -393,9 +411,19 @@ class RunSettings(RunOptions):
     HELP: typing.ClassVar[dict[str, str]] = {
         **RunOptions.HELP,
         "benchmark": "the stream: synthetic, synthetic_images, synthetic_noisy, split_cifar100, "
-                     "split_tinyimagenet, noisy_cifar, cross_dataset, split_fashion_mnist",
-        "data_dir": "TFDS's folder of prepared datasets ('' : TFDS's default)",
-        "manual_dir": "a folder holding the datasets' original files, prepared offline",
+                     "split_tinyimagenet, noisy_cifar, cross_dataset, split_fashion_mnist; your "
+                     "own data: image_folder (--data-path DIR holding DIR/train/<class>/*.png "
+                     "(.jpg, .jpeg, .ppm) and DIR/test/<class>/...) or arrays (--data-path "
+                     "FILE.npz holding x_train, y_train, x_test, y_test, optionally tasks), with "
+                     "--num-tasks, --classes-per-task and --class-order",
+        "data_dir": "TFDS's folder of prepared datasets, created if missing ('' : TFDS's "
+                    "default)",
+        "manual_dir": "a folder holding the datasets' original files, prepared offline; several "
+                      "separated by ':', searched in order",
+        "data_path": "image_folder's folder or arrays' .npz file",
+        "class_order": "image_folder's or arrays' classes in experience order (labels; an image "
+                       "folder's sorted class folders are 0, 1, ...), a permutation or subset; "
+                       "empty: drawn from the seed",
         "datasets": "cross_dataset's datasets, two or more of fashion_mnist, svhn, gtsrb, "
                     "cifar10, cifar100",
         "seeds": "one run per seed, each its own class order and initialisation; distinct",
@@ -409,7 +437,7 @@ class RunSettings(RunOptions):
         "norm": "the ResNet's normalisation: reference, batch, instance or running",
         "num_tasks": "experiences, >= 1, or all: the benchmark's own",
         "classes_per_task": "classes per experience, >= 1, or all: the benchmark's own",
-        "image_size": "synthetic images' side, >= 1",
+        "image_size": "synthetic images' side and image_folder's (every image resized), >= 1",
         "train_per_class": "training examples per class, >= 0",
         "test_per_class": "test examples per class, >= 0",
         "rgb32": "bring Split-Fashion-MNIST to 32x32x3",
@@ -435,6 +463,8 @@ class RunSettings(RunOptions):
     data_dir: str = ""
     manual_dir: str = ""
     datasets: tuple[str, ...] = ()
+    data_path: str = ""
+    class_order: tuple[int, ...] = ()
     epochs: int = 100
     eval_batch_size: int = 256
     model: str = "resnet"
@@ -473,6 +503,8 @@ class RunSettings(RunOptions):
             if not (isinstance(value, int) and value >= 0):
                 raise ValueError(f"{name} must be a positive integer (or 0, the default), got "
                                  f"{value!r}")
+        if len(set(self.class_order)) != len(self.class_order):
+            raise ValueError(f"class_order {list(self.class_order)} repeats a class")
         check_benchmark(self.benchmark, self.stream_options(),
                         data_dir=self.data_dir or None, manual_dir=self.manual_dir or None)
         for label in self.labels():
@@ -541,13 +573,18 @@ class RunSettings(RunOptions):
                       steps=steps, title=self.title(experiment, what), table=table, **kwargs)
 
     def stream_options(self) -> dict[str, Any]:
-        """The options :func:`jaxcl.data.load_benchmark` gets: the shape where set, and the
-        synthetic streams' own settings."""
+        """The options :func:`jaxcl.data.load_benchmark` gets: the shape where set, your own
+        data's ``path`` and ``class_order``, and the synthetic streams' own settings."""
         from jaxcl.data import SYNTHETIC
 
         options = {n: getattr(self, n) for n in ("num_tasks", "classes_per_task", "datasets",
-                                                 "train_per_class", "test_per_class", "rgb32")
+                                                 "class_order", "train_per_class",
+                                                 "test_per_class", "rgb32")
                    if getattr(self, n)}
+        if self.data_path:
+            options["path"] = self.data_path
+        if self.benchmark == "image_folder":
+            options["image_size"] = self.image_size
         if self.benchmark in SYNTHETIC:
             options.update(image_size=self.image_size, noise=self.noise,
                            train_per_class=self.train_per_class or 500,

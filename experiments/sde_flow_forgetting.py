@@ -314,7 +314,7 @@ def run(config: Config, out) -> dict:
                       for s in range(len(log["loss"]))]
     n = len(next(iter(records.values()))["mse_matrix"])
     files: dict[str, Any] = {
-        "config.json": dataclasses.asdict(config),
+        "config.json": run_folder.config_json(dataclasses.asdict(config)),
         "metrics.json": metrics,
         "summary.md": f"# {title}\n\n{summary}\n",
         "mse_matrices.csv": run_folder.csv_text(

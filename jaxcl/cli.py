@@ -20,24 +20,37 @@ from collections.abc import Callable
 from typing import Any
 
 
-def experiment_names() -> list[str]:
-    """The experiment modules of the ``experiments`` package (found without importing them)."""
+def _defines_main(source: str) -> bool:
+    """Whether a module's source binds ``main`` at its top level (``def main`` or ``main = ...``)."""
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef) and node.name == "main":
+            return True
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "main" for t in node.targets):
+            return True
+    return False
+
+
+def _sources() -> dict[str, str]:
     import experiments as package
 
-    return sorted(info.name for info in pkgutil.iter_modules(package.__path__)
-                  if not info.name.startswith("_") and info.name != "common")
+    folder = pathlib.Path(package.__path__[0])
+    return {info.name: (folder / f"{info.name}.py").read_text()
+            for info in pkgutil.iter_modules(package.__path__) if not info.name.startswith("_")}
+
+
+def experiment_names() -> list[str]:
+    """The experiment modules of the ``experiments`` package: those with a ``main`` (found
+    without importing them; ``common`` and ``paper`` are helpers)."""
+    return sorted(name for name, source in _sources().items() if _defines_main(source))
 
 
 def experiments() -> dict[str, str]:
     """``{name: first line of its docstring}`` for every experiment module, read from the source
     without importing it (no JAX, no TensorFlow: ``jaxcl list`` answers at once)."""
-    import experiments as package
-
-    out = {}
-    for name in experiment_names():
-        source = (pathlib.Path(package.__path__[0]) / f"{name}.py").read_text()
-        out[name] = (ast.get_docstring(ast.parse(source)) or "").strip().splitlines()[0]
-    return out
+    sources = _sources()
+    return {name: (ast.get_docstring(ast.parse(sources[name])) or "").strip().splitlines()[0]
+            for name in experiment_names()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,9 +12,11 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "jaxcl"
 LAYERS = ["types", "core", "models", "learners", "train", "io"]
-"""From the bottom up; ``data`` may use ``types`` and ``core`` only, ``cli`` anything."""
+"""From the bottom up; ``data`` may use ``types`` and ``core`` only, ``streams`` (the public entry
+for a user's arrays) ``data`` and what it may, ``cli`` anything."""
 ALLOWED = {layer: set(LAYERS[: i + 1]) for i, layer in enumerate(LAYERS)}
 ALLOWED["data"] = {"types", "core", "data"}
+ALLOWED["streams"] = {*ALLOWED["data"], "streams"}
 FORBIDDEN_CALLS = {"print", "open", "input"}
 FORBIDDEN_MODULES = {"tqdm", "socket", "urllib", "requests", "matplotlib", "tensorboardX"}
 

@@ -3,7 +3,9 @@
 A hypernetwork ``H_psi`` holds a learned task-embedding table ``e`` and maps a task id ``t`` to
 parameters ``theta_t = H_psi(e_t)`` laid out leaf for leaf like the ``params`` of a target module,
 so that ``target.apply({"params": hnet.apply(psi, t)}, x)`` just works. The target's leaves are
-read with ``jax.eval_shape(target.init, ...)``; nothing is wired by hand per model.
+read with ``jax.eval_shape(target.init, ...)``; nothing is wired by hand per model. A Flax NNX
+target (``nnx.Module``) is split into its graph definition and parameter state first
+(:mod:`jaxcl.core.nnx_target`): ``theta_t`` is then its ``nnx.Param`` state as a nested dict.
 
 Structure (von Oswald et al., ICLR 2020; the partial-hypernetwork variant of Hemati et al., CoLLAs
 2023)::
@@ -27,9 +29,10 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax import traverse_util
+from flax import nnx, traverse_util
 
 from jaxcl.core.heads import HEADS, LeafSpec, Path, Role, initial_fill, leaf_role
+from jaxcl.core.nnx_target import NnxTarget, as_target
 from jaxcl.types import PyTree
 
 NEW_TASK_INITS = ("copy_prev", "random")
@@ -47,7 +50,8 @@ def generate_under(*prefixes: str | Sequence[str]) -> Callable[[Path], bool]:
 
     ``generate_under("stage3", ("head", "Dense_0"))`` generates everything below the top-level
     module ``stage3`` and below ``head/Dense_0``; every other leaf stays an ordinary (shared)
-    parameter.
+    parameter. An NNX target's paths are its attribute paths, list items by their index:
+    ``generate_under("blocks/1", "classifier")``.
     """
     normalised = [tuple(p.split("/")) if isinstance(p, str) else tuple(p) for p in prefixes]
 
@@ -149,13 +153,15 @@ class Hypernetwork(nn.Module):
     @classmethod
     def for_target(
         cls,
-        target: nn.Module,
+        target: nn.Module | nnx.Module | NnxTarget,
         *sample_args: Any,
         config: HypernetConfig,
         generate: Callable[[Path], bool] = generate_all,
         **sample_kwargs: Any,
     ) -> Hypernetwork:
-        """A hypernetwork for ``target``, whose shapes come from ``jax.eval_shape(target.init)``."""
+        """A hypernetwork for ``target``, a Linen or NNX module (:func:`as_target`), whose
+        shapes come from ``jax.eval_shape(target.init)``."""
+        target = as_target(target)
         shapes = jax.eval_shape(target.init, jax.random.key(0), *sample_args, **sample_kwargs)
         if "params" not in shapes:
             raise ValueError(f"{type(target).__name__} has no 'params' collection to generate")

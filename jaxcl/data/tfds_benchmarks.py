@@ -12,14 +12,17 @@
 Every split draws its class order from ``seed`` (``jax.random.permutation``), gives each
 experience its classes' training and test examples, labels restarting at 0, and normalises the
 images per channel with the mean and standard deviation of the whole training split,
-``x = (u8 / 255 - mean) / std``.
+``x = (u8 / 255 - mean) / std`` (:mod:`jaxcl.data.splits`, which user data shares).
 
 Where the data comes from, in this order: a TFDS-prepared copy in ``data_dir`` (TFDS caches it
-there and reuses it); the original files in ``manual_dir``, prepared with no network access; a
-TFDS download, unless ``download=False``. The loader never probes the network: with
-``download=False`` a dataset that is not prepared fails at once, and a download that fails fails
-with the same :class:`DataNotAvailableError`, naming the dataset, ``data_dir``, ``manual_dir``,
-the files expected there and how to prepare the data offline.
+there and reuses it, and creates the folder when it does not exist yet); the original files in
+``manual_dir``, prepared with no network access; a TFDS download, unless ``download=False``.
+``manual_dir`` may name several folders (a sequence, or one string separated by ``os.pathsep``,
+``a:b``), searched in order: each dataset is prepared from the first that holds all its files, so
+the cross-dataset stream's archives need not be gathered into one folder. The loader never
+probes the network: with ``download=False`` a dataset that is not prepared fails at once, and a
+download that fails fails with the same :class:`DataNotAvailableError`, naming the dataset,
+``data_dir``, ``manual_dir``, the files expected there and how to prepare the data offline.
 
 Nothing is kept between calls behind the caller's back: the arrays read from a prepared dataset
 are kept only in a ``cache`` the caller passes (a dict, e.g. one per run, so that a stream built
@@ -39,6 +42,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcl.data import manual_folders
+from jaxcl.data.splits import (
+    channel_stats,
+    check_split,
+    class_experience,
+    per_class_subset,
+    split_stream,
+)
 from jaxcl.data.tfds_builders import (
     FASHION_MNIST_FILES,
     GTSRB_ZIPS,
@@ -62,7 +73,7 @@ class Source(NamedTuple):
     caller's ``cache`` of arrays already read (``None``: read every time)."""
 
     data_dir: str | None = None
-    manual_dir: str | None = None
+    manual_dir: str | Sequence[str] | None = None
     download: bool = True
     cache: ArrayCache | None = None
 
@@ -74,8 +85,8 @@ def _prepared_builder(name: str, expected: tuple[str, ...], source: Source, *,
     builder = tfds.builder(name, data_dir=source.data_dir)
     if builder.is_prepared():
         return builder
-    manual = pathlib.Path(source.manual_dir) if source.manual_dir is not None else None
-    if manual is not None and all((manual / f).exists() for f in expected):
+    manual = _manual_with(expected, source)
+    if manual is not None:
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
         return builder
@@ -100,6 +111,12 @@ def _prepared_builder(name: str, expected: tuple[str, ...], source: Source, *,
     return builder
 
 
+def _manual_with(expected: tuple[str, ...], source: Source) -> pathlib.Path | None:
+    """The first folder of ``source.manual_dir`` that holds every file of ``expected``."""
+    return next((folder for folder in manual_folders(source.manual_dir)
+                 if all((folder / f).exists() for f in expected)), None)
+
+
 def _split(builder, source: Source, seed, num_tasks, classes_per_task, corrupt=None, *,
            rgb32=False, train_per_class=0, test_per_class=0) -> list[Experience]:
     arrays = _arrays(builder, source.cache)
@@ -109,23 +126,6 @@ def _split(builder, source: Source, seed, num_tasks, classes_per_task, corrupt=N
     return split_stream(arrays, seed=seed, num_tasks=num_tasks,
                         classes_per_task=classes_per_task,
                         num_classes=builder.info.features["label"].num_classes, corrupt=corrupt)
-
-
-def per_class_subset(arrays, per_class: dict[str, int], seed: int):
-    """At most ``per_class[split]`` examples of every class of each split (0: all), drawn at
-    random from ``seed``, in their original order: a smaller benchmark for a small machine."""
-    out = dict(arrays)
-    for i, (split, n) in enumerate(sorted(per_class.items())):
-        if not n:
-            continue
-        if not (isinstance(n, int) and n > 0):
-            raise ValueError(f"{split}_per_class must be a positive integer (or 0: all), got {n!r}")
-        x, y = arrays[split]
-        rng = np.random.default_rng([seed, i])
-        keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:n]
-                                       for c in np.unique(y)]))
-        out[split] = (x[keep], y[keep])
-    return out
 
 
 def _arrays(builder, cache: ArrayCache | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -147,68 +147,6 @@ def _arrays(builder, cache: ArrayCache | None = None) -> dict[str, tuple[np.ndar
     if cache is not None:
         cache[folder] = out
     return out
-
-
-def channel_stats(x_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and standard deviation of ``x_u8 / 255`` (shapes ``(1, 1, 1, C)``),
-    exact, from each channel's histogram of the 256 byte values (no float copy of the split)."""
-    values = np.arange(256) / 255.0
-    counts = np.stack([np.bincount(x_u8[..., c].ravel(), minlength=256)
-                       for c in range(x_u8.shape[-1])]) / (x_u8.size // x_u8.shape[-1])
-    mean = counts @ values
-    std = np.sqrt(np.maximum(counts @ values**2 - mean**2, 0.0)) + 1e-6
-    return (mean.reshape(1, 1, 1, -1).astype(np.float32),
-            std.reshape(1, 1, 1, -1).astype(np.float32))
-
-
-def class_experience(arrays, classes: Sequence[int], task_id: int, stats, *,
-                     corrupt: Callable | None = None, key: jax.Array | None = None) -> Experience:
-    """Experience ``task_id``: the training and test examples of ``classes`` (labels ``classes[i]
-    -> i``), images ``(u8 / 255 - mean) / std`` with ``stats = (mean, std)``; ``corrupt(key, x)``
-    first corrupts the images in [0, 1] (``key`` for the training split, ``fold_in(key, 1)`` for
-    the test split)."""
-    mean, std = stats
-
-    def pick(split):
-        x, y = arrays[split]
-        keep = np.isin(y, classes)
-        relabel = np.full(int(max(y.max(), max(classes))) + 1, -1, np.int32)
-        relabel[list(classes)] = np.arange(len(classes), dtype=np.int32)
-        images = jnp.asarray(x[keep].astype(np.float32) / 255.0)
-        if corrupt is not None:
-            images = corrupt(key if split == "train" else jax.random.fold_in(key, 1), images)
-        return (images - mean) / std, jnp.asarray(relabel[y[keep]])
-
-    return Experience(task_id, tuple(int(c) for c in classes), *pick("train"), *pick("test"))
-
-
-def _check_split(num_tasks, classes_per_task, num_classes: int) -> None:
-    if not (isinstance(num_tasks, int) and isinstance(classes_per_task, int)
-            and num_tasks >= 1 and classes_per_task >= 1
-            and num_tasks * classes_per_task <= num_classes):
-        raise ValueError(f"num_tasks x classes_per_task = {num_tasks} x {classes_per_task} must be "
-                         f"positive and at most the {num_classes} classes")
-
-
-def split_stream(arrays, *, seed: int, num_tasks: int, classes_per_task: int,
-                 num_classes: int, corrupt: Sequence[Callable] | None = None) -> list[Experience]:
-    """Class-incremental splits of ``{"train": (x_u8, y), "test": (x_u8, y)}`` into experiences
-    (module docstring): class order from ``seed``, labels restarting at 0, normalised images.
-
-    ``corrupt[t](key, x)``, if given, corrupts experience ``t``'s images in [0, 1] before they are
-    normalised (with the clean training split's statistics); its keys come from ``seed``, so the
-    stream is deterministic.
-    """
-    _check_split(num_tasks, classes_per_task, num_classes)
-    if corrupt is not None and len(corrupt) != num_tasks:
-        raise ValueError(f"corrupt has {len(corrupt)} transforms for {num_tasks} experiences")
-    stats = channel_stats(arrays["train"][0])
-    order = np.asarray(jax.random.permutation(jax.random.key(seed), num_classes))
-    noise_key = jax.random.fold_in(jax.random.key(seed), 1)
-    return [class_experience(arrays, order[t * classes_per_task:(t + 1) * classes_per_task], t,
-                             stats, corrupt=None if corrupt is None else corrupt[t],
-                             key=jax.random.fold_in(noise_key, t))
-            for t in range(num_tasks)]
 
 
 def _catalogue(name: str, files: tuple[str, ...]) -> Callable[[Source], Any]:
@@ -237,8 +175,8 @@ def _noisy_cifar(seed, source, classes_per_task=5):
 
 
 def _fashion_mnist_builder(source: Source):
-    files, manual = tuple(FASHION_MNIST_FILES), source.manual_dir
-    if manual is not None and all((pathlib.Path(manual) / f).exists() for f in files):
+    files = tuple(FASHION_MNIST_FILES)
+    if _manual_with(files, source) is not None:
         return _prepared_builder("fashion_mnist_files", files, source)
     return _prepared_builder("fashion_mnist", files, source)
 
@@ -294,7 +232,7 @@ def _cross_dataset(seed, source, datasets=("cifar10", "svhn"), classes_per_task=
     for t, name in enumerate(datasets):
         builder = CROSS_DATASETS[name](source)
         num_classes = builder.info.features["label"].num_classes
-        _check_split(1, classes_per_task, num_classes)
+        check_split(1, classes_per_task, num_classes, f" of {name}")
         arrays = {split: (to_rgb32(x), y)
                   for split, (x, y) in _arrays(builder, source.cache).items()}
         key = jax.random.fold_in(jax.random.key(seed), t)

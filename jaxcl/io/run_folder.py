@@ -4,7 +4,8 @@ The files of a finished run, from its records (:mod:`jaxcl.io.records`, which do
 ``metrics.json``) and its per-step logs; the refusal of an ``--out`` that holds a finished run;
 the removal of a finished run's checkpoints. Every experiment writes one folder::
 
-    config.json           the resolved configuration ("strategies": each one's settings)
+    config.json           the settings, each strategy's resolved ("strategy_settings") and
+                          its provenance (versions, commit, devices): ``--config`` re-runs it
     metrics.json          :mod:`jaxcl.io.records`
     accuracy_matrix.csv   strategy, seed, row i, then R[i, 0..N-1] (seed "mean": over seeds)
     steps.csv             strategy, seed, step, experience, loss, cosine, grad_rel_diff
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from jaxcl.io import plots
+from jaxcl.io.config_file import provenance
 from jaxcl.io.records import SCHEMA
 
 CHECKPOINTS = "checkpoints"
@@ -99,6 +101,12 @@ def write_files(out: pathlib.Path, files: dict[str, Any]) -> None:
             shutil.rmtree(tmp)
 
 
+def config_json(config: dict[str, Any]) -> dict[str, Any]:
+    """``config.json``'s content: the settings and, under ``"provenance"``, what the run ran on
+    (:func:`jaxcl.io.config_file.provenance`)."""
+    return {**config, "provenance": provenance()}
+
+
 def csv_text(header: list[str], rows) -> str:
     """A CSV file's text: the header row, then ``rows``."""
     buf = io.StringIO()
@@ -134,6 +142,7 @@ def run_files(
             for s in range(len(log["loss"])):
                 step_rows.append([label, seed, s, int(log["experience"][s]), float(log["loss"][s]),
                                   float(log["cosine"][s]), float(log["grad_rel_diff"][s])])
+    config = config_json(config)
     files: dict[str, Any] = {
         "config.json": config,
         "metrics.json": {"schema": SCHEMA, "experiment": experiment, "config": config,

@@ -24,6 +24,8 @@ hypernetwork generates per task, ``omega_t = H_psi(e_t)``. Prediction for task `
   same loss and gradient as over every slot, and an early experience no longer pays for
   ``max_prev_tasks`` hypernetwork evaluations.
 
+``h_omega`` and ``g_phi`` are Flax Linen or NNX modules (an ``nnx.Module`` is split into its graph
+definition and parameter state, :mod:`jaxcl.core.nnx_target`; the hypernetwork writes that state).
 Freeze depth, look-ahead order and the models are values of one :class:`PartialHypernet`; the task
 id and the previous-task set are traced arrays, so one compiled step serves every task. The step
 has two programs, one per phase (``first``, static): each compiles once for a whole run.
@@ -39,6 +41,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
+from flax import nnx
 
 from jaxcl.core.hypernet import (
     HypernetConfig,
@@ -48,6 +51,7 @@ from jaxcl.core.hypernet import (
 )
 from jaxcl.core.lookahead import ORDERS, lookahead_grad
 from jaxcl.core.losses import accuracy, cross_entropy
+from jaxcl.core.nnx_target import NnxTarget, as_target
 from jaxcl.core.regularizers import (
     output_regularizer,
     output_regularizer_real_slots,
@@ -85,7 +89,8 @@ class PartialHypernet(Classifier):
     """HN-k: models, optimizers and look-ahead settings.
 
     Attributes:
-      upper: ``h_omega``, the module whose ``params`` the hypernetwork generates.
+      upper: ``h_omega``, the module whose ``params`` the hypernetwork generates (Linen, or an
+        NNX module as an :class:`jaxcl.core.nnx_target.NnxTarget`).
       lower: ``g_phi``, or ``None`` when the hypernetwork generates everything (``k = 0``).
       hnet: the hypernetwork for ``upper``.
       optimizer: the optax optimizer of ``psi`` and ``phi`` (the study: Adam, lr 1e-3).
@@ -100,8 +105,8 @@ class PartialHypernet(Classifier):
         ``max_prev_tasks`` slots at once every step, real or padding (the program before).
     """
 
-    upper: nn.Module
-    lower: nn.Module | None
+    upper: nn.Module | NnxTarget
+    lower: nn.Module | NnxTarget | None
     hnet: Hypernetwork
     optimizer: optax.GradientTransformation
     virtual_opt: optax.GradientTransformation
@@ -123,8 +128,8 @@ class PartialHypernet(Classifier):
     @classmethod
     def build(
         cls,
-        upper: nn.Module,
-        lower: nn.Module | None,
+        upper: nn.Module | nnx.Module,
+        lower: nn.Module | nnx.Module | None,
         sample_x: jax.Array,
         *,
         hnet_config: HypernetConfig,
@@ -137,9 +142,12 @@ class PartialHypernet(Classifier):
         prev_chunk: int | None = 1,
         generate: Callable[[tuple[str, ...]], bool] = generate_all,
     ) -> PartialHypernet:
-        """A learner with the study's defaults: Adam(lr) to train, SGD(lr) as the virtual step."""
+        """A learner with the study's defaults: Adam(lr) to train, SGD(lr) as the virtual step.
+        ``upper`` and ``lower`` are Linen or NNX modules (:func:`jaxcl.core.nnx_target.as_target`);
+        ``generate`` filters the paths of ``upper``'s parameters."""
         if not learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
+        upper, lower = as_target(upper), None if lower is None else as_target(lower)
         features = sample_x
         if lower is not None:
             features = jax.eval_shape(

@@ -329,16 +329,12 @@ def test_gtsrb_builder_reads_the_original_archives(fake_archives, tmp_path):
 
 
 def test_cross_dataset_stream_real_fashion_mnist_then_gtsrb(fashion, fashion_arrays,
-                                                            fake_archives, tmp_path):
+                                                            fake_archives):
     data_dir, _ = fashion
-    manual = tmp_path / "manual"
-    manual.mkdir()
-    for f in [*builders.FASHION_MNIST_FILES, *builders.GTSRB_ZIPS]:
-        source = (builders.DEBIAN_FASHION_MNIST / f if f in builders.FASHION_MNIST_FILES
-                  else fake_archives / f)
-        (manual / f).symlink_to(source)
+    # Each dataset's files in a folder of its own: manual_dir names both, searched in order.
     stream = tb.load_benchmark("cross_dataset", seed=0, data_dir=str(data_dir),
-                               manual_dir=str(manual), datasets=("fashion_mnist", "gtsrb"))
+                               manual_dir=(str(builders.DEBIAN_FASHION_MNIST), str(fake_archives)),
+                               datasets=("fashion_mnist", "gtsrb"))
     assert [e.task_id for e in stream] == [0, 1] and [len(e.classes) for e in stream] == [5, 5]
     assert stream[0].x_train.shape == (30_000, 32, 32, 3) and stream[1].x_train.shape == (10, 32, 32, 3)
     for exp in stream:
@@ -407,13 +403,17 @@ def test_benchmark_options_are_the_loaders_keywords():
     import inspect
 
     from jaxcl import data
+    from jaxcl.data.image_folder import load_image_folder
+    from jaxcl.data.user_data import load_arrays
 
     loaders = {**{n: data.BENCHMARKS[n] for n in ("synthetic", "synthetic_noisy")},
-               "synthetic_images": data.BENCHMARKS["synthetic"], **tb.LOADERS}
+               "synthetic_images": data.BENCHMARKS["synthetic"], **tb.LOADERS,
+               "image_folder": load_image_folder, "arrays": load_arrays}
     assert set(loaders) == set(data.BENCHMARK_OPTIONS)
     for name, loader in loaders.items():
         keywords = {p.name for p in inspect.signature(loader).parameters.values()
-                    if p.default is not inspect.Parameter.empty}
+                    if p.default is not inspect.Parameter.empty
+                    or p.kind is inspect.Parameter.KEYWORD_ONLY} - {"cache"}
         if name == "synthetic_noisy":  # passes the synthetic options on, less num_tasks
             keywords = {"classes_per_task", *inspect.signature(data.BENCHMARKS["synthetic"])
                         .parameters} - {"seed", "num_tasks"}
@@ -438,7 +438,7 @@ def test_experiment_module_runs_on_real_fashion_mnist(fashion, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--benchmark", "cross_dataset", "--num-tasks", "3"], "'cross_dataset' does not take 'num_tasks'"),
-    (["--benchmark", "split_cifar100", "--data-dir", "/no/such/dir"], "data_dir='/no/such/dir' is not a folder"),
+    (["--benchmark", "split_cifar100", "--data-dir", "/dev/null"], "data_dir='/dev/null' is not a folder"),
     (["--benchmark", "imagenet"], "benchmark='imagenet' is not one of"),
     (["--benchmark", "split_cifar100", "--num-tasks", "-1"], "num_tasks must be a positive"),
 ])

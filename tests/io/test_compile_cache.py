@@ -8,10 +8,10 @@ import sys
 
 import jax
 import pytest
+from support import ROOT
 
 from experiments.sde_flow_forgetting import Config
 from jaxcl.io import compile_cache
-from tests.support import ROOT
 
 
 @pytest.fixture

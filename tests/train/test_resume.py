@@ -136,6 +136,7 @@ def test_cli_lists_runs_and_stops_non_zero_on_a_non_finite_loss(tmp_path, capsys
     listed = capsys.readouterr().out.splitlines()
     assert any(line.startswith("split_benchmark ") and "Table 2" in line for line in listed)
     assert len(listed) == len(cli.experiments()) >= 8
+    assert not any(line.split()[0] in ("common", "paper") for line in listed)  # helpers
     with pytest.raises(SystemExit) as help_exit:
         cli.main(["run", "split_benchmark", "--help"])
     assert help_exit.value.code == 0
