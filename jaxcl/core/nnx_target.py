@@ -32,6 +32,11 @@ statistics for HN-k. ``nnx.LayerNorm`` and ``nnx.GroupNorm`` keep only parameter
 
 NNX initialises a module when it is built, with the ``nnx.Rngs`` its constructor takes: ``init``
 returns those values whatever key it is given (a lower part ``g_phi`` starts alike in every seed).
+
+Inside a Linen parent (the strategies' :class:`jaxcl.models.MultiHeadClassifier`, whose feature
+extractor is a Linen submodule), :func:`as_linen` wraps the target in :class:`NnxFeatures`, a
+Linen module with one parameter, the nested dict, so that Naive, EWC, Frozen-k and LR-k train an
+NNX model too.
 """
 
 from __future__ import annotations
@@ -129,6 +134,26 @@ def as_target(module: Any) -> nn.Module | NnxTarget:
         return NnxTarget.from_module(module)
     raise TypeError(f"a target must be a Flax Linen module (flax.linen.Module) or an NNX module "
                     f"(flax.nnx.Module), got {type(module).__name__}: {module!r:.80}")
+
+
+class NnxFeatures(nn.Module):
+    """An :class:`NnxTarget` as a Linen module: ``x, train -> module(x)``, its parameters one
+    Linen parameter ``"nnx"`` laid out as :meth:`NnxTarget.init`'s dict. ``train`` is taken and
+    ignored (an NNX module holds its own mode, and a target holds no statistics)."""
+
+    target: NnxTarget
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        params = self.param("nnx", lambda key: self.target.init(key)["params"])
+        return self.target.apply({"params": params}, x)
+
+
+def as_linen(module: Any) -> nn.Module:
+    """A Linen module as it is; an ``nnx.Module`` (or :class:`NnxTarget`) as
+    :class:`NnxFeatures`, for a Linen parent or a learner that applies ``module(x, train=...)``."""
+    target = as_target(module)
+    return target if isinstance(target, nn.Module) else NnxFeatures(target)
 
 
 def _joined(paths: list[tuple[str, ...]]) -> str:

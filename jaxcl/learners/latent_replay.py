@@ -43,6 +43,7 @@ import optax
 
 from jaxcl.core.chunks import map_chunks
 from jaxcl.core.losses import accuracy, cross_entropy
+from jaxcl.core.nnx_target import as_linen
 from jaxcl.learners.base import Classifier, apply_optimizer, step_metrics
 from jaxcl.models import apply_model, split_variables
 from jaxcl.types import PyTree
@@ -88,7 +89,8 @@ class Frozen(Classifier):
 
     Attributes:
       lower: ``g_phi`` (stem + first ``k`` stages), or ``None`` for ``k = 0`` (then Frozen-0 is
-        Naive fine-tuning).
+        Naive fine-tuning); a Linen or a Flax NNX module (:func:`jaxcl.core.nnx_target.as_linen`
+        wraps the latter).
       net: a :class:`jaxcl.models.MultiHeadClassifier` of the upper part over ``g_phi``'s
         features.
       optimizer: optax optimizer, reset at each experience.
@@ -103,6 +105,10 @@ class Frozen(Classifier):
     def num_tasks(self) -> int:
         """Task ids this strategy holds a head for: ``0 .. num_tasks - 1``."""
         return self.net.num_tasks
+
+    def __post_init__(self):
+        if self.lower is not None:
+            object.__setattr__(self, "lower", as_linen(self.lower))
 
     def _features(self, lower, lower_stats, x, *, train):
         if self.lower is None:
@@ -215,6 +221,7 @@ class LatentReplay(Frozen):
     name: str = "latent_replay"
 
     def __post_init__(self):
+        super().__post_init__()
         if self.lower is None:
             raise ValueError("latent replay needs a lower part: freeze depth k >= 1")
         if self.memory_size < 1:

@@ -19,6 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcl.core.nnx_target import as_linen
 from jaxcl.models.mlp import MLP
 from jaxcl.models.resnet import FREEZE_DEPTHS, NUM_STAGES, SlimResNet18
 
@@ -91,11 +92,17 @@ class MultiHeadClassifier(nn.Module):
     ``logits_b = W[t_b]^T pool(f(x_b)) + b[t_b]`` with ``W`` of shape ``(num_tasks, D, C)``; ``t`` a
     scalar task id or one per example (a replay batch mixes tasks). Spatial features are averaged
     over their spatial axes first. ``train`` goes to the feature extractor (running statistics).
+    ``features`` is a Linen module or a Flax NNX module
+    (:func:`jaxcl.core.nnx_target.as_linen` wraps it).
     """
 
     features: nn.Module
     num_tasks: int
     num_classes: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "features", as_linen(self.features))
+        super().__post_init__()
 
     @nn.compact
     def __call__(self, x: jax.Array, task_ids: jax.Array, train: bool = True) -> jax.Array:
