@@ -11,17 +11,31 @@ Models (:mod:`jaxcl.learners.sde_flow_model`, trained as learners of the one loo
 ``ablation_no_replay_sep``     the same without replay and separation (gamma = delta = 0)
 ``ablation_penalties_x10``     replay and separation weights times ``ablation_factor``
 ``repair_order1`` / ``2``      flow and SDEs frozen after task 0; output regulariser through a
-                               first- / second-order look-ahead; no replay (nothing stored)
+                               first- / second-order look-ahead; replay weight 0 (see below)
 ``repair_generated_order1/2``  the same with flow and SDE networks generated per task too
 =============================  ===============================================================
+
+The repairs do not learn from stored data, but they still store it: their replay weight is 0,
+and the episodic memory is filled after every task as in the study, carried in the state and
+the checkpoints, counted by ``memory_bytes``, and passed through every step's forward pass, where
+its loss is multiplied by 0.
+
+The NLL (``--nll``, :func:`jaxcl.models.sde_flow.negative_log_likelihood`): ``paper`` (the
+default) is the paper's Eq. 2, ``-log p(x) = -log N(u; 0, I) - log|det du/dz0| - log_vol(x)``
+with ``u = F(Enc(x))`` through the encoder and the flow; ``flow_only`` (what this study used before
+issue 19) is ``-log p(z0)``, the encoder's Jacobian dropped, which rewards shrinking ``z0``.
+``--latent`` (1, 2 or 3; the paper gives no size) sets both models' latent; below 3, ``log_vol``
+is ``0.5 log det(J J^T)`` of the ``latent x 3`` encoder Jacobian ``J`` (rectangular flows).
 
 The run folder (``--out DIR``)::
 
     config.json, summary.md             the settings; every table below, in Markdown
     mse_matrices.csv                    model, seed ("mean" over seeds), after_task, task_0..
     forgetting.csv                      the forgetting table, with the study's numbers
-    steps.csv                           model, seed, step, task, loss, mse, nll, replay,
-                                        separation, reg (the first seed)
+    steps.csv                           model, seed, step, task, then every step's metrics
+                                        (jaxcl.learners.sde_flow.STEP_METRICS: the loss terms,
+                                        z0_std, sigma, decoder_gain, encoder_log_det), the
+                                        first seed
     mse_matrix_<model>.png              heat maps of the MSE matrices
     checkpoints/<model>/                the latest checkpoints (orbax) while the run is unfinished:
                                         a killed run resumes; removed when it finishes unless
@@ -32,6 +46,8 @@ The run folder (``--out DIR``)::
        "reference": {"mlp": {"forgetting_t0"}, "hypernet_sde_flow": {...}, "ratio"},
        "<model>": {"mse_matrix": [[...]] (mean over seeds), "forgetting_t0", "mean_forgetting",
                    "<same>_std", "time_s", "compile_s",
+                   "end_of_task": {"z0_std", "sigma", "decoder_gain", "encoder_log_det": one
+                                   value per task, the mean of its last 10 steps and the seeds},
                    "per_seed": [{"seed", "mse_matrix", "forgetting_t0", "mean_forgetting"}]},
        ...one entry per model run}
 
@@ -64,7 +80,7 @@ from jaxcl.io.checkpoints import RunCheckpoints, content_digest
 from jaxcl.io.event_logs import write_events
 from jaxcl.learners.sde_flow import STEP_METRICS, SdeFlowLearner
 from jaxcl.learners.sde_flow_model import LossWeights, Variant
-from jaxcl.models.sde_flow import SdeFlowConfig
+from jaxcl.models.sde_flow import NLL_KINDS, SdeFlowConfig
 from jaxcl.train.events import ExperienceEnded
 from jaxcl.train.loop import RunResult, train_seeds
 
@@ -75,6 +91,9 @@ REFERENCE = {"mlp": 0.0016, "hypernet_sde_flow": 0.3822}
 VARIANT_NAMES = ("mlp", "hypernet_sde_flow", "ablation_no_replay_sep", "ablation_penalties_x10",
                  "repair_order1", "repair_order2", "repair_generated_order1",
                  "repair_generated_order2")
+LATENTS = (1, 2, 3)
+COLLAPSE = ("z0_std", "sigma", "decoder_gain", "encoder_log_det")
+"""The step metrics that show a collapsing latent, summarised per task in ``end_of_task``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +117,11 @@ class Config(RunOptions):
         "test_per_task": "test points per task, >= 2",
         "noise": "Gaussian noise added to the points, >= 0",
         "coef": "lambda, the repair's output regulariser weight, >= 0",
+        "latent": "latent size of both models, 1, 2 or 3 (the data are 3-D; the paper gives no "
+                  "size)",
+        "nll": "the NLL: paper (-log p(x) through encoder and flow, the paper's Eq. 2) or "
+               "flow_only (-log p(z0), the encoder's Jacobian dropped)",
+        "nll_weight": "beta, the NLL's weight after annealing, >= 0",
     }
     NOTES: typing.ClassVar[dict[str, str]] = {
         "steps_in": "scan: these models hold no convolution, and on CPU a step inside the "
@@ -116,10 +140,11 @@ class Config(RunOptions):
     train_per_task: int = 300
     test_per_task: int = 100
     noise: float = 0.05
-    latent_dim: int = 3
+    latent: int = 3
+    nll: str = "paper"
     hidden: tuple[int, ...] = (32, 32)
     sde_steps: int = 8
-    nll: float = 0.01
+    nll_weight: float = 0.01
     replay: float = 1.0
     separation: float = 0.1
     memory_per_task: int = 20
@@ -132,6 +157,11 @@ class Config(RunOptions):
         unknown = [v for v in self.variants if v not in VARIANT_NAMES]
         if unknown or not self.variants:
             raise ValueError(f"variants {unknown or '()'} not known; choose from {VARIANT_NAMES}")
+        if self.latent not in LATENTS:
+            raise ValueError(f"latent={self.latent!r} is not one of {LATENTS} (the points are "
+                             "3-D; a latent larger than the data has no density of x)")
+        if self.nll not in NLL_KINDS:
+            raise ValueError(f"nll={self.nll!r} is not one of {NLL_KINDS}")
         if not self.ablation_factor > 0:
             raise ValueError(f"ablation_factor must be > 0, got {self.ablation_factor!r}")
         for name in ("train_per_task", "test_per_task"):
@@ -143,10 +173,11 @@ class Config(RunOptions):
 
     def variant(self, name: str) -> Variant:
         """The :class:`jaxcl.learners.sde_flow_model.Variant` of model ``name``."""
-        model = SdeFlowConfig(latent_dim=self.latent_dim, hidden=self.hidden,
+        model = SdeFlowConfig(latent_dim=self.latent, nll=self.nll, hidden=self.hidden,
                               sde_steps=self.sde_steps)
-        weights = LossWeights(nll=self.nll, replay=self.replay, separation=self.separation,
-                                 coef=self.coef, virtual_lr=self.virtual_lr)
+        weights = LossWeights(nll=self.nll_weight, replay=self.replay,
+                              separation=self.separation, coef=self.coef,
+                              virtual_lr=self.virtual_lr)
         base = Variant(model=model, epochs=self.epochs, batch_size=self.batch_size,
                           learning_rate=self.learning_rate, memory_per_task=self.memory_per_task,
                           weights=weights)
@@ -188,8 +219,17 @@ def _record(runs: list[tuple[int, RunResult]]) -> dict[str, Any]:
     for name in ("forgetting_t0", "mean_forgetting", "time_s", "compile_s"):
         values = np.array([row[name] for row in scalars], dtype=float)
         out[name], out[f"{name}_std"] = float(values.mean()), float(values.std())
+    out["end_of_task"] = {name: np.mean([_end_of_task(r.step_metrics, name) for _, r in runs],
+                                        axis=0).tolist() for name in COLLAPSE}
     out["per_seed"] = per_seed
     return out
+
+
+def _end_of_task(log: dict[str, np.ndarray], name: str, last: int = 10) -> np.ndarray:
+    """Metric ``name`` of one seed's step log, the mean of each task's last ``last`` steps."""
+    tasks = np.asarray(log["experience"])
+    return np.array([np.mean(np.asarray(log[name])[tasks == t][-last:])
+                     for t in range(int(tasks.max()) + 1)])
 
 
 def _pm(record, name, digits=4):
@@ -226,6 +266,11 @@ def tables(config: Config, records: dict[str, dict]) -> tuple[str, list[list]]:
                      _pm(rec, "mean_forgetting"), f"{rec['time_s']:.1f}",
                      f"{rec['compile_s']:.1f}"])
     forgetting_md = markdown_table(header, rows)
+    n = len(next(iter(records.values()))["mse_matrix"])
+    collapse = markdown_table(
+        ["model", "metric", *(f"task {t}" for t in range(n))],
+        [[name, metric, *(f"{v:.3g}" for v in rec["end_of_task"][metric])]
+         for name, rec in records.items() for metric in COLLAPSE])
     study_ratio = REFERENCE["hypernet_sde_flow"] / REFERENCE["mlp"]
     forgetting_md += (f"\n\nRatio of the task-0 increases in the study, Hypernet-SDE-Flow / MLP: "
                       f"{study_ratio:.0f}x. A ratio is shown only where the MLP's increase is "
@@ -239,6 +284,11 @@ def tables(config: Config, records: dict[str, dict]) -> tuple[str, list[list]]:
                   "forgetting_t0_std", "forgetting_t0_study", "forgetting_t0_over_mlp",
                   "mean_forgetting", "mean_forgetting_std", "train_s", "compile_s"]
     return ("## Forgetting (MSE increase; positive is forgetting)\n\n" + forgetting_md + "\n\n"
+            + f"## The latent at the end of each task (NLL {config.nll}, latent {config.latent}; "
+            "mean of its last 10 steps and the seeds)\n\nz0_std: z0's standard deviation over "
+            "the batch, mean over coordinates; sigma: the mean diffusion; decoder_gain: the "
+            "largest singular value of dx_hat/dy, mean over the batch; encoder_log_det: the "
+            "encoder's mean log volume.\n\n" + collapse + "\n\n"
             + "\n\n".join(parts)), [csv_header, *numbers]
 
 
@@ -292,7 +342,7 @@ def run(config: Config, out) -> dict:
               f"(+{seed_runs[0].compile_s:.1f} s compile)", flush=True)
     records = {name: _record(r) for name, r in runs.items()}
     title = (f"{NAME}: 5 tasks x {config.train_per_task} points, {config.epochs} epochs per "
-             f"task, seeds {list(config.seeds)}")
+             f"task, NLL {config.nll}, latent {config.latent}, seeds {list(config.seeds)}")
     summary, forgetting_rows = tables(config, records)
     study_ratio = REFERENCE["hypernet_sde_flow"] / REFERENCE["mlp"]
     metrics = {"schema": SCHEMA, "experiment": NAME, "config": dataclasses.asdict(config),

@@ -15,6 +15,13 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 from jax import enable_x64  # noqa: E402
 
+# Many tests compile the same small programs (one learner, several checks): JAX's persistent
+# cache, in the test run's folder above, compiles each once for both xdist workers. A cache hit
+# is the program the compiler builds, and the loop counts it as a compilation all the same.
+from jaxcl.io import compile_cache  # noqa: E402
+
+compile_cache.enable(os.environ["JAXCL_COMPILE_CACHE"])
+
 # Implicit rank promotion hides shape bugs: make it an error everywhere in the tests.
 jax.config.update("jax_numpy_rank_promotion", "raise")
 # Partitionable threefry compiles initialisers ~5x slower on CPU; tests need no particular stream.

@@ -33,7 +33,15 @@ from jaxcl.learners.sde_flow_model import (
 )
 from jaxcl.types import Batch, PyTree
 
-STEP_METRICS = ("loss", "mse", "nll", "replay", "separation", "reg")
+STEP_METRICS = ("loss", "mse", "nll", "replay", "separation", "reg", "z0_std", "sigma",
+                "decoder_gain", "encoder_log_det")
+"""What every training step logs: the loss and its terms
+(:func:`jaxcl.learners.sde_flow_model.loss_terms`), then what shows a collapsing latent, for the
+batch of the current task (:func:`jaxcl.models.sde_flow.collapse_metrics`): ``z0``'s standard
+deviation over the batch (mean over coordinates), the diffusion's mean ``sigma``, the decoder's
+gain (the mean largest singular value of ``dx_hat/dy``) and the encoder's mean log volume
+(:func:`jaxcl.models.sde_flow.encoder_log_volume`; ``nll`` under ``nll="paper"`` is the
+``nll="flow_only"`` value minus it)."""
 
 
 class SdeFlowState(NamedTuple):
@@ -143,7 +151,7 @@ class SdeFlowLearner:
         points)."""
         thetas = all_task_params(self.variant, self._hnet, state.psi)
         ids = jnp.full(x.shape[:1], task_id, jnp.int32)
-        x_hat, _ = reconstruct_tasks(self.variant, thetas, x, ids, key)
+        x_hat = reconstruct_tasks(self.variant, thetas, x, ids, key).x_hat
         return jnp.mean(jnp.square(x_hat - x))
 
     def memory_bytes(self, state: SdeFlowState) -> int:

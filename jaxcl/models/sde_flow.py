@@ -18,35 +18,43 @@ exact ``log|det J|``, and :func:`flow_nll` gives the latent density term of the 
 
 Each coupling layer is ``u = m * z + (1 - m) * (z * exp(s(m z)) + t(m z))`` with the log-scale
 bounded, ``s = s_max tanh(s_raw / s_max)``, and its conditioner's last layer initialised to zero,
-so that the flow starts as the identity. Every network is a :class:`DenseStack` applied to its
-own sub-pytree; the SDE networks read theirs from Diffrax's ``args``, never from bound modules.
+so that the flow starts as the identity (with a 1-D latent every other layer is an affine map
+whose shift and scale are learned constants). Every network is a :class:`DenseStack` applied to
+its own sub-pytree; the SDE networks read theirs from Diffrax's ``args``, never from bound modules.
+
+The loss's density term (:func:`negative_log_likelihood`, ``SdeFlowConfig.nll``) is the paper's
+Eq. 2 by default, ``-log p(x)`` through the encoder and the flow (``nll="paper"``); the flow-only
+``-log p(z0)`` above, which drops the encoder's Jacobian and so rewards shrinking ``z0``, is kept
+as ``nll="flow_only"``.
 
 The MLP baseline (``model="mlp"``) is ``x_hat = Dec(Enc(x))`` with the same encoder and decoder
 shapes, hence the same parameter count as the generated part of the Hypernet-SDE-Flow model.
+:func:`collapse_metrics` measures what a shrinking latent does: ``z0``'s scale, the diffusion,
+the decoder's gain.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
-import diffrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import lineax
 
 from jaxcl.models._distrax import distrax
+from jaxcl.models.sde_solve import (  # noqa: F401  (solve_sde and its options: sde_flow's API)
+    ADJOINTS,
+    BROWNIAN_PATHS,
+    SDE_SOLVERS,
+    Field,
+    solve_sde,
+)
 from jaxcl.types import PyTree
 
-SDE_SOLVERS: dict[str, Callable[[], diffrax.AbstractSolver]] = {
-    "euler": diffrax.Euler,  # Euler-Maruyama (Ito)
-    "heun": diffrax.Heun,  # Stratonovich; the same solution for additive noise
-}
-ADJOINTS = ("checkpoint", "direct", "scan")
-BROWNIAN_PATHS = ("grid", "tree")
 MODEL_KINDS = ("mlp", "hypernet_sde_flow")
+NLL_KINDS = ("paper", "flow_only")
+"""``SdeFlowConfig.nll``: ``-log p(x)`` through encoder and flow, or ``-log p(z0)`` (the flow's)."""
 
 
 class DenseStack(nn.Module):
@@ -74,7 +82,10 @@ class SdeFlowConfig:
       model: ``"hypernet_sde_flow"`` (encoder, flow, SDEs, decoder) or ``"mlp"`` (encoder and
         decoder only).
       data_dim: dimension of a point.
-      latent_dim: dimension of ``z``.
+      latent_dim: dimension of ``z`` (the paper gives none; 3, the data's, by default; below
+        the data's the encoder compresses).
+      nll: the density term of the loss, a key of :data:`NLL_KINDS`
+        (:func:`negative_log_likelihood`); ``"paper"`` needs ``latent_dim <= data_dim``.
       hidden: hidden widths of the encoder and of the decoder.
       flow_layers: affine coupling layers.
       flow_hidden: hidden widths of each coupling conditioner.
@@ -89,6 +100,7 @@ class SdeFlowConfig:
     model: str = "hypernet_sde_flow"
     data_dim: int = 3
     latent_dim: int = 3
+    nll: str = "paper"
     hidden: tuple[int, ...] = (32, 32)
     flow_layers: int = 4
     flow_hidden: tuple[int, ...] = (32,)
@@ -104,12 +116,16 @@ class SdeFlowConfig:
             raise ValueError(f"model={self.model!r} is not one of {MODEL_KINDS}")
         if self.solver not in SDE_SOLVERS:
             raise ValueError(f"solver={self.solver!r} is not one of {tuple(SDE_SOLVERS)}")
+        if self.nll not in NLL_KINDS:
+            raise ValueError(f"nll={self.nll!r} is not one of {NLL_KINDS}")
         for name in ("data_dim", "latent_dim", "flow_layers", "sde_steps"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.model == "hypernet_sde_flow" and self.latent_dim < 2:
-            raise ValueError(f"latent_dim must be >= 2 for coupling layers, got {self.latent_dim}")
+        if self.nll == "paper" and self.latent_dim > self.data_dim:
+            raise ValueError(f"latent_dim={self.latent_dim} exceeds data_dim={self.data_dim}: "
+                             "nll='paper' (-log p(x)) needs latent_dim <= data_dim; "
+                             "nll='flow_only' takes any latent_dim")
         for name in ("hidden", "flow_hidden", "sde_hidden"):
             widths = getattr(self, name)
             if not isinstance(widths, tuple) or not all(isinstance(w, int) and w >= 1 for w in widths):
@@ -214,102 +230,52 @@ def flow_nll(config: SdeFlowConfig, flow_params: PyTree, z0: jax.Array,
     return -density.log_prob(z0)
 
 
+def encoder_log_volume(config: SdeFlowConfig, encoder_params: PyTree, x: jax.Array,
+                       per_example: bool = False) -> jax.Array:
+    """The encoder's log volume factor per row of ``x``, ``J = dz0/dx`` (``latent x data``) from
+    ``jax.jacfwd`` at each point:
+
+    * ``latent_dim == data_dim``: ``log|det J|``, the change of variables of an invertible map.
+    * ``latent_dim < data_dim``: ``0.5 log det(J J^T)``, the volume factor of the change of
+      variables onto a ``latent_dim``-dimensional manifold, as in rectangular (injective) flows
+      (Caterini et al. 2021): exact for a density of ``x`` on the data manifold when the encoder
+      is the orthogonal left inverse of an injective decoder there, a density on that manifold
+      rather than on ``R^data_dim``.
+    """
+    net = config.stacks()["encoder"]
+
+    def one(p, xi):
+        jac = jax.jacfwd(lambda v: net.apply({"params": p}, v))(xi)
+        if jac.shape[0] == jac.shape[1]:
+            return jnp.linalg.slogdet(jac)[1]
+        return 0.5 * jnp.linalg.slogdet(jac @ jac.T)[1]
+
+    return jax.vmap(one, in_axes=(0 if per_example else None, 0))(encoder_params, x)
+
+
+def negative_log_likelihood(config: SdeFlowConfig, params: PyTree, x: jax.Array, z0: jax.Array,
+                            per_example=()) -> tuple[jax.Array, jax.Array]:
+    """``(NLL, log_vol)`` per row of ``x``, ``z0 = Enc(x)``, ``u = F(z0)``, by ``config.nll``:
+
+    * ``"paper"`` (the paper's Eq. 2, ``log p(x) = log p(u) + log|det du/dx|``)::
+
+          NLL(x) = -log N(u; 0, I) - log|det du/dz0| - log_vol(x)
+
+    * ``"flow_only"``: ``NLL(z0) = -log N(u; 0, I) - log|det du/dz0|``, the encoder's Jacobian
+      dropped. Not a density of ``x``: scaling the encoder by ``c`` lowers it without bound on
+      the flow's side, where the paper's term adds ``-latent_dim log c`` against it.
+
+    ``log_vol`` is :func:`encoder_log_volume` (returned in either case, to watch the latent's
+    volume). ``params`` holds ``"encoder"`` and ``"flow"``; ``per_example`` as in
+    :func:`reconstruct`.
+    """
+    flow = flow_nll(config, params["flow"], z0, "flow" in per_example)
+    log_vol = encoder_log_volume(config, params["encoder"], x, "encoder" in per_example)
+    return (flow - log_vol if config.nll == "paper" else flow), log_vol
+
+
 # ----------------------------------------------------------------------------------------------
 # The SDEs.
-
-Field = Callable[[jax.Array, jax.Array, PyTree], jax.Array]
-
-
-def solve_sde(
-    drift: Field,
-    diffusion: Field,
-    y0: jax.Array,
-    key: jax.Array,
-    *,
-    args: PyTree = None,
-    horizon: float = 1.0,
-    steps: int = 8,
-    solver: str = "euler",
-    adjoint: str = "scan",
-    brownian: str = "grid",
-) -> jax.Array:
-    """``Y_T`` of ``dY = drift(t, Y, args) dt + diffusion(t, Y, args) * dW`` from ``Y_0 = y0``.
-
-    The noise is diagonal: ``diffusion`` returns an array shaped like ``y0`` whose entries scale
-    the independent Brownian motions of each entry. The solve takes ``steps`` fixed steps of
-    ``solver``. The Brownian path comes from ``key`` (the same key, the same path; the solve is
-    differentiable either way):
-
-    * ``brownian="grid"``: ``W`` sampled exactly on the solver's grid, ``W(t_{k+1}) - W(t_k) ~
-      N(0, dt)``, and linearly interpolated between (``diffrax.LinearInterpolation``). A
-      fixed-step solver only asks for increments over grid intervals, so it sees exact Brownian
-      increments; on CPU a solve of the model's SDE is 2.3x cheaper than with the tree
-      (``benchmarks/sde_flow_study.py``).
-    * ``brownian="tree"``: ``diffrax.VirtualBrownianTree``, exact at any time (needed for
-      adaptive or finer steps).
-
-    ``adjoint`` says how the solve is differentiated:
-
-    * ``"scan"`` (the default): Diffrax's solver stepped by hand (``solver.step``) in a
-      ``lax.scan`` over the grid; JAX differentiates it in reverse and in forward mode, so the
-      order-2 look-ahead (a Hessian-vector product, forward over reverse) runs through it. The
-      same numbers as ``"checkpoint"`` (bitwise on CPU, tested), at 0.7x ``"direct"``'s cost
-      for a Hessian-vector product (``benchmarks/sde_flow_study.py``).
-    * ``"checkpoint"``: ``diffeqsolve`` with ``diffrax.RecursiveCheckpointAdjoint``, Diffrax's
-      default, reverse mode only.
-    * ``"direct"``: ``diffeqsolve`` with ``diffrax.DirectAdjoint``, both modes, each step
-      guarded as a bounded while loop's.
-    """
-    if solver not in SDE_SOLVERS:
-        raise ValueError(f"solver={solver!r} is not one of {tuple(SDE_SOLVERS)}")
-    if adjoint not in ADJOINTS:
-        raise ValueError(f"adjoint={adjoint!r} is not one of {ADJOINTS}")
-    if brownian not in BROWNIAN_PATHS:
-        raise ValueError(f"brownian={brownian!r} is not one of {BROWNIAN_PATHS}")
-    dt = horizon / steps
-    if brownian == "grid":
-        increments = jnp.sqrt(dt) * jax.random.normal(key, (steps, *y0.shape), y0.dtype)
-        values = jnp.concatenate([jnp.zeros((1, *y0.shape), y0.dtype), jnp.cumsum(increments, 0)])
-        path = diffrax.LinearInterpolation(ts=jnp.linspace(0.0, horizon, steps + 1), ys=values)
-    else:
-        path = diffrax.VirtualBrownianTree(0.0, horizon, tol=dt / 2, shape=y0.shape, key=key)
-    terms = diffrax.MultiTerm(
-        diffrax.ODETerm(drift),
-        diffrax.ControlTerm(lambda t, y, a: lineax.DiagonalLinearOperator(diffusion(t, y, a)), path),
-    )
-    if adjoint == "scan":
-        return _stepped(terms, SDE_SOLVERS[solver](), y0, args, horizon, steps)
-    solution = diffrax.diffeqsolve(
-        terms, SDE_SOLVERS[solver](), 0.0, horizon, dt, y0, args=args, max_steps=steps,
-        adjoint=(diffrax.DirectAdjoint() if adjoint == "direct"
-                 # one checkpoint per step: nothing is recomputed (faster on CPU, measured)
-                 else diffrax.RecursiveCheckpointAdjoint(checkpoints=steps)),
-        # throw=True would check the result through a host callback, and a program holding one
-        # is never stored in JAX's persistent compilation cache; a failed solve is NaN instead,
-        # which the training loop's non-finite check stops at.
-        throw=False,
-    )
-    failed = solution.result != diffrax.RESULTS.successful
-    return jnp.where(failed, jnp.nan, solution.ys[-1])
-
-
-def _stepped(terms, solver: diffrax.AbstractSolver, y0, args, horizon: float, steps: int):
-    """``Y_T`` after ``steps`` equal steps of ``solver`` (Diffrax's manual stepping:
-    ``solver.init`` and ``solver.step``) in a ``lax.scan``, each step from one grid point of
-    the Brownian path to the next. JAX differentiates the scan in both modes with nothing but
-    the steps' own residuals, where ``diffrax.DirectAdjoint`` wraps every step in the guards of a
-    bounded while loop."""
-    ts = jnp.linspace(0.0, horizon, steps + 1)
-    state = solver.init(terms, ts[0], ts[1], y0, args)
-
-    def step(carry, t):
-        y, state = carry
-        y, _, _, state, _ = solver.step(terms, t[0], t[1], y, args, state, made_jump=False)
-        return (y, state), None
-
-    (y, _), _ = jax.lax.scan(step, (y0, state), jnp.stack([ts[:-1], ts[1:]], axis=1))
-    return y
-
 
 def _neural_sde(config: SdeFlowConfig, *, reverse: bool, per_example: bool) -> tuple[Field, Field]:
     """Drift and bounded diagonal diffusion networks reading their parameters from ``args``."""
@@ -331,21 +297,32 @@ def _neural_sde(config: SdeFlowConfig, *, reverse: bool, per_example: bool) -> t
 
 
 def latent_path(config: SdeFlowConfig, params: PyTree, z0: jax.Array, key: jax.Array,
-                adjoint: str = "scan", per_example=()) -> jax.Array:
-    """``z0 -> zT`` through the forward SDE, then back through the decoder's SDE."""
+                adjoint: str = "scan", per_example=()) -> tuple[jax.Array, jax.Array]:
+    """``(zT, y0)``: ``z0 -> zT`` through the forward SDE, then back through the decoder's SDE."""
     k_forward, k_back = jax.random.split(key)
-    z = z0
+    ends = [z0]
     for sde, k in (("sde", k_forward), ("back_sde", k_back)):
         drift, diffusion = _neural_sde(config, reverse=sde == "back_sde",
                                        per_example=sde in per_example)
-        z = solve_sde(drift, diffusion, z, k, args=params[sde], horizon=config.horizon,
-                      steps=config.sde_steps, solver=config.solver, adjoint=adjoint)
-    return z
+        ends.append(solve_sde(drift, diffusion, ends[-1], k, args=params[sde],
+                              horizon=config.horizon, steps=config.sde_steps,
+                              solver=config.solver, adjoint=adjoint))
+    return ends[1], ends[2]
+
+
+class Reconstruction(NamedTuple):
+    """A forward pass: ``x_hat``, and the latents ``z0 = Enc(x)``, ``zT`` (after the forward SDE)
+    and ``y0`` (after the decoder's SDE, the decoder's input); the MLP's are all ``z0``."""
+
+    x_hat: jax.Array
+    z0: jax.Array
+    zT: jax.Array
+    y0: jax.Array
 
 
 def reconstruct(config: SdeFlowConfig, params: PyTree, x: jax.Array, key: jax.Array,
-                adjoint: str = "scan", per_example=()) -> tuple[jax.Array, jax.Array]:
-    """``(x_hat, z0)`` for a batch ``x`` of shape ``(n, data_dim)`` (the MLP ignores ``key``).
+                adjoint: str = "scan", per_example=()) -> Reconstruction:
+    """The :class:`Reconstruction` of a batch ``x`` ``(n, data_dim)`` (the MLP ignores ``key``).
 
     ``per_example`` names the :data:`PARTS` whose parameters carry a leading axis ``n`` (each
     example through its own task's weights); the others are shared by the whole batch, so that
@@ -355,5 +332,33 @@ def reconstruct(config: SdeFlowConfig, params: PyTree, x: jax.Array, key: jax.Ar
     if unknown:
         raise ValueError(f"per_example names unknown parts {sorted(unknown)}; parts: {PARTS}")
     z0 = encode(config, params, x, per_example)
-    z = z0 if config.model == "mlp" else latent_path(config, params, z0, key, adjoint, per_example)
-    return decode(config, params, z, per_example), z0
+    zT, y0 = ((z0, z0) if config.model == "mlp"
+              else latent_path(config, params, z0, key, adjoint, per_example))
+    return Reconstruction(decode(config, params, y0, per_example), z0, zT, y0)
+
+
+def collapse_metrics(config: SdeFlowConfig, params: PyTree, rec: Reconstruction) -> dict:
+    """What shows a collapsing latent, for one task's ``params`` and a batch's ``rec``:
+
+    * ``z0_std``: ``z0``'s scale, the standard deviation over the batch, mean over coordinates.
+    * ``sigma``: the diffusion, ``g(t_k, z0)`` of the forward SDE and ``c(t_k, zT)`` of the
+      decoder's, each at its SDE's starting point at the solver's grid times ``t_k``, mean over
+      both, the times, the batch and the coordinates (0 for the MLP).
+    * ``decoder_gain``: the largest singular value of ``dx_hat/dy`` at the decoder's input
+      ``y0``, mean over the batch.
+
+    No gradient flows through them.
+    """
+    params, rec = jax.lax.stop_gradient((params, rec))
+    net = config.stacks()["decoder"]
+    jac = jax.vmap(jax.jacfwd(lambda y: net.apply({"params": params["decoder"]}, y)))(rec.y0)
+    sigma = jnp.zeros((), rec.z0.dtype)
+    if config.model != "mlp":
+        times = jnp.linspace(0.0, config.horizon, config.sde_steps + 1)[:-1]
+        levels = []
+        for sde, start in (("sde", rec.z0), ("back_sde", rec.zT)):
+            _, diffusion = _neural_sde(config, reverse=sde == "back_sde", per_example=False)
+            levels.append(jax.vmap(diffusion, in_axes=(0, None, None))(times, start, params[sde]))
+        sigma = jnp.mean(jnp.stack(levels))
+    return {"z0_std": jnp.mean(jnp.std(rec.z0, axis=0)), "sigma": sigma,
+            "decoder_gain": jnp.mean(jnp.linalg.svd(jac, compute_uv=False)[:, 0])}

@@ -1,5 +1,6 @@
-"""Continual training of the point autoencoders: gradients (finite, and equal to finite
-differences), the formulas, frozen parts that stay frozen, and the output regulariser that holds
+"""Continual training of the point autoencoders: gradients (finite, reaching every part, and
+equal to finite differences), the formulas (the NLL's annealing, the separation, the forgetting),
+the study's parameter count, frozen parts that stay frozen, and the output regulariser that holds
 earlier tasks. Tasks are trained here through the learner's own functions
 (:class:`jaxcl.learners.sde_flow.SdeFlowLearner`), as the loop calls them; the loop itself:
 ``tests/train/test_loop_sde_flow.py``."""
@@ -15,8 +16,8 @@ from jaxcl.core import metrics
 from jaxcl.core.regularizers import output_regularizer, task_outputs
 from jaxcl.data.points import point_tasks
 from jaxcl.learners import sde_flow_model as cl
-from jaxcl.learners.sde_flow import SdeFlowLearner
-from jaxcl.models.sde_flow import SdeFlowConfig, reconstruct
+from jaxcl.learners.sde_flow import STEP_METRICS, SdeFlowLearner
+from jaxcl.models.sde_flow import SdeFlowConfig, encode, encoder_log_volume, reconstruct
 from jaxcl.train.loop import train_stream
 from jaxcl.types import Batch
 
@@ -60,12 +61,16 @@ def test_gradients_are_finite_for_every_parameter(name, tasks):
     grad, metrics = grad_fn(psi)
     for path, g in jax.tree_util.tree_leaves_with_path(grad):
         assert bool(jnp.all(jnp.isfinite(g))), jax.tree_util.keystr(path)
+    assert set(metrics) == set(STEP_METRICS)  # what the loop logs, every step
     assert all(bool(jnp.isfinite(v)) for v in metrics.values())
+    assert (float(metrics["sigma"]) > 0) == variant.is_hypernet  # the MLP has no SDE
     heads = grad["params"] if variant.is_hypernet else grad
-    # Every generated or shared part is reached by the gradient (not only finite: alive).
+    # Every generated or shared part is reached by the gradient (not only finite: alive); the
+    # flow through the NLL, in the paper's form by default.
     norms = {k: float(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(v)))
              for k, v in heads.items()}
-    for part in ("encoder", "decoder") + (("sde", "back_sde") if variant.is_hypernet else ()):
+    parts = ("sde", "back_sde", "flow") if variant.is_hypernet else ()
+    for part in ("encoder", "decoder", *parts):
         assert max(v for k, v in norms.items() if part in k.split(":")[-1].split(".")[:1]
                    or k == part) > 0, part
     if variant.is_hypernet:
@@ -123,6 +128,51 @@ def test_forgetting_formula():
     assert metrics.SUMMARIES["mse"] is metrics.error_summary  # the study's matrix: an error
 
 
+def test_the_nll_weight_is_annealed_within_each_task(tasks):
+    """``beta_k = beta min(1, k / (a K))`` (:func:`cl.nll_weight`), and the loss weighs the NLL
+    (the paper's, ``-log p(x)``) by it; the batch's collapse metrics come with the terms."""
+    variant = dataclasses.replace(TINY, anneal_fraction=0.5)
+    weights = cl.LossWeights(nll=0.2)
+    for progress, beta in ((0.0, 0.0), (0.125, 0.05), (0.25, 0.1), (0.5, 0.2), (1.0, 0.2)):
+        assert float(cl.nll_weight(variant, weights, progress)) == pytest.approx(beta)
+    hnet, psi, memory, _ = _setup(variant, tasks)
+    x, task = tasks[1].x_train[:10], jnp.int32(1)
+    terms_at = jax.jit(lambda progress: cl.loss_terms(variant, weights, hnet, psi, x, task,
+                                                      memory, progress, jax.random.key(2)))
+    for progress in (0.0, 0.25, 1.0):
+        total, terms = terms_at(progress)
+        beta = cl.nll_weight(variant, weights, progress)
+        rest = terms["mse"] + weights.replay * terms["replay"] + weights.separation * terms[
+            "separation"]
+        assert float(total) == pytest.approx(float(rest + beta * terms["nll"]), rel=1e-6)
+    assert abs(float(terms["nll"])) > 1e-2  # a weight on nothing would pass the line above
+    theta = hnet.apply(psi, 1)
+    np.testing.assert_allclose(terms["encoder_log_det"],
+                               jnp.mean(encoder_log_volume(TINY_MODEL, theta["encoder"], x)),
+                               rtol=1e-5)
+    np.testing.assert_allclose(terms["z0_std"],
+                               jnp.mean(jnp.std(encode(TINY_MODEL, theta, x), axis=0)), rtol=1e-5)
+    assert 0 < float(terms["sigma"]) < TINY_MODEL.diffusion_scale
+
+
+def test_the_study_model_has_the_parameters_its_docstring_says():
+    """90,460 in ``psi`` for the study's shapes, counted from the formula: the hypernetwork's
+    embeddings (5 x 32) and trunk (32 -> 50 -> 32), one linear head ``32 -> s`` per generated
+    leaf of size ``s`` (every weight and bias of the 3 -> 32 -> 32 -> 3 encoder and decoder), and
+    the shared flow and SDE networks as they are."""
+    from jaxcl.core.hypernet import count_params
+    from jaxcl.models.sde_flow import init_params
+
+    variant = cl.Variant()
+    psi = jax.eval_shape(lambda: cl.init(variant, jax.random.key(0), 5))
+    model = jax.eval_shape(lambda: init_params(variant.model, jax.random.key(0)))
+    leaves = [a.size for part in ("encoder", "decoder") for a in jax.tree.leaves(model[part])]
+    assert sum(leaves) == 2 * (3 * 32 + 32 + 32 * 32 + 32 + 32 * 3 + 3)
+    shared = sum(count_params(model[part]) for part in ("flow", "sde", "back_sde"))
+    trunk = 32 * 50 + 50 + 50 * 32 + 32
+    assert count_params(psi) == 5 * 32 + trunk + sum(33 * s for s in leaves) + shared == 90_460
+
+
 def test_separation_formula():
     e = jax.random.normal(jax.random.key(0), (4, 3))
     for t in range(4):
@@ -170,6 +220,9 @@ def test_shared_parts_freeze_after_task0_only_when_asked(shared, tasks):
     psi = state.psi
     state = _train(learner, state, tasks, 0)
     psi1 = state.psi
+    # The step count k of beta_k's annealing reaches K in a task and restarts with the next.
+    assert int(state.step) == learner.steps_per_task == 10 * (20 // 10)
+    assert int(_BEGIN(learner, state, jnp.int32(1), jax.random.key(0)).step) == 0
     state = _train(learner, state, tasks, 1)
     psi2, memory = state.psi, state.memory
     moved0 = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), _shared(psi), _shared(psi1))
@@ -217,8 +270,8 @@ def test_mixed_batches_use_each_examples_task(tasks):
         psi = cl.init(variant, jax.random.key(0), 3)
         x = jnp.concatenate([e.x_test[:4] for e in tasks])
         ids = jnp.repeat(jnp.arange(3), 4)
-        mixed, _ = jax.jit(lambda p: cl.reconstruct_tasks(
-            variant, cl.all_task_params(variant, hnet, p), x, ids, jax.random.key(1)))(psi)
+        mixed = jax.jit(lambda p: cl.reconstruct_tasks(
+            variant, cl.all_task_params(variant, hnet, p), x, ids, jax.random.key(1)).x_hat)(psi)
         own = jax.jit(lambda p, j, xj: reconstruct(variant.model, hnet.apply(p, j), xj,
                                                    jax.random.key(1))[0])
         for j in range(3):

@@ -1,5 +1,9 @@
-"""The Hypernet-SDE-Flow parts: the coupling flow (invertible, exact log-det), the SDE solve
-(zero diffusion is the ODE; Ornstein-Uhlenbeck moments), the point benchmark."""
+"""The Hypernet-SDE-Flow parts: the coupling flow (invertible, exact log-det), the NLL (the
+paper's ``-log p(x)`` against a dense Jacobian of the whole ``x -> u`` map, and what shrinking the
+latent does to it), the collapse metrics, the SDE solve (zero diffusion is the ODE;
+Ornstein-Uhlenbeck moments), the point benchmark."""
+
+import dataclasses
 
 import diffrax
 import jax
@@ -32,7 +36,7 @@ def _perturbed(params, key, scale=0.5):
 
 @pytest.mark.parametrize("latent_dim,layers", [(2, 1), (3, 4), (4, 3)])
 def test_flow_round_trip_and_log_det_against_jacobian(latent_dim, layers, key, x64):
-    cfg = sf.SdeFlowConfig(latent_dim=latent_dim, flow_layers=layers)
+    cfg = sf.SdeFlowConfig(latent_dim=latent_dim, flow_layers=layers, nll="flow_only")
     params = _perturbed(jax.tree.map(lambda a: a.astype(jnp.float64),
                                      sf.init_params(cfg, key)["flow"]), jax.random.key(1))
     z = jax.random.normal(jax.random.key(2), (16, latent_dim), jnp.float64)
@@ -92,6 +96,141 @@ def test_flow_per_example_parameters_match_one_by_one(key):
     mixed = flow_nll(cfg, stacked, z, True)
     one = jnp.array([flow_nll(cfg, p, z[i:i + 1])[0] for i, p in enumerate([p0, p1, p0, p1])])
     np.testing.assert_allclose(mixed, one, rtol=1e-5)
+
+
+def _nll_setup(latent, scale=0.5):
+    """A small model in float64 with random encoder and flow (not the identity), and points."""
+    cfg = sf.SdeFlowConfig(latent_dim=latent, hidden=(8,), flow_layers=2, flow_hidden=(8,))
+    params = jax.tree.map(lambda a: a.astype(jnp.float64), sf.init_params(cfg, jax.random.key(0)))
+    params = _perturbed({k: params[k] for k in ("encoder", "flow")}, jax.random.key(1), scale)
+    return cfg, params, jax.random.normal(jax.random.key(2), (6, 3), jnp.float64)
+
+
+def _log_volume(jac):
+    """log|det J| of a square ``J``, ``0.5 log det(J J^T)`` of a wide one, row by row."""
+    if jac.shape[-1] == jac.shape[-2]:
+        return jnp.linalg.slogdet(jac)[1]
+    return 0.5 * jnp.linalg.slogdet(jac @ jnp.swapaxes(jac, -1, -2))[1]
+
+
+@pytest.mark.parametrize("latent", [3, 2])
+def test_paper_nll_is_minus_log_px_through_a_dense_jacobian_of_x_to_u(latent, x64):
+    """``-log p(x) = -log N(u; 0, I) - log vol(du/dx)`` with the Jacobian of the whole map
+    ``x -> u = F(Enc(x))`` from ``jax.jacfwd`` (``latent x 3``; square for latent 3, the volume
+    ``0.5 log det(J J^T)`` below); the flow-only NLL is the same without the encoder's volume."""
+    cfg, params, x = _nll_setup(latent)
+    flow_only = dataclasses.replace(cfg, nll="flow_only")
+
+    @jax.jit
+    def check(params, x):
+        flow = sf.coupling_flow(cfg, params["flow"])
+
+        def to_u(xi):
+            return flow.forward(sf.encode(cfg, params, xi[None]))[0]
+
+        u, jac = jax.vmap(to_u)(x), jax.vmap(jax.jacfwd(to_u))(x)
+        enc_jac = jax.vmap(jax.jacfwd(lambda xi: sf.encode(cfg, params, xi[None])[0]))(x)
+        expected = (0.5 * jnp.sum(u**2, -1) + 0.5 * latent * jnp.log(2 * jnp.pi)
+                    - _log_volume(jac))
+        z0 = sf.encode(cfg, params, x)
+        return (expected, _log_volume(enc_jac), sf.negative_log_likelihood(cfg, params, x, z0),
+                sf.negative_log_likelihood(flow_only, params, x, z0)[0], jac)
+
+    expected, enc_volume, (nll, log_vol), nll_flow_only, jac = check(params, x)
+    assert jac.shape == (6, latent, 3)
+    np.testing.assert_allclose(nll, expected, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(log_vol, enc_volume, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(nll_flow_only, expected + enc_volume, rtol=0, atol=1e-10)
+    assert float(jnp.abs(enc_volume).min()) > 0.1  # the encoder's term is not a rounding
+
+
+def _shrunk(params, c):
+    """The encoder with its last layer times ``c``: ``z0 -> c z0`` exactly."""
+    last = max(params["encoder"])
+    return {**params, "encoder": {**params["encoder"], last: jax.tree.map(
+        lambda a: c * a, params["encoder"][last])}}
+
+
+@pytest.mark.parametrize("latent", [3, 2])
+def test_paper_nll_penalises_a_shrinking_latent_where_flow_only_rewards_it(latent, x64):
+    """The collapse of issue 19: scaling ``z0`` by ``c -> 0`` lowers the flow-only NLL (here with
+    the flow as it starts, the identity) but raises the paper's by ``-latent log c``, so the
+    paper's NLL does not decrease without bound."""
+    cfg, params, x = _nll_setup(latent)
+    params = {**params, "flow": sf.init_params(cfg, jax.random.key(3))["flow"]}
+    flow_only = dataclasses.replace(cfg, nll="flow_only")
+    scales = (1.0, 0.3, 0.1, 0.01, 1e-4)
+
+    @jax.jit
+    def both(params):
+        z0 = sf.encode(cfg, params, x)
+        return (sf.negative_log_likelihood(cfg, params, x, z0)[0],
+                sf.negative_log_likelihood(flow_only, params, x, z0)[0])
+
+    paper, flow = zip(*(both(_shrunk(params, c)) for c in scales))
+    means = np.array([[float(jnp.mean(p)), float(jnp.mean(f))] for p, f in zip(paper, flow)])
+    assert np.all(np.diff(means[:, 0]) > 0), means  # paper: shrinking costs
+    assert np.all(np.diff(means[:, 1]) < 0), means  # flow only: shrinking pays
+    for c, p, f in zip(scales, paper, flow):  # the difference is the volume, exactly
+        np.testing.assert_allclose(p - f, paper[0] - flow[0] - latent * np.log(c), atol=1e-8)
+
+
+def test_encoder_log_volume_gradient_and_hessian_vector_product_match_differences(x64):
+    """The encoder's log volume is differentiable as the look-ahead needs it: its gradient
+    (reverse) and its Hessian-vector product (forward over reverse, order 2) against central
+    differences, float64; per-example encoders give each row its own."""
+    cfg, params, x = _nll_setup(3, scale=0.3)
+    enc = params["encoder"]
+    f = jax.jit(lambda p: jnp.mean(sf.encoder_log_volume(cfg, p, x)))
+    grad = jax.jit(jax.grad(f))
+    leaves, tree = jax.tree.flatten(enc)
+    v = jax.tree.unflatten(tree, [jax.random.normal(k, a.shape, a.dtype) for a, k in
+                                  zip(leaves, jax.random.split(jax.random.key(4), len(leaves)))])
+    eps = 1e-5
+    shift = lambda s: jax.tree.map(lambda a, b: a + s * b, enc, v)
+    dot = lambda a, b: sum(float(jnp.vdot(u, w)) for u, w in zip(jax.tree.leaves(a),
+                                                                  jax.tree.leaves(b)))
+    np.testing.assert_allclose(dot(grad(enc), v), (f(shift(eps)) - f(shift(-eps))) / (2 * eps),
+                               rtol=1e-6)
+    hvp = jax.jit(lambda p: jax.jvp(jax.grad(f), (p,), (v,))[1])(enc)
+    fd = jax.tree.map(lambda a, b: (a - b) / (2 * eps), grad(shift(eps)), grad(shift(-eps)))
+    for a, b in zip(jax.tree.leaves(hvp), jax.tree.leaves(fd)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
+    assert max(float(jnp.abs(a).max()) for a in jax.tree.leaves(hvp)) > 1e-2
+    other = _perturbed(enc, jax.random.key(5), 0.3)
+    stacked = jax.tree.map(lambda a, b: jnp.stack([a, b, a, b, b, a]), enc, other)
+    mixed = jax.jit(lambda p: sf.encoder_log_volume(cfg, p, x, per_example=True))(stacked)
+    volumes = jax.jit(lambda p: sf.encoder_log_volume(cfg, p, x))
+    one = [volumes(p)[i] for i, p in enumerate([enc, other, enc, other, other, enc])]
+    np.testing.assert_allclose(mixed, one, rtol=1e-12)
+
+
+def test_collapse_metrics_measure_the_latent_the_diffusion_and_the_decoder(key):
+    """``z0_std`` is z0's spread; ``decoder_gain`` the largest singular value of a dense
+    ``jacfwd``; ``sigma`` the diffusion, ``diffusion_scale`` where its networks saturate high and
+    0 where they saturate low."""
+    cfg = sf.SdeFlowConfig()  # the shapes of test_same_key_same_path: its compiled solve
+    params = _perturbed(sf.init_params(cfg, key), jax.random.key(1), 0.3)
+    x = jax.random.normal(key, (8, 3))
+    rec = reconstruct(cfg, params, x, jax.random.key(1))
+    metrics = jax.jit(sf.collapse_metrics, static_argnums=0)
+    m = metrics(cfg, params, rec)
+    np.testing.assert_allclose(m["z0_std"], jnp.mean(jnp.std(rec.z0, axis=0)), rtol=1e-6)
+    jac = jax.vmap(jax.jacfwd(lambda y: sf.decode(cfg, params, y[None])[0]))(rec.y0)
+    np.testing.assert_allclose(m["decoder_gain"], np.mean(np.linalg.norm(jac, ord=2, axis=(1, 2))),
+                               rtol=1e-5)
+    assert 0 < float(m["sigma"]) < cfg.diffusion_scale
+
+    def saturated(bias):
+        out = {**params}
+        for sde in ("sde", "back_sde"):
+            last = max(params[sde]["diffusion"])
+            layer = {**params[sde]["diffusion"][last], "bias": jnp.full((3,), bias)}
+            out[sde] = {**params[sde], "diffusion": {**params[sde]["diffusion"], last: layer}}
+        return float(metrics(cfg, out, rec)["sigma"])
+
+    assert saturated(1e4) == pytest.approx(cfg.diffusion_scale, rel=1e-5)
+    assert saturated(-1e4) == pytest.approx(0.0, abs=1e-12)
 
 
 def _drift(t, y, args):
@@ -192,7 +331,9 @@ def test_mlp_and_model_parameter_counts(key):
 
 @pytest.mark.parametrize("bad,match", [
     ({"model": "vae"}, "model='vae'"), ({"solver": "rk4"}, "solver='rk4'"),
-    ({"latent_dim": 1}, "latent_dim"), ({"sde_steps": 0}, "sde_steps"),
+    ({"latent_dim": 0}, "latent_dim"), ({"sde_steps": 0}, "sde_steps"),
+    ({"nll": "exact"}, "nll='exact' is not one of"),
+    ({"latent_dim": 4}, "latent_dim=4 exceeds data_dim=3: nll='paper'"),
     ({"hidden": (32, 0)}, "hidden"), ({"diffusion_scale": -1.0}, "diffusion_scale"),
 ])
 def test_bad_config_is_refused(bad, match):

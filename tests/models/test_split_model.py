@@ -103,7 +103,7 @@ def test_bad_values_are_named():
 def test_conv_choice_changes_speed_not_numbers(key):
     """On CPU ``"auto"`` is the chunked convolution: the stem and stage 1 at batch 48 x 32x32x8
     (1.5 MB, above the 1 MB that is left whole) take their filter gradients in chunks of 10
-    samples; values and gradients equal ``lax``'s to float32 rounding."""
+    samples, with the same values (its gradients: ``tests/models/test_conv.py``)."""
     assert jax.default_backend() == "cpu"
     x = jax.random.normal(key, (48, 32, 32, 3))
     nets = {conv: SlimResNet18(3, nf=8, last_stage=1, conv=conv) for conv in ("auto", "xla")}
@@ -120,9 +120,6 @@ def test_conv_choice_changes_speed_not_numbers(key):
         assert jaxprs[conv].count("f32[3,3,8,8] = conv_general_dilated") == 4 * chunks
     np.testing.assert_allclose(nets["auto"].apply(params, x), nets["xla"].apply(params, x),
                                rtol=1e-6, atol=1e-6)
-    grads = [jax.grad(loss)(params, conv) for conv in nets]
-    for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1]), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
 
 
 def test_mlp(key):

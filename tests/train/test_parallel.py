@@ -23,7 +23,7 @@ from jaxcl.train.steps import resolve_steps_in
 PROGRAMS = {"python": 6, "scan": 5}[resolve_steps_in("auto")]
 
 
-def test_data_parallel_on_1_2_8_devices_gives_the_same_run_and_shards_the_batch():
+def test_data_parallel_on_1_and_8_devices_gives_the_same_run_and_shards_the_batch():
     """Eight simulated CPU devices in a subprocess (the flag must precede JAX's start)."""
     script = textwrap.dedent("""
         import json, jax, numpy as np
@@ -49,7 +49,7 @@ def test_data_parallel_on_1_2_8_devices_gives_the_same_run_and_shards_the_batch(
                 return self.inner.train_step(state, batch, task_id, key, first=first)
 
         out = {"device_count": jax.device_count()}
-        for devices in (1, 2, 8):
+        for devices in (1, 8):  # 2 devices: the study's run below and the two-host test
             strategy = build_strategy(config, num_tasks=2, classes_per_task=2,
                                       sample_x=stream[0].x_train[:16])
             r = train_seeds(Spy(strategy, devices), [stream, stream],
@@ -88,13 +88,13 @@ def test_data_parallel_on_1_2_8_devices_gives_the_same_run_and_shards_the_batch(
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.split("RESULT", 1)[1])
     assert out["device_count"] == 8
-    for devices in ("2", "8"):
+    for devices in ("8",):
         assert out[devices]["matrix"] == out["1"]["matrix"]
         np.testing.assert_allclose(out[devices]["loss"], out["1"]["loss"], rtol=2e-5, atol=1e-6)
         assert out[devices]["compilations"] == 6  # CPU: 2 steps, plan, start, end, evaluation
     # One device: no mesh. On 2 and 8, the minibatch (seed axis first) is split over "data".
     assert out["specs"]["1"] == "one device"
-    assert out["specs"]["2"] == out["specs"]["8"] == "P(None, 'data')"
+    assert out["specs"]["8"] == "P(None, 'data')"
     np.testing.assert_allclose(out["sde"]["2"], out["sde"]["1"], rtol=1e-4)
     assert out["sde_specs"] == {"1": "one device", "2": "P(None, 'data')"}
 
