@@ -158,8 +158,8 @@ class Config(RunOptions):
         if unknown or not self.variants:
             raise ValueError(f"variants {unknown or '()'} not known; choose from {VARIANT_NAMES}")
         if self.latent not in LATENTS:
-            raise ValueError(f"latent={self.latent!r} is not one of {LATENTS} (the points are "
-                             "3-D; a latent larger than the data has no density of x)")
+            raise ValueError(f"latent={self.latent!r} is not one of {LATENTS}: the points are "
+                             "3-D, and the encoder keeps or compresses their dimension")
         if self.nll not in NLL_KINDS:
             raise ValueError(f"nll={self.nll!r} is not one of {NLL_KINDS}")
         if not self.ablation_factor > 0:

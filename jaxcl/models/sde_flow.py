@@ -11,21 +11,24 @@ study) and keeps the rest shared. The forward pass (:func:`reconstruct`)::
 
 ``f``, ``b`` are the drift networks and ``g``, ``c`` diagonal diffusions bounded in
 ``(0, diffusion_scale)``; the decoder's SDE sees the reversed clock ``T - s``. Beside the path, a
-stack of affine coupling layers (Distrax, alternating masks) maps the latent ``z0`` to ``u`` with
-exact ``log|det J|``, and :func:`flow_nll` gives the latent density term of the loss::
+stack of affine coupling layers (Distrax, alternating masks) maps the latent ``z0`` to ``u = F(z0)``
+with exact ``log|det du/dz0|``, and :func:`negative_log_likelihood` gives the density term of the
+loss, as ``SdeFlowConfig.nll`` says::
 
-    NLL(z0) = -log N(u; 0, I) - log|det du/dz0|,    u = F(z0)
+    "paper"      NLL(x)  = -log N(u; 0, I) - log|det du/dz0| - log_vol(dz0/dx)    (the default)
+    "flow_only"  NLL(z0) = -log N(u; 0, I) - log|det du/dz0|                     (:func:`flow_nll`)
+
+``"paper"`` is the paper's Eq. 2, ``log p(x) = log p(u) + log|det du/dx|`` through the encoder and
+the flow: ``log_vol(J) = log|det J|`` for the square Jacobian of a latent as large as the data,
+``0.5 log det(J J^T)`` for a smaller one (:func:`encoder_log_volume`). ``"flow_only"``, the study's
+NLL before issue 19, drops the encoder's Jacobian: it is no density of ``x``, and it rewards
+shrinking ``z0``.
 
 Each coupling layer is ``u = m * z + (1 - m) * (z * exp(s(m z)) + t(m z))`` with the log-scale
 bounded, ``s = s_max tanh(s_raw / s_max)``, and its conditioner's last layer initialised to zero,
 so that the flow starts as the identity (with a 1-D latent every other layer is an affine map
 whose shift and scale are learned constants). Every network is a :class:`DenseStack` applied to
 its own sub-pytree; the SDE networks read theirs from Diffrax's ``args``, never from bound modules.
-
-The loss's density term (:func:`negative_log_likelihood`, ``SdeFlowConfig.nll``) is the paper's
-Eq. 2 by default, ``-log p(x)`` through the encoder and the flow (``nll="paper"``); the flow-only
-``-log p(z0)`` above, which drops the encoder's Jacobian and so rewards shrinking ``z0``, is kept
-as ``nll="flow_only"``.
 
 The MLP baseline (``model="mlp"``) is ``x_hat = Dec(Enc(x))`` with the same encoder and decoder
 shapes, hence the same parameter count as the generated part of the Hypernet-SDE-Flow model.
@@ -223,7 +226,8 @@ def coupling_flow(config: SdeFlowConfig, flow_params: PyTree,
 
 def flow_nll(config: SdeFlowConfig, flow_params: PyTree, z0: jax.Array,
              per_example: bool = False) -> jax.Array:
-    """``-log p(z0)`` per row, ``p`` the standard normal pushed back through the flow."""
+    """``-log p(z0)`` per row, ``p`` the standard normal pushed back through the flow (the
+    ``nll="flow_only"`` term of :func:`negative_log_likelihood`)."""
     base = distrax.MultivariateNormalDiag(jnp.zeros_like(z0))  # one N(0, I) per row
     flow = coupling_flow(config, flow_params, per_example)
     density = distrax.Transformed(base, distrax.Inverse(flow))

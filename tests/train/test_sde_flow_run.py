@@ -26,6 +26,7 @@ from test_loop_sde_flow import (
 )
 
 from jaxcl.io.checkpoints import CheckpointMismatchError, RunCheckpoints
+from jaxcl.learners.sde_flow import STEP_METRICS
 from jaxcl.train import loop
 from jaxcl.train.steps import NonFiniteError
 
@@ -76,6 +77,13 @@ def test_what_the_loop_cannot_run_is_refused_before_anything_compiles(streams, m
     with pytest.raises(ValueError, match=r"task ids \[2\] but sde_flow holds 2 tasks"):
         loop.train_seeds(type(learner()).build(TINY, num_tasks=2, train_per_task=20), streams,
                          keys=KEYS, **RUN)
+    from experiments import sde_flow_forgetting as study
+
+    for argv, match in ((["--latent", "4"], r"latent=4 is not one of \(1, 2, 3\)"),
+                        (["--nll", "exact"], (r"nll='exact' is not one of \('paper', "
+                                              r"'flow_only'\)"))):
+        with pytest.raises(ValueError, match=match):
+            study.main(["--quick", *argv])
 
 
 def test_the_study_writes_every_file_and_resumes_where_a_killed_run_left_off(tmp_path,
@@ -83,8 +91,9 @@ def test_the_study_writes_every_file_and_resumes_where_a_killed_run_left_off(tmp
     from experiments import sde_flow_forgetting as study
 
     variants = ["mlp", "hypernet_sde_flow", "ablation_no_replay_sep"]
+    # A 1-D latent: both models at the smallest size, the paper's NLL with a 1 x 3 Jacobian.
     argv = ["--quick", "--variants", *variants, "--seeds", "0", "1", "--epochs", "2",
-            "--tensorboard"]
+            "--tensorboard", "--latent", "1"]
     plain_out = tmp_path / "plain"
     plain = study.main([*argv, "--out", str(plain_out)])
     files = {p.name for p in plain_out.iterdir()}
@@ -104,12 +113,19 @@ def test_the_study_writes_every_file_and_resumes_where_a_killed_run_left_off(tmp
         assert entry["forgetting_t0"] == pytest.approx(m[4, 0] - m[0, 0])
         assert entry["mean_forgetting"] == pytest.approx(np.mean(m[4, :4] - np.diag(m)[:4]))
         assert entry["forgetting_t0_std"] > 0, name  # two seeds, two results
+        collapse = np.asarray([entry["end_of_task"][k] for k in study.COLLAPSE])
+        assert collapse.shape == (4, 5) and np.all(np.isfinite(collapse)), name
+        assert (collapse[1] > 0).all() == (name != "mlp"), name  # sigma: the MLP has no SDE
         assert (plain_out / f"mse_matrix_{name}.png").read_bytes()[:4] == b"\x89PNG"
     # The study and its ablation differ only in traced weights: their first task is the same
     # program on the same data and key, so their first rows agree.
     np.testing.assert_allclose(saved["hypernet_sde_flow"]["mse_matrix"][0],
                                saved["ablation_no_replay_sep"]["mse_matrix"][0], rtol=1e-5)
+    assert (saved["config"]["latent"], saved["config"]["nll"]) == (1, "paper")
+    steps_header = (plain_out / "steps.csv").read_text().splitlines()[0].split(",")
+    assert steps_header[4:] == list(STEP_METRICS) and "decoder_gain" in steps_header
     summary = (plain_out / "summary.md").read_text()
+    assert "NLL paper, latent 1" in summary
     assert "+0.3822" in summary and "+0.0016" in summary and "239x" in summary
     assert len((plain_out / "forgetting.csv").read_text().splitlines()) == 1 + len(variants)
     import csv  # numbers in CSV, formatting only in Markdown
