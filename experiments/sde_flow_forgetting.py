@@ -45,7 +45,8 @@ The run folder (``--out DIR``)::
       {"schema", "experiment", "config", "seeds",
        "reference": {"mlp": {"forgetting_t0"}, "hypernet_sde_flow": {...}, "ratio"},
        "<model>": {"mse_matrix": [[...]] (mean over seeds), "forgetting_t0", "mean_forgetting",
-                   "<same>_std", "time_s", "compile_s",
+                   "<same>_std", "<same>_ci95" (the forgetting's 95 % interval's half-width,
+                   Student's t; null for one seed), "time_s", "compile_s",
                    "end_of_task": {"z0_std", "sigma", "decoder_gain", "encoder_log_det": one
                                    value per task, the mean of its last 10 steps and the seeds},
                    "per_seed": [{"seed", "mse_matrix", "forgetting_t0", "mean_forgetting"}]},
@@ -71,6 +72,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from scipy import stats
 
 from experiments.common import RunOptions, markdown_table, module_main
 from jaxcl.core import metrics as cl_metrics
@@ -219,10 +221,21 @@ def _record(runs: list[tuple[int, RunResult]]) -> dict[str, Any]:
     for name in ("forgetting_t0", "mean_forgetting", "time_s", "compile_s"):
         values = np.array([row[name] for row in scalars], dtype=float)
         out[name], out[f"{name}_std"] = float(values.mean()), float(values.std())
+        if name in ("forgetting_t0", "mean_forgetting"):
+            out[f"{name}_ci95"] = ci95(values)
     out["end_of_task"] = {name: np.mean([_end_of_task(r.step_metrics, name) for _, r in runs],
                                         axis=0).tolist() for name in COLLAPSE}
     out["per_seed"] = per_seed
     return out
+
+
+def ci95(values: np.ndarray) -> float | None:
+    """Half-width of the 95 % confidence interval of the mean of ``values`` (Student's t):
+    ``t_{0.975, n-1} s / sqrt(n)``, ``s`` the sample standard deviation; ``None`` for one value."""
+    n = len(values)
+    if n < 2:
+        return None
+    return float(stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / np.sqrt(n))
 
 
 def _end_of_task(log: dict[str, np.ndarray], name: str, last: int = 10) -> np.ndarray:
@@ -248,21 +261,29 @@ def tables(config: Config, records: dict[str, dict]) -> tuple[str, list[list]]:
         parts.append(f"### Test MSE, {name} (row: after training task i; column: task j)\n\n"
                      + markdown_table(["", *(f"task {j}" for j in range(n))], rows))
     header = ["model", "MSE t0 after t0", "MSE t0 after t4", "increase (ours)",
-              "increase (study)", "increase / MLP's", "mean forgetting t0..3", "train s",
-              "compile s"]
-    mlp = records["mlp"]["forgetting_t0"] if "mlp" in records else None
+              "95 % interval", "increase (study)", "increase / MLP's", "mean forgetting t0..3",
+              "train s", "compile s"]
+    # A ratio over the MLP's increase only where that increase is above zero beyond the seeds'
+    # noise (its 95 % interval excludes zero; one seed has no interval, so no ratio).
+    mlp_rec = records.get("mlp")
+    mlp = (mlp_rec["forgetting_t0"] if mlp_rec is not None and mlp_rec["forgetting_t0_ci95"]
+           is not None and mlp_rec["forgetting_t0"] - mlp_rec["forgetting_t0_ci95"] > 0
+           else None)
     rows, numbers = [], []
     for name, rec in records.items():
         m = np.asarray(rec["mse_matrix"])
         study = REFERENCE.get(name)
-        ratio = (f"{rec['forgetting_t0'] / mlp:.1f}x" if mlp is not None and mlp > 0 else "—")
+        ratio = f"{rec['forgetting_t0'] / mlp:.1f}x" if mlp is not None else "—"
+        half = rec["forgetting_t0_ci95"]
+        interval = ("—" if half is None else f"[{rec['forgetting_t0'] - half:+.4f}, "
+                    f"{rec['forgetting_t0'] + half:+.4f}]")
         numbers.append([name, float(m[0, 0]), float(m[-1, 0]), rec["forgetting_t0"],
-                        rec["forgetting_t0_std"], study,
-                        rec["forgetting_t0"] / mlp if mlp is not None and mlp > 0 else None,
+                        rec["forgetting_t0_std"], half, study,
+                        rec["forgetting_t0"] / mlp if mlp is not None else None,
                         rec["mean_forgetting"], rec["mean_forgetting_std"], rec["time_s"],
                         rec["compile_s"]])
         rows.append([name, f"{m[0, 0]:.4f}", f"{m[-1, 0]:.4f}", _pm(rec, "forgetting_t0"),
-                     f"{study:+.4f}" if study is not None else "—", ratio,
+                     interval, f"{study:+.4f}" if study is not None else "—", ratio,
                      _pm(rec, "mean_forgetting"), f"{rec['time_s']:.1f}",
                      f"{rec['compile_s']:.1f}"])
     forgetting_md = markdown_table(header, rows)
@@ -273,15 +294,18 @@ def tables(config: Config, records: dict[str, dict]) -> tuple[str, list[list]]:
          for name, rec in records.items() for metric in COLLAPSE])
     study_ratio = REFERENCE["hypernet_sde_flow"] / REFERENCE["mlp"]
     forgetting_md += (f"\n\nRatio of the task-0 increases in the study, Hypernet-SDE-Flow / MLP: "
-                      f"{study_ratio:.0f}x. A ratio is shown only where the MLP's increase is "
-                      "positive; a negative increase means the task got better."
+                      f"{study_ratio:.0f}x. ± is the standard deviation over the seeds, the "
+                      "interval the 95 % confidence interval of the mean (Student's t). A ratio "
+                      "over the MLP's increase is shown only where the MLP's interval lies above "
+                      "zero (not with one seed); a negative increase means the task got better."
                       + (f" Train and compile seconds are those of all {len(config.seeds)} "
                          "seeds together: one vmapped program." if len(config.seeds) > 1
                          else " One seed is one draw: in the default study (300 epochs a "
                          "task) rounding alone moves these numbers several-fold "
                          "(benchmarks/seed_drift.py); --seeds 0 1 2 gives the spread."))
     csv_header = ["model", "mse_t0_after_t0", "mse_t0_after_t4", "forgetting_t0",
-                  "forgetting_t0_std", "forgetting_t0_study", "forgetting_t0_over_mlp",
+                  "forgetting_t0_std", "forgetting_t0_ci95", "forgetting_t0_study",
+                  "forgetting_t0_over_mlp",
                   "mean_forgetting", "mean_forgetting_std", "train_s", "compile_s"]
     return ("## Forgetting (MSE increase; positive is forgetting)\n\n" + forgetting_md + "\n\n"
             + f"## The latent at the end of each task (NLL {config.nll}, latent {config.latent}; "

@@ -113,6 +113,9 @@ def test_the_study_writes_every_file_and_resumes_where_a_killed_run_left_off(tmp
         assert entry["forgetting_t0"] == pytest.approx(m[4, 0] - m[0, 0])
         assert entry["mean_forgetting"] == pytest.approx(np.mean(m[4, :4] - np.diag(m)[:4]))
         assert entry["forgetting_t0_std"] > 0, name  # two seeds, two results
+        seeds = [s["forgetting_t0"] for s in entry["per_seed"]]  # t_{0.975, 1} = 12.706
+        assert entry["forgetting_t0_ci95"] == pytest.approx(
+            12.7062 * np.std(seeds, ddof=1) / np.sqrt(2), rel=1e-4), name
         collapse = np.asarray([entry["end_of_task"][k] for k in study.COLLAPSE])
         assert collapse.shape == (4, 5) and np.all(np.isfinite(collapse)), name
         assert (collapse[1] > 0).all() == (name != "mlp"), name  # sigma: the MLP has no SDE
@@ -137,6 +140,11 @@ def test_the_study_writes_every_file_and_resumes_where_a_killed_run_left_off(tmp
         assert all(v == "" or float(v) == float(v) for v in row[1:]), row  # numbers or empty
         assert float(cells["forgetting_t0"]) == pytest.approx(saved[row[0]]["forgetting_t0"])
     assert dict(zip(header, rows[0]))["forgetting_t0_study"] == "0.0016"  # the study's MLP
+    # Ratios over the MLP's increase only where its 95 % interval lies above zero.
+    mlp = saved["mlp"]
+    above = mlp["forgetting_t0"] - mlp["forgetting_t0_ci95"] > 0
+    over = [dict(zip(header, row))["forgetting_t0_over_mlp"] for row in rows]
+    assert all(c != "" for c in over) if above else all(c == "" for c in over), (above, over)
     events = read_events(plain_out / "tensorboard" / "hypernet_sde_flow" / "seed_1")
     matrix = np.asarray(saved["hypernet_sde_flow"]["per_seed"][1]["mse_matrix"])
     np.testing.assert_allclose([v for _, v in sorted(events["eval/mse_exp_0"])], matrix[:, 0],
