@@ -378,8 +378,9 @@ class RunSettings(RunOptions):
     experience order (empty: drawn from the seed).
     ``num_tasks`` and ``classes_per_task`` at 0 keep the benchmark's own shape; ``image_size``
     shapes the synthetic streams and ``image_folder``, ``noise`` the synthetic streams only.
-    ``train_per_class`` and ``test_per_class`` are the synthetic streams' examples per class (0: 500 and 100, Split-CIFAR100's) and, on
-    real split benchmarks, at most that many per class, drawn from the seed (0: all).
+    ``train_per_class`` and ``test_per_class`` are the synthetic streams' examples per class
+    (0: 500 and 100, Split-CIFAR100's) and, on real split benchmarks, at most that many per
+    class, drawn from the seed (0: all).
     ``rgb32`` brings Split-Fashion-MNIST to 32x32x3 for the slim ResNet.
     ``augment`` crops and flips every training minibatch on the device
     (:mod:`jaxcl.data.augment`). ``memory_size`` 0 is the study's buffer for the benchmark: 400
