@@ -45,6 +45,9 @@ class LookaheadInfo(NamedTuple):
       hessian_term: the part of ``reg_grad`` that comes through the Hessian of ``L_CE`` (order 2;
         ``None`` for order 1). ``grad - hessian_term`` is the first-order gradient at the same
         ``psi``, so one order-2 step also gives the order-1 gradient at no extra pass.
+      hvp: ``v -> H_CE(psi) v`` (order 2; ``None`` for order 1), the linearisation the gradient
+        already made: each call is one tangent pass (e.g. a power-iteration step,
+        :func:`jaxcl.core.curvature.power_iteration`). Use it inside the same trace.
     """
 
     task_loss: jax.Array
@@ -54,6 +57,7 @@ class LookaheadInfo(NamedTuple):
     cosine: jax.Array
     aux: Any = None
     hessian_term: Any = None
+    hvp: Any = None
 
 
 def virtual_sgd(learning_rate: float) -> optax.GradientTransformation:
@@ -136,4 +140,5 @@ def lookahead_grad(
     if hessian_term is not None:
         g2 = optax.tree.add(g2, hessian_term)
     total = optax.tree.add(g1, g2)
-    return total, LookaheadInfo(loss, reg, g1, g2, tree_cosine(g1, g2), aux, hessian_term)
+    return total, LookaheadInfo(loss, reg, g1, g2, tree_cosine(g1, g2), aux, hessian_term,
+                                None if order == 1 else hvp)
