@@ -27,6 +27,7 @@ import jax.numpy as jnp
 
 from jaxcl.core.regularizers import task_outputs
 from jaxcl.data.points import point_tasks
+from jaxcl.learners import sde_flow_grad as grads
 from jaxcl.learners import sde_flow_model as cl
 from jaxcl.learners.sde_flow import SdeFlowLearner
 from jaxcl.models import sde_flow as sf
@@ -122,7 +123,7 @@ def pieces(repeats: int) -> list[list]:
         repair = dataclasses.replace(variant, shared="frozen", order=order)
 
         def grad(p, repair=repair):
-            return cl.objective_grad(repair, cl.LossWeights(), hnet, p, x, task, memory, targets,
+            return grads.objective_grad(repair, cl.LossWeights(), hnet, p, x, task, memory, targets,
                                      0.5, key)[0]
 
         compile_s, ms = median_ms(grad, psi, repeats=repeats)

@@ -20,13 +20,13 @@ import optax
 
 from jaxcl.core.regularizers import task_outputs
 from jaxcl.learners.base import bytes32
+from jaxcl.learners.sde_flow_grad import PROBE_METRICS, objective_grad, probed_grad
 from jaxcl.learners.sde_flow_model import (
     LossWeights,
     Variant,
     all_task_params,
     hypernetwork,
     init,
-    objective_grad,
     optimizer,
     reconstruct_tasks,
     shared_mask,
@@ -41,7 +41,9 @@ batch of the current task (:func:`jaxcl.models.sde_flow.collapse_metrics`): ``z0
 deviation over the batch (mean over coordinates), the diffusion's mean ``sigma``, the decoder's
 gain (the mean largest singular value of ``dx_hat/dy``) and the encoder's mean log volume
 (:func:`jaxcl.models.sde_flow.encoder_log_volume`; ``nll`` under ``nll="paper"`` is the
-``nll="flow_only"`` value minus it)."""
+``nll="flow_only"`` value minus it). The collapse metrics look at the batch's first
+:data:`jaxcl.learners.sde_flow_model.WATCH_ROWS` points. A probed repair
+(``Variant.probe``) logs :data:`jaxcl.learners.sde_flow_grad.PROBE_METRICS` too."""
 
 
 class SdeFlowState(NamedTuple):
@@ -52,9 +54,12 @@ class SdeFlowState(NamedTuple):
       opt_state: AdamW's state, fresh for every task.
       targets: the outputs for every task of the hypernetwork as the task began, which the
         repair's output regulariser compares to (``{}`` without a regulariser).
-      memory: ``(T, m, d)``, ``m`` training points of every finished task (zeros before).
+      memory: ``(T, m, d)``, ``m`` training points of every finished task (zeros before);
+        ``{}`` when ``m`` is 0 (nothing stored; checkpoints hold no empty arrays).
       weights: the traced :class:`LossWeights`.
-      step: steps taken in the current task (``k`` of the annealing).
+      step: steps taken in the current task (``k`` of the annealing restarted per task).
+      run_step: steps taken since the run began (``k`` of the annealing done once).
+      probe: the power iteration's vector, like ``psi`` (``Variant.probe``; ``{}`` without).
     """
 
     psi: PyTree
@@ -63,6 +68,8 @@ class SdeFlowState(NamedTuple):
     memory: jax.Array
     weights: LossWeights
     step: jax.Array
+    run_step: jax.Array
+    probe: PyTree
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +89,10 @@ class SdeFlowLearner:
     evaluation = "mse"
     evaluates_unseen = True  # the study's matrix holds every task after each
     trains_first_apart = False  # one step program: the task id masks what task 0 trains
-    step_metrics = STEP_METRICS
+
+    @property
+    def step_metrics(self) -> tuple[str, ...]:
+        return STEP_METRICS + (PROBE_METRICS if self.variant.probe else ())
 
     @classmethod
     def build(cls, variant: Variant, *, num_tasks: int, train_per_task: int) -> SdeFlowLearner:
@@ -114,11 +124,13 @@ class SdeFlowLearner:
         """``psi`` (shared leaves from the model's own initialisers, the flow the identity), an
         empty memory and the weights."""
         psi = init(self.variant, key, self.num_tasks)
-        memory = jnp.zeros((self.num_tasks, self.variant.memory_per_task, sample_x.shape[-1]),
-                           sample_x.dtype)
+        memory = (jnp.zeros((self.num_tasks, self.variant.memory_per_task, sample_x.shape[-1]),
+                            sample_x.dtype) if self.variant.memory_per_task else {})
         weights = LossWeights(*(jnp.float32(w) for w in self.weights))
+        probe = (optax.tree.random_like(jax.random.fold_in(key, 1), psi, jax.random.normal)
+                 if self.variant.probe else {})
         return SdeFlowState(psi, optimizer(self.variant).init(psi), self._targets(psi), memory,
-                            weights, jnp.int32(0))
+                            weights, jnp.int32(0), jnp.int32(0), probe)
 
     def begin_experience(self, state: SdeFlowState, task_id, key) -> SdeFlowState:
         """AdamW afresh, the step count at 0, and the regulariser's targets from ``psi`` now."""
@@ -126,21 +138,29 @@ class SdeFlowLearner:
                               targets=self._targets(state.psi), step=jnp.zeros_like(state.step))
 
     def train_step(self, state: SdeFlowState, batch: Batch, task_id, key, *, first: bool):
-        """One AdamW step along :func:`jaxcl.learners.sde_flow_model.objective_grad`; with
+        """One AdamW step along :func:`jaxcl.learners.sde_flow_grad.objective_grad`; with
         ``shared="frozen"`` the shared leaves do not move after task 0."""
-        progress = state.step / self.steps_per_task
-        grad, metrics = objective_grad(self.variant, state.weights, self._hnet, state.psi,
-                                       batch.x, task_id, state.memory, state.targets, progress,
-                                       key)
+        k = jnp.where(state.weights.anneal_per_task > 0, state.step, state.run_step)
+        memory = (state.memory if self.variant.memory_per_task
+                  else jnp.zeros((self.num_tasks, 0, batch.x.shape[-1]), batch.x.dtype))
+        args = (self.variant, state.weights, self._hnet, state.psi, batch.x, task_id, memory,
+                state.targets, k / self.steps_per_task, key)
+        if self.variant.probe:
+            grad, metrics, probe = probed_grad(*args, state.probe)
+        else:
+            (grad, metrics), probe = objective_grad(*args), state.probe
         updates, opt_state = optimizer(self.variant).update(grad, state.opt_state, state.psi)
         if self.variant.shared == "frozen":
             updates = jax.tree.map(lambda u, f: jnp.where(f & (task_id > 0), 0.0, u), updates,
                                    shared_mask(state.psi))
         return state._replace(psi=optax.apply_updates(state.psi, updates), opt_state=opt_state,
-                              step=state.step + 1), metrics
+                              step=state.step + 1, run_step=state.run_step + 1,
+                              probe=probe), metrics
 
     def end_experience(self, state: SdeFlowState, data: Batch, task_id, key) -> SdeFlowState:
         """The memory gets task ``task_id``'s row: ``m`` of its training points, at random."""
+        if not self.variant.memory_per_task:
+            return state
         keep = jax.random.permutation(key, data.x.shape[0])[: state.memory.shape[1]]
         return state._replace(memory=state.memory.at[task_id].set(jnp.take(data.x, keep,
                                                                             axis=0)))
@@ -151,7 +171,8 @@ class SdeFlowLearner:
         points)."""
         thetas = all_task_params(self.variant, self._hnet, state.psi)
         ids = jnp.full(x.shape[:1], task_id, jnp.int32)
-        x_hat = reconstruct_tasks(self.variant, thetas, x, ids, key).x_hat
+        x_hat = reconstruct_tasks(self.variant, thetas, x, ids, key,
+                                  sde_gate=state.weights.sde_gate).x_hat
         return jnp.mean(jnp.square(x_hat - x))
 
     def memory_bytes(self, state: SdeFlowState) -> int:

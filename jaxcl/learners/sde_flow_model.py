@@ -8,24 +8,31 @@ A variant (:class:`Variant`) is one model of the study:
   ``shared="generated"``). For a batch ``x`` of task ``t`` at step ``k`` of ``K``::
 
       L(psi) = MSE(x_hat, x) + beta_k NLL + gamma R + delta S
-      beta_k = beta min(1, k / (a K))                 annealed within each task (k from 0 each task)
+      beta_k = beta min(1, k / (a K))                 annealed within each task (k from 0 each
+                                                      task), or once (k from the run's start)
       R      = mean_{j < t} MSE of the episodic memory of task j, decoded with theta_j
+               (its first ``memory`` points)
       S      = mean_{i < j <= t} exp(-|e_i - e_j|^2 / D)            pushes embeddings apart
 
   ``NLL`` is ``-log p(x)`` through the encoder and the flow (the paper's Eq. 2) or, with
   ``model.nll="flow_only"``, ``-log p(z0)`` through the flow alone
   (:func:`jaxcl.models.sde_flow.negative_log_likelihood`). The memory keeps
-  ``memory_per_task`` random training points of each finished task.
+  ``memory_per_task`` random training points of each finished task. The SDEs can be switched to
+  the identity (``sde_gate`` 0).
 * The repair (``order`` 1 or 2): the partial-hypernetwork method of Hemati et al. (2023). After
   task 0 the shared flow and SDE networks are frozen (``shared="frozen"``) or generated per task
   (``shared="generated"``), and ``psi`` is trained on
-  ``L(psi) + lambda L_H(psi')``, ``psi' = psi - eta grad L(psi)`` a virtual SGD step, ``L_H`` the
+  ``L(psi) + lambda L_H(psi')``, ``psi' = psi + u(grad L(psi))`` a virtual step (SGD,
+  ``u(g) = -eta g``, or Adam; frozen parts held still in it as in the real step), ``L_H`` the
   output regulariser against the hypernetwork as it was when the task began
   (:func:`jaxcl.core.regularizers.output_regularizer`), through
   :func:`jaxcl.core.lookahead.lookahead_grad` (order 2 exact, order 1 without the Hessian term).
+  A probed repair also logs the task loss's largest curvature and what order 2 adds
+  (:func:`jaxcl.learners.sde_flow_grad.probed_grad`).
 
-Every weight (``beta, gamma, delta, lambda, eta``, :class:`LossWeights`) is a traced value: the
-study's model and both ablations run one compiled program. Besides the loss terms, every step
+Every weight and switch (``beta, gamma, delta, lambda, eta``, the replayed points, the NLL's
+ramp, the SDE gate: :class:`LossWeights`) is a traced value: the study's model, its ablations
+and the replay sweep's cells run one compiled program. Besides the loss terms, every step
 reports what shows a collapsing latent (:func:`jaxcl.models.sde_flow.collapse_metrics`, and the
 encoder's mean log volume ``encoder_log_det``). The learner that trains a variant
 through the one loop is :class:`jaxcl.learners.sde_flow.SdeFlowLearner`.
@@ -49,8 +56,6 @@ from jaxcl.core.hypernet import (
     generate_under,
     head_name,
 )
-from jaxcl.core.lookahead import lookahead_grad
-from jaxcl.core.regularizers import output_regularizer
 from jaxcl.models.sde_flow import (
     PARTS,
     SdeFlowConfig,
@@ -63,20 +68,31 @@ from jaxcl.models.sde_flow import (
 from jaxcl.types import PyTree
 
 SHARED_MODES = ("trained", "frozen", "generated")
+VIRTUAL_STEPS = ("sgd", "adam")
+"""The repair's virtual step: SGD at ``eta``, or Adam at ``eta`` (``eps_root > 0``, so that order
+2 is finite, :func:`jaxcl.core.lookahead.virtual_adam`)."""
 ORDERS = (None, 1, 2, "none")
 """``order`` of a variant: no output regulariser (``None``, the study), the repair's look-ahead
 order (1, 2), or the regulariser without look-ahead (``"none"``)."""
 
 
 class LossWeights(NamedTuple):
-    """The traced weights of the loss (module docstring).
+    """The traced weights and switches of the loss (module docstring): variants that differ only
+    in these share one compiled program.
 
     Attributes:
       nll: ``beta``, the NLL's weight reached after annealing (:func:`nll_weight`).
       replay: ``gamma``.
       separation: ``delta``.
       coef: ``lambda``, the output regulariser's weight in the repair.
-      virtual_lr: ``eta``, the learning rate of the repair's virtual SGD step.
+      virtual_lr: ``eta``, the learning rate of the repair's virtual step.
+      memory: the points per finished task that the replay term uses, the first ``memory`` of
+        the ``memory_per_task`` stored (which fix the memory's shape); 0 replays nothing, and
+        ``inf`` (the default) all that are stored.
+      anneal_per_task: 1 restarts ``beta``'s ramp with every task; 0 ramps it once, over the
+        run's first ``a K`` steps (:func:`nll_weight`).
+      sde_gate: multiplies both SDEs' drift and diffusion; 0 makes them the identity
+        (:func:`jaxcl.models.sde_flow.latent_path`).
     """
 
     nll: float = 0.01
@@ -84,6 +100,9 @@ class LossWeights(NamedTuple):
     separation: float = 0.1
     coef: float = 1.0
     virtual_lr: float = 0.01
+    memory: float = float("inf")
+    anneal_per_task: float = 1.0
+    sde_gate: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +123,13 @@ class Variant:
       learning_rate: AdamW's (5e-4 in the study).
       weight_decay: AdamW's.
       anneal_fraction: ``a``, the fraction of a task over which ``beta`` ramps up.
-      memory_per_task: points of each finished task kept for replay.
+      memory_per_task: points of each finished task kept for replay (the memory's shape;
+        ``weights.memory`` of them are replayed); 0 keeps none (the repairs: no stored data).
+      virtual: the repair's virtual step, a key of :data:`VIRTUAL_STEPS`.
+      probe: the repair logs, every step, the curvature of its task loss and what order 2
+        changes (:mod:`jaxcl.learners.sde_flow_grad`); each step then computes the
+        order-2 gradient, and follows it or its first-order part as ``order`` says.
+      probe_iters: power-iteration products per step, warm-started from the last step's vector.
       weights: the traced loss weights.
 
     The study's model (all defaults) has 90,460 parameters in ``psi``, 94 % of them the heads
@@ -122,6 +147,9 @@ class Variant:
     weight_decay: float = 1e-4
     anneal_fraction: float = 0.5
     memory_per_task: int = 20
+    virtual: str = "sgd"
+    probe: bool = False
+    probe_iters: int = 1
     weights: LossWeights = LossWeights()
 
     def __post_init__(self):
@@ -133,7 +161,20 @@ class Variant:
         if self.model.model == "mlp" and (self.order is not None or self.shared != "trained"):
             raise ValueError("the MLP baseline has no hypernetwork: it takes order=None and "
                              f"shared='trained', got order={self.order!r}, shared={self.shared!r}")
-        for name in ("embedding_dim", "epochs", "batch_size", "memory_per_task"):
+        if self.virtual not in VIRTUAL_STEPS:
+            raise ValueError(f"virtual={self.virtual!r} is not one of {VIRTUAL_STEPS}")
+        if self.probe and self.order not in (1, 2):
+            raise ValueError(f"probe=True measures a look-ahead: it needs order 1 or 2, got "
+                             f"order={self.order!r}")
+        if not (isinstance(self.probe_iters, int) and self.probe_iters >= 1):
+            raise ValueError(f"probe_iters must be a positive integer, got {self.probe_iters!r}")
+        if self.memory_per_task < self.weights.memory < float("inf"):
+            raise ValueError(f"weights.memory={self.weights.memory!r} exceeds memory_per_task="
+                             f"{self.memory_per_task} (the points stored per task)")
+        if not (isinstance(self.memory_per_task, int) and self.memory_per_task >= 0):
+            raise ValueError("memory_per_task must be a non-negative integer, got "
+                             f"{self.memory_per_task!r}")
+        for name in ("embedding_dim", "epochs", "batch_size"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -216,10 +257,12 @@ def separation(embeddings: jax.Array, task_id: jax.Array) -> jax.Array:
     return jnp.sum(jnp.where(pairs, kernel, 0.0)) / jnp.maximum(jnp.sum(pairs), 1)
 
 
-def _per_task_mse(x_hat, x, num_groups):
-    """Mean squared error of each of ``num_groups`` equal consecutive blocks of rows."""
-    err = jnp.square(x_hat - x).reshape(num_groups, -1)
-    return jnp.mean(err, axis=1)
+def _per_task_mse(x_hat, x, num_groups, used):
+    """Mean squared error of each of ``num_groups`` equal consecutive blocks of rows, over the
+    first ``used`` rows of each block (0 where ``used`` is 0)."""
+    err = jnp.sum(jnp.square(x_hat - x), axis=-1).reshape(num_groups, -1)
+    rows = (jnp.arange(err.shape[1]) < used).astype(err.dtype)
+    return jnp.sum(err * rows[None, :], axis=1) / jnp.maximum(jnp.sum(rows) * x.shape[-1], 1.0)
 
 
 def _per_example_parts(variant: Variant) -> tuple[str, ...]:
@@ -232,30 +275,40 @@ def _per_example_parts(variant: Variant) -> tuple[str, ...]:
     return ("encoder", "decoder")
 
 
-def reconstruct_tasks(variant: Variant, thetas, x, task_ids, key, adjoint="scan"):
+def reconstruct_tasks(variant: Variant, thetas, x, task_ids, key, adjoint="scan", sde_gate=1.0):
     """The :class:`jaxcl.models.sde_flow.Reconstruction` of points ``x`` ``(n, d)`` of several
     tasks ``task_ids`` ``(n,)``, in one solve: every example goes through its own task's
-    generated parts; shared parts are shared. ``thetas`` is :func:`all_task_params`."""
+    generated parts; shared parts are shared. ``thetas`` is :func:`all_task_params`;
+    ``sde_gate`` as in :func:`jaxcl.models.sde_flow.latent_path`."""
     if not variant.is_hypernet:
         return reconstruct(variant.model, thetas, x, key, adjoint)
     per_example = _per_example_parts(variant)
     theta = {part: jax.tree.map(lambda a: jnp.take(a, task_ids, axis=0), tree)
              if part in per_example else jax.tree.map(lambda a: a[0], tree)
              for part, tree in thetas.items()}
-    return reconstruct(variant.model, theta, x, key, adjoint, per_example)
+    return reconstruct(variant.model, theta, x, key, adjoint, per_example, sde_gate)
 
 
 def nll_weight(variant: Variant, weights: LossWeights, progress) -> jax.Array:
-    """``beta_k = beta min(1, k / (a K))`` at ``progress = k / K``, ``k`` the step within the
-    current task (it restarts at 0 with every task), ``a`` the ``anneal_fraction``."""
+    """``beta_k = beta min(1, k / (a K))`` at ``progress = k / K``, ``a`` the
+    ``anneal_fraction``: ``k`` is the step within the current task (it restarts at 0 with every
+    task) when ``weights.anneal_per_task`` is 1, the step since the run began when it is 0 (the
+    learner passes the matching ``progress``)."""
     return weights.nll * jnp.minimum(1.0, progress / variant.anneal_fraction)
 
 
-def _watch(cfg: SdeFlowConfig, theta, x, rec, log_vol=None) -> dict:
-    """The collapse metrics of a batch ``x`` of one task, decoded with its ``theta``."""
-    if log_vol is None:
-        log_vol = encoder_log_volume(cfg, theta["encoder"], x)
-    return {**collapse_metrics(cfg, theta, rec),
+WATCH_ROWS = 10
+"""The collapse metrics look at the batch's first rows only: they are logged every step, and a
+decoder Jacobian per point of a 50-point batch cost the MLP's step more than its training."""
+
+
+def _watch(cfg: SdeFlowConfig, theta, x, rec, log_vol=None, sde_gate=1.0) -> dict:
+    """The collapse metrics of the first :data:`WATCH_ROWS` points of a batch ``x`` of one task,
+    decoded with its ``theta``."""
+    x, rec = x[:WATCH_ROWS], jax.tree.map(lambda a: a[:WATCH_ROWS], rec)
+    log_vol = (encoder_log_volume(cfg, theta["encoder"], x) if log_vol is None
+               else log_vol[:WATCH_ROWS])
+    return {**collapse_metrics(cfg, theta, rec, sde_gate),
             "encoder_log_det": jnp.mean(jax.lax.stop_gradient(log_vol))}
 
 
@@ -281,50 +334,21 @@ def loss_terms(variant: Variant, weights: LossWeights, hnet, psi, x, task_id, me
     ids = jnp.concatenate([jnp.full((n,), task_id, jnp.int32),
                            jnp.repeat(jnp.arange(num_tasks, dtype=jnp.int32), per_task)])
     thetas = all_task_params(variant, hnet, psi)
-    rec = reconstruct_tasks(variant, thetas, points, ids, key, adjoint)
+    rec = reconstruct_tasks(variant, thetas, points, ids, key, adjoint, weights.sde_gate)
     mse = jnp.mean(jnp.square(rec.x_hat[:n] - x))
     theta_t = jax.tree.map(lambda a: a[task_id], thetas)
     batch = jax.tree.map(lambda a: a[:n], rec)
     nll_rows, log_vol = negative_log_likelihood(cfg, theta_t, x, batch.z0)
     nll = jnp.mean(nll_rows)
-    per_task_mse = _per_task_mse(rec.x_hat[n:], points[n:], num_tasks)
+    per_task_mse = (_per_task_mse(rec.x_hat[n:], points[n:], num_tasks, weights.memory)
+                    if per_task else jnp.zeros((num_tasks,), mse.dtype))
     seen = (jnp.arange(num_tasks) < task_id).astype(per_task_mse.dtype)
     replay = jnp.sum(per_task_mse * seen) / jnp.maximum(jnp.sum(seen), 1.0)
     sep = separation(psi["params"]["embedding"], task_id)
     total = (mse + nll_weight(variant, weights, progress) * nll + weights.replay * replay
              + weights.separation * sep)
     return total, {"mse": mse, "nll": nll, "replay": replay, "separation": sep,
-                   **_watch(cfg, theta_t, x, batch, log_vol)}
-
-
-# ----------------------------------------------------------------------------------------------
-# The gradient a training step follows.
-
-
-def objective_grad(variant: Variant, weights: LossWeights, hnet, psi, x, task_id, memory,
-                   targets, progress, key):
-    """The gradient a training step follows, and the step's metrics.
-
-    Order ``None``: ``grad L(psi)``. Orders 1 and 2: the look-ahead gradient of
-    ``L(psi) + lambda L_H(psi - eta grad L(psi))``, ``L_H`` against ``targets`` (the outputs of
-    the hypernetwork as the task began, for every task, of which the tasks before ``task_id``
-    count); ``"none"``: the gradient of ``L(psi) + lambda L_H(psi)`` (no virtual step).
-    """
-    def task_loss(p):  # the solves are scans (adjoint "scan"): order 2's jvp runs through them
-        return loss_terms(variant, weights, hnet, p, x, task_id, memory, progress, key)
-
-    if variant.order is not None:
-        ids = jnp.arange(memory.shape[0])
-        ahead = variant.order != "none"
-        grad, info = lookahead_grad(
-            task_loss, lambda p: output_regularizer(hnet, p, targets, ids, ids < task_id), psi,
-            virtual_opt=optax.sgd(weights.virtual_lr) if ahead else optax.set_to_zero(),
-            order=variant.order if ahead else 1, coef=weights.coef, has_aux=True)
-        loss, terms, reg = info.task_loss, info.aux, info.reg_loss
-    else:
-        (loss, terms), grad = jax.value_and_grad(task_loss, has_aux=True)(psi)
-        reg = jnp.zeros((), loss.dtype)
-    return grad, {"loss": loss, "reg": reg, **terms}
+                   **_watch(cfg, theta_t, x, batch, log_vol, weights.sde_gate)}
 
 
 def optimizer(variant: Variant) -> optax.GradientTransformation:

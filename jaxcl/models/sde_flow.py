@@ -291,24 +291,27 @@ def _neural_sde(config: SdeFlowConfig, *, reverse: bool, per_example: bool) -> t
         return jnp.concatenate([y, jnp.full((*y.shape[:-1], 1), clock, y.dtype)], axis=-1)
 
     def drift(t, y, args):
-        return apply_stack(net, args["drift"], with_time(t, y), per_example)
+        return args.get("gate", 1.0) * apply_stack(net, args["drift"], with_time(t, y), per_example)
 
     def diffusion(t, y, args):
         raw = apply_stack(net, args["diffusion"], with_time(t, y), per_example)
-        return config.diffusion_scale * jax.nn.sigmoid(raw)
+        return args.get("gate", 1.0) * config.diffusion_scale * jax.nn.sigmoid(raw)
 
     return drift, diffusion
 
 
 def latent_path(config: SdeFlowConfig, params: PyTree, z0: jax.Array, key: jax.Array,
-                adjoint: str = "scan", per_example=()) -> tuple[jax.Array, jax.Array]:
-    """``(zT, y0)``: ``z0 -> zT`` through the forward SDE, then back through the decoder's SDE."""
+                adjoint: str = "scan", per_example=(), sde_gate=1.0) -> tuple[jax.Array, jax.Array]:
+    """``(zT, y0)``: ``z0 -> zT`` through the forward SDE, then back through the decoder's SDE.
+
+    ``sde_gate`` (a traced scalar) multiplies both SDEs' drift and diffusion: 0 makes them the
+    identity (``zT = y0 = z0``), the ablation that asks whether they contribute anything."""
     k_forward, k_back = jax.random.split(key)
     ends = [z0]
     for sde, k in (("sde", k_forward), ("back_sde", k_back)):
         drift, diffusion = _neural_sde(config, reverse=sde == "back_sde",
                                        per_example=sde in per_example)
-        ends.append(solve_sde(drift, diffusion, ends[-1], k, args=params[sde],
+        ends.append(solve_sde(drift, diffusion, ends[-1], k, args={**params[sde], "gate": sde_gate},
                               horizon=config.horizon, steps=config.sde_steps,
                               solver=config.solver, adjoint=adjoint))
     return ends[1], ends[2]
@@ -325,29 +328,31 @@ class Reconstruction(NamedTuple):
 
 
 def reconstruct(config: SdeFlowConfig, params: PyTree, x: jax.Array, key: jax.Array,
-                adjoint: str = "scan", per_example=()) -> Reconstruction:
+                adjoint: str = "scan", per_example=(), sde_gate=1.0) -> Reconstruction:
     """The :class:`Reconstruction` of a batch ``x`` ``(n, data_dim)`` (the MLP ignores ``key``).
 
     ``per_example`` names the :data:`PARTS` whose parameters carry a leading axis ``n`` (each
     example through its own task's weights); the others are shared by the whole batch, so that
-    one solve serves points of many tasks.
+    one solve serves points of many tasks. ``sde_gate`` as in :func:`latent_path`.
     """
     unknown = set(per_example) - set(PARTS)
     if unknown:
         raise ValueError(f"per_example names unknown parts {sorted(unknown)}; parts: {PARTS}")
     z0 = encode(config, params, x, per_example)
     zT, y0 = ((z0, z0) if config.model == "mlp"
-              else latent_path(config, params, z0, key, adjoint, per_example))
+              else latent_path(config, params, z0, key, adjoint, per_example, sde_gate))
     return Reconstruction(decode(config, params, y0, per_example), z0, zT, y0)
 
 
-def collapse_metrics(config: SdeFlowConfig, params: PyTree, rec: Reconstruction) -> dict:
+def collapse_metrics(config: SdeFlowConfig, params: PyTree, rec: Reconstruction,
+                     sde_gate=1.0) -> dict:
     """What shows a collapsing latent, for one task's ``params`` and a batch's ``rec``:
 
     * ``z0_std``: ``z0``'s scale, the standard deviation over the batch, mean over coordinates.
     * ``sigma``: the diffusion, ``g(t_k, z0)`` of the forward SDE and ``c(t_k, zT)`` of the
       decoder's, each at its SDE's starting point at the solver's grid times ``t_k``, mean over
-      both, the times, the batch and the coordinates (0 for the MLP).
+      both, the times, the batch and the coordinates (0 for the MLP), times ``sde_gate``
+      (:func:`latent_path`).
     * ``decoder_gain``: the largest singular value of ``dx_hat/dy`` at the decoder's input
       ``y0``, mean over the batch.
 
@@ -362,7 +367,8 @@ def collapse_metrics(config: SdeFlowConfig, params: PyTree, rec: Reconstruction)
         levels = []
         for sde, start in (("sde", rec.z0), ("back_sde", rec.zT)):
             _, diffusion = _neural_sde(config, reverse=sde == "back_sde", per_example=False)
-            levels.append(jax.vmap(diffusion, in_axes=(0, None, None))(times, start, params[sde]))
+            args = {**params[sde], "gate": sde_gate}
+            levels.append(jax.vmap(diffusion, in_axes=(0, None, None))(times, start, args))
         sigma = jnp.mean(jnp.stack(levels))
     return {"z0_std": jnp.mean(jnp.std(rec.z0, axis=0)), "sigma": sigma,
             "decoder_gain": jnp.mean(jnp.linalg.svd(jac, compute_uv=False)[:, 0])}

@@ -15,6 +15,7 @@ import pytest
 from jaxcl.core import metrics
 from jaxcl.core.regularizers import output_regularizer, task_outputs
 from jaxcl.data.points import point_tasks
+from jaxcl.learners import sde_flow_grad as grads
 from jaxcl.learners import sde_flow_model as cl
 from jaxcl.learners.sde_flow import STEP_METRICS, SdeFlowLearner
 from jaxcl.models.sde_flow import SdeFlowConfig, encode, encoder_log_volume, reconstruct
@@ -55,7 +56,7 @@ def _setup(variant, tasks, task_id=1):
 def test_gradients_are_finite_for_every_parameter(name, tasks):
     variant = VARIANTS[name]
     hnet, psi, memory, targets = _setup(variant, tasks)
-    grad_fn = jax.jit(lambda p: cl.objective_grad(
+    grad_fn = jax.jit(lambda p: grads.objective_grad(
         variant, cl.LossWeights(), hnet, p, tasks[1].x_train[:10], jnp.int32(1), memory, targets,
         0.5, jax.random.key(2)))
     grad, metrics = grad_fn(psi)
@@ -106,7 +107,7 @@ def test_gradient_matches_finite_differences(name, tasks, x64):
         reg = output_regularizer(hnet, stepped, targets, jnp.arange(3), jnp.arange(3) < task)
         return loss(p) + weights.coef * reg
 
-    grad, _ = jax.jit(lambda p: cl.objective_grad(variant, weights, hnet, p, x, task, memory,
+    grad, _ = jax.jit(lambda p: grads.objective_grad(variant, weights, hnet, p, x, task, memory,
                                                   targets, 0.5, key))(psi)
     leaves, tree = jax.tree.flatten(psi)
     keys = jax.random.split(jax.random.key(3), len(leaves))
