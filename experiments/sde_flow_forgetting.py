@@ -15,10 +15,10 @@ Models (:mod:`jaxcl.learners.sde_flow_model`, trained as learners of the one loo
 ``repair_generated_order1/2``  the same with flow and SDE networks generated per task too
 =============================  ===============================================================
 
-The repairs do not learn from stored data, but they still store it: their replay weight is 0,
-and the episodic memory is filled after every task as in the study, carried in the state and
-the checkpoints, counted by ``memory_bytes``, and passed through every step's forward pass, where
-its loss is multiplied by 0.
+The repairs store no data: their memory holds 0 points per task (``memory_per_task=0``, replay
+weight 0; before issue 19 they stored 20 points per task and weighed their loss by 0). What they
+keep against forgetting is the hypernetwork's outputs at the start of each task (the output
+regulariser's targets), counted by ``memory_bytes``.
 
 The NLL (``--nll``, :func:`jaxcl.models.sde_flow.negative_log_likelihood`): ``paper`` (the
 default) is the paper's Eq. 2, ``-log p(x) = -log N(u; 0, I) - log|det du/dz0| - log_vol(x)``
@@ -27,6 +27,22 @@ issue 19) is ``-log p(z0)``, the encoder's Jacobian dropped, which rewards shrin
 ``--latent`` (1, 2 or 3; the paper gives no size) sets both models' latent; below 3, ``log_vol``
 is ``0.5 log det(J J^T)`` of the ``latent x 3`` encoder Jacobian ``J`` (rectangular flows).
 
+``--sweep`` trains a grid of cells beside the MLP instead of ``--variants``
+(:meth:`Config.cells`); cells that differ only in traced weights share one compiled program:
+
+* ``replay``: the study's model with 0, 1, 2, 5 or 20 replayed points per finished task times
+  ``gamma`` 0.1 or 1, then at all 20 points without separation, with ``beta`` ramped once per run
+  rather than per task, and with identity SDEs. Table and ``sweep_replay.png`` (forgetting
+  against memory, a line per ``gamma``, the MLP and the published +0.38 as references).
+* ``virtual_step``: ``repair_order1`` and ``repair_order2`` with a virtual SGD step of 1e-5 ..
+  1e-2 and a virtual Adam step, each probed (``--probe``: every step logs the largest curvature
+  of the task loss, step x curvature, and the ratio and cosine of order 2's correction to the
+  order-1 regulariser gradient). Table and ``sweep_virtual_step.png``.
+
+Every run reports paired comparisons by seed (model minus reference, per-seed differences, their
+95 % interval): every model against the MLP; in the replay sweep, every cell against the
+study's; in the virtual-step sweep, order 2 against order 1 at each step.
+
 The run folder (``--out DIR``)::
 
     config.json, summary.md             the settings; every table below, in Markdown
@@ -34,8 +50,9 @@ The run folder (``--out DIR``)::
     forgetting.csv                      the forgetting table, with the study's numbers
     steps.csv                           model, seed, step, task, then every step's metrics
                                         (jaxcl.learners.sde_flow.STEP_METRICS: the loss terms,
-                                        z0_std, sigma, decoder_gain, encoder_log_det), the
-                                        first seed
+                                        z0_std, sigma, decoder_gain, encoder_log_det; probed
+                                        repairs' PROBE_METRICS too), the first seed
+    sweep_<sweep>.png                   the sweep's figure (--sweep)
     mse_matrix_<model>.png              heat maps of the MSE matrices
     checkpoints/<model>/                the latest checkpoints (orbax) while the run is unfinished:
                                         a killed run resumes; removed when it finishes unless
@@ -44,11 +61,16 @@ The run folder (``--out DIR``)::
     metrics.json                        schema "jaxcl.sde_flow/1":
       {"schema", "experiment", "config", "seeds",
        "reference": {"mlp": {"forgetting_t0"}, "hypernet_sde_flow": {...}, "ratio"},
+       "paired": [{"model", "against", "metric", "diff", "ci95", "lower_in", "seeds"}],
+       "programs": compiled loop programs the run added,
        "<model>": {"mse_matrix": [[...]] (mean over seeds), "forgetting_t0", "mean_forgetting",
                    "<same>_std", "<same>_ci95" (the forgetting's 95 % interval's half-width,
                    Student's t; null for one seed), "time_s", "compile_s",
                    "end_of_task": {"z0_std", "sigma", "decoder_gain", "encoder_log_det": one
                                    value per task, the mean of its last 10 steps and the seeds},
+                   "probe": {"curvature", "step_curvature", "virtual_move", "correction_ratio",
+                             "correction_cosine": {"start_of_task", "end_of_task": per task,
+                             first / last 10 steps, mean over seeds}} (probed repairs only),
                    "per_seed": [{"seed", "mse_matrix", "forgetting_t0", "mean_forgetting"}]},
        ...one entry per model run}
 
@@ -56,7 +78,7 @@ The run folder (``--out DIR``)::
 last task; positive is forgetting); ``mean_forgetting`` averages ``M[4, j] - M[j, j]`` over
 ``j = 0..3``.
 
-    python -m experiments.sde_flow_forgetting            # the study, about 4 minutes on 2 cores
+    python -m experiments.sde_flow_forgetting            # the study, about 4.5 minutes on 2 cores
     python -m experiments.sde_flow_forgetting --quick    # seconds of training, for tests
     jaxcl run sde_flow_forgetting --seeds 0 1 2 --devices 2 --out runs/sde   # the same entry
 """
@@ -81,6 +103,7 @@ from jaxcl.io import plots, run_folder
 from jaxcl.io.checkpoints import RunCheckpoints, content_digest
 from jaxcl.io.event_logs import write_events
 from jaxcl.learners.sde_flow import STEP_METRICS, SdeFlowLearner
+from jaxcl.learners.sde_flow_grad import PROBE_METRICS
 from jaxcl.learners.sde_flow_model import LossWeights, Variant
 from jaxcl.models.sde_flow import NLL_KINDS, SdeFlowConfig
 from jaxcl.train.events import ExperienceEnded
@@ -94,6 +117,13 @@ VARIANT_NAMES = ("mlp", "hypernet_sde_flow", "ablation_no_replay_sep", "ablation
                  "repair_order1", "repair_order2", "repair_generated_order1",
                  "repair_generated_order2")
 LATENTS = (1, 2, 3)
+SWEEPS = ("none", "replay", "virtual_step")
+"""``--sweep``: the variants (``none``), or a grid of cells that share one compiled program per
+variant kind, with the MLP as reference (:meth:`Config.cells`)."""
+REPLAY_MEMORY = (0, 1, 2, 5, 20)
+REPLAY_GAMMAS = (0.1, 1.0)
+VIRTUAL_LRS = (1e-5, 1e-4, 1e-3, 1e-2)
+VIRTUAL_ADAM_LR = 1e-4
 COLLAPSE = ("z0_std", "sigma", "decoder_gain", "encoder_log_det")
 """The step metrics that show a collapsing latent, summarised per task in ``end_of_task``."""
 
@@ -124,8 +154,17 @@ class Config(RunOptions):
         "nll": "the NLL: paper (-log p(x) through encoder and flow, the paper's Eq. 2) or "
                "flow_only (-log p(z0), the encoder's Jacobian dropped)",
         "nll_weight": "beta, the NLL's weight after annealing, >= 0",
+        "virtual_lr": "eta, the repairs' virtual step size, >= 0",
+        "virtual": "the repairs' virtual step: sgd or adam (eps_root > 0)",
+        "probe": "the repairs log the task loss's largest curvature, step x curvature and "
+                 "what order 2 adds (correction ratio, cosine) every step",
+        "sweep": "none (the variants), replay (memory per task x gamma, separation off, beta "
+                 "annealed once, identity SDEs; the study's model) or virtual_step (orders 1 and "
+                 "2 over the virtual step, probed); a sweep replaces --variants",
     }
     NOTES: typing.ClassVar[dict[str, str]] = {
+        "virtual_lr": "1e-3 keeps the virtual SGD step small (step x curvature about 0.3 with "
+                      "the paper NLL, --sweep virtual_step); 1e-2 before issue 19 (about 3)",
         "steps_in": "scan: these models hold no convolution, and on CPU a step inside the "
                     "epoch's scan costs 0.6x one called from Python (3.8 against 6.3 ms, the "
                     "default model); auto would pick python on CPU",
@@ -151,7 +190,10 @@ class Config(RunOptions):
     separation: float = 0.1
     memory_per_task: int = 20
     coef: float = 1.0
-    virtual_lr: float = 0.01
+    virtual_lr: float = 0.001
+    virtual: str = "sgd"
+    probe: bool = False
+    sweep: str = "none"
     ablation_factor: float = 10.0
 
     def __post_init__(self):
@@ -164,14 +206,16 @@ class Config(RunOptions):
                              "3-D, and the encoder keeps or compresses their dimension")
         if self.nll not in NLL_KINDS:
             raise ValueError(f"nll={self.nll!r} is not one of {NLL_KINDS}")
+        if self.sweep not in SWEEPS:
+            raise ValueError(f"sweep={self.sweep!r} is not one of {SWEEPS}")
         if not self.ablation_factor > 0:
             raise ValueError(f"ablation_factor must be > 0, got {self.ablation_factor!r}")
         for name in ("train_per_task", "test_per_task"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 2):
                 raise ValueError(f"{name} must be an integer >= 2, got {value!r}")
-        for name in self.variants:  # every model's settings are checked before any work
-            self.learner(name)
+        for variant in self.cells().values():  # every model's settings, before any work
+            self.learner(variant)
 
     def variant(self, name: str) -> Variant:
         """The :class:`jaxcl.learners.sde_flow_model.Variant` of model ``name``."""
@@ -181,8 +225,8 @@ class Config(RunOptions):
                               separation=self.separation, coef=self.coef,
                               virtual_lr=self.virtual_lr)
         base = Variant(model=model, epochs=self.epochs, batch_size=self.batch_size,
-                          learning_rate=self.learning_rate, memory_per_task=self.memory_per_task,
-                          weights=weights)
+                       learning_rate=self.learning_rate, memory_per_task=self.memory_per_task,
+                       virtual=self.virtual, weights=weights)
         w = self.ablation_factor
         changes: dict[str, dict[str, Any]] = {
             "mlp": {"model": dataclasses.replace(model, model="mlp")},
@@ -194,13 +238,50 @@ class Config(RunOptions):
         for shared, prefix in (("frozen", "repair_order"), ("generated", "repair_generated_order")):
             for order in (1, 2):
                 changes[f"{prefix}{order}"] = {"shared": shared, "order": order,
+                                               "probe": self.probe, "memory_per_task": 0,
                                                "weights": weights._replace(replay=0.0)}
         return dataclasses.replace(base, **changes[name])
 
-    def learner(self, name: str) -> SdeFlowLearner:
-        """The learner of model ``name`` (its settings checked against the tasks' size)."""
-        return SdeFlowLearner.build(self.variant(name), num_tasks=5,
-                                    train_per_task=self.train_per_task)
+    def cells(self) -> dict[str, Variant]:
+        """Every model the run trains, by name: ``variants``, or the ``sweep``'s cells beside
+        the MLP.
+
+        * ``replay``: the study's model with the first ``m`` of the stored points replayed,
+          ``m`` in :data:`REPLAY_MEMORY` (those up to ``memory_per_task``) times ``gamma`` in
+          :data:`REPLAY_GAMMAS`; then, at all stored points and the run's ``gamma``, without
+          separation (``delta = 0``), with ``beta`` annealed once per run instead of per task,
+          and with both SDEs the identity. All differ only in traced weights: one program.
+        * ``virtual_step``: ``repair_order1`` and ``repair_order2``, probed, with a virtual SGD
+          step of each size in :data:`VIRTUAL_LRS` and a virtual Adam step of
+          :data:`VIRTUAL_ADAM_LR`: one program per order and virtual optimizer.
+        """
+        if self.sweep == "none":
+            return {name: self.variant(name) for name in self.variants}
+        cells = {"mlp": self.variant("mlp")}
+        if self.sweep == "replay":
+            study = self.variant("hypernet_sde_flow")
+            w = study.weights
+            for gamma in REPLAY_GAMMAS:
+                for m in (m for m in REPLAY_MEMORY if m <= self.memory_per_task):
+                    cells[f"replay_m{m}_g{gamma:g}"] = dataclasses.replace(
+                        study, weights=w._replace(replay=gamma, memory=float(m)))
+            for name, change in (("no_separation", {"separation": 0.0}),
+                                 ("beta_once", {"anneal_per_task": 0.0}),
+                                 ("identity_sde", {"sde_gate": 0.0})):
+                cells[f"replay_{name}"] = dataclasses.replace(study, weights=w._replace(**change))
+            return cells
+        for order in (1, 2):
+            repair = self.variant(f"repair_order{order}")
+            for virtual, lrs in (("sgd", VIRTUAL_LRS), ("adam", (VIRTUAL_ADAM_LR,))):
+                for lr in lrs:
+                    cells[f"vstep_o{order}_{virtual}_{lr:g}"] = dataclasses.replace(
+                        repair, virtual=virtual, probe=True,
+                        weights=repair.weights._replace(virtual_lr=lr))
+        return cells
+
+    def learner(self, variant: Variant) -> SdeFlowLearner:
+        """The learner of ``variant`` (its settings checked against the tasks' size)."""
+        return SdeFlowLearner.build(variant, num_tasks=5, train_per_task=self.train_per_task)
 
     def tasks(self, seed: int):
         """The five point tasks of ``seed``, as a stream."""
@@ -225,8 +306,123 @@ def _record(runs: list[tuple[int, RunResult]]) -> dict[str, Any]:
             out[f"{name}_ci95"] = ci95(values)
     out["end_of_task"] = {name: np.mean([_end_of_task(r.step_metrics, name) for _, r in runs],
                                         axis=0).tolist() for name in COLLAPSE}
+    probed = [m for m in PROBE_METRICS if m in runs[0][1].step_metrics]
+    if probed:
+        out["probe"] = {name: {"start_of_task": np.mean([_start_of_task(r.step_metrics, name)
+                                                         for _, r in runs], axis=0).tolist(),
+                               "end_of_task": np.mean([_end_of_task(r.step_metrics, name)
+                                                       for _, r in runs], axis=0).tolist()}
+                        for name in probed}
     out["per_seed"] = per_seed
     return out
+
+
+def paired(records: dict[str, dict], model: str, against: str,
+           metric: str = "forgetting_t0") -> dict[str, Any]:
+    """``model`` against ``against``, paired by seed: the mean of the per-seed differences of
+    ``metric`` (``model`` minus ``against``), its 95 % interval (:func:`ci95`; ``None`` for one
+    seed) and in how many seeds ``model`` is lower."""
+    a = {row["seed"]: row[metric] for row in records[model]["per_seed"]}
+    b = {row["seed"]: row[metric] for row in records[against]["per_seed"]}
+    seeds = [s for s in a if s in b]
+    diff = np.array([a[s] - b[s] for s in seeds], dtype=float)
+    return {"model": model, "against": against, "metric": metric, "diff": float(diff.mean()),
+            "ci95": ci95(diff), "lower_in": int(np.sum(diff < 0)), "seeds": len(seeds)}
+
+
+def _interval(value: float, half: float | None, digits: int = 4) -> str:
+    return "—" if half is None else f"[{value - half:+.{digits}f}, {value + half:+.{digits}f}]"
+
+
+def comparisons(config: Config, records: dict[str, dict]) -> list[dict[str, Any]]:
+    """The paired comparisons a run reports: every model against the MLP; in the replay sweep
+    every cell against the study's (all points, the run's ``gamma``); in the virtual-step sweep
+    order 2 against order 1 at each virtual step."""
+    out = [paired(records, name, "mlp") for name in records if name != "mlp" and "mlp" in records]
+    if config.sweep == "replay":
+        study = f"replay_m{config.memory_per_task}_g{config.replay:g}"
+        if study in records:
+            out += [paired(records, name, study) for name in records
+                    if name not in ("mlp", study)]
+    if config.sweep == "virtual_step":
+        out += [paired(records, name, name.replace("_o2_", "_o1_")) for name in records
+                if "_o2_" in name]
+    return out
+
+
+def _paired_table(rows: list[dict[str, Any]]) -> str:
+    return markdown_table(
+        ["model", "against", "difference of the task-0 increase", "95 % interval",
+         "seeds where lower"],
+        [[r["model"], r["against"], f"{r['diff']:+.4f}", _interval(r["diff"], r["ci95"]),
+          f"{r['lower_in']}/{r['seeds']}"] for r in rows])
+
+
+def sweep_tables(config: Config, cells: dict[str, Variant],
+                 records: dict[str, dict]) -> tuple[str, bytes | None]:
+    """The sweep's own table (Markdown) and figure (PNG; ``None`` without a sweep)."""
+    if config.sweep == "none":
+        return "", None
+    mlp = records["mlp"]["forgetting_t0"]
+    if config.sweep == "replay":
+        rows = []
+        for name, v in cells.items():
+            if name == "mlp":
+                continue
+            w, rec = v.weights, records[name]
+            rows.append([name, f"{min(w.memory, v.memory_per_task):g}", f"{w.replay:g}",
+                         f"{w.separation:g}", "per task" if w.anneal_per_task else "once",
+                         "learned" if w.sde_gate else "identity",
+                         _pm(rec, "forgetting_t0"), _interval(rec["forgetting_t0"],
+                                                              rec["forgetting_t0_ci95"]),
+                         _pm(rec, "mean_forgetting"),
+                         _interval(rec["mean_forgetting"], rec["mean_forgetting_ci95"])])
+        table = markdown_table(["cell", "memory per task", "gamma", "delta", "beta ramp", "SDEs",
+                                "task-0 increase", "95 % interval", "mean t0..3",
+                                "95 % interval"], rows)
+        memory = [m for m in REPLAY_MEMORY if m <= config.memory_per_task]
+        curves = {f"gamma {g:g}": [records[f"replay_m{m}_g{g:g}"]["forgetting_t0"]
+                                   for m in memory] for g in REPLAY_GAMMAS}
+        errors = {f"gamma {g:g}": [records[f"replay_m{m}_g{g:g}"]["forgetting_t0_ci95"] or 0.0
+                                   for m in memory] for g in REPLAY_GAMMAS}
+        figure = plots.lines(memory, curves, "replayed points per finished task",
+                             "task-0 forgetting (MSE increase)",
+                             f"Hypernet-SDE-Flow, {config.epochs} epochs a task, "
+                             f"{len(config.seeds)} seeds: mean, 95 % interval",
+                             errors=errors, xscale="symlog", yscale="symlog",
+                             references={"MLP (ours)": mlp,
+                                         "study's model (published)": REFERENCE[
+                                             "hypernet_sde_flow"]})
+        return "## The replay sweep\n\n" + table, figure
+    rows, curves, errors = [], {}, {}
+    for name, v in cells.items():
+        if name == "mlp":
+            continue
+        rec = records[name]
+        probe = rec["probe"]
+        rows.append([name, v.order, v.virtual, f"{v.weights.virtual_lr:g}",
+                     _pm(rec, "forgetting_t0"), _interval(rec["forgetting_t0"],
+                                                          rec["forgetting_t0_ci95"]),
+                     *(f"{probe[m][when][1]:.3g}" for m in ("step_curvature", "correction_ratio",
+                                                            "correction_cosine")
+                       for when in ("start_of_task", "end_of_task"))])
+        if v.virtual == "sgd":
+            curves.setdefault(f"order {v.order}", []).append(rec["forgetting_t0"])
+            errors.setdefault(f"order {v.order}", []).append(rec["forgetting_t0_ci95"] or 0.0)
+    table = markdown_table(
+        ["cell", "order", "virtual step", "eta", "task-0 increase", "95 % interval",
+         "step x curvature, task 1 start", "end", "correction ratio, task 1 start", "end",
+         "correction cosine, task 1 start", "end"], rows)
+    figure = plots.lines(list(VIRTUAL_LRS), curves, "virtual SGD step eta",
+                         "task-0 forgetting (MSE increase)",
+                         f"repair (flow and SDEs frozen), {config.epochs} epochs a task, "
+                         f"{len(config.seeds)} seeds: mean, 95 % interval",
+                         errors=errors, xscale="log", references={"MLP (ours)": mlp})
+    note = ("Step x curvature is |virtual step| / |grad L| times the largest Hessian eigenvalue "
+            "of the task loss over the moving parameters (eta lambda_max for SGD); the "
+            "correction is what order 2 adds to the order-1 regulariser gradient. Start: the "
+            "mean of task 1's first 10 steps; end: of its last 10; mean over the seeds.")
+    return "## The virtual-step sweep\n\n" + table + "\n\n" + note, figure
 
 
 def ci95(values: np.ndarray) -> float | None:
@@ -242,6 +438,13 @@ def _end_of_task(log: dict[str, np.ndarray], name: str, last: int = 10) -> np.nd
     """Metric ``name`` of one seed's step log, the mean of each task's last ``last`` steps."""
     tasks = np.asarray(log["experience"])
     return np.array([np.mean(np.asarray(log[name])[tasks == t][-last:])
+                     for t in range(int(tasks.max()) + 1)])
+
+
+def _start_of_task(log: dict[str, np.ndarray], name: str, first: int = 10) -> np.ndarray:
+    """Metric ``name`` of one seed's step log, the mean of each task's first ``first`` steps."""
+    tasks = np.asarray(log["experience"])
+    return np.array([np.mean(np.asarray(log[name])[tasks == t][:first])
                      for t in range(int(tasks.max()) + 1)])
 
 
@@ -273,7 +476,7 @@ def tables(config: Config, records: dict[str, dict]) -> tuple[str, list[list]]:
     for name, rec in records.items():
         m = np.asarray(rec["mse_matrix"])
         study = REFERENCE.get(name)
-        ratio = f"{rec['forgetting_t0'] / mlp:.1f}x" if mlp is not None else "—"
+        ratio = f"{rec['forgetting_t0'] / mlp:.3g}x" if mlp is not None else "—"
         half = rec["forgetting_t0_ci95"]
         interval = ("—" if half is None else f"[{rec['forgetting_t0'] - half:+.4f}, "
                     f"{rec['forgetting_t0'] + half:+.4f}]")
@@ -343,10 +546,11 @@ def run(config: Config, out) -> dict:
     streams = [config.tasks(seed) for seed in seeds]
     data = [content_digest(s) for s in streams]
     runs: dict[str, list[tuple[int, RunResult]]] = {}
-    for name in config.variants:
-        variant = config.variant(name)
+    cells = config.cells()
+    programs_before = len(_program_cache())
+    for name, variant in cells.items():
         seed_runs = train_seeds(
-            config.learner(name), streams, keys=[jax.random.key(s) for s in seeds],
+            config.learner(variant), streams, keys=[jax.random.key(s) for s in seeds],
             epochs=variant.epochs, batch_size=variant.batch_size,
             on_event=config.on_event(_task_lines(config, seeds)), label=name,
             devices=config.devices, steps_in=config.steps_in,
@@ -368,14 +572,24 @@ def run(config: Config, out) -> dict:
     title = (f"{NAME}: 5 tasks x {config.train_per_task} points, {config.epochs} epochs per "
              f"task, NLL {config.nll}, latent {config.latent}, seeds {list(config.seeds)}")
     summary, forgetting_rows = tables(config, records)
+    pairs = comparisons(config, records)
+    if pairs:
+        summary += ("\n\n## Paired by seed (model minus reference; negative: the model forgets "
+                    "less)\n\n" + _paired_table(pairs))
+    sweep_md, sweep_png = sweep_tables(config, cells, records)
+    programs = len(_program_cache()) - programs_before
+    if sweep_md:
+        summary += (f"\n\n{sweep_md}\n\n{len(cells)} models trained by {programs} compiled "
+                    "loop programs (cells that differ only in traced weights share one).")
     study_ratio = REFERENCE["hypernet_sde_flow"] / REFERENCE["mlp"]
     metrics = {"schema": SCHEMA, "experiment": NAME, "config": dataclasses.asdict(config),
                "seeds": list(config.seeds),
                "reference": {"mlp": {"forgetting_t0": REFERENCE["mlp"]},
                              "hypernet_sde_flow": {"forgetting_t0": REFERENCE["hypernet_sde_flow"]},
                              "ratio": study_ratio},
-               **records}
+               "paired": pairs, "programs": programs, **records}
     matrix_rows, step_rows = [], []
+    step_names = STEP_METRICS + (PROBE_METRICS if any(v.probe for v in cells.values()) else ())
     for name, seeded in runs.items():
         for seed, r in seeded:
             matrix_rows += [[name, seed, i, *row] for i, row in enumerate(r.matrix.tolist())]
@@ -384,7 +598,7 @@ def run(config: Config, out) -> dict:
         seed, r = seeded[0]
         log = r.step_metrics
         step_rows += [[name, seed, s, int(log["experience"][s]),
-                       *(float(log[k][s]) for k in STEP_METRICS)]
+                       *(float(log[k][s]) if k in log else None for k in step_names)]
                       for s in range(len(log["loss"]))]
     n = len(next(iter(records.values()))["mse_matrix"])
     files: dict[str, Any] = {
@@ -395,9 +609,11 @@ def run(config: Config, out) -> dict:
             ["model", "seed", "after_task", *(f"task_{j}" for j in range(n))],
             matrix_rows),
         "forgetting.csv": run_folder.csv_text(forgetting_rows[0], forgetting_rows[1:]),
-        "steps.csv": run_folder.csv_text(["model", "seed", "step", "task", *STEP_METRICS],
-                                      step_rows),
+        "steps.csv": run_folder.csv_text(["model", "seed", "step", "task", *step_names],
+                                         step_rows),
     }
+    if sweep_png is not None:
+        files[f"sweep_{config.sweep}.png"] = sweep_png
     shared = (min(np.min(r["mse_matrix"]) for r in records.values()),
               max(np.max(r["mse_matrix"]) for r in records.values()))  # one scale: comparable
     for name, rec in records.items():

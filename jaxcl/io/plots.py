@@ -113,14 +113,33 @@ def series_over_steps(series: dict[str, np.ndarray], ylabel: str, title: str) ->
     return _png(fig)
 
 
-def lines(x, ys: dict[str, np.ndarray], xlabel: str, ylabel: str, title: str) -> bytes:
-    """One line per entry of ``ys`` against ``x`` (e.g. learning accuracy against freeze depth)."""
+def lines(x, ys: dict[str, np.ndarray], xlabel: str, ylabel: str, title: str, *,
+          errors: dict[str, np.ndarray] | None = None,
+          references: dict[str, float] | None = None, xscale: str | None = None,
+          yscale: str | None = None) -> bytes:
+    """One line per entry of ``ys`` against ``x`` (e.g. learning accuracy against freeze depth);
+    ``errors`` gives error bars (half-widths) by the same names, ``references`` dashed
+    horizontal lines by label, ``xscale`` and ``yscale`` matplotlib scales (``"symlog"`` keeps
+    0 and negative values on a log axis: linear within 1 of 0 on x, 0.01 on y)."""
     fig = Figure(figsize=(5.0, 3.2), layout="constrained")
     ax = fig.subplots()
     for name, values in ys.items():
-        ax.plot(x, np.asarray(values), marker="o", label=name)
+        half = None if errors is None else errors.get(name)
+        ax.errorbar(x, np.asarray(values), yerr=None if half is None else np.asarray(half),
+                    marker="o", capsize=3, label=name)
+    styles = iter(["--", ":", "-."] * 4)
+    for label, value in (references or {}).items():
+        ax.axhline(value, color="0.3", lw=1.0, ls=next(styles), label=label)
+    if xscale == "symlog":
+        ax.set_xscale("symlog", linthresh=1.0)
+    elif xscale is not None:
+        ax.set_xscale(xscale)
+    if yscale == "symlog":
+        ax.set_yscale("symlog", linthresh=0.01)
+    elif yscale is not None:
+        ax.set_yscale(yscale)
     if all(isinstance(v, (int, np.integer)) for v in x):  # depths, experiences: no 0.5 ticks
-        ax.set_xticks(list(x))
+        ax.set_xticks(list(x), [str(v) for v in x])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
