@@ -115,9 +115,10 @@ def test_the_regulariser_loop_holds_no_convolution(key):
         later = lambda s, b: variant.train_step(s, b, jnp.int32(2), key, first=False)
         return jax.make_jaxpr(later)(state, _batch(key)).jaxpr
 
-    loops = _loops(jaxpr(1))
+    chunked = jaxpr(1)
+    loops = _loops(chunked)
     assert loops and all(_count_primitive(body, "conv_general_dilated") == 0 for body in loops)
-    convs = _count_primitive(jaxpr(1), "conv_general_dilated")
+    convs = _count_primitive(chunked, "conv_general_dilated")
     assert convs > 0 and convs == _count_primitive(jaxpr(None), "conv_general_dilated")
     assert not _loops(jaxpr(None))  # every slot at once: the program before, no loop
 
@@ -126,8 +127,8 @@ def test_real_slots_step_equals_every_slot_step(key):
     """The loop over real previous tasks against every slot at once, float32, for 1 to
     ``MAX_PREV`` real previous tasks: the same update (``-grad`` with SGD(1)) and metrics to
     rounding, from one program each."""
-    learners = [_learner(3, 2, optimizer=optax.sgd(1.0), prev_chunk=c)[0] for c in (None, 1)]
-    _, x = _learner(3, 2)
+    learners = [_learner(4, 2, optimizer=optax.sgd(1.0), prev_chunk=c)[0] for c in (None, 1)]
+    _, x = _learner(4, 2)
     state = _end(learners[0], learners[0].init(key, x))
     state = state._replace(psi_prev=jax.tree.map(lambda p: p + 0.01, state.psi))
     steps = [_phase_step(learner) for learner in learners]
@@ -209,9 +210,11 @@ _IDS, _MASK = jnp.array([0, 1, 5], jnp.int32), jnp.array([True, True, False])
 
 
 def test_lookahead_step_by_hand(key, x64):
-    """The order-2 step of HN-3 in float64: with an outer SGD step of rate 1 its update is
-    ``-grad J`` itself, and its metrics are the losses, cosine and norms of the hand gradients."""
-    learner, x = _learner(3, 2, optimizer=optax.sgd(1.0))
+    """The order-2 step of HN-4 (the head generated over the frozen ResNet; generated
+    convolutions against finite differences: ``tests/core/test_nnx_target.py``) in float64: with
+    an outer SGD step of rate 1 its update is ``-grad J`` itself, and its metrics are the losses,
+    cosine and norms of the hand gradients."""
+    learner, x = _learner(4, 2, optimizer=optax.sgd(1.0))
     start = learner.init(key, x)
     frozen, phi = f64(start.psi), f64(start.phi)
     psi = jax.tree.map(lambda p: p + 0.01, frozen)
