@@ -70,7 +70,7 @@ The run folder (``--out DIR``)::
                                    value per task, the mean of its last 10 steps and the seeds},
                    "probe": {"curvature", "step_curvature", "virtual_move", "correction_ratio",
                              "correction_cosine": {"start_of_task", "end_of_task": per task,
-                             first / last 10 steps, mean over seeds}} (probed repairs only),
+                             first / last 10 steps, median over seeds}} (probed repairs only),
                    "per_seed": [{"seed", "mse_matrix", "forgetting_t0", "mean_forgetting"}]},
        ...one entry per model run}
 
@@ -154,6 +154,8 @@ class Config(RunOptions):
         "nll": "the NLL: paper (-log p(x) through encoder and flow, the paper's Eq. 2) or "
                "flow_only (-log p(z0), the encoder's Jacobian dropped)",
         "nll_weight": "beta, the NLL's weight after annealing, >= 0",
+        "memory_per_task": "training points of each finished task stored for replay by the "
+                           "study's model and its ablations (the repairs store none)",
         "virtual_lr": "eta, the repairs' virtual step size, >= 0",
         "virtual": "the repairs' virtual step: sgd or adam (eps_root > 0)",
         "probe": "the repairs log the task loss's largest curvature, step x curvature and "
@@ -308,10 +310,12 @@ def _record(runs: list[tuple[int, RunResult]]) -> dict[str, Any]:
                                         axis=0).tolist() for name in COLLAPSE}
     probed = [m for m in PROBE_METRICS if m in runs[0][1].step_metrics]
     if probed:
-        out["probe"] = {name: {"start_of_task": np.mean([_start_of_task(r.step_metrics, name)
-                                                         for _, r in runs], axis=0).tolist(),
-                               "end_of_task": np.mean([_end_of_task(r.step_metrics, name)
-                                                       for _, r in runs], axis=0).tolist()}
+        # The median over seeds: one seed's power iteration can spike for a few steps while its
+        # vector turns to a new top direction, and a mean would report that seed alone.
+        out["probe"] = {name: {"start_of_task": np.median([_start_of_task(r.step_metrics, name)
+                                                           for _, r in runs], axis=0).tolist(),
+                               "end_of_task": np.median([_end_of_task(r.step_metrics, name)
+                                                         for _, r in runs], axis=0).tolist()}
                         for name in probed}
     out["per_seed"] = per_seed
     return out
@@ -421,7 +425,7 @@ def sweep_tables(config: Config, cells: dict[str, Variant],
     note = ("Step x curvature is |virtual step| / |grad L| times the largest Hessian eigenvalue "
             "of the task loss over the moving parameters (eta lambda_max for SGD); the "
             "correction is what order 2 adds to the order-1 regulariser gradient. Start: the "
-            "mean of task 1's first 10 steps; end: of its last 10; mean over the seeds.")
+            "mean of task 1's first 10 steps; end: of its last 10; the median over the seeds.")
     return "## The virtual-step sweep\n\n" + table + "\n\n" + note, figure
 
 

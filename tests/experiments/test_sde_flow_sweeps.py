@@ -18,7 +18,7 @@ QUICK = ["--quick", "--no-progress"]
 @pytest.fixture(scope="module")
 def replay(tmp_path_factory):
     out = tmp_path_factory.mktemp("replay")
-    return study.main([*QUICK, "--sweep", "replay", "--memory-per-task", "1", "--epochs", "2",
+    return study.main([*QUICK, "--sweep", "replay", "--memory-per-task", "1", "--epochs", "1",
                        "--seeds", "0", "1", "--out", str(out)]), out
 
 
@@ -75,7 +75,7 @@ def test_the_virtual_step_sweeps_cells():
 
 def test_a_probed_repair_logs_its_curvature(tmp_path):
     saved = study.main([*QUICK, "--variants", "repair_order2", "--probe", "--virtual-lr", "0.003",
-                        "--out", str(tmp_path)])
+                        "--epochs", "1", "--out", str(tmp_path)])
     probe = saved["repair_order2"]["probe"]
     assert set(probe) == set(PROBE_METRICS)
     rows = list(csv.DictReader((tmp_path / "steps.csv").read_text().splitlines()))
