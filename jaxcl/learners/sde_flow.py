@@ -20,7 +20,13 @@ import optax
 
 from jaxcl.core.regularizers import task_outputs
 from jaxcl.learners.base import bytes32
-from jaxcl.learners.sde_flow_grad import PROBE_METRICS, objective_grad, probed_grad
+from jaxcl.learners.sde_flow_grad import (
+    PROBE_METRICS,
+    frozen_leaves,
+    hold_still,
+    objective_grad,
+    probed_grad,
+)
 from jaxcl.learners.sde_flow_model import (
     LossWeights,
     Variant,
@@ -29,7 +35,6 @@ from jaxcl.learners.sde_flow_model import (
     init,
     optimizer,
     reconstruct_tasks,
-    shared_mask,
 )
 from jaxcl.types import Batch, PyTree
 
@@ -57,8 +62,8 @@ class SdeFlowState(NamedTuple):
       memory: ``(T, m, d)``, ``m`` training points of every finished task (zeros before);
         ``{}`` when ``m`` is 0 (nothing stored; checkpoints hold no empty arrays).
       weights: the traced :class:`LossWeights`.
-      step: steps taken in the current task (``k`` of the annealing restarted per task).
-      run_step: steps taken since the run began (``k`` of the annealing done once).
+      step: steps taken in the current task (``k`` of the annealing restarted per task; the
+        run's ``k``, for the annealing done once, is ``task_id K + step``).
       probe: the power iteration's vector, like ``psi`` (``Variant.probe``; ``{}`` without).
     """
 
@@ -68,7 +73,6 @@ class SdeFlowState(NamedTuple):
     memory: jax.Array
     weights: LossWeights
     step: jax.Array
-    run_step: jax.Array
     probe: PyTree
 
 
@@ -130,7 +134,7 @@ class SdeFlowLearner:
         probe = (optax.tree.random_like(jax.random.fold_in(key, 1), psi, jax.random.normal)
                  if self.variant.probe else {})
         return SdeFlowState(psi, optimizer(self.variant).init(psi), self._targets(psi), memory,
-                            weights, jnp.int32(0), jnp.int32(0), probe)
+                            weights, jnp.int32(0), probe)
 
     def begin_experience(self, state: SdeFlowState, task_id, key) -> SdeFlowState:
         """AdamW afresh, the step count at 0, and the regulariser's targets from ``psi`` now."""
@@ -140,7 +144,8 @@ class SdeFlowLearner:
     def train_step(self, state: SdeFlowState, batch: Batch, task_id, key, *, first: bool):
         """One AdamW step along :func:`jaxcl.learners.sde_flow_grad.objective_grad`; with
         ``shared="frozen"`` the shared leaves do not move after task 0."""
-        k = jnp.where(state.weights.anneal_per_task > 0, state.step, state.run_step)
+        k = jnp.where(state.weights.anneal_per_task > 0, state.step,
+                      task_id * self.steps_per_task + state.step)
         memory = (state.memory if self.variant.memory_per_task
                   else jnp.zeros((self.num_tasks, 0, batch.x.shape[-1]), batch.x.dtype))
         args = (self.variant, state.weights, self._hnet, state.psi, batch.x, task_id, memory,
@@ -150,12 +155,9 @@ class SdeFlowLearner:
         else:
             (grad, metrics), probe = objective_grad(*args), state.probe
         updates, opt_state = optimizer(self.variant).update(grad, state.opt_state, state.psi)
-        if self.variant.shared == "frozen":
-            updates = jax.tree.map(lambda u, f: jnp.where(f & (task_id > 0), 0.0, u), updates,
-                                   shared_mask(state.psi))
+        updates = hold_still(updates, frozen_leaves(self.variant, state.psi, task_id))
         return state._replace(psi=optax.apply_updates(state.psi, updates), opt_state=opt_state,
-                              step=state.step + 1, run_step=state.run_step + 1,
-                              probe=probe), metrics
+                              step=state.step + 1, probe=probe), metrics
 
     def end_experience(self, state: SdeFlowState, data: Batch, task_id, key) -> SdeFlowState:
         """The memory gets task ``task_id``'s row: ``m`` of its training points, at random."""

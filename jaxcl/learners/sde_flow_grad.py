@@ -34,17 +34,21 @@ def virtual_optimizer(variant: Variant, weights: LossWeights, psi: PyTree, task_
              else virtual_adam(weights.virtual_lr))
     if variant.shared != "frozen":
         return inner
-    frozen = _frozen(variant, psi, task_id)
-    hold = optax.stateless(lambda u, _: jax.tree.map(lambda a, f: jnp.where(f, 0.0, a), u, frozen))
-    return optax.chain(inner, hold)
+    frozen = frozen_leaves(variant, psi, task_id)
+    return optax.chain(inner, optax.stateless(lambda u, _: hold_still(u, frozen)))
 
 
-def _frozen(variant: Variant, psi: PyTree, task_id) -> PyTree:
+def frozen_leaves(variant: Variant, psi: PyTree, task_id) -> PyTree:
     """``True`` on the leaves that do not move in task ``task_id`` (shared ones after task 0,
     with ``shared="frozen"``)."""
     if variant.shared != "frozen":
         return jax.tree.map(lambda _: jnp.zeros((), bool), psi)
     return jax.tree.map(lambda f: f & (task_id > 0), shared_mask(psi))
+
+
+def hold_still(tree: PyTree, frozen: PyTree) -> PyTree:
+    """``tree`` with its :func:`frozen_leaves` set to 0 (an update, or a direction)."""
+    return jax.tree.map(lambda a, f: jnp.where(f, 0.0, a), tree, frozen)
 
 
 def _objective(variant, weights, hnet, psi, x, task_id, memory, targets, progress, key):
@@ -113,10 +117,10 @@ def probed_grad(variant: Variant, weights: LossWeights, hnet, psi, x, task_id, m
     first = optax.tree.sub(info.reg_grad, info.hessian_term)
     if variant.order == 1:
         grad = optax.tree.sub(grad, info.hessian_term)
-    frozen = _frozen(variant, psi, task_id)
+    frozen = frozen_leaves(variant, psi, task_id)
 
     def moving(tree):
-        return jax.tree.map(lambda a, f: jnp.where(f, 0.0, a), tree, frozen)
+        return hold_still(tree, frozen)
 
     curvature = power_iteration(lambda v: moving(info.hvp(moving(v))), moving(vector),
                                 variant.probe_iters)

@@ -69,8 +69,7 @@ def test_the_nll_ramp_restarts_per_task_or_runs_once(tasks, per_task, beta_at_ta
     weights = cl.LossWeights(nll=0.2, anneal_per_task=per_task)
     learner = SdeFlowLearner.build(dataclasses.replace(TINY, weights=weights), num_tasks=3,
                                    train_per_task=20)
-    state = learner.init(jax.random.key(0), tasks[0].x_train)
-    state = state._replace(step=jnp.int32(0), run_step=jnp.int32(learner.steps_per_task))
+    state = learner.init(jax.random.key(0), tasks[0].x_train)  # step 0, as a task begins
     batch = Batch(tasks[1].x_train[:10], tasks[1].y_train[:10])
     _, m = jax.jit(lambda s: learner.train_step(s, batch, jnp.int32(1), jax.random.key(1),
                                                 first=False))(state)
