@@ -10,6 +10,7 @@ import dataclasses
 import datetime
 import pathlib
 import typing
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,8 +22,8 @@ from jaxcl.io.checkpoints import RunCheckpoints, content_digest
 from jaxcl.io.event_logs import summary_writer
 from jaxcl.io.progress import ProgressBar
 from jaxcl.io.records import seed_record, strategy_record
-from jaxcl.learners import HN_ORDERS, StrategyConfig, build_strategy
-from jaxcl.train.loop import stackable, train_seeds
+from jaxcl.learners import HN_ORDERS, HN_PRESETS, StrategyConfig, build_strategy
+from jaxcl.train.loop import NearChanceWarning, stackable, train_seeds
 from jaxcl.train.parallel import check_devices
 from jaxcl.train.steps import STEPS_IN
 from jaxcl.types import Experience
@@ -37,7 +38,8 @@ def parse_config(config_cls: type, argv: list[str] | None, *, name: str, descrip
     Tuple fields take several values (``--seeds 0 1 2``). Returns ``(config, out)``. The
     settings are layered: the defaults, then ``--quick``'s ``quick`` overrides, then the JSON
     file ``--config`` (:func:`jaxcl.io.config_file.read_config`: a run folder's ``config.json``
-    re-runs that run), then explicit flags.
+    re-runs that run), then explicit flags. A config with ``PRESETS`` (``{name: settings}``) and
+    a ``preset`` field puts the named preset's settings under the file's and the flags'.
     """
     # Every flag defaults to None (so that --quick's settings yield to explicit flags); the
     # help texts name the config's defaults instead.
@@ -85,6 +87,11 @@ def parse_config(config_cls: type, argv: list[str] | None, *, name: str, descrip
         value = getattr(args, f.name)
         if value is not None:
             values[f.name] = tuple(value) if isinstance(value, list) else value
+    presets = getattr(config_cls, "PRESETS", None)
+    if presets is not None and "preset" in values:
+        if values["preset"] not in presets:
+            raise ValueError(f"preset {values['preset']!r} is not one of {tuple(presets)}")
+        values = {**presets[values["preset"]], **values}
     return dataclasses.replace(defaults, **values), args.out
 
 
@@ -171,17 +178,25 @@ def run_strategies(
                                       classes_per_task=len(streams[group[0]][0].classes),
                                       sample_x=streams[group[0]][0].x_train[:batch_size])
             name = f"{label}-seeds-{'-'.join(map(str, group_seeds))}".replace("/", "_")
-            seed_results = train_seeds(
-                strategy, [streams[i] for i in group],
-                keys=[jax.random.key(seed) for seed in group_seeds], epochs=epochs,
-                batch_size=batch_size, eval_batch_size=eval_batch_size,
-                on_event=ProgressBar(progress), label=f"{label} seeds {group_seeds}",
-                devices=devices, augment=random_crop_flip if augment else None,
-                checkpoints=None if checkpoints is None else RunCheckpoints(
-                    checkpoints / name, name=f"{label} seeds {group_seeds}", report=print),
-                checkpoint_epochs=checkpoint_epochs, run_name=label, steps_in=steps_in,
-                settings={"strategy": dataclasses.asdict(config), "options": options or {},
-                          "data": [digests[i] for i in group] if digests else []})
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", NearChanceWarning)
+                seed_results = train_seeds(
+                    strategy, [streams[i] for i in group],
+                    keys=[jax.random.key(seed) for seed in group_seeds], epochs=epochs,
+                    batch_size=batch_size, eval_batch_size=eval_batch_size,
+                    on_event=ProgressBar(progress), label=f"{label} seeds {group_seeds}",
+                    devices=devices, augment=random_crop_flip if augment else None,
+                    checkpoints=None if checkpoints is None else RunCheckpoints(
+                        checkpoints / name, name=f"{label} seeds {group_seeds}", report=print),
+                    checkpoint_epochs=checkpoint_epochs, run_name=label, steps_in=steps_in,
+                    settings={"strategy": dataclasses.asdict(config), "options": options or {},
+                              "data": [digests[i] for i in group] if digests else []})
+            for warning in caught:  # the near-chance advice: one line each
+                if issubclass(warning.category, NearChanceWarning):
+                    print(f"  warning: {warning.message}", flush=True)
+                else:
+                    warnings.showwarning(warning.message, warning.category, warning.filename,
+                                         warning.lineno)
             for seed, result in zip(group_seeds, seed_results):
                 record = seed_record(seed, result)
                 per_seed[label].append(record)
@@ -404,6 +419,8 @@ class RunSettings(RunOptions):
         "seeds": "the paper reports 3 runs (--seeds 0 1 2)",
         "norm": "reference: each strategy's normalisation as in the reference implementation",
         "memory_size": "0: the paper's buffer, 200 (400 on split_tinyimagenet)",
+        "new_task_init": "the paper's is copy_prev (--preset paper); ours learns new tasks at "
+                         "small budgets, see docs/hn_learnability.md",
         "train_per_class": "0: synthetic 500, real data all",
         "test_per_class": "0: synthetic 100, real data all",
     }
@@ -444,6 +461,17 @@ class RunSettings(RunOptions):
         "rgb32": "bring Split-Fashion-MNIST to 32x32x3",
         "noise": "the synthetic streams' noise around each class prototype",
         "order": "look-ahead order of HN-k: 1, 2, or none (the regulariser on psi itself)",
+        "preset": "HN-k's settings for new tasks, one of " + ", ".join(HN_PRESETS) + ": jaxcl "
+                  "(the defaults below) or paper (the reference's: copy_prev, torch, 1, 0); "
+                  "flags and --config win over it",
+        "new_task_init": "how a new task's embedding starts: random (N(0, I)) or copy_prev "
+                         "(the previous task's)",
+        "hnet_init": "how the hypernetwork's trunk and heads start: torch (PyTorch's Linear "
+                     "default, the reference's) or lecun",
+        "task_lr_scale": "HN-k's learning rate for task embeddings and per-task tables, as a "
+                         "multiple of --learning-rate, > 0",
+        "reg_warmup": "steps at the start of each later experience with HN-k's regulariser "
+                      "off, >= 0",
         "coef": "lambda, the output regulariser's weight, >= 0",
         "chunk_dim": "d, the hypernetwork's lookup dimension per output channel, >= 1",
         "ewc_lambda": "EWC's lambda, >= 0",
@@ -481,6 +509,11 @@ class RunSettings(RunOptions):
     noise: float = 1.0
     order: int | str = 1
     coef: float = 0.5
+    preset: str = "jaxcl"
+    new_task_init: str = "random"
+    hnet_init: str = "torch"
+    task_lr_scale: float = 1.0
+    reg_warmup: int = 0
     chunk_dim: int = 32
     ewc_lambda: float = 1.0
     memory_size: int = 0
@@ -506,6 +539,8 @@ class RunSettings(RunOptions):
                                  f"{value!r}")
         if len(set(self.class_order)) != len(self.class_order):
             raise ValueError(f"class_order {list(self.class_order)} repeats a class")
+        if self.preset not in self.PRESETS:
+            raise ValueError(f"preset={self.preset!r} is not one of {tuple(self.PRESETS)}")
         check_benchmark(self.benchmark, self.stream_options(),
                         data_dir=self.data_dir or None, manual_dir=self.manual_dir or None)
         for label in self.labels():
@@ -516,12 +551,17 @@ class RunSettings(RunOptions):
         return ()
 
     PARSE: typing.ClassVar[dict[str, Callable[[str], Any]]] = {"order": parse_order}
+
+    PRESETS: typing.ClassVar[dict[str, dict[str, Any]]] = HN_PRESETS
+    """``--preset NAME``: HN-k's new-task settings (:data:`jaxcl.learners.HN_PRESETS`), under
+    the file's and the flags' (:func:`parse_config`)."""
     """Options whose command-line text is parsed by a function of their own, not their type."""
 
     ALL_WHEN_ZERO: typing.ClassVar[tuple[str, ...]] = ("num_tasks", "classes_per_task")
     """Counts whose 0 means "the benchmark's own": ``all`` on the command line, 0 refused."""
 
-    NO_EFFECT: typing.ClassVar[tuple[str, ...]] = (*RunOptions.NO_EFFECT, "data_dir", "manual_dir")
+    NO_EFFECT: typing.ClassVar[tuple[str, ...]] = (*RunOptions.NO_EFFECT, "data_dir", "manual_dir",
+                                                   "preset")
     """Settings that cannot change a number: where the data are read from (their content is
     fingerprinted instead), how often checkpoints are taken (a resumed run ends bitwise equal to
     an uninterrupted one), event files and progress bars."""
@@ -537,7 +577,8 @@ class RunSettings(RunOptions):
         """The :class:`StrategyConfig` for ``label`` with these settings."""
         shared = {name: getattr(self, name) for name in (
             "model", "nf", "hidden", "norm", "learning_rate", "batch_size", "ewc_lambda",
-            "order", "coef", "chunk_dim", "max_prev_tasks")}
+            "order", "coef", "chunk_dim", "max_prev_tasks", "new_task_init", "hnet_init",
+            "task_lr_scale", "reg_warmup")}
         shared["memory_size"] = self.memory_size or (
             400 if self.benchmark == "split_tinyimagenet" else 200)
         return StrategyConfig.from_label(label, **{**shared, **overrides})

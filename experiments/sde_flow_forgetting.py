@@ -94,7 +94,6 @@ from typing import Any
 
 import jax
 import numpy as np
-from scipy import stats
 
 from experiments.common import RunOptions, markdown_table, module_main
 from jaxcl.core import metrics as cl_metrics
@@ -102,6 +101,7 @@ from jaxcl.data.points import point_tasks
 from jaxcl.io import plots, run_folder
 from jaxcl.io.checkpoints import RunCheckpoints, content_digest
 from jaxcl.io.event_logs import write_events
+from jaxcl.io.records import ci95
 from jaxcl.learners.sde_flow import STEP_METRICS, SdeFlowLearner
 from jaxcl.learners.sde_flow_grad import PROBE_METRICS
 from jaxcl.learners.sde_flow_model import LossWeights, Variant
@@ -427,15 +427,6 @@ def sweep_tables(config: Config, cells: dict[str, Variant],
             "correction is what order 2 adds to the order-1 regulariser gradient. Start: the "
             "mean of task 1's first 10 steps; end: of its last 10; the median over the seeds.")
     return "## The virtual-step sweep\n\n" + table + "\n\n" + note, figure
-
-
-def ci95(values: np.ndarray) -> float | None:
-    """Half-width of the 95 % confidence interval of the mean of ``values`` (Student's t):
-    ``t_{0.975, n-1} s / sqrt(n)``, ``s`` the sample standard deviation; ``None`` for one value."""
-    n = len(values)
-    if n < 2:
-        return None
-    return float(stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / np.sqrt(n))
 
 
 def _end_of_task(log: dict[str, np.ndarray], name: str, last: int = 10) -> np.ndarray:

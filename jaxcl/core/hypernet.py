@@ -31,7 +31,16 @@ import jax
 import jax.numpy as jnp
 from flax import nnx, traverse_util
 
-from jaxcl.core.heads import HEADS, LeafSpec, Path, Role, initial_fill, leaf_role
+from jaxcl.core.heads import (
+    HEADS,
+    INITS,
+    LeafSpec,
+    Path,
+    Role,
+    initial_fill,
+    leaf_role,
+    torch_uniform,
+)
 from jaxcl.core.nnx_target import NnxTarget, as_target
 from jaxcl.types import PyTree
 
@@ -99,6 +108,9 @@ class HypernetConfig:
         ``"copy_prev"`` copies task ``t - 1``'s, ``"random"`` draws ``N(0, 1)``.
       vectors: biases and normalisation scales and shifts of generated layers: ``"table"``, a
         per-task table; ``"generated"``, generated from ``h_t`` like the kernels.
+      init: how the trunk and the generated heads start, one of
+        :data:`jaxcl.core.heads.INITS`: ``"lecun"`` (generated kernels with LeCun variance, a He
+        trunk) or ``"torch"`` (the reference's PyTorch ``nn.Linear`` default everywhere).
     """
 
     num_tasks: int
@@ -107,6 +119,7 @@ class HypernetConfig:
     chunk_dim: int = 8
     new_task_init: str = "copy_prev"
     vectors: str = "table"
+    init: str = "lecun"
 
     def __post_init__(self):
         _check_positive_int("num_tasks", self.num_tasks)
@@ -122,6 +135,8 @@ class HypernetConfig:
             )
         if self.vectors not in VECTOR_MODES:
             raise ValueError(f"vectors={self.vectors!r} is not one of {VECTOR_MODES}")
+        if self.init not in INITS:
+            raise ValueError(f"init={self.init!r} is not one of {INITS}")
 
     @property
     def trunk_dim(self) -> int:
@@ -188,7 +203,13 @@ class Hypernetwork(nn.Module):
         )
         h = table[task_id]
         for i, width in enumerate(cfg.hidden):
-            h = nn.relu(nn.Dense(width, kernel_init=nn.initializers.he_normal(), name=f"trunk_{i}")(h))
+            if cfg.init == "torch":
+                dense = nn.Dense(width, kernel_init=torch_uniform(h.shape[-1]),
+                                 bias_init=torch_uniform(h.shape[-1]), name=f"trunk_{i}")
+            else:
+                dense = nn.Dense(width, kernel_init=nn.initializers.he_normal(),
+                                 name=f"trunk_{i}")
+            h = nn.relu(dense(h))
         leaves = {}
         for spec in self.specs:
             if task_only and spec.role == "shared":
@@ -198,6 +219,8 @@ class Hypernetwork(nn.Module):
                 kwargs["fill"] = initial_fill(spec)
             if spec.role == "table":
                 kwargs["num_tasks"] = cfg.num_tasks
+            if spec.role in ("conv", "dense"):
+                kwargs["scheme"] = cfg.init
             head = HEADS[spec.role](
                 shape=spec.shape, chunk_dim=cfg.chunk_dim, name=head_name(spec), **kwargs
             )
@@ -228,6 +251,37 @@ def init_task_embedding(
         row = jax.random.normal(key, table.shape[1:], table.dtype)
     params = {**psi["params"], "embedding": table.at[task_id].set(row)}
     return {**psi, "params": params}
+
+
+TASK = "task"
+SHARED = "shared"
+
+
+def is_task_param(path: tuple) -> bool:
+    """Whether a leaf of ``psi`` at ``path`` (keys, as ``jax.tree_util`` paths give them) holds
+    per-task values: the embedding table, or a per-task table head (``table:...``)."""
+    keys = [getattr(k, "key", getattr(k, "name", None)) for k in path]
+    return (len(keys) >= 2 and keys[0] == "params"
+            and (keys[1] == "embedding" or str(keys[1]).startswith("table:")))
+
+
+def task_param_labels(tree: PyTree) -> PyTree:
+    """``"task"`` for the per-task leaves of a hypernetwork's variables (:func:`is_task_param`),
+    ``"shared"`` for every other leaf (of ``psi`` or of any other pytree, e.g. ``phi``): the
+    labels of ``optax.multi_transform``."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: TASK if is_task_param(path) else SHARED, tree)
+
+
+def task_private(hnet: Hypernetwork, psi: PyTree, task_id: jax.Array) -> dict[str, jax.Array]:
+    """What only task ``task_id`` reads: its embedding row ``e_t`` and its row of every per-task
+    table, as ``{"embedding": e_t, "table:...": row, ...}``."""
+    params = psi["params"]
+    out = {"embedding": params["embedding"][task_id]}
+    for spec in hnet.specs:
+        if spec.role == "table":
+            out[head_name(spec)] = params[head_name(spec)]["table"][task_id]
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

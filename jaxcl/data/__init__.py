@@ -10,6 +10,8 @@ The one entry for every stream, synthetic or real; it returns a list of
 * With the ``data`` extra, the study's real benchmarks through TFDS
   (:mod:`jaxcl.data.tfds_benchmarks`): ``"split_cifar100"``, ``"split_tinyimagenet"``,
   ``"noisy_cifar"``, ``"cross_dataset"`` and ``"split_fashion_mnist"``.
+* ``"split_digits"``: scikit-learn's bundled 8x8 digits (:mod:`jaxcl.data.digits`), real data
+  with no download, 5 experiences x 2 classes.
 * Your own data, at ``path=``: ``"image_folder"``, a folder ``path/train/<class>/*.png`` (also
   ``.jpg``, ``.jpeg``, ``.ppm``) and ``path/test/<class>/...`` read through TFDS's ``ImageFolder``
   (:mod:`jaxcl.data.image_folder`, the ``data`` extra); ``"arrays"``, a ``.npz`` file of
@@ -77,6 +79,7 @@ BENCHMARK_OPTIONS: dict[str, tuple[str, ...]] = {
     "image_folder": ("path", "num_tasks", "classes_per_task", "class_order", "image_size",
                      "channels", *_SUBSET_OPTIONS),
     "arrays": ("path", "num_tasks", "classes_per_task", "class_order", *_SUBSET_OPTIONS),
+    "split_digits": ("num_tasks", "classes_per_task", *_SUBSET_OPTIONS),
 }
 """Every benchmark name and the options it takes (the loaders' keyword arguments)."""
 
@@ -169,6 +172,9 @@ def load_benchmark(name: str, *, seed: int, data_dir=None, manual_dir=None, down
     if name in SYNTHETIC:
         return make_stream("synthetic" if name == "synthetic_images" else name, seed=seed,
                            **options)
+    if name == "split_digits":
+        from jaxcl.data.digits import load_split_digits
+        return load_split_digits(seed, cache=cache, **options)
     if name == "arrays":
         from jaxcl.data.user_data import load_arrays
 

@@ -113,6 +113,34 @@ def series_over_steps(series: dict[str, np.ndarray], ylabel: str, title: str) ->
     return _png(fig)
 
 
+def learning_curves(series: dict[str, np.ndarray], experience: np.ndarray, title: str, *,
+                    window: int = 10) -> bytes:
+    """Training accuracy along every step of a run, one line per strategy, each a moving average
+    over ``window`` steps taken inside one experience (it never mixes two), with a dotted line
+    where each experience begins; ``experience[s]`` is the experience of step ``s``."""
+    fig = Figure(figsize=(7.0, 3.4), layout="constrained")
+    ax = fig.subplots()
+    experience = np.asarray(experience)
+    starts = np.flatnonzero(np.diff(experience, prepend=-1))
+    for n, (name, values) in enumerate(series.items()):
+        values = np.asarray(values, dtype=float)
+        for i, start in enumerate(starts):
+            end = starts[i + 1] if i + 1 < len(starts) else len(values)
+            part = values[start:end]
+            w = min(window, len(part))
+            smooth = np.convolve(part, np.ones(w) / w, mode="valid")
+            ax.plot(np.arange(start + w - 1, end), smooth, lw=1.0, color=f"C{n}",
+                    marker="." if len(smooth) < 3 else None, label=name if i == 0 else None)
+    for start in starts[1:]:
+        ax.axvline(start, color="0.6", lw=0.6, ls=":")
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("training step (dotted: a new experience begins)")
+    ax.set_ylabel(f"training accuracy ({window}-step mean)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
 def lines(x, ys: dict[str, np.ndarray], xlabel: str, ylabel: str, title: str, *,
           errors: dict[str, np.ndarray] | None = None,
           references: dict[str, float] | None = None, xscale: str | None = None,

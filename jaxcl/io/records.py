@@ -9,10 +9,12 @@ table's cell. Nothing here touches a file, draws or prints.
 
     {"schema": "jaxcl.run/2", "experiment": str, "config": {...}, "seeds": [int, ...],
      "strategies": {label: {
-         "aca", "learning_accuracy", "forgetting", "max_forgetting", "bwt", "time_s",
-         "compile_s", "mean_cosine", "mean_grad_rel_diff":  mean over seeds (float)
+         "aca", "learning_accuracy", "forgetting", "max_forgetting", "bwt", "transfer_accuracy",
+         "time_s", "compile_s", "mean_cosine", "mean_grad_rel_diff":  mean over seeds (float)
          "<same>_std":                             standard deviation over seeds (0 for one seed)
          "accuracy_matrix": [[...], ...],          mean over seeds, R[i][j] after i, on j (j <= i)
+         "transfer": [...],                        mean over seeds, T[j]: on j just before
+                                                   training it
          "time_per_experience_s": [...],           mean over seeds
          "memory_bytes": int,                      kept against forgetting, 32-bit
          "per_seed": [{"seed", "aca", ..., "accuracy_matrix", "time_per_experience_s"}, ...],
@@ -28,7 +30,9 @@ With ``R[i][j]`` the accuracy on experience ``j`` after training ``i`` and ``N``
 ``"jaxcl.run/1"`` had no ``max_forgetting`` and stored Chaudhry et al.'s under ``forgetting``.
 
 ``mean_cosine`` and ``mean_grad_rel_diff`` average the per-step values over the experiences after
-the first (0 where a strategy has no regulariser).
+the first (0 where a strategy has no regulariser). ``transfer_accuracy`` is the mean of ``T[j]``
+over ``j >= 1``: what a strategy brings to a task before training it (chance when nothing carries
+over; :attr:`jaxcl.train.loop.RunResult.transfer`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scipy import stats
 
 from jaxcl.core import metrics as cl_metrics
 
@@ -43,8 +48,8 @@ if TYPE_CHECKING:
     from jaxcl.train.loop import RunResult
 
 SCHEMA = "jaxcl.run/2"
-SCALARS = ("aca", "learning_accuracy", "forgetting", "max_forgetting", "bwt", "time_s", "compile_s",
-           "mean_cosine", "mean_grad_rel_diff")
+SCALARS = ("aca", "learning_accuracy", "forgetting", "max_forgetting", "bwt", "transfer_accuracy",
+           "time_s", "compile_s", "mean_cosine", "mean_grad_rel_diff")
 
 
 def seed_record(seed: int, result: RunResult) -> dict[str, Any]:
@@ -54,11 +59,14 @@ def seed_record(seed: int, result: RunResult) -> dict[str, Any]:
     return {
         "seed": seed,
         **cl_metrics.summary(result.matrix),
+        "transfer_accuracy": float(np.mean(result.transfer[1:])) if len(result.transfer) > 1
+        else 0.0,
         "time_s": result.time_s,
         "compile_s": result.compile_s,
         "mean_cosine": mean_later(result.step_metrics["cosine"]),
         "mean_grad_rel_diff": mean_later(result.step_metrics["grad_rel_diff"]),
         "accuracy_matrix": np.asarray(result.matrix).tolist(),
+        "transfer": np.asarray(result.transfer).tolist(),
         "time_per_experience_s": list(map(float, result.time_per_experience)),
         "memory_bytes": result.memory_bytes,
     }
@@ -71,11 +79,22 @@ def strategy_record(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
         values = np.array([r[name] for r in per_seed], dtype=float)
         out[name], out[f"{name}_std"] = float(values.mean()), float(values.std())
     out["accuracy_matrix"] = np.mean([r["accuracy_matrix"] for r in per_seed], axis=0).tolist()
+    out["transfer"] = np.mean([r["transfer"] for r in per_seed], axis=0).tolist()
     out["time_per_experience_s"] = np.mean(
         [r["time_per_experience_s"] for r in per_seed], axis=0).tolist()
     out["memory_bytes"] = int(per_seed[0]["memory_bytes"])
     out["per_seed"] = per_seed
     return out
+
+
+def ci95(values) -> float | None:
+    """Half-width of the 95 % confidence interval of the mean of ``values`` (Student's t):
+    ``t_{0.975, n-1} s / sqrt(n)``, ``s`` the sample standard deviation; ``None`` for one value."""
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    if n < 2:
+        return None
+    return float(stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / np.sqrt(n))
 
 
 def mean_std(record: dict[str, Any], name: str, scale: float = 1.0, digits: int = 2) -> str:

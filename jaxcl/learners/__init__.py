@@ -13,6 +13,7 @@ import dataclasses
 import jax
 import optax
 
+from jaxcl.core.heads import INITS
 from jaxcl.core.hypernet import NEW_TASK_INITS, HypernetConfig
 from jaxcl.learners.base import METRIC_KEYS, Consolidating, Learner
 from jaxcl.learners.finetune import EWC, FinetuneState, Naive
@@ -52,6 +53,18 @@ ResNet of Naive, EWC and ``FreezingNaive`` uses ``BatchNorm2d(track_running_stat
 at a time (instance statistics). See :mod:`jaxcl.models.resnet`."""
 
 
+HN_PRESETS: dict[str, dict[str, object]] = {
+    "jaxcl": {"new_task_init": "random", "hnet_init": "torch", "task_lr_scale": 1.0,
+              "reg_warmup": 0},
+    "paper": {"new_task_init": "copy_prev", "hnet_init": "torch", "task_lr_scale": 1.0,
+              "reg_warmup": 0},
+}
+"""How HN-k starts and trains each new task, by preset: ``"jaxcl"``, the defaults of
+:class:`StrategyConfig`, and ``"paper"``, the reference implementation's exactly (a new task's
+embedding a copy of the previous task's). ``docs/hn_learnability.md`` holds the measurements
+behind the defaults."""
+
+
 @dataclasses.dataclass(frozen=True)
 class StrategyConfig:
     """A strategy and its settings (defaults: the study's, Hemati et al. 2023, Sec. 4 / App. A).
@@ -76,7 +89,18 @@ class StrategyConfig:
       max_prev_tasks: previous tasks regularised per step (20).
       embedding_dim, chunk_dim: task-embedding size (32) and the conv heads' lookup dimension d
         (32); the trunk is 50 -> 32 (:class:`jaxcl.core.hypernet.HypernetConfig`).
-      new_task_init: how a new task's embedding starts (the reference: ``copy_prev``).
+      new_task_init: how a new task's embedding starts: ``random`` (default), a fresh ``N(0, I)``
+        draw, or ``copy_prev`` (the reference's), a copy of the previous task's, with which a
+        new task starts as the previous task's network and HN-k learns new tasks slowly at
+        small budgets (``docs/hn_learnability.md``).
+      hnet_init: how the hypernetwork's trunk and heads start, one of
+        :data:`jaxcl.core.heads.INITS` (the reference: ``torch``, PyTorch's ``nn.Linear``
+        default).
+      task_lr_scale: HN-k's learning rate for the per-task parameters (task embeddings and
+        per-task tables) as a multiple of ``learning_rate`` (the reference: 1,
+        :func:`jaxcl.learners.hypernetwork.hypernet_optimizer`).
+      reg_warmup: steps at the start of each later experience with HN-k's regulariser off (the
+        reference: 0).
       conv: the ResNet's convolution, one of ``CONVS`` (speed only: ``"auto"`` takes filter
         gradients in batch chunks on CPU, :mod:`jaxcl.models.conv`; equal to float rounding).
     """
@@ -97,7 +121,10 @@ class StrategyConfig:
     max_prev_tasks: int = 20
     embedding_dim: int = 32
     chunk_dim: int = 32
-    new_task_init: str = "copy_prev"
+    new_task_init: str = "random"
+    hnet_init: str = "torch"
+    task_lr_scale: float = 1.0
+    reg_warmup: int = 0
     conv: str = "auto"
 
     def __post_init__(self):
@@ -121,6 +148,12 @@ class StrategyConfig:
             raise ValueError(f"conv={self.conv!r} is not one of {CONVS}")
         if self.new_task_init not in NEW_TASK_INITS:
             raise ValueError(f"new_task_init={self.new_task_init!r} is not one of {NEW_TASK_INITS}")
+        if self.hnet_init not in INITS:
+            raise ValueError(f"hnet_init={self.hnet_init!r} is not one of {INITS}")
+        if not self.task_lr_scale > 0:
+            raise ValueError(f"task_lr_scale must be > 0, got {self.task_lr_scale!r}")
+        if not (isinstance(self.reg_warmup, int) and self.reg_warmup >= 0):
+            raise ValueError(f"reg_warmup must be an integer >= 0, got {self.reg_warmup!r}")
         for name in ("learning_rate",):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -148,9 +181,14 @@ class StrategyConfig:
         return "HN-F" if self.strategy == "hypernetwork" and self.k == 0 else f"{prefix}-{self.k}"
 
     @classmethod
-    def from_label(cls, label: str, **settings) -> StrategyConfig:
+    def from_label(cls, label: str, *, preset: str | None = None, **settings) -> StrategyConfig:
         """``"Naive"``, ``"EWC"``, ``"Frozen-k"``, ``"LR-k"``, ``"HN-k"`` or ``"HN-F"`` with
-        ``settings``."""
+        ``settings``; ``preset`` (a key of :data:`HN_PRESETS`, e.g. ``"paper"``) fills the
+        settings it names that ``settings`` does not give."""
+        if preset is not None:
+            if preset not in HN_PRESETS:
+                raise ValueError(f"preset={preset!r} is not one of {tuple(HN_PRESETS)}")
+            settings = {**HN_PRESETS[preset], **settings}
         name, _, depth = label.partition("-")
         with_depth = name in ("Frozen", "LR", "HN")
         if name not in LABELS or bool(depth) != with_depth:
@@ -204,12 +242,15 @@ def _latent_replay(config, num_tasks, classes_per_task, sample_x, optimizer):
 
 def _hypernetwork(config, num_tasks, classes_per_task, sample_x, optimizer):
     split = _split(config, classes_per_task, head=True)
+    del optimizer  # HN-k's own: Adam, the per-task leaves at their own rate
     hnet_config = HypernetConfig(num_tasks=num_tasks, embedding_dim=config.embedding_dim,
-                                 chunk_dim=config.chunk_dim, new_task_init=config.new_task_init)
+                                 chunk_dim=config.chunk_dim, new_task_init=config.new_task_init,
+                                 init=config.hnet_init)
     return PartialHypernet.build(split.upper, split.lower, sample_x, hnet_config=hnet_config,
-                                 optimizer=optimizer, learning_rate=config.learning_rate,
-                                 order=config.order, coef=config.coef,
-                                 max_prev_tasks=config.max_prev_tasks)
+                                 learning_rate=config.learning_rate,
+                                 task_lr_scale=config.task_lr_scale, order=config.order,
+                                 coef=config.coef, max_prev_tasks=config.max_prev_tasks,
+                                 reg_warmup=config.reg_warmup)
 
 
 BUILDERS = {"naive": _naive, "ewc": _ewc, "frozen": _frozen, "latent_replay": _latent_replay,
@@ -224,7 +265,7 @@ def build_strategy(
     return BUILDERS[config.strategy](config, num_tasks, classes_per_task, sample_x, optimizer)
 
 
-__all__ = ["BUILDERS", "Consolidating", "EWC", "HN_ORDERS", "LABELS", "METRIC_KEYS",
+__all__ = ["BUILDERS", "Consolidating", "EWC", "HN_ORDERS", "HN_PRESETS", "LABELS", "METRIC_KEYS",
            "NORM_CHOICES", "REFERENCE_NORMS", "STRATEGIES", "FinetuneState", "Frozen",
            "FrozenState", "HypernetState", "LatentReplay", "Naive", "PartialHypernet",
            "ReplayBuffer", "ReplayState", "Learner", "StrategyConfig", "build_strategy"]

@@ -44,10 +44,14 @@ import optax
 from flax import nnx
 
 from jaxcl.core.hypernet import (
+    SHARED,
+    TASK,
     HypernetConfig,
     Hypernetwork,
     generate_all,
     init_task_embedding,
+    task_param_labels,
+    task_private,
 )
 from jaxcl.core.lookahead import ORDERS, lookahead_grad
 from jaxcl.core.losses import accuracy, cross_entropy
@@ -58,7 +62,13 @@ from jaxcl.core.regularizers import (
     previous_tasks,
     task_outputs,
 )
-from jaxcl.learners.base import Classifier, apply_optimizer, bytes32, step_metrics
+from jaxcl.learners.base import (
+    METRIC_KEYS,
+    Classifier,
+    apply_optimizer,
+    bytes32,
+    step_metrics,
+)
 from jaxcl.types import Batch, PyTree
 
 NO_LOOKAHEAD = "none"
@@ -66,6 +76,34 @@ HN_ORDERS = (*ORDERS, NO_LOOKAHEAD)
 """The look-ahead orders of HN-k: :data:`jaxcl.core.lookahead.ORDERS` (1, 2) and ``"none"``, the
 regulariser on ``psi`` itself (order 1 through a virtual step that does not move,
 ``optax.set_to_zero()``). :class:`jaxcl.learners.StrategyConfig` checks a setting against it."""
+
+DIAGNOSTICS = ("reg_share", "embedding_shift", "table_shift")
+"""HN-k's step metrics beyond :data:`jaxcl.learners.base.METRIC_KEYS`: ``reg_share``, the
+regulariser's share ``lambda L_H / (L_CE + lambda L_H)`` of the step's objective (0 in the first
+experience and while the regulariser is warming up); ``embedding_shift`` and ``table_shift``, how
+far (L2) the current task's embedding ``e_t`` and its rows of the per-task tables have moved
+from where :meth:`PartialHypernet.begin_experience` started them."""
+
+
+def hypernet_optimizer(learning_rate: float, task_lr_scale: float = 1.0
+                       ) -> optax.GradientTransformation:
+    """Adam at ``learning_rate``; with ``task_lr_scale != 1``, the per-task leaves (the
+    embedding table and the per-task tables, :func:`jaxcl.core.hypernet.task_param_labels`) at
+    ``task_lr_scale * learning_rate`` through ``optax.multi_transform``, every other leaf (the
+    trunk, the heads, ``phi``) at ``learning_rate``.
+
+    A new task's own parameters are a 32-value embedding and a few table rows; Adam moves each by
+    about the learning rate a step, so at 1e-3 a task has moved its embedding (norm ~5.7) by a
+    few percent after a hundred steps. A larger rate for them alone lets a new task find its
+    weights without moving what earlier tasks share."""
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
+    if not task_lr_scale > 0:
+        raise ValueError(f"task_lr_scale must be > 0, got {task_lr_scale!r}")
+    if task_lr_scale == 1.0:
+        return optax.adam(learning_rate)
+    return optax.multi_transform({TASK: optax.adam(learning_rate * task_lr_scale),
+                                  SHARED: optax.adam(learning_rate)}, task_param_labels)
 
 
 class HypernetState(NamedTuple):
@@ -76,12 +114,17 @@ class HypernetState(NamedTuple):
       phi: the variables of the lower part ``g_phi`` (``{}`` for ``k = 0``).
       opt_state: ``{"psi": ..., "phi": ...}``, the optimizer states of ``psi`` and ``phi``.
       psi_prev: ``H*``, the copy of ``psi`` taken at the end of the previous experience.
+      step: int32, steps taken in the current experience (the regulariser's warm-up reads it).
+      task_start: the current task's own parameters as the experience began
+        (:func:`jaxcl.core.hypernet.task_private`), which the shift diagnostics measure from.
     """
 
     psi: PyTree
     phi: PyTree
     opt_state: dict[str, PyTree]
     psi_prev: PyTree
+    step: jax.Array
+    task_start: PyTree
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +136,8 @@ class PartialHypernet(Classifier):
         NNX module as an :class:`jaxcl.core.nnx_target.NnxTarget`).
       lower: ``g_phi``, or ``None`` when the hypernetwork generates everything (``k = 0``).
       hnet: the hypernetwork for ``upper``.
-      optimizer: the optax optimizer of ``psi`` and ``phi`` (the study: Adam, lr 1e-3).
+      optimizer: the optax optimizer of ``psi`` and ``phi`` (the study: Adam, lr 1e-3;
+        :func:`hypernet_optimizer` gives the per-task leaves a rate of their own).
       virtual_opt: the optax transformation of the virtual step of orders 1 and 2 (the
         reference: SGD with the training learning rate).
       order: look-ahead order, one of :data:`HN_ORDERS`: 1, 2, or ``"none"`` (no virtual step).
@@ -103,6 +147,9 @@ class PartialHypernet(Classifier):
         slots, which skips chunks of padding (1: exactly the real previous tasks;
         :func:`jaxcl.core.regularizers.output_regularizer_real_slots`); ``None`` evaluates all
         ``max_prev_tasks`` slots at once every step, real or padding (the program before).
+      reg_warmup: steps at the start of every experience after the first in which the
+        regulariser is off (``lambda = 0``; 0, the study's: on from the first step): a new task
+        first finds its weights, then the regulariser pulls earlier tasks' outputs back.
     """
 
     upper: nn.Module | NnxTarget
@@ -114,7 +161,9 @@ class PartialHypernet(Classifier):
     coef: float = 0.5
     max_prev_tasks: int = 20
     prev_chunk: int | None = 1
+    reg_warmup: int = 0
     name: str = "hypernetwork"
+    step_metrics = (*METRIC_KEYS, *DIAGNOSTICS)
 
     def __post_init__(self):
         if not self.coef >= 0:
@@ -124,6 +173,8 @@ class PartialHypernet(Classifier):
         if not (self.prev_chunk is None
                 or (isinstance(self.prev_chunk, int) and self.prev_chunk >= 1)):
             raise ValueError(f"prev_chunk must be None or >= 1, got {self.prev_chunk!r}")
+        if not (isinstance(self.reg_warmup, int) and self.reg_warmup >= 0):
+            raise ValueError(f"reg_warmup must be an integer >= 0, got {self.reg_warmup!r}")
 
     @classmethod
     def build(
@@ -134,19 +185,22 @@ class PartialHypernet(Classifier):
         *,
         hnet_config: HypernetConfig,
         learning_rate: float = 1e-3,
+        task_lr_scale: float = 1.0,
         optimizer: optax.GradientTransformation | None = None,
         virtual_opt: optax.GradientTransformation | None = None,
         order: int | str = 2,
         coef: float = 0.5,
         max_prev_tasks: int = 20,
         prev_chunk: int | None = 1,
+        reg_warmup: int = 0,
         generate: Callable[[tuple[str, ...]], bool] = generate_all,
     ) -> PartialHypernet:
-        """A learner with the study's defaults: Adam(lr) to train, SGD(lr) as the virtual step.
-        ``upper`` and ``lower`` are Linen or NNX modules (:func:`jaxcl.core.nnx_target.as_target`);
-        ``generate`` filters the paths of ``upper``'s parameters."""
-        if not learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
+        """A learner with the study's defaults: Adam(lr) to train (the per-task leaves at
+        ``task_lr_scale * lr``, :func:`hypernet_optimizer`, unless ``optimizer`` is given), SGD(lr)
+        as the virtual step. ``upper`` and ``lower`` are Linen or NNX modules
+        (:func:`jaxcl.core.nnx_target.as_target`); ``generate`` filters the paths of ``upper``'s
+        parameters."""
+        default_optimizer = hypernet_optimizer(learning_rate, task_lr_scale)
         upper, lower = as_target(upper), None if lower is None else as_target(lower)
         features = sample_x
         if lower is not None:
@@ -158,13 +212,28 @@ class PartialHypernet(Classifier):
             upper=upper,
             lower=lower,
             hnet=hnet,
-            optimizer=optimizer if optimizer is not None else optax.adam(learning_rate),
+            optimizer=optimizer if optimizer is not None else default_optimizer,
             virtual_opt=virtual_opt if virtual_opt is not None else optax.sgd(learning_rate),
             order=order,
             coef=coef,
             max_prev_tasks=max_prev_tasks,
             prev_chunk=prev_chunk,
+            reg_warmup=reg_warmup,
         )
+
+    @property
+    def near_chance_hint(self) -> str:
+        """The likely cause of a new task that stays near chance, and what helps (the loop's
+        :func:`jaxcl.train.loop.near_chance_advice`)."""
+        if self.hnet.config.new_task_init == "copy_prev":
+            return ("a new task starts as a copy of the previous task's network and the "
+                    "regulariser holds the shared weights still: start it afresh "
+                    "(new_task_init='random', --new-task-init random) or train longer")
+        if self.coef > 0:
+            return ("the output regulariser holds the shared weights still: switch it off for "
+                    "the experience's first steps (reg_warmup, --reg-warmup), lower lambda "
+                    "(coef), or train longer")
+        return "train longer or with a larger learning rate"
 
     @property
     def num_tasks(self) -> int:
@@ -179,7 +248,8 @@ class PartialHypernet(Classifier):
         psi = self.hnet.init(psi_key, 0)
         phi = {} if self.lower is None else self.lower.init(phi_key, sample_x)
         opt_state = {"psi": self.optimizer.init(psi), "phi": self.optimizer.init(phi)}
-        return HypernetState(psi, phi, opt_state, psi)
+        return HypernetState(psi, phi, opt_state, psi, jnp.zeros((), jnp.int32),
+                             task_private(self.hnet, psi, 0))
 
     def features(self, phi: PyTree, x: jax.Array) -> jax.Array:
         """``g_phi(x)``, or ``x`` itself when there is no lower part."""
@@ -197,7 +267,8 @@ class PartialHypernet(Classifier):
         and start ``psi``'s optimizer afresh, as a new experience's optimizer is in the study."""
         psi = init_task_embedding(state.psi, task_id, mode=self.hnet.config.new_task_init, key=key)
         opt_state = {**state.opt_state, "psi": self.optimizer.init(psi)}
-        return state._replace(psi=psi, opt_state=opt_state)
+        return state._replace(psi=psi, opt_state=opt_state, step=jnp.zeros_like(state.step),
+                              task_start=task_private(self.hnet, psi, task_id))
 
     def train_step(
         self, state: HypernetState, batch: Batch, task_id: jax.Array, key: jax.Array, *,
@@ -209,7 +280,8 @@ class PartialHypernet(Classifier):
         ids, mask = previous_tasks(task_id, self.num_tasks, self.max_prev_tasks, key)
         state, m = self.phase_step(state, batch, task_id, ids, mask, first=first)
         return state, step_metrics(m["loss"], m["accuracy"], cosine=m["cosine"],
-                                   grad_rel_diff=m["grad_rel_diff"])
+                                   grad_rel_diff=m["grad_rel_diff"],
+                                   **{name: m[name] for name in DIAGNOSTICS})
 
     def end_experience(
         self, state: HypernetState, data: Batch, task_id: jax.Array, key: jax.Array
@@ -248,11 +320,18 @@ class PartialHypernet(Classifier):
         Returns:
           The new state and metrics: ``loss`` (L_CE), ``accuracy``, ``reg_loss`` (L_H(psi')),
           ``cosine`` (of the task and regulariser gradients), ``grad_norm``, ``grad_rel_diff``
-          (``|g_order2 - g_order1| / |g_order1|`` at the same ``psi``; 0 for order 1).
+          (``|g_order2 - g_order1| / |g_order1|`` at the same ``psi``; 0 for order 1), and the
+          :data:`DIAGNOSTICS`.
         """
         if first:
-            return self._first_step(state, batch, task_id)
-        return self._lookahead_step(state, batch, task_id, prev_ids, prev_mask)
+            state, metrics = self._first_step(state, batch, task_id)
+        else:
+            state, metrics = self._lookahead_step(state, batch, task_id, prev_ids, prev_mask)
+        now = task_private(self.hnet, state.psi, task_id)
+        shift = jax.tree.map(jnp.subtract, now, state.task_start)
+        metrics["embedding_shift"] = optax.tree.norm(shift.pop("embedding"))
+        metrics["table_shift"] = optax.tree.norm(shift)
+        return state._replace(step=state.step + 1), metrics
 
     def _first_step(self, state, batch, task_id):
         def loss_fn(params):
@@ -273,8 +352,9 @@ class PartialHypernet(Classifier):
             "cosine": jnp.zeros_like(loss),
             "grad_norm": optax.tree.norm(grads),
             "grad_rel_diff": jnp.zeros_like(loss),
+            "reg_share": jnp.zeros_like(loss),
         }
-        return HypernetState(new["psi"], new["phi"], opt_state, state.psi_prev), metrics
+        return state._replace(psi=new["psi"], phi=new["phi"], opt_state=opt_state), metrics
 
     def _lookahead_step(self, state, batch, task_id, prev_ids, prev_mask):
         features = self.features(state.phi, batch.x)  # a constant: phi is frozen
@@ -299,9 +379,10 @@ class PartialHypernet(Classifier):
             virtual_opt, order = optax.set_to_zero(), 1
         else:
             virtual_opt, order = self.virtual_opt, self.order
+        coef = jnp.where(state.step < self.reg_warmup, 0.0, self.coef)  # off while warming up
         grads, info = lookahead_grad(
             task_loss, reg_loss, state.psi,
-            virtual_opt=virtual_opt, order=order, coef=self.coef, has_aux=True,
+            virtual_opt=virtual_opt, order=order, coef=coef, has_aux=True,
         )
         psi, psi_opt = apply_optimizer(self.optimizer, grads, state.opt_state["psi"], state.psi)
         if info.hessian_term is None:
@@ -316,6 +397,8 @@ class PartialHypernet(Classifier):
             "cosine": info.cosine,
             "grad_norm": optax.tree.norm(grads),
             "grad_rel_diff": rel_diff,
+            "reg_share": coef * info.reg_loss / jnp.maximum(info.task_loss + coef * info.reg_loss,
+                                                            1e-30),
         }
         opt_state = {**state.opt_state, "psi": psi_opt}
         return state._replace(psi=psi, opt_state=opt_state), metrics

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+import warnings
 from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any
 
@@ -61,6 +62,9 @@ class RunResult:
       matrix: ``(N, N)``; ``[i, j]`` the learner's evaluation (``evaluation``: accuracy, or MSE)
         on experience ``j`` after training experience ``i``; entries with ``j > i`` are 0 unless
         the learner ``evaluates_unseen``.
+      transfer: ``(N,)``; ``[i]`` the evaluation of experience ``i`` just before it is trained
+        (after ``begin_experience``): what the learner brings to a task it has not seen (for a
+        classifier, chance when nothing carries over).
       evaluation: what ``matrix`` holds, the learner's ``evaluation``.
       time_per_experience: wall seconds per experience (start, training, end, evaluation); for
         seeds trained together (:func:`train_seeds`), the seconds of all of them.
@@ -81,6 +85,7 @@ class RunResult:
 
     matrix: np.ndarray
     evaluation: str
+    transfer: np.ndarray
     time_per_experience: list[float]
     time_s: float
     compile_s: float
@@ -88,6 +93,32 @@ class RunResult:
     memory_bytes: int
     compilations: int = 0
     state: PyTree = None
+
+
+class NearChanceWarning(UserWarning):
+    """An experience's learning accuracy stayed near chance (:func:`near_chance_advice`)."""
+
+
+def near_chance(accuracy: float, classes: int) -> bool:
+    """Whether ``accuracy`` over ``classes`` classes is within a quarter of the way from chance
+    ``1 / classes`` to 1: ``accuracy < c + (1 - c) / 4``."""
+    chance = 1.0 / classes
+    return accuracy < chance + (1.0 - chance) / 4
+
+
+def near_chance_advice(learner: Learner, matrix: np.ndarray, classes: Sequence[int],
+                       label: str = "") -> str:
+    """One line when some experience's learning accuracy ``matrix[i, i]`` stayed near chance
+    (:func:`near_chance`), with the learner's likely cause and remedy (its ``near_chance_hint``,
+    when it has one); ``""`` when every experience learned."""
+    stuck = [i for i in range(len(classes)) if near_chance(float(matrix[i, i]), classes[i])]
+    if not stuck:
+        return ""
+    accs = ", ".join(f"{100 * matrix[i, i]:.0f} %" for i in stuck)
+    hint = getattr(learner, "near_chance_hint", "")
+    return (f"{label or learner.name}: experience{'s' * (len(stuck) > 1)} "
+            f"{', '.join(map(str, stuck))} stayed near chance after training ({accs})"
+            + (f"; {hint}" if hint else ""))
 
 
 def _layout(stream: Sequence[Experience]) -> list[tuple]:
@@ -196,6 +227,10 @@ def train_seeds(
 
     After the last epoch of an experience a learner with ``consolidate`` gets one more pass over
     the experience's minibatches (in the same loop, no augmentation) before ``end_experience``.
+    Each experience is also evaluated once just after ``begin_experience``, before any training
+    (``RunResult.transfer``). When a classifier's learning accuracy on some experience (the
+    seeds' mean) stays near chance, the run ends with one :class:`NearChanceWarning` naming the
+    experiences and the learner's likely cause and remedy (:func:`near_chance_advice`).
     A non-finite loss raises :class:`NonFiniteError` naming the experience, step and seed.
     """
     if len(streams) != len(keys) or not streams:
@@ -254,7 +289,8 @@ def train_seeds(
     n = len(stream)
     steps = [exp.x_train.shape[1] // batch_size for exp in stream]
     offsets = np.cumsum([0] + [epochs * k for k in steps])
-    record = {"state": state, "matrix": np.zeros((seeds, n, n)), "times": np.zeros(n),
+    record = {"state": state, "matrix": np.zeros((seeds, n, n)),
+              "transfer": np.zeros((seeds, n)), "times": np.zeros(n),
               "logs": {name: np.zeros((seeds, offsets[-1]), np.float32) for name in names}}
     done, compiled_before_s = (0, 0), 0.0
     if checkpoints is not None:
@@ -283,6 +319,8 @@ def train_seeds(
             epoch_from = first_epoch if resumed else 0
             if not resumed:
                 state = programs.begin(state, task, k_begin)
+                record["transfer"][:, i] = local(programs.evaluate(state, *put((
+                    exp.x_test, exp.y_test, jnp.int32(exp.task_id), jnp.int32(i)))))
             report(ExperienceStarted(label, i, n, epochs * steps[i], epoch_from * steps[i]))
             e = epoch_from
             while e < epochs:
@@ -325,6 +363,11 @@ def train_seeds(
             checkpoints.close()
     compile_s = init_s + compiled_s()
     experience = np.concatenate([np.full(epochs * k, i) for i, k in enumerate(steps)])
+    if learner.evaluation == "accuracy":  # the seeds' mean: one line per run
+        advice = near_chance_advice(learner, record["matrix"].mean(axis=0),
+                                    [len(e.classes) for e in stream], label)
+        if advice:
+            warnings.warn(advice, NearChanceWarning, stacklevel=3)
 
     def seed(tree, s):
         return jax.tree.map(lambda a: a[s], tree)
@@ -332,6 +375,7 @@ def train_seeds(
     return [RunResult(
         matrix=record["matrix"][s],
         evaluation=learner.evaluation,
+        transfer=record["transfer"][s],
         time_per_experience=[float(t) for t in record["times"]],
         time_s=float(record["times"].sum()),
         compile_s=compile_s,

@@ -308,7 +308,8 @@ def test_mlp_target_without_lower_part(key):
     batch = Batch(jax.random.normal(key, (8, 5)), jnp.arange(8) % 2)
     ids, mask = previous_tasks(jnp.int32(1), 3, 2, key)
     new, metrics = _phase_step(learner)(state, batch, jnp.int32(1), ids, mask, first=False)
-    assert set(metrics) == {"loss", "accuracy", "reg_loss", "cosine", "grad_norm", "grad_rel_diff"}
+    assert set(metrics) == {"loss", "accuracy", "reg_loss", "cosine", "grad_norm", "grad_rel_diff",
+                            "reg_share", "embedding_shift", "table_shift"}
     assert float(metrics["grad_rel_diff"]) == 0.0  # order 1 has no Hessian term
 
 

@@ -1,0 +1,229 @@
+"""Does HN-k learn each new experience at a practical budget, and what does it forget?
+
+Trains Naive and HN-k (each freeze depth of ``--depths``) under each variant of how HN-k starts
+and trains a new task (:data:`VARIANTS`: the paper's settings, jaxcl's defaults, and the options
+measured against them), over several seeds, at one or more budgets (``--budgets``, epochs per
+experience; empty: ``--epochs``). For every strategy it prints the learning accuracy (``R[i][i]``
+averaged over experiences) and the forgetting, each with its 95 % interval over seeds (Student's
+t), their gaps to Naive (HN's learning accuracy minus Naive's; HN's forgetting over Naive's), the
+transfer (accuracy on an experience just before training it), and for HN-k, averaged over the
+experiences after the first: the output regulariser's share of the objective
+(``lambda L_H / (L_CE + lambda L_H)``) and how far (L2) the task's embedding and its per-task
+tables moved from where the experience started them. ``learning_curves.png`` draws the training
+accuracy along the steps of every strategy (first seed, first budget, moving average over 10
+steps); with several budgets, ``learning_vs_budget.png`` draws the learning accuracy against the
+steps per experience and the table names the first budget at which each variant comes within 5
+points of Naive's learning accuracy.
+
+    python -m experiments.hn_learnability --benchmark split_digits --model mlp --hidden 100 100 \\
+        --depths 1 --batch-size 32 --epochs 5 --no-augment --seeds 100 101 102
+    python -m experiments.hn_learnability --quick
+
+The defaults are the study's except where noted; ``--variants`` picks from :data:`VARIANTS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Any
+
+import numpy as np
+
+from experiments import paper
+from experiments.common import QUICK_SETTINGS, RunSettings, markdown_table, module_main
+from jaxcl.io import plots
+from jaxcl.io.records import ci95
+from jaxcl.learners import HN_PRESETS
+
+NAME = "hn_learnability"
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "paper": HN_PRESETS["paper"],
+    "jaxcl": HN_PRESETS["jaxcl"],
+    "copy+task_lr": {**HN_PRESETS["paper"], "task_lr_scale": 10.0},
+    "copy+warmup": {**HN_PRESETS["paper"], "reg_warmup": -1},
+    "random+warmup": {**HN_PRESETS["jaxcl"], "new_task_init": "random", "reg_warmup": -1},
+    "random+task_lr": {**HN_PRESETS["jaxcl"], "new_task_init": "random", "task_lr_scale": 10.0},
+    "random+lecun": {**HN_PRESETS["jaxcl"], "new_task_init": "random", "hnet_init": "lecun"},
+}
+"""HN-k's settings for new tasks, by variant name: the paper's (:data:`jaxcl.learners.HN_PRESETS`),
+jaxcl's defaults, and single departures from them: a 10x learning rate for the per-task
+parameters, the regulariser off for the first half of every later experience (``reg_warmup``
+``-1`` here: half the experience's steps), a fresh ``N(0, I)`` embedding, LeCun-variance heads."""
+
+
+def _shown(value: Any) -> str:
+    return "half the experience's steps" if value == -1 else str(value)
+
+
+def learning_gap_ok(hn: float, naive: float, points: float = 5.0) -> bool:
+    """Whether HN's learning accuracy is within ``points`` percentage points of Naive's."""
+    return 100 * (naive - hn) <= points
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(RunSettings):
+    depths: tuple[int, ...] = (2,)
+    variants: tuple[str, ...] = ("paper", "jaxcl")
+    budgets: tuple[int, ...] = ()
+    baseline: str = "Naive"
+
+    HELP = {**RunSettings.HELP,
+            "depths": "HN-k's freeze depths k (0 is HN-F)",
+            "variants": "HN-k's new-task settings, each one of " + ", ".join(VARIANTS),
+            "budgets": "epochs per experience, one run of every strategy each (empty: --epochs)",
+            "baseline": "the strategy HN-k is compared with (a label, e.g. Naive)"}
+
+    def __post_init__(self):
+        bad = [v for v in self.variants if v not in VARIANTS]
+        if bad or not self.variants:
+            raise ValueError(f"variants {list(self.variants)}: each must be one of "
+                             f"{tuple(VARIANTS)}")
+        if any(not (isinstance(b, int) and b >= 1) for b in self.budgets):
+            raise ValueError(f"budgets must be positive epoch counts, got {list(self.budgets)}")
+        if len(set(self.budgets)) != len(self.budgets):
+            raise ValueError(f"budgets {list(self.budgets)} repeat a budget")
+        super().__post_init__()
+
+    def labels(self):
+        return (self.baseline, *(self.hn_label(k) for k in self.depths))
+
+    @staticmethod
+    def hn_label(k: int) -> str:
+        return f"HN-{k}" if k else "HN-F"
+
+    def strategies(self, steps_per_experience: int) -> dict[str, Any]:
+        """The baseline and every HN-k under every variant, by row name (``"HN-2 paper"``)."""
+        out = {self.baseline: self.strategy(self.baseline)}
+        for k in self.depths:
+            for name in self.variants:
+                settings = dict(VARIANTS[name])
+                if settings.get("reg_warmup") == -1:
+                    settings["reg_warmup"] = steps_per_experience // 2
+                out[f"{self.hn_label(k)} {name}"] = self.strategy(self.hn_label(k), **settings)
+        return out
+
+
+QUICK = {**QUICK_SETTINGS, "depths": (1,), "variants": ("paper", "jaxcl"), "hidden": (16, 16)}
+
+
+def _interval(values, scale: float = 100.0) -> str:
+    values = scale * np.asarray(values, dtype=float)
+    half = ci95(values)
+    return f"{values.mean():.1f}" + ("" if half is None else f" ± {half:.1f}")
+
+
+def diagnostics(log_by_seed: dict[int, dict[str, np.ndarray]]) -> dict[str, float]:
+    """HN-k's per-experience diagnostics averaged over the experiences after the first and over
+    seeds: the regulariser's mean share, and the final shifts of embedding and tables."""
+    out: dict[str, list[float]] = {"reg_share": [], "embedding_shift": [], "table_shift": []}
+    for log in log_by_seed.values():
+        if "reg_share" not in log:
+            return {}
+        exp = log["experience"]
+        for i in range(1, int(exp.max()) + 1):
+            steps = exp == i
+            out["reg_share"].append(float(log["reg_share"][steps].mean()))
+            out["embedding_shift"].append(float(log["embedding_shift"][steps][-1]))
+            out["table_shift"].append(float(log["table_shift"][steps][-1]))
+    return {name: float(np.mean(v)) for name, v in out.items()}
+
+
+def budget_rows(config: Config, records: dict[str, dict], diag: dict[str, dict],
+                steps_per_experience: int, epochs: int) -> list[list]:
+    base = records[config.baseline]
+    base_la = [r["learning_accuracy"] for r in base["per_seed"]]
+    base_f = np.mean([r["forgetting"] for r in base["per_seed"]])
+    rows = []
+    for label, rec in records.items():
+        la = [r["learning_accuracy"] for r in rec["per_seed"]]
+        fg = [r["forgetting"] for r in rec["per_seed"]]
+        d = diag.get(label, {})
+        rows.append([
+            label, f"{epochs} ({steps_per_experience})", _interval(la),
+            "" if label == config.baseline else f"{100 * (np.mean(la) - np.mean(base_la)):+.1f}",
+            _interval(fg),
+            "" if label == config.baseline or base_f <= 0 else f"{np.mean(fg) / base_f:.2f}",
+            _interval([r["aca"] for r in rec["per_seed"]]),
+            f"{100 * rec['transfer_accuracy']:.1f}",
+            f"{d['reg_share']:.2f}" if d else "", f"{d['embedding_shift']:.3f}" if d else "",
+            f"{d['table_shift']:.3f}" if d else ""])
+    return rows
+
+
+HEADER = ["strategy", "epochs (steps) / exp.", "learning acc. (%)", "vs Naive (points)",
+          "forgetting (%)", "F / F_Naive", "ACA (%)", "transfer (%)", "reg. share",
+          "embedding shift", "table shift"]
+
+
+def run(config: Config, out=None) -> dict:
+    budgets = config.budgets or (config.epochs,)
+    stream = config.stream(config.seeds[0])
+    per_epoch = stream[0].x_train.shape[0] // config.batch_size
+    all_rows, extra, steps_out, records_out = [], {"budgets": {}}, {}, {}
+    figures: dict[str, Any] = {}
+    curves: dict[str, list[float]] = {}
+    for b, epochs in enumerate(budgets):
+        run_config = dataclasses.replace(config, epochs=epochs)
+        steps_per_experience = epochs * per_epoch
+        strategies = run_config.strategies(steps_per_experience)
+        records, steps = run_config.train(
+            strategies, None if out is None or len(budgets) > 1 else out)
+        diag = {label: diagnostics(steps[label]) for label in records}
+        all_rows += budget_rows(config, records, diag, steps_per_experience, epochs)
+        extra["budgets"][str(epochs)] = {
+            "steps_per_experience": steps_per_experience,
+            "diagnostics": diag,
+            "learning_accuracy": {label: [r["learning_accuracy"] for r in rec["per_seed"]]
+                                  for label, rec in records.items()},
+            "forgetting": {label: [r["forgetting"] for r in rec["per_seed"]]
+                           for label, rec in records.items()},
+            "transfer": {label: rec["transfer"] for label, rec in records.items()}}
+        for label, rec in records.items():
+            curves.setdefault(label, []).append(rec["learning_accuracy"])
+            suffix = "" if len(budgets) == 1 else f" @{epochs}"
+            records_out[label + suffix] = rec
+            steps_out[label + suffix] = steps[label]
+        if b == 0:
+            seed = config.seeds[0]
+            figures["learning_curves.png"] = plots.learning_curves(
+                {label: log[seed]["accuracy"] for label, log in steps.items()},
+                steps[config.baseline][seed]["experience"],
+                f"{NAME}: {config.benchmark}, {config.model}, seed {seed}, "
+                f"{steps_per_experience} steps / experience")
+    hn_settings = HN_PRESETS["paper"]
+    notes = [paper.differences(config, {**{k: v for k, v in paper.TRAINING.items()
+                                           if k not in hn_settings}, "seeds": 3}),
+             "HN-k's new-task settings by variant (paper: " + ", ".join(
+                 f"{k} {v}" for k, v in hn_settings.items()) + "): " + "; ".join(
+                 f"{name} " + (", ".join(f"{k} {_shown(v)}" for k, v in VARIANTS[name].items()
+                                        if v != hn_settings[k]) or "as the paper")
+                 for name in config.variants)]
+    if len(budgets) > 1:
+        xs = [b * per_epoch for b in budgets]
+        figures["learning_vs_budget.png"] = plots.lines(
+            xs, curves, "steps per experience", "learning accuracy", f"{NAME}: {config.benchmark}")
+        base = curves[config.baseline]
+        reach = {label: next((f"{xs[i]}" for i, v in enumerate(vals)
+                              if learning_gap_ok(v, base[i])), f"> {xs[-1]}")
+                 for label, vals in curves.items() if label != config.baseline}
+        extra["steps_to_baseline"] = reach
+        notes.append("steps per experience to come within 5 points of "
+                     f"{config.baseline}'s learning accuracy: "
+                     + "; ".join(f"{label} {steps}" for label, steps in reach.items()))
+    table = markdown_table(HEADER, all_rows) + "\n\n" + "\n\n".join(notes) + (
+        "\n\nMean ± 95 % interval over seeds (Student's t). Learning accuracy: mean of R[i][i]; "
+        "forgetting: Avalanche's, mean of R[i][i] - R[N-1][i] over i < N-1; transfer: accuracy "
+        "on an experience just before training it, over experiences after the first. HN-k's "
+        "reg. share and shifts: means over experiences after the first.")
+    return config.finish(out, NAME, records_out, steps_out, table, extra=extra,
+                         extra_files=figures)
+
+
+main = module_main(NAME, Config, QUICK, run, __doc__)
+
+if __name__ == "__main__":
+    from jaxcl.cli import run_main
+
+    sys.exit(run_main(main, NAME, sys.argv[1:]))
