@@ -421,6 +421,7 @@ class RunSettings(RunOptions):
         "memory_size": "0: the paper's buffer, 200 (400 on split_tinyimagenet)",
         "new_task_init": "the paper's is copy_prev (--preset paper); ours learns new tasks at "
                          "small budgets, see docs/hn_learnability.md",
+        "reg_warmup": "the paper's is 0 (--preset paper), see docs/hn_learnability.md",
         "train_per_class": "0: synthetic 500, real data all",
         "test_per_class": "0: synthetic 100, real data all",
     }
@@ -462,7 +463,7 @@ class RunSettings(RunOptions):
         "noise": "the synthetic streams' noise around each class prototype",
         "order": "look-ahead order of HN-k: 1, 2, or none (the regulariser on psi itself)",
         "preset": "HN-k's settings for new tasks, one of " + ", ".join(HN_PRESETS) + ": jaxcl "
-                  "(the defaults below) or paper (the reference's: copy_prev, torch, 1, 0); "
+                  "(the defaults below) or paper (the reference's: copy_prev, torch, 1, 0.0); "
                   "flags and --config win over it",
         "new_task_init": "how a new task's embedding starts: random (N(0, I)) or copy_prev "
                          "(the previous task's)",
@@ -470,8 +471,8 @@ class RunSettings(RunOptions):
                      "default, the reference's) or lecun",
         "task_lr_scale": "HN-k's learning rate for task embeddings and per-task tables, as a "
                          "multiple of --learning-rate, > 0",
-        "reg_warmup": "steps at the start of each later experience with HN-k's regulariser "
-                      "off, >= 0",
+        "reg_warmup": "the fraction of each later experience, at its start, with HN-k's "
+                      "regulariser off, in [0, 1)",
         "coef": "lambda, the output regulariser's weight, >= 0",
         "chunk_dim": "d, the hypernetwork's lookup dimension per output channel, >= 1",
         "ewc_lambda": "EWC's lambda, >= 0",
@@ -513,7 +514,7 @@ class RunSettings(RunOptions):
     new_task_init: str = "random"
     hnet_init: str = "torch"
     task_lr_scale: float = 1.0
-    reg_warmup: int = 0
+    reg_warmup: float = 0.25
     chunk_dim: int = 32
     ewc_lambda: float = 1.0
     memory_size: int = 0

@@ -138,7 +138,7 @@ TRAINING: dict[str, Any] = {"model": "resnet", "nf": 20, "epochs": 100, "batch_s
                             "learning_rate": 1e-3, "coef": 0.5, "chunk_dim": 32, "augment": True,
                             "norm": "reference", "train_per_class": 0, "test_per_class": 0,
                             "new_task_init": "copy_prev", "hnet_init": "torch",
-                            "task_lr_scale": 1.0, "reg_warmup": 0}
+                            "task_lr_scale": 1.0, "reg_warmup": 0.0}
 """The training settings the paper states (Sec. 4, App. A) and its reference implementation
 uses, as :class:`experiments.common.RunSettings` values; each table adds its own."""
 

@@ -55,9 +55,9 @@ at a time (instance statistics). See :mod:`jaxcl.models.resnet`."""
 
 HN_PRESETS: dict[str, dict[str, object]] = {
     "jaxcl": {"new_task_init": "random", "hnet_init": "torch", "task_lr_scale": 1.0,
-              "reg_warmup": 0},
+              "reg_warmup": 0.25},
     "paper": {"new_task_init": "copy_prev", "hnet_init": "torch", "task_lr_scale": 1.0,
-              "reg_warmup": 0},
+              "reg_warmup": 0.0},
 }
 """How HN-k starts and trains each new task, by preset: ``"jaxcl"``, the defaults of
 :class:`StrategyConfig`, and ``"paper"``, the reference implementation's exactly (a new task's
@@ -99,8 +99,9 @@ class StrategyConfig:
       task_lr_scale: HN-k's learning rate for the per-task parameters (task embeddings and
         per-task tables) as a multiple of ``learning_rate`` (the reference: 1,
         :func:`jaxcl.learners.hypernetwork.hypernet_optimizer`).
-      reg_warmup: steps at the start of each later experience with HN-k's regulariser off (the
-        reference: 0).
+      reg_warmup: the fraction of each later experience, at its start, with HN-k's regulariser
+        off, in [0, 1) (default a quarter; the reference: 0;
+        :class:`jaxcl.learners.hypernetwork.PartialHypernet`).
       conv: the ResNet's convolution, one of ``CONVS`` (speed only: ``"auto"`` takes filter
         gradients in batch chunks on CPU, :mod:`jaxcl.models.conv`; equal to float rounding).
     """
@@ -124,7 +125,7 @@ class StrategyConfig:
     new_task_init: str = "random"
     hnet_init: str = "torch"
     task_lr_scale: float = 1.0
-    reg_warmup: int = 0
+    reg_warmup: float = 0.25
     conv: str = "auto"
 
     def __post_init__(self):
@@ -152,8 +153,8 @@ class StrategyConfig:
             raise ValueError(f"hnet_init={self.hnet_init!r} is not one of {INITS}")
         if not self.task_lr_scale > 0:
             raise ValueError(f"task_lr_scale must be > 0, got {self.task_lr_scale!r}")
-        if not (isinstance(self.reg_warmup, int) and self.reg_warmup >= 0):
-            raise ValueError(f"reg_warmup must be an integer >= 0, got {self.reg_warmup!r}")
+        if not 0.0 <= self.reg_warmup < 1.0:
+            raise ValueError(f"reg_warmup must be a fraction in [0, 1), got {self.reg_warmup!r}")
         for name in ("learning_rate",):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")

@@ -115,6 +115,7 @@ class HypernetState(NamedTuple):
       opt_state: ``{"psi": ..., "phi": ...}``, the optimizer states of ``psi`` and ``phi``.
       psi_prev: ``H*``, the copy of ``psi`` taken at the end of the previous experience.
       step: int32, steps taken in the current experience (the regulariser's warm-up reads it).
+      prev_steps: int32, the steps the previous experience took (the warm-up's unit).
       task_start: the current task's own parameters as the experience began
         (:func:`jaxcl.core.hypernet.task_private`), which the shift diagnostics measure from.
     """
@@ -124,6 +125,7 @@ class HypernetState(NamedTuple):
     opt_state: dict[str, PyTree]
     psi_prev: PyTree
     step: jax.Array
+    prev_steps: jax.Array
     task_start: PyTree
 
 
@@ -147,9 +149,11 @@ class PartialHypernet(Classifier):
         slots, which skips chunks of padding (1: exactly the real previous tasks;
         :func:`jaxcl.core.regularizers.output_regularizer_real_slots`); ``None`` evaluates all
         ``max_prev_tasks`` slots at once every step, real or padding (the program before).
-      reg_warmup: steps at the start of every experience after the first in which the
-        regulariser is off (``lambda = 0``; 0, the study's: on from the first step): a new task
-        first finds its weights, then the regulariser pulls earlier tasks' outputs back.
+      reg_warmup: the fraction of every experience after the first, at its start, in which the
+        regulariser is off (``lambda = 0``), in [0, 1): the first
+        ``floor(reg_warmup * n_prev)`` steps, ``n_prev`` the steps the previous experience took
+        (a split stream's experiences are alike; 0, the study's: on from the first step). A new
+        task first finds its weights; then the regulariser holds earlier tasks' outputs.
     """
 
     upper: nn.Module | NnxTarget
@@ -161,7 +165,7 @@ class PartialHypernet(Classifier):
     coef: float = 0.5
     max_prev_tasks: int = 20
     prev_chunk: int | None = 1
-    reg_warmup: int = 0
+    reg_warmup: float = 0.0
     name: str = "hypernetwork"
     step_metrics = (*METRIC_KEYS, *DIAGNOSTICS)
 
@@ -173,8 +177,8 @@ class PartialHypernet(Classifier):
         if not (self.prev_chunk is None
                 or (isinstance(self.prev_chunk, int) and self.prev_chunk >= 1)):
             raise ValueError(f"prev_chunk must be None or >= 1, got {self.prev_chunk!r}")
-        if not (isinstance(self.reg_warmup, int) and self.reg_warmup >= 0):
-            raise ValueError(f"reg_warmup must be an integer >= 0, got {self.reg_warmup!r}")
+        if not 0.0 <= self.reg_warmup < 1.0:
+            raise ValueError(f"reg_warmup must be a fraction in [0, 1), got {self.reg_warmup!r}")
 
     @classmethod
     def build(
@@ -192,10 +196,11 @@ class PartialHypernet(Classifier):
         coef: float = 0.5,
         max_prev_tasks: int = 20,
         prev_chunk: int | None = 1,
-        reg_warmup: int = 0,
+        reg_warmup: float = 0.0,
         generate: Callable[[tuple[str, ...]], bool] = generate_all,
     ) -> PartialHypernet:
-        """A learner with the study's defaults: Adam(lr) to train (the per-task leaves at
+        """A learner with the study's defaults (jaxcl's own, which learn new tasks at small
+        budgets, are :class:`jaxcl.learners.StrategyConfig`'s): Adam(lr) to train (the per-task leaves at
         ``task_lr_scale * lr``, :func:`hypernet_optimizer`, unless ``optimizer`` is given), SGD(lr)
         as the virtual step. ``upper`` and ``lower`` are Linen or NNX modules
         (:func:`jaxcl.core.nnx_target.as_target`); ``generate`` filters the paths of ``upper``'s
@@ -230,9 +235,10 @@ class PartialHypernet(Classifier):
                     "regulariser holds the shared weights still: start it afresh "
                     "(new_task_init='random', --new-task-init random) or train longer")
         if self.coef > 0:
-            return ("the output regulariser holds the shared weights still: switch it off for "
-                    "the experience's first steps (reg_warmup, --reg-warmup), lower lambda "
-                    "(coef), or train longer")
+            return ("the output regulariser holds the shared weights still while the new task's "
+                    f"loss is high: switch it off for a larger part of each experience's start "
+                    f"(reg_warmup, --reg-warmup; now {self.reg_warmup:g}), lower lambda (coef), "
+                    "or train longer")
         return "train longer or with a larger learning rate"
 
     @property
@@ -248,7 +254,8 @@ class PartialHypernet(Classifier):
         psi = self.hnet.init(psi_key, 0)
         phi = {} if self.lower is None else self.lower.init(phi_key, sample_x)
         opt_state = {"psi": self.optimizer.init(psi), "phi": self.optimizer.init(phi)}
-        return HypernetState(psi, phi, opt_state, psi, jnp.zeros((), jnp.int32),
+        zero = jnp.zeros((), jnp.int32)
+        return HypernetState(psi, phi, opt_state, psi, zero, zero,
                              task_private(self.hnet, psi, 0))
 
     def features(self, phi: PyTree, x: jax.Array) -> jax.Array:
@@ -287,8 +294,8 @@ class PartialHypernet(Classifier):
         self, state: HypernetState, data: Batch, task_id: jax.Array, key: jax.Array
     ) -> HypernetState:
         """Take the frozen copy ``psi_prev = psi`` that the next experience's regulariser
-        compares to."""
-        return state._replace(psi_prev=state.psi)
+        compares to, and count the experience's steps (the next warm-up's unit)."""
+        return state._replace(psi_prev=state.psi, prev_steps=state.step)
 
     def memory_bytes(self, state: HypernetState) -> int:
         """The frozen copy ``psi_prev`` (``H*``) kept for the regulariser."""
@@ -379,7 +386,8 @@ class PartialHypernet(Classifier):
             virtual_opt, order = optax.set_to_zero(), 1
         else:
             virtual_opt, order = self.virtual_opt, self.order
-        coef = jnp.where(state.step < self.reg_warmup, 0.0, self.coef)  # off while warming up
+        warmup = jnp.floor(self.reg_warmup * state.prev_steps)
+        coef = jnp.where(state.step < warmup, 0.0, self.coef)  # off while warming up
         grads, info = lookahead_grad(
             task_loss, reg_loss, state.psi,
             virtual_opt=virtual_opt, order=order, coef=coef, has_aux=True,

@@ -78,12 +78,17 @@ def test_task_lr_scale_gives_the_task_rows_their_own_rate(key):
 
 
 def test_reg_warmup_switches_the_regulariser_off_then_on(key):
-    """The first ``reg_warmup`` steps of a later experience take exactly the gradient of the
-    learner with ``coef = 0``; from then on the regulariser counts."""
-    warm, plain = _learner(reg_warmup=2), _learner(coef=0.0)
+    """The first ``floor(reg_warmup * n_prev)`` steps of a later experience (``n_prev`` the steps
+    of the one before) take exactly the gradient of the learner with ``coef = 0``; from then on
+    the regulariser counts."""
+    warm, plain = _learner(reg_warmup=0.3), _learner(coef=0.0)
     state = warm.init(key, X)
+    for s in range(7):  # the first experience: 7 steps, so the warm-up is floor(2.1) = 2 steps
+        state, _ = warm.train_step(state, _batch(jax.random.fold_in(key, 100 + s)), jnp.int32(0),
+                                   key, first=True)
     state = warm.end_experience(state._replace(psi=jax.tree.map(lambda p: p + 0.05, state.psi)),
                                 None, jnp.int32(0), key)
+    assert int(state.prev_steps) == 7
     state = warm.begin_experience(state, jnp.int32(1), key)
     a = b = state
     shares = []
@@ -97,8 +102,9 @@ def test_reg_warmup_switches_the_regulariser_off_then_on(key):
     assert shares[:2] == [0.0, 0.0] and shares[2] > 0.0
     assert int(a.step) == 3
     assert int(warm.begin_experience(a, jnp.int32(2), key).step) == 0
-    with pytest.raises(ValueError, match="reg_warmup must be an integer >= 0, got -1"):
-        _learner(reg_warmup=-1)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match=f"reg_warmup must be a fraction in \\[0, 1\\), got {bad}"):
+            _learner(reg_warmup=bad)
 
 
 def test_shifts_measure_the_task_rows_from_where_the_experience_began(key):
@@ -124,9 +130,9 @@ def test_presets_and_defaults():
     paper = StrategyConfig.from_label("HN-2", preset="paper")
     assert {k: getattr(paper, k) for k in HN_PRESETS["paper"]} == HN_PRESETS["paper"]
     assert HN_PRESETS["paper"] == {"new_task_init": "copy_prev", "hnet_init": "torch",
-                                   "task_lr_scale": 1.0, "reg_warmup": 0}
-    mixed = StrategyConfig.from_label("HN-2", preset="paper", reg_warmup=5)
-    assert (mixed.new_task_init, mixed.reg_warmup) == ("copy_prev", 5)
+                                   "task_lr_scale": 1.0, "reg_warmup": 0.0}
+    mixed = StrategyConfig.from_label("HN-2", preset="paper", reg_warmup=0.5)
+    assert (mixed.new_task_init, mixed.reg_warmup) == ("copy_prev", 0.5)
     with pytest.raises(ValueError, match="preset='fast' is not one of"):
         StrategyConfig.from_label("HN-2", preset="fast")
     with pytest.raises(ValueError, match="hnet_init='he' is not one of"):
