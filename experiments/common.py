@@ -514,7 +514,7 @@ class RunSettings(RunOptions):
     new_task_init: str = "random"
     hnet_init: str = "torch"
     task_lr_scale: float = 1.0
-    reg_warmup: float = 0.25
+    reg_warmup: float = 0.5
     chunk_dim: int = 32
     ewc_lambda: float = 1.0
     memory_size: int = 0

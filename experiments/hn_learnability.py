@@ -42,14 +42,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "paper": HN_PRESETS["paper"],
     "jaxcl": HN_PRESETS["jaxcl"],
     "random": {**HN_PRESETS["jaxcl"], "reg_warmup": 0.0},
-    "copy+warmup": {**HN_PRESETS["paper"], "reg_warmup": 0.25},
+    "copy+warmup": {**HN_PRESETS["paper"], "reg_warmup": 0.5},
     "copy+task_lr": {**HN_PRESETS["paper"], "task_lr_scale": 10.0},
     "jaxcl+task_lr": {**HN_PRESETS["jaxcl"], "task_lr_scale": 10.0},
     "jaxcl+lecun": {**HN_PRESETS["jaxcl"], "hnet_init": "lecun"},
 }
 """HN-k's settings for new tasks, by variant name: the paper's and jaxcl's defaults
 (:data:`jaxcl.learners.HN_PRESETS`: a fresh ``N(0, I)`` embedding and the regulariser off for
-the first quarter of every later experience), and single departures from them: jaxcl's without
+the first half of every later experience), and single departures from them: jaxcl's without
 the warm-up, the paper's with it, a 10x learning rate for the per-task parameters, and
 LeCun-variance heads."""
 

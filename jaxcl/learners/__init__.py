@@ -55,7 +55,7 @@ at a time (instance statistics). See :mod:`jaxcl.models.resnet`."""
 
 HN_PRESETS: dict[str, dict[str, object]] = {
     "jaxcl": {"new_task_init": "random", "hnet_init": "torch", "task_lr_scale": 1.0,
-              "reg_warmup": 0.25},
+              "reg_warmup": 0.5},
     "paper": {"new_task_init": "copy_prev", "hnet_init": "torch", "task_lr_scale": 1.0,
               "reg_warmup": 0.0},
 }
@@ -100,7 +100,7 @@ class StrategyConfig:
         per-task tables) as a multiple of ``learning_rate`` (the reference: 1,
         :func:`jaxcl.learners.hypernetwork.hypernet_optimizer`).
       reg_warmup: the fraction of each later experience, at its start, with HN-k's regulariser
-        off, in [0, 1) (default a quarter; the reference: 0;
+        off, in [0, 1) (default a half; the reference: 0;
         :class:`jaxcl.learners.hypernetwork.PartialHypernet`).
       conv: the ResNet's convolution, one of ``CONVS`` (speed only: ``"auto"`` takes filter
         gradients in batch chunks on CPU, :mod:`jaxcl.models.conv`; equal to float rounding).
@@ -125,7 +125,7 @@ class StrategyConfig:
     new_task_init: str = "random"
     hnet_init: str = "torch"
     task_lr_scale: float = 1.0
-    reg_warmup: float = 0.25
+    reg_warmup: float = 0.5
     conv: str = "auto"
 
     def __post_init__(self):

@@ -130,6 +130,7 @@ def fake_train(self, strategies, out=None):
     for label in strategies:
         per_seed = [{"seed": s, **{name: 0.5 for name in SCALARS},
                      "accuracy_matrix": np.tril(np.full((n, n), 0.5)).tolist(),
+                     "transfer": [0.5] * n,
                      "time_per_experience_s": [1.0] * n, "memory_bytes": 8} for s in self.seeds]
         records[label] = strategy_record(per_seed)
         steps[label] = {s: {name: np.zeros(2 * n) for name in ("loss", "cosine", "grad_rel_diff")}
