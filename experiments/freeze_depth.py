@@ -21,6 +21,7 @@ import sys
 
 import numpy as np
 
+from experiments import paper
 from experiments.common import QUICK_SETTINGS, RunSettings, markdown_table, module_main
 from jaxcl.data import SYNTHETIC
 from jaxcl.io import plots
@@ -69,6 +70,8 @@ def run(config: Config, out=None) -> dict:
              f"{100 * np.std(second[label(kind, k)]):.2f}"]
             for kind in config.kinds for k in config.depths]
     table = markdown_table(["frozen blocks k", "strategy", "learning acc. exp. 2 (%)"], rows)
+    if "HN" in config.kinds:
+        table += f"\n\n{paper.hn_departures(config)}"
     curves = {f"{kind}-k": [np.mean(second[label(kind, k)]) for k in config.depths]
               for kind in config.kinds}
     figure = plots.lines(list(config.depths), curves, "frozen blocks k",

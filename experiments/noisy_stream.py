@@ -66,7 +66,8 @@ def run(config: Config, out=None) -> dict:
                   "(mean ± std over 3 runs; k = 2, 3, 4 only)")
         note = f"\n\n{paper.differences(config, PAPER_SETTING)}"
     else:
-        source, note = f"paper columns: none (Table 1 has no {config.benchmark})", ""
+        source, note = f"paper columns: none (Table 1 has no {config.benchmark})", (
+            f"\n\n{paper.hn_departures(config)}")
     table = f"{source}\n\n{markdown_table(header, rows)}{note}"
     return config.finish(out, NAME, records, steps, table,
                          paper={"source": "Hemati et al. (2023), Table 1",

@@ -171,6 +171,17 @@ def cells(row: Mapping | None, fields: tuple[str, ...], digits: int = 1) -> list
     return [paper_cell(row.get(f), digits, " min" if f == "time_min" else "") for f in fields]
 
 
+HN_NEW_TASK = ("new_task_init", "hnet_init", "task_lr_scale", "reg_warmup")
+"""HN-k's new-task settings (:data:`jaxcl.learners.HN_PRESETS`), where jaxcl's defaults depart
+from the paper's; every printed table names the departures."""
+
+
+def hn_departures(config: Any) -> str:
+    """:func:`differences` over HN-k's new-task settings alone: the line under a table that has
+    no paper columns (another benchmark), so that the departures are named there too."""
+    return differences(config, {name: TRAINING[name] for name in HN_NEW_TASK})
+
+
 def differences(config: Any, paper: Mapping[str, Any]) -> str:
     """One line naming each setting of ``config`` that differs from the paper's ``paper``.
 

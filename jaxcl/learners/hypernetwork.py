@@ -200,9 +200,9 @@ class PartialHypernet(Classifier):
         generate: Callable[[tuple[str, ...]], bool] = generate_all,
     ) -> PartialHypernet:
         """A learner with the study's defaults (jaxcl's own, which learn new tasks at small
-        budgets, are :class:`jaxcl.learners.StrategyConfig`'s): Adam(lr) to train (the per-task leaves at
-        ``task_lr_scale * lr``, :func:`hypernet_optimizer`, unless ``optimizer`` is given), SGD(lr)
-        as the virtual step. ``upper`` and ``lower`` are Linen or NNX modules
+        budgets, are :class:`jaxcl.learners.StrategyConfig`'s): Adam(lr) to train (the per-task
+        leaves at ``task_lr_scale * lr``, :func:`hypernet_optimizer`, unless ``optimizer`` is
+        given), SGD(lr) as the virtual step. ``upper`` and ``lower`` are Linen or NNX modules
         (:func:`jaxcl.core.nnx_target.as_target`); ``generate`` filters the paths of ``upper``'s
         parameters."""
         default_optimizer = hypernet_optimizer(learning_rate, task_lr_scale)

@@ -33,4 +33,4 @@ def test_split_digits_stream():
 def test_the_results_page_is_built_from_the_committed_records():
     from experiments import hn_learnability_page
 
-    assert hn_learnability_page.main(["--check"]) == 0
+    assert hn_learnability_page.cli(["--check"]) == 0

@@ -53,6 +53,7 @@ def test_engine_resumes_from_a_checkpoint_to_the_same_numbers(tmp_path):
                      checkpoints=RunCheckpoints(tmp_path), **kw)
     resumed = train_stream(strategy, stream, checkpoints=RunCheckpoints(tmp_path), **kw)
     np.testing.assert_array_equal(resumed.matrix, plain.matrix)
+    np.testing.assert_array_equal(resumed.transfer, plain.transfer)
     for name, values in plain.step_metrics.items():
         np.testing.assert_array_equal(resumed.step_metrics[name], values, err_msg=name)
     with pytest.raises(ValueError, match="holds checkpoints of another run; it differs in "
@@ -73,6 +74,7 @@ def test_engine_resumes_inside_an_experience_from_an_epoch_checkpoint(tmp_path, 
     assert max(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()) == 3  # (1, 0)
     resumed = train_stream(strategy, stream, checkpoints=RunCheckpoints(tmp_path), **kw)
     np.testing.assert_array_equal(resumed.matrix, plain.matrix)
+    np.testing.assert_array_equal(resumed.transfer, plain.transfer)
     for name, values in plain.step_metrics.items():
         np.testing.assert_array_equal(resumed.step_metrics[name], values, err_msg=name)
 
