@@ -182,9 +182,12 @@ def run(config: Config, out=None) -> dict:
             steps_out[label + suffix] = steps[label]
         if b == 0:
             seed = config.seeds[0]
+            panels = {hn: {label.removeprefix(hn + " "): steps[label][seed]["accuracy"]
+                           for label in steps
+                           if label == config.baseline or label.startswith(hn + " ")}
+                      for hn in map(config.hn_label, config.depths)}
             figures["learning_curves.png"] = plots.learning_curves(
-                {label: log[seed]["accuracy"] for label, log in steps.items()},
-                steps[config.baseline][seed]["experience"],
+                panels, steps[config.baseline][seed]["experience"],
                 f"{NAME}: {config.benchmark}, {config.model}, seed {seed}, "
                 f"{steps_per_experience} steps / experience")
     hn_settings = HN_PRESETS["paper"]

@@ -113,31 +113,38 @@ def series_over_steps(series: dict[str, np.ndarray], ylabel: str, title: str) ->
     return _png(fig)
 
 
-def learning_curves(series: dict[str, np.ndarray], experience: np.ndarray, title: str, *,
-                    window: int = 10) -> bytes:
-    """Training accuracy along every step of a run, one line per strategy, each a moving average
-    over ``window`` steps taken inside one experience (it never mixes two), with a dotted line
-    where each experience begins; ``experience[s]`` is the experience of step ``s``."""
-    fig = Figure(figsize=(7.0, 3.4), layout="constrained")
-    ax = fig.subplots()
+def learning_curves(panels: dict[str, dict[str, np.ndarray]], experience: np.ndarray,
+                    title: str, *, window: int = 10) -> bytes:
+    """Training accuracy along every step of a run: one panel per entry of ``panels`` (e.g. one
+    per freeze depth), one line per strategy in it, each a moving average over ``window`` steps
+    taken inside one experience (it never mixes two), a dotted line where each experience
+    begins; ``experience[s]`` is the experience of step ``s``. A name keeps its colour in every
+    panel; the legend stands outside the panels."""
+    names = list(dict.fromkeys(name for series in panels.values() for name in series))
+    colours = {name: f"C{i % 10}" for i, name in enumerate(names)}
+    fig = Figure(figsize=(7.5, 2.3 * len(panels) + 0.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0])
     experience = np.asarray(experience)
     starts = np.flatnonzero(np.diff(experience, prepend=-1))
-    for n, (name, values) in enumerate(series.items()):
-        values = np.asarray(values, dtype=float)
-        for i, start in enumerate(starts):
-            end = starts[i + 1] if i + 1 < len(starts) else len(values)
-            part = values[start:end]
-            w = min(window, len(part))
-            smooth = np.convolve(part, np.ones(w) / w, mode="valid")
-            ax.plot(np.arange(start + w - 1, end), smooth, lw=1.0, color=f"C{n}",
-                    marker="." if len(smooth) < 3 else None, label=name if i == 0 else None)
-    for start in starts[1:]:
-        ax.axvline(start, color="0.6", lw=0.6, ls=":")
-    ax.set_ylim(0.0, 1.02)
-    ax.set_xlabel("training step (dotted: a new experience begins)")
-    ax.set_ylabel(f"training accuracy ({window}-step mean)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    for ax, (panel, series) in zip(axes, panels.items()):
+        for name, values in series.items():
+            values = np.asarray(values, dtype=float)
+            for i, start in enumerate(starts):
+                end = starts[i + 1] if i + 1 < len(starts) else len(values)
+                part = values[start:end]
+                w = min(window, len(part))
+                smooth = np.convolve(part, np.ones(w) / w, mode="valid")
+                ax.plot(np.arange(start + w - 1, end), smooth, lw=1.0, color=colours[name],
+                        marker="." if len(smooth) < 3 else None,
+                        label=name if i == 0 else None)
+        for start in starts[1:]:
+            ax.axvline(start, color="0.6", lw=0.6, ls=":")
+        ax.set_ylim(0.0, 1.02)
+        ax.set_ylabel(f"train acc. ({window}-step mean)", fontsize=8)
+        ax.set_title(panel, fontsize=9)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    axes[-1].set_xlabel("training step (dotted: a new experience begins)")
+    fig.suptitle(title, fontsize=9)
     return _png(fig)
 
 
