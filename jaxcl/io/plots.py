@@ -81,10 +81,16 @@ def matrix_heatmap(matrix, title: str, *, label: str, log: bool = True,
 
 
 def accuracy_over_stream(matrices: dict[str, np.ndarray], title: str) -> bytes:
-    """One panel per strategy: a line per experience ``j``, ``R[i, j]`` against ``i >= j``."""
+    """One panel per strategy, at most four to a row: a line per experience ``j``, ``R[i, j]``
+    against ``i >= j``."""
     names = list(matrices)
-    fig = Figure(figsize=(4.0 * len(names), 3.4), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(names), sharey=True))
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    fig = Figure(figsize=(4.0 * cols, 3.4 * rows), layout="constrained")
+    grid = fig.subplots(rows, cols, sharey=True, squeeze=False)
+    for ax in grid.flat[len(names):]:
+        ax.set_visible(False)
+    axes = grid.flat[:len(names)]
     for ax, name in zip(axes, names):
         r = np.asarray(matrices[name], dtype=float)
         for j in range(r.shape[0]):
@@ -93,7 +99,8 @@ def accuracy_over_stream(matrices: dict[str, np.ndarray], title: str) -> bytes:
         ax.set_xlabel("after training experience")
         ax.set_xticks(range(r.shape[0]))  # experiences are integers
         ax.set_ylim(0.0, 1.02)
-    axes[0].set_ylabel("test accuracy")
+    for row in grid:
+        row[0].set_ylabel("test accuracy")
     if np.asarray(matrices[names[0]]).shape[0] <= 10:
         axes[-1].legend(fontsize=6, loc="lower left")
     fig.suptitle(title, fontsize=10)
