@@ -20,6 +20,8 @@ import sys
 
 import numpy as np
 
+from jaxcl.io.records import ci95
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUNS = ROOT / "docs" / "runs" / "hn_learnability"
 PAGE = ROOT / "docs" / "hn_learnability.md"
@@ -72,13 +74,18 @@ def _command(name: str) -> str:
             f"--out runs/{name}-again")
 
 
+def _mean_ci(values) -> str:
+    half = ci95(100 * np.asarray(values, dtype=float))
+    return f"{100 * np.mean(values):.1f}" + ("" if half is None else f" ± {half:.1f}")
+
+
 def target_lines(metrics: dict) -> list[str]:
     """The issue's targets for every jaxcl row: learning accuracy within 5 points of the
-    baseline's, forgetting at most a third of its (read off the run's means)."""
+    baseline's, forgetting at most a third of its (read off the run's means; the intervals
+    beside them)."""
     base = metrics["config"]["baseline"]
-    budgets = metrics["extra"]["budgets"]
     lines = []
-    for epochs, budget in budgets.items():
+    for budget in metrics["extra"]["budgets"].values():
         la, fg = budget["learning_accuracy"], budget["forgetting"]
         for label in la:
             if not label.endswith(" jaxcl"):
@@ -88,9 +95,8 @@ def target_lines(metrics: dict) -> list[str]:
             lines.append(
                 f"- {label}, {budget['steps_per_experience']} steps an experience: learning "
                 f"accuracy {gap:.1f} points below {base}'s ({'within' if gap <= 5 else 'outside'}"
-                f" 5), forgetting {100 * np.mean(fg[label]):.1f} against {base}'s "
-                f"{100 * np.mean(fg[base]):.1f} ({'at most' if ratio_ok else 'more than'} a "
-                "third)")
+                f" 5); forgetting {_mean_ci(fg[label])} against {base}'s {_mean_ci(fg[base])} "
+                f"({'at most' if ratio_ok else 'more than'} a third of its mean)")
     return lines
 
 
