@@ -176,7 +176,8 @@ def test_split_benchmark_prints_table2(no_training, tmp_path):
 
 def test_split_benchmark_setting_as_the_papers(no_training, tmp_path):
     settings = dict(model="resnet", nf=20, epochs=100, batch_size=64, learning_rate=1e-3,
-                    coef=0.5, chunk_dim=32, augment=True, ewc_lambda=1.0, order=1, memory_size=200)
+                    coef=0.5, chunk_dim=32, augment=True, ewc_lambda=1.0, order=1, memory_size=200,
+                    preset="paper", new_task_init="copy_prev", reg_warmup=0.0)
     _, summary = run_module("split_benchmark", tmp_path, benchmark="split_cifar100",
                             strategies=("LR-4",), seeds=(0, 1, 2), **settings)
     assert table_row(summary, "LR-4")[2] == "51.4 ± 1.3"
