@@ -87,14 +87,17 @@ def test_bad_options_fail_before_training(tmp_path):
 def test_seed_records_aggregate():
     per_seed = [{"seed": s, "aca": a, "learning_accuracy": 0.5, "forgetting": 0.1,
                  "max_forgetting": 0.1 + a, "bwt": -0.1, "time_s": 1.0, "compile_s": 2.0,
-                 "mean_cosine": 0.0, "mean_grad_rel_diff": 0.0,
-                 "accuracy_matrix": [[a]], "time_per_experience_s": [1.0], "memory_bytes": 8}
+                 "mean_cosine": 0.0, "mean_grad_rel_diff": 0.0, "transfer_accuracy": a / 2,
+                 "accuracy_matrix": [[a]], "transfer": [a / 2], "time_per_experience_s": [1.0],
+                 "memory_bytes": 8}
                 for s, a in [(0, 0.2), (1, 0.6)]]
     record = records.strategy_record(per_seed)
     assert record["aca"] == pytest.approx(0.4) and record["aca_std"] == pytest.approx(0.2)
     assert record["max_forgetting"] == pytest.approx(0.5)
     assert record["max_forgetting_std"] == pytest.approx(0.2)
     assert record["accuracy_matrix"] == [[pytest.approx(0.4)]]
+    assert record["transfer"] == [pytest.approx(0.2)]
+    assert record["transfer_accuracy_std"] == pytest.approx(0.1)
     assert records.mean_std(record, "aca", 100) == "40.00 ± 20.00"
 
 
