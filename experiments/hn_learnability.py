@@ -35,6 +35,7 @@ from experiments.common import QUICK_SETTINGS, RunSettings, markdown_table, modu
 from jaxcl.io import plots
 from jaxcl.io.records import ci95
 from jaxcl.learners import HN_PRESETS
+from jaxcl.learners.hypernetwork import DIAGNOSTICS
 
 NAME = "hn_learnability"
 
@@ -95,8 +96,8 @@ class Config(RunSettings):
         out = {self.baseline: self.strategy(self.baseline)}
         for k in self.depths:
             for name in self.variants:
-                settings = dict(VARIANTS[name])
-                out[f"{self.hn_label(k)} {name}"] = self.strategy(self.hn_label(k), **settings)
+                out[f"{self.hn_label(k)} {name}"] = self.strategy(self.hn_label(k),
+                                                                  **VARIANTS[name])
         return out
 
 
@@ -112,16 +113,16 @@ def _interval(values, scale: float = 100.0) -> str:
 def diagnostics(log_by_seed: dict[int, dict[str, np.ndarray]]) -> dict[str, float]:
     """HN-k's per-experience diagnostics averaged over the experiences after the first and over
     seeds: the regulariser's mean share, and the final shifts of embedding and tables."""
-    out: dict[str, list[float]] = {"reg_share": [], "embedding_shift": [], "table_shift": []}
+    out: dict[str, list[float]] = {name: [] for name in DIAGNOSTICS}
     for log in log_by_seed.values():
-        if "reg_share" not in log:
+        if not set(DIAGNOSTICS) <= set(log):
             return {}
         exp = log["experience"]
         for i in range(1, int(exp.max()) + 1):
             steps = exp == i
-            out["reg_share"].append(float(log["reg_share"][steps].mean()))
-            out["embedding_shift"].append(float(log["embedding_shift"][steps][-1]))
-            out["table_shift"].append(float(log["table_shift"][steps][-1]))
+            for name in DIAGNOSTICS:  # the share over the experience, the shifts at its end
+                values = log[name][steps]
+                out[name].append(float(values.mean() if name == "reg_share" else values[-1]))
     return {name: float(np.mean(v)) for name, v in out.items()}
 
 
