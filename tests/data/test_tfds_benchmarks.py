@@ -403,12 +403,14 @@ def test_benchmark_options_are_the_loaders_keywords():
     import inspect
 
     from jaxcl import data
+    from jaxcl.data.digits import load_split_digits
     from jaxcl.data.image_folder import load_image_folder
     from jaxcl.data.user_data import load_arrays
 
     loaders = {**{n: data.BENCHMARKS[n] for n in ("synthetic", "synthetic_noisy")},
                "synthetic_images": data.BENCHMARKS["synthetic"], **tb.LOADERS,
-               "image_folder": load_image_folder, "arrays": load_arrays}
+               "image_folder": load_image_folder, "arrays": load_arrays,
+               "split_digits": load_split_digits}
     assert set(loaders) == set(data.BENCHMARK_OPTIONS)
     for name, loader in loaders.items():
         keywords = {p.name for p in inspect.signature(loader).parameters.values()
