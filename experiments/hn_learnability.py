@@ -148,6 +148,21 @@ def budget_rows(config: Config, records: dict[str, dict], diag: dict[str, dict],
     return rows
 
 
+LEGEND = ("Mean ± 95 % interval over seeds (Student's t). Learning accuracy: mean of R[i][i]; "
+          "forgetting: Avalanche's, mean of R[i][i] - R[N-1][i] over i < N-1; transfer: accuracy "
+          "on an experience just before training it, over experiences after the first. HN-k's "
+          "reg. share and shifts: means over experiences after the first.")
+
+
+def variants_line(variants) -> str:
+    """The line under a table naming each variant's departures from the paper's settings."""
+    ref = HN_PRESETS["paper"]
+    return ("HN-k's new-task settings by variant (paper: " + ", ".join(
+        f"{k} {v}" for k, v in ref.items()) + "): " + "; ".join(
+        f"{name} " + (", ".join(f"{k} {v}" for k, v in VARIANTS[name].items() if v != ref[k])
+                      or "as the paper") for name in variants))
+
+
 HEADER = ["strategy", "epochs (steps) / exp.", "learning acc. (%)", "vs Naive (points)",
           "forgetting (%)", "F / F_Naive", "ACA (%)", "transfer (%)", "reg. share",
           "embedding shift", "table shift"]
@@ -191,14 +206,9 @@ def run(config: Config, out=None) -> dict:
                 panels, steps[config.baseline][seed]["experience"],
                 f"{NAME}: {config.benchmark}, {config.model}, seed {seed}, "
                 f"{steps_per_experience} steps / experience")
-    hn_settings = HN_PRESETS["paper"]
     notes = [paper.differences(config, {**{k: v for k, v in paper.TRAINING.items()
-                                           if k not in hn_settings}, "seeds": 3}),
-             "HN-k's new-task settings by variant (paper: " + ", ".join(
-                 f"{k} {v}" for k, v in hn_settings.items()) + "): " + "; ".join(
-                 f"{name} " + (", ".join(f"{k} {v}" for k, v in VARIANTS[name].items()
-                                        if v != hn_settings[k]) or "as the paper")
-                 for name in config.variants)]
+                                           if k not in HN_PRESETS["paper"]}, "seeds": 3}),
+             variants_line(config.variants)]
     if len(budgets) > 1:
         xs = [b * per_epoch for b in budgets]
         figures["learning_vs_budget.png"] = plots.lines(
@@ -211,11 +221,7 @@ def run(config: Config, out=None) -> dict:
         notes.append("steps per experience to come within 5 points of "
                      f"{config.baseline}'s learning accuracy: "
                      + "; ".join(f"{label} {steps}" for label, steps in reach.items()))
-    table = markdown_table(HEADER, all_rows) + "\n\n" + "\n\n".join(notes) + (
-        "\n\nMean ± 95 % interval over seeds (Student's t). Learning accuracy: mean of R[i][i]; "
-        "forgetting: Avalanche's, mean of R[i][i] - R[N-1][i] over i < N-1; transfer: accuracy "
-        "on an experience just before training it, over experiences after the first. HN-k's "
-        "reg. share and shifts: means over experiences after the first.")
+    table = "\n\n".join([markdown_table(HEADER, all_rows), *notes, LEGEND])
     return config.finish(out, NAME, records_out, steps_out, table, extra=extra,
                          extra_files=figures)
 

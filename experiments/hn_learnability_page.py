@@ -27,12 +27,15 @@ RUNS = ROOT / "docs" / "runs" / "hn_learnability"
 PAGE = ROOT / "docs" / "hn_learnability.md"
 
 SECTIONS = {
-    "digits_mlp_30steps": "Split-Digits, MLP 100-100, 30 steps an experience",
-    "fmnist_mlp_30steps": "Split-Fashion-MNIST subset, MLP 100-100, 30 steps an experience",
-    "fmnist_resnet_120steps": "Split-Fashion-MNIST, slim ResNet-18, 120 steps an experience",
-    "digits_mlp_budgets": "Split-Digits, MLP 100-100: learning against the budget",
+    "Split-Digits, MLP 100-100, 30 steps an experience": ("digits_mlp_30steps",),
+    "Split-Fashion-MNIST subset, MLP 100-100, 30 steps an experience": ("fmnist_mlp_30steps",),
+    "Split-Fashion-MNIST, slim ResNet-18, 120 steps an experience": (
+        "fmnist_resnet_120steps_paper", "fmnist_resnet_120steps_jaxcl"),
+    "Split-Digits, MLP 100-100: learning against the budget": ("digits_mlp_budgets",),
 }
-"""Run folders in page order, with their section titles; folders not listed are left out."""
+"""Section titles in page order, each with its run folders: one, or several runs of one command
+split by ``--variants`` (run side by side), whose baseline rows must agree bitwise; a section
+whose folders are not all there is left out."""
 
 INTRO = """\
 # HN-k learns what it is shown: measurements behind the defaults (issue 26)
@@ -100,23 +103,64 @@ def target_lines(metrics: dict) -> list[str]:
     return lines
 
 
-def section(name: str, title: str) -> str:
-    folder = RUNS / name
-    metrics = json.loads((folder / "metrics.json").read_text())
-    summary = (folder / "summary.md").read_text().split("\n", 2)[2].strip()
-    seeds = metrics["seeds"]
-    parts = [f"## {title}", "", f"Seeds {seeds}. Re-run (the folder's `config.json` holds every "
-             f"setting):", "", "```", _command(name), "```", "", summary, "",
+def merged(folders: tuple[str, ...]) -> tuple[dict, str]:
+    """The metrics of one run folder, or of several runs of one command split by ``--variants``
+    (one budget each): their strategies together, the baseline's records checked to be the same
+    in every folder. Returns ``(metrics, summary)``; the summary's table is rebuilt from the
+    merged records with the module's own rows and notes."""
+    from experiments import hn_learnability as hl
+    from experiments.common import markdown_table
+
+    runs = [json.loads((RUNS / f / "metrics.json").read_text()) for f in folders]
+    summaries = [(RUNS / f / "summary.md").read_text().split("\n", 2)[2].strip() for f in folders]
+    if len(runs) == 1:
+        return runs[0], summaries[0]
+    base = runs[0]["config"]["baseline"]
+    for f, run in zip(folders[1:], runs[1:]):
+        for key in ("learning_accuracy", "forgetting", "accuracy_matrix"):
+            if ([r[key] for r in run["strategies"][base]["per_seed"]]
+                    != [r[key] for r in runs[0]["strategies"][base]["per_seed"]]):
+                raise ValueError(f"{f}: its {base} {key} differs from {folders[0]}'s; the "
+                                 "folders are not runs of one command")
+    (epochs, first), = runs[0]["extra"]["budgets"].items()
+    budget = {name: {} for name in ("diagnostics", "learning_accuracy", "forgetting",
+                                    "transfer")}
+    records = {}
+    for run in runs:
+        records.update(run["strategies"])
+        for name in budget:
+            budget[name].update(run["extra"]["budgets"][epochs][name])
+    budget["steps_per_experience"] = first["steps_per_experience"]
+    variants = [v for run in runs for v in run["config"]["variants"]]
+    rows = hl.budget_rows(argparse.Namespace(baseline=base), records, budget["diagnostics"],
+                          first["steps_per_experience"], int(epochs))
+    differs = next(line for line in summaries[0].splitlines()
+                   if line.startswith(("differs from", "setting as")))
+    summary = "\n\n".join([markdown_table(hl.HEADER, rows), differs,
+                            hl.variants_line(variants), hl.LEGEND])
+    metrics = {"config": runs[0]["config"], "seeds": runs[0]["seeds"],
+               "extra": {"budgets": {epochs: budget}}}
+    return metrics, summary
+
+
+def section(title: str, folders: tuple[str, ...]) -> str:
+    metrics, summary = merged(folders)
+    runs = "the folder's" if len(folders) == 1 else (
+        f"{len(folders)} runs of one command, split by `--variants` and run side by side; each "
+        "folder's")
+    parts = [f"## {title}", "", f"Seeds {metrics['seeds']}. Re-run ({runs} `config.json` holds "
+             "every setting):", "", "```", *map(_command, folders), "```", "", summary, "",
              "Against the targets:", "", *target_lines(metrics), ""]
-    for png in ("learning_curves.png", "learning_vs_budget.png"):
-        if (folder / png).exists():
-            parts += [f"![{png}](runs/hn_learnability/{name}/{png})", ""]
+    for name in folders:
+        for png in ("learning_curves.png", "learning_vs_budget.png"):
+            if (RUNS / name / png).exists():
+                parts += [f"![{png}](runs/hn_learnability/{name}/{png})", ""]
     return "\n".join(parts)
 
 
 def page() -> str:
-    sections = [section(name, title) for name, title in SECTIONS.items()
-                if (RUNS / name / "metrics.json").exists()]
+    sections = [section(title, folders) for title, folders in SECTIONS.items()
+                if all((RUNS / f / "metrics.json").exists() for f in folders)]
     return INTRO + "\n" + "\n".join(sections)
 
 

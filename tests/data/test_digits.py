@@ -28,9 +28,3 @@ def test_split_digits_stream():
     assert [e.x_train.shape[0] for e in small] == [30, 30]
     with pytest.raises(ValueError, match="does not take 'rgb32'"):
         load_benchmark("split_digits", seed=0, rgb32=True)
-
-
-def test_the_results_page_is_built_from_the_committed_records():
-    from experiments import hn_learnability_page
-
-    assert hn_learnability_page.cli(["--check"]) == 0
