@@ -2,7 +2,6 @@
 and share metrics, presets, and the loop's transfer evaluation and near-chance warning."""
 
 import dataclasses
-import json
 import warnings
 
 import jax
@@ -202,22 +201,3 @@ def test_a_run_that_stays_at_chance_says_so_once():
                       ) as caught:
         train_stream(Counter(), _stream(), key=jax.random.key(0), epochs=1, batch_size=4)
     assert len(caught) == 1
-
-
-def test_hn_learnability_records_preset_and_departures(tmp_path):
-    from experiments import hn_learnability
-
-    out = tmp_path / "run"
-    metrics = hn_learnability.main(["--quick", "--preset", "paper", "--variants", "paper",
-                                    "jaxcl", "--out", str(out)])
-    config = json.loads((out / "config.json").read_text())
-    assert config["preset"] == "paper" and config["new_task_init"] == "copy_prev"
-    assert set(metrics["strategies"]) == {"Naive", "HN-1 paper", "HN-1 jaxcl"}
-    diag = metrics["extra"]["budgets"]["2"]["diagnostics"]
-    assert set(diag["HN-1 jaxcl"]) == {"reg_share", "embedding_shift", "table_shift"}
-    assert diag["Naive"] == {}
-    summary = (out / "summary.md").read_text()
-    assert "jaxcl new_task_init random" in summary and "paper as the paper" in summary
-    for rec in metrics["strategies"].values():
-        assert len(rec["transfer"]) == 3 and 0.0 <= rec["transfer_accuracy"] <= 1.0
-    assert (out / "learning_curves.png").stat().st_size > 0
