@@ -422,15 +422,16 @@ class RunSettings(RunOptions):
         "new_task_init": "the paper's is copy_prev (--preset paper); ours learns new tasks at "
                          "small budgets, see docs/hn_learnability.md",
         "reg_warmup": "the paper's is 0 (--preset paper), see docs/hn_learnability.md",
-        "train_per_class": "0: synthetic 500, real data all",
-        "test_per_class": "0: synthetic 100, real data all",
+        "train_per_class": "0: synthetic 500, split_digits 100, real data all",
+        "test_per_class": "0: synthetic 100, split_digits 50, real data all",
     }
     """``--help`` notes beside the defaults: why a default differs from the paper's setting."""
 
     HELP: typing.ClassVar[dict[str, str]] = {
         **RunOptions.HELP,
         "benchmark": "the stream: synthetic, synthetic_images, synthetic_noisy, split_cifar100, "
-                     "split_tinyimagenet, noisy_cifar, cross_dataset, split_fashion_mnist; your "
+                     "split_tinyimagenet, noisy_cifar, cross_dataset, split_fashion_mnist, "
+                     "split_digits (scikit-learn's 8x8 digits, offline); your "
                      "own data: image_folder (--data-path DIR holding DIR/train/<class>/*.png "
                      "(.jpg, .jpeg, .ppm) and DIR/test/<class>/...) or arrays (--data-path "
                      "FILE.npz holding x_train, y_train, x_test, y_test, optionally tasks), with "
