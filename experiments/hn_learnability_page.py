@@ -62,6 +62,11 @@ held still. Each table below prints HN-k under the paper's settings (`paper`), j
 task identity. `config.json` of every run records the preset and each setting; every printed
 table of the study modules lists the settings in which a run differs from the paper's.
 
+What the learning curves show beside the tables: with jaxcl's warm-up the training accuracy of a
+new task on the slim ResNet dips sharply at the step where the regulariser switches on (halfway
+through the experience) and recovers before its end; the switch is abrupt, and a ramp in place of
+the step is the obvious next thing to measure.
+
 Columns: learning accuracy, the mean of `R[i][i]`; forgetting, Avalanche's, the mean of
 `R[i][i] - R[N-1][i]` over `i < N-1`; both as mean ± 95 % interval over the seeds (Student's t).
 `vs Naive`: HN-k's learning accuracy minus Naive's (points); `F / F_Naive`: HN-k's forgetting over
