@@ -5,7 +5,7 @@ pixels of 0..16, about 180 per class) ship inside scikit-learn: a real benchmark
 needs no download, for checking a strategy on real data at small budgets. A fixed test split,
 every third image of the file (about 60 per class), never depends on the seed; the seed draws the
 class order and the per-class subsets, as every split benchmark's does
-(:func:`jaxcl.streams.from_arrays`). Images are ``(8, 8, 1)``, ``pixel / 16``, then normalised
+(:func:`jaxcl.data.user_data.from_arrays`). Images are ``(8, 8, 1)``, ``pixel / 16``, then normalised
 like every split's (:mod:`jaxcl.data.splits`). Defaults: 5 experiences x 2 classes, 100 training
 and 50 test images per class, so that every class and every seed has the same shapes.
 """
@@ -36,7 +36,7 @@ def load_split_digits(seed: int, *, num_tasks: int = 5, classes_per_task: int = 
                       train_per_class: int = 100, test_per_class: int = 50,
                       cache: dict | None = None) -> list[Experience]:
     """The Split-Digits stream for ``seed`` (module docstring); ``cache`` keeps the arrays."""
-    from jaxcl.streams import from_arrays
+    from jaxcl.data.user_data import from_arrays
 
     if cache is not None and "split_digits" in cache:
         arrays = cache["split_digits"]

@@ -98,7 +98,7 @@ class StrategyConfig:
         default).
       task_lr_scale: HN-k's learning rate for the per-task parameters (task embeddings and
         per-task tables) as a multiple of ``learning_rate`` (the reference: 1,
-        :func:`jaxcl.learners.hypernetwork.hypernet_optimizer`).
+        :func:`jaxcl.core.hypernet.hypernet_optimizer`).
       reg_warmup: the fraction of each later experience, at its start, with HN-k's regulariser
         off, in [0, 1) (default a half; the reference: 0;
         :class:`jaxcl.learners.hypernetwork.PartialHypernet`).

@@ -44,13 +44,11 @@ import optax
 from flax import nnx
 
 from jaxcl.core.hypernet import (
-    SHARED,
-    TASK,
     HypernetConfig,
     Hypernetwork,
     generate_all,
+    hypernet_optimizer,
     init_task_embedding,
-    task_param_labels,
     task_private,
 )
 from jaxcl.core.lookahead import ORDERS, lookahead_grad
@@ -83,27 +81,6 @@ regulariser's share ``lambda L_H / (L_CE + lambda L_H)`` of the step's objective
 experience and while the regulariser is warming up); ``embedding_shift`` and ``table_shift``, how
 far (L2) the current task's embedding ``e_t`` and its rows of the per-task tables have moved
 from where :meth:`PartialHypernet.begin_experience` started them."""
-
-
-def hypernet_optimizer(learning_rate: float, task_lr_scale: float = 1.0
-                       ) -> optax.GradientTransformation:
-    """Adam at ``learning_rate``; with ``task_lr_scale != 1``, the per-task leaves (the
-    embedding table and the per-task tables, :func:`jaxcl.core.hypernet.task_param_labels`) at
-    ``task_lr_scale * learning_rate`` through ``optax.multi_transform``, every other leaf (the
-    trunk, the heads, ``phi``) at ``learning_rate``.
-
-    A new task's own parameters are a 32-value embedding and a few table rows; Adam moves each by
-    about the learning rate a step, so at 1e-3 a task has moved its embedding (norm ~5.7) by a
-    few percent after a hundred steps. A larger rate for them alone lets a new task find its
-    weights without moving what earlier tasks share."""
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
-    if not task_lr_scale > 0:
-        raise ValueError(f"task_lr_scale must be > 0, got {task_lr_scale!r}")
-    if task_lr_scale == 1.0:
-        return optax.adam(learning_rate)
-    return optax.multi_transform({TASK: optax.adam(learning_rate * task_lr_scale),
-                                  SHARED: optax.adam(learning_rate)}, task_param_labels)
 
 
 class HypernetState(NamedTuple):
@@ -139,7 +116,7 @@ class PartialHypernet(Classifier):
       lower: ``g_phi``, or ``None`` when the hypernetwork generates everything (``k = 0``).
       hnet: the hypernetwork for ``upper``.
       optimizer: the optax optimizer of ``psi`` and ``phi`` (the study: Adam, lr 1e-3;
-        :func:`hypernet_optimizer` gives the per-task leaves a rate of their own).
+        :func:`jaxcl.core.hypernet.hypernet_optimizer` gives the per-task leaves a rate of their own).
       virtual_opt: the optax transformation of the virtual step of orders 1 and 2 (the
         reference: SGD with the training learning rate).
       order: look-ahead order, one of :data:`HN_ORDERS`: 1, 2, or ``"none"`` (no virtual step).
@@ -201,7 +178,7 @@ class PartialHypernet(Classifier):
     ) -> PartialHypernet:
         """A learner with the study's defaults (jaxcl's own, which learn new tasks at small
         budgets, are :class:`jaxcl.learners.StrategyConfig`'s): Adam(lr) to train (the per-task
-        leaves at ``task_lr_scale * lr``, :func:`hypernet_optimizer`, unless ``optimizer`` is
+        leaves at ``task_lr_scale * lr``, :func:`jaxcl.core.hypernet.hypernet_optimizer`, unless ``optimizer`` is
         given), SGD(lr) as the virtual step. ``upper`` and ``lower`` are Linen or NNX modules
         (:func:`jaxcl.core.nnx_target.as_target`); ``generate`` filters the paths of ``upper``'s
         parameters."""

@@ -13,7 +13,8 @@ import pytest
 from jaxcl.core.hypernet import HypernetConfig, task_param_labels, task_private
 from jaxcl.core.regularizers import previous_tasks
 from jaxcl.learners import HN_PRESETS, StrategyConfig, build_strategy
-from jaxcl.learners.hypernetwork import PartialHypernet, hypernet_optimizer
+from jaxcl.core.hypernet import hypernet_optimizer
+from jaxcl.learners.hypernetwork import PartialHypernet
 from jaxcl.models import MLP
 from jaxcl.train.loop import (
     NearChanceWarning,
