@@ -108,15 +108,22 @@ def accuracy_over_stream(matrices: dict[str, np.ndarray], title: str) -> bytes:
 
 
 def series_over_steps(series: dict[str, np.ndarray], ylabel: str, title: str) -> bytes:
-    fig = Figure(figsize=(6.0, 3.2), layout="constrained")
+    """One line per series; past ten series the colours repeat with another line style, and the
+    legend stands outside the axes, so that many strategies stay apart."""
+    fig = Figure(figsize=(6.0 if len(series) <= 4 else 8.0, 3.2), layout="constrained")
     ax = fig.subplots()
-    for name, values in series.items():
-        ax.plot(np.asarray(values), lw=0.8, label=name)
+    styles = ["-", "--", ":", "-."]
+    for i, (name, values) in enumerate(series.items()):
+        ax.plot(np.asarray(values), lw=0.8, color=f"C{i % 10}", ls=styles[i // 10 % 4],
+                label=name)
     ax.axhline(0.0, color="k", lw=0.5)
     ax.set_xlabel("training step (after the first experience)")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    if len(series) <= 4:
+        ax.legend(fontsize=7)
+    else:
+        ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _png(fig)
 
 
