@@ -256,15 +256,24 @@ def finish_tables(out: pathlib.Path | None, *, config: Any, title: str, table: s
 def module_main(name: str, config_cls: type, quick: dict, run: Callable, doc: str) -> Callable:
     """The ``main(argv)`` of an experiment module: parse, refuse an ``--out`` that holds a
     finished run (:func:`jaxcl.io.run_folder.check_out`) before any work, then
-    ``run(config, out)``."""
+    ``run(config, out)``. A training run first claims ``out`` (:func:`jaxcl.io.run_folder.claim`:
+    an unfinished run of other settings is refused there); if it fails, what it wrote and
+    nothing can resume from is removed (:func:`jaxcl.io.run_folder.release`)."""
     def main(argv: list[str] | None = None):
         config, out = parse_config(config_cls, argv, name=name,
                                    description=doc.splitlines()[0], quick=quick)
         out = out if out is not None else default_out(name)
         run_folder.check_out(out)
-        if isinstance(config, RunOptions):
-            config.use_compile_cache()
-        return run(config, out)
+        if not isinstance(config, RunOptions):  # trains nothing, checkpoints nothing
+            return run(config, out)
+        created = not out.exists()
+        run_folder.claim(out, name, config.identity())
+        config.use_compile_cache()
+        try:
+            return run(config, out)
+        except BaseException:  # a failed or interrupted run leaves only what can resume
+            run_folder.release(out, created=created)
+            raise
     return main
 
 
@@ -353,6 +362,13 @@ class RunOptions:
     def fingerprint(self) -> dict[str, Any]:
         """Every setting that can change a number (all but ``NO_EFFECT``): part of every
         checkpoint's fingerprint, so that resuming another run's checkpoints is refused."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in self.NO_EFFECT}
+
+    def identity(self) -> dict[str, Any]:
+        """Every field of this experiment's config that can change a number (all but
+        ``NO_EFFECT``, the module's own fields included): the run an unfinished ``--out``'s
+        checkpoints belong to (:func:`jaxcl.io.run_folder.claim`)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if f.name not in self.NO_EFFECT}
 

@@ -15,7 +15,7 @@ fingerprint is refused, naming each entry that differs, rather than mixing two r
 
 The edge builds a :class:`RunCheckpoints` per run (``RunCheckpoints(out / "checkpoints" / name,
 name=name, report=print)``) and hands it to the loop, which knows the fingerprint and calls
-``resume``, ``save``, ``interrupted`` and ``close`` (:class:`jaxcl.train.events.Checkpointer`).
+``resume``, ``save``, ``kept``, ``interrupted`` and ``close`` (:class:`jaxcl.train.events.Checkpointer`).
 Nothing here prints: the lines a run's owner may want to see go to its ``report``.
 """
 
@@ -146,12 +146,20 @@ class RunCheckpoints:
             manager.wait_until_finished()
             self.saved = (experience, epoch)
 
+    def kept(self) -> str:
+        """What a stopped run leaves to resume from, in words: the newest checkpoint and its
+        folder, or that there is none."""
+        if self.saved is None:
+            return "no checkpoint was written, so nothing is kept"
+        return (f"the checkpoint (after experience {self.saved[0]}, epoch {self.saved[1]}) is "
+                f"kept in {self.directory}")
+
     def interrupted(self) -> RunInterrupted:
-        """The one-line report of a Ctrl-C: where the run's checkpoint is, how to resume."""
-        where = ("no checkpoint yet" if self.saved is None else
-                 f"after experience {self.saved[0]}, epoch {self.saved[1]}")
-        return RunInterrupted(f"interrupted; the checkpoint ({where}) is kept in "
-                              f"{self.directory}; rerun the same command to resume")
+        """The one-line report of a Ctrl-C: what is kept, how to go on."""
+        if self.saved is None:
+            return RunInterrupted("interrupted before the first checkpoint; nothing is kept, "
+                                  "rerun the same command to start again")
+        return RunInterrupted(f"interrupted; {self.kept()}; rerun the same command to resume")
 
     def close(self) -> None:
         """End the session (the manager is opened again by a later :meth:`resume` or save)."""

@@ -14,7 +14,9 @@ the removal of a finished run's checkpoints. Every experiment writes one folder:
 
 Results are written to a temporary folder and renamed into place (:func:`write_files`): a failed
 run leaves no result files, and a folder holding a finished run (or anything but an unfinished
-run's ``checkpoints/``) is refused.
+run's ``checkpoints/``) is refused. A run that checkpoints first claims the folder
+(:func:`claim`: ``checkpoints/run.json`` names the experiment and its settings), so that a rerun
+of another run is refused before it can resume, overwrite or delete that run's checkpoints.
 """
 
 from __future__ import annotations
@@ -37,6 +39,68 @@ from jaxcl.io.records import SCHEMA
 CHECKPOINTS = "checkpoints"
 """The folder inside ``--out`` where a run keeps its checkpoints (:mod:`jaxcl.io.checkpoints`)."""
 
+MANIFEST = "run.json"
+"""The file in ``--out/checkpoints`` that says which run the checkpoints belong to: the
+experiment's name and every setting of it that can change a number (:func:`claim`)."""
+
+
+def has_checkpoints(out: pathlib.Path) -> bool:
+    """Whether ``out/checkpoints`` holds a checkpoint (a numbered step folder of some run)."""
+    folder = pathlib.Path(out) / CHECKPOINTS
+    return folder.is_dir() and any(
+        step.is_dir() and step.name.isdigit()
+        for run in folder.iterdir() if run.is_dir() for step in run.iterdir())
+
+
+def claim(out: pathlib.Path, experiment: str, settings: dict[str, Any]) -> None:
+    """Before a checkpointed run starts in ``out``: write ``out/checkpoints/run.json`` (the
+    experiment and ``settings``), or, when the folder already holds checkpoints, refuse with
+    :class:`jaxcl.io.checkpoints.CheckpointMismatchError` unless they are this very run's,
+    naming the experiment and each setting that differs. So a rerun with other strategies or
+    options never resumes, overwrites or deletes another run's checkpoints."""
+    import jax
+
+    from jaxcl.io.checkpoints import CheckpointMismatchError, fingerprint_diff
+
+    folder = pathlib.Path(out) / CHECKPOINTS
+    mine = json.loads(json.dumps({"experiment": experiment, "settings": settings}))
+    if has_checkpoints(out):
+        path = folder / MANIFEST
+        if not path.is_file():
+            raise CheckpointMismatchError(
+                f"--out {out} holds checkpoints without {MANIFEST} (from an older jaxcl or "
+                "another program), so it cannot say whose they are; pass another --out, or "
+                f"delete {folder} to start again")
+        theirs = json.loads(path.read_text())
+        if theirs != mine:
+            what = theirs.get("experiment", "?")
+            strategies = theirs.get("settings", {}).get("strategies")
+            of = f" ({', '.join(map(str, strategies))})" if strategies else ""
+            raise CheckpointMismatchError(
+                f"--out {out} holds the checkpoints of an unfinished run of {what}{of}; this "
+                f"command differs in {fingerprint_diff(theirs, mine)}. Rerun that run's command "
+                f"to resume it (its settings are in {path}), or pass another --out")
+        return
+    if jax.process_index() == 0:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / MANIFEST).write_text(json.dumps(mine, indent=2))
+
+
+def release(out: pathlib.Path, *, created: bool) -> None:
+    """After a run that failed or was interrupted: remove what it wrote and nothing can resume
+    from (``out/checkpoints`` without a checkpoint, and ``out`` itself when the run created it
+    and it is left empty); a checkpoint is kept."""
+    import jax
+
+    out = pathlib.Path(out)
+    if jax.process_index() != 0 or has_checkpoints(out):
+        return
+    folder = out / CHECKPOINTS
+    if folder.is_dir():
+        shutil.rmtree(folder)
+    if created and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+
 
 def check_out(out: pathlib.Path) -> None:
     """Refuse, before any work, an ``--out`` that is a file, holds a finished run
@@ -57,6 +121,10 @@ def drop_checkpoints(out: pathlib.Path, *, keep: bool) -> str:
 
     folder = pathlib.Path(out) / CHECKPOINTS
     if not folder.is_dir():
+        return ""
+    if not has_checkpoints(out):  # only the manifest: the run took no checkpoint
+        if jax.process_index() == 0:
+            shutil.rmtree(folder)
         return ""
     if keep:
         return f"checkpoints kept in {folder}"

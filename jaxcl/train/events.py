@@ -62,6 +62,7 @@ class Checkpointer(Protocol):
     ``record``'s structure, and returns ``(record, (experience, epoch) to go on from, compile
     seconds of the earlier part)``; ``(record, (0, 0), 0.0)`` when there is none.
     ``save(experience, epoch, record, compile_s=...)`` stores the record after that epoch;
+    ``kept()`` says in words what a stopped run leaves (the newest checkpoint, or none);
     ``interrupted()`` is the exception to raise on Ctrl-C, saying what is kept; ``close()``
     ends the session.
     """
@@ -70,6 +71,8 @@ class Checkpointer(Protocol):
                ) -> tuple[PyTree, tuple[int, int], float]: ...
 
     def save(self, experience: int, epoch: int, record: PyTree, *, compile_s: float) -> None: ...
+
+    def kept(self) -> str: ...
 
     def interrupted(self) -> BaseException: ...
 

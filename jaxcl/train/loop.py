@@ -358,6 +358,10 @@ def train_seeds(
         if checkpoints is None:
             raise
         raise checkpoints.interrupted() from None
+    except NonFiniteError as error:  # the same: what is there to look at or resume from
+        if checkpoints is None:
+            raise
+        raise NonFiniteError(f"{error}; {checkpoints.kept()}") from None
     finally:  # a NaN stop, too, leaves the checkpoints closed
         if checkpoints is not None:
             checkpoints.close()

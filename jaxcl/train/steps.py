@@ -111,7 +111,7 @@ class CompiledPrograms:
 
 
 class NonFiniteError(FloatingPointError):
-    """Training produced a non-finite loss; the run stops, its last checkpoint kept."""
+    """Training produced a non-finite loss; the run stops (the loop adds what is kept)."""
 
 
 def check_finite(loss: np.ndarray, *, experience: int, epoch: int, steps_per_epoch: int) -> None:
@@ -123,8 +123,7 @@ def check_finite(loss: np.ndarray, *, experience: int, epoch: int, steps_per_epo
         raise NonFiniteError(
             f"non-finite loss {loss[seed, step]} at experience {experience}, epoch "
             f"{epoch + step // steps_per_epoch}, step {step % steps_per_epoch} of "
-            f"{steps_per_epoch} (seed index {seed}); the run stops, and its last checkpoint is "
-            "kept")
+            f"{steps_per_epoch} (seed index {seed}); the run stops")
 
 
 def resolve_steps_in(steps_in: str) -> str:

@@ -66,7 +66,7 @@ def test_checkpoints_report_through_report_and_never_print(tmp_path, capsys):
     with pytest.raises(RuntimeError, match="save before resume"):
         fresh.save(0, 0, record, compile_s=0.0)
     assert fresh.resume(fingerprint, record, epochs=2) == (record, (0, 0), 0.0)
-    assert "no checkpoint yet" in str(fresh.interrupted())
+    assert "interrupted before the first checkpoint; nothing is kept" in str(fresh.interrupted())
     fresh.save(0, 1, {**record, "times": np.array([1.5, 0.0])}, compile_s=2.0)
     fresh.save(1, 0, {**record, "times": np.array([1.5, 0.25])}, compile_s=3.0)
     interrupted = fresh.interrupted()

@@ -36,7 +36,9 @@ class _PoisonExperience:
 def test_non_finite_loss_stops_with_where_and_keeps_the_last_checkpoint(tmp_path):
     stream = tiny_stream()
     strategy = _PoisonExperience(build("Naive", stream), bad=1)
-    with pytest.raises(NonFiniteError, match=r"experience 1, epoch 0, step 0 of 4 \(seed index 0\)"):
+    with pytest.raises(NonFiniteError, match=r"experience 1, epoch 0, step 0 of 4 \(seed index "
+                       r"0\); the run stops; the checkpoint \(after experience 0, epoch 0\) is "
+                       r"kept in .*ckpt$"):
         train_stream(strategy, stream, key=jax.random.key(0), epochs=1, batch_size=16,
                      checkpoints=RunCheckpoints(tmp_path / "ckpt"))
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir() if p.name.isdigit()) == ["0"]
@@ -158,7 +160,9 @@ def test_cli_lists_runs_and_stops_non_zero_on_a_non_finite_loss(tmp_path, capsys
                      "--learning-rate", "1e30", "--out", str(tmp_path / "nan")])
     err = capsys.readouterr().err
     assert code == 1 and "NonFiniteError" in err and "experience 0" in err, err
-    assert not (tmp_path / "nan" / "metrics.json").exists()
+    # In the first experience nothing was checkpointed: the line says so, and leaves no folder.
+    assert "no checkpoint was written, so nothing is kept" in err and "is kept in" not in err
+    assert not (tmp_path / "nan").exists()
     with pytest.raises(SystemExit):
         cli.main(["run", "no_such_experiment"])
 
@@ -282,13 +286,13 @@ def test_a_rerun_with_other_data_options_is_refused_and_one_without_resumes(tmp_
         if item.name != "checkpoints":
             item.unlink()
     with pytest.raises(CheckpointMismatchError,
-                       match=r"differs in settings\.data: \['[0-9a-f]+'\] in the checkpoint, "
-                             r"\['[0-9a-f]+'\] now; settings\.options\.noise: 1\.0 in the "
-                             r"checkpoint, 2\.0 now\. Use another"):
+                       match=r"unfinished run of split_benchmark \(Naive\); this command "
+                             r"differs in settings\.noise: 1\.0 in the checkpoint, 2\.0 now\. "
+                             r"Rerun that run's command"):
         split_benchmark.main([*argv, "--noise", "2.0"])
     with pytest.raises(CheckpointMismatchError,
-                       match=r"differs in settings\.options\.augment: False in the "
-                             r"checkpoint, True now\. Use another"):
+                       match=r"differs in settings\.augment: False in the "
+                             r"checkpoint, True now\. Rerun"):
         split_benchmark.main([*argv, "--augment"])
     assert not (tmp_path / "run" / "metrics.json").exists()
     # What cannot change a number may change: the run resumes and ends with the same numbers.
