@@ -1,11 +1,14 @@
 """Does HN-k learn each new experience at a practical budget, and what does it forget?
 
-Trains Naive and HN-k (each freeze depth of ``--depths``) under each variant of how HN-k starts
+Trains Naive, Frozen-k (``--frozen``: the layers HN-k freezes, frozen alike after the first
+experience, with one head per task trained directly: what those layers let any method learn at
+the budget) and HN-k (each freeze depth of ``--depths``) under each variant of how HN-k starts
 and trains a new task (:data:`VARIANTS`: the paper's settings, jaxcl's defaults, and the options
 measured against them), over several seeds, at one or more budgets (``--budgets``, epochs per
 experience; empty: ``--epochs``). For every strategy it prints the learning accuracy (``R[i][i]``
 averaged over experiences) and the forgetting, each with its 95 % interval over seeds (Student's
-t), their gaps to Naive (HN's learning accuracy minus Naive's; HN's forgetting over Naive's), the
+t), their gaps to Naive (HN's learning accuracy minus Naive's; HN's forgetting over Naive's) and
+HN-k's to Frozen-k, the
 transfer (accuracy on an experience just before training it), and for HN-k, averaged over the
 experiences after the first: the output regulariser's share of the objective
 (``lambda L_H / (L_CE + lambda L_H)``) and how far (L2) the task's embedding and its per-task
@@ -66,12 +69,20 @@ class Config(RunSettings):
     variants: tuple[str, ...] = ("paper", "jaxcl")
     budgets: tuple[int, ...] = ()
     baseline: str = "Naive"
+    frozen: bool = True
+
+    DISTINCT = ("depths", "variants")
+    SET_BY_MODULE = {name: "each variant (--variants) sets it" for name in (
+        "preset", *HN_PRESETS["paper"])}
 
     HELP = {**RunSettings.HELP,
             "depths": "HN-k's freeze depths k (0 is HN-F)",
             "variants": "HN-k's new-task settings, each one of " + ", ".join(VARIANTS),
             "budgets": "epochs per experience, one run of every strategy each (empty: --epochs)",
-            "baseline": "the strategy HN-k is compared with (a label, e.g. Naive)"}
+            "baseline": "the strategy HN-k is compared with (a label, e.g. Naive)",
+            "frozen": "also train Frozen-k at every depth k >= 1: the same layers frozen after "
+                      "the first experience, one head per task trained directly, no "
+                      "hypernetwork; what those frozen layers let any method learn at the budget"}
 
     def __post_init__(self):
         bad = [v for v in self.variants if v not in VARIANTS]
@@ -85,15 +96,22 @@ class Config(RunSettings):
         super().__post_init__()
 
     def labels(self):
-        return (self.baseline, *(self.hn_label(k) for k in self.depths))
+        return (self.baseline, *self.references(), *(self.hn_label(k) for k in self.depths))
+
+    def references(self) -> tuple[str, ...]:
+        """Frozen-k for every depth k >= 1 when ``frozen`` (and not the baseline already)."""
+        if not self.frozen:
+            return ()
+        return tuple(f"Frozen-{k}" for k in self.depths if k and f"Frozen-{k}" != self.baseline)
 
     @staticmethod
     def hn_label(k: int) -> str:
         return f"HN-{k}" if k else "HN-F"
 
     def strategies(self) -> dict[str, Any]:
-        """The baseline and every HN-k under every variant, by row name (``"HN-2 paper"``)."""
-        out = {self.baseline: self.strategy(self.baseline)}
+        """The baseline, Frozen-k (:meth:`references`) and every HN-k under every variant, by row
+        name (``"HN-2 paper"``)."""
+        out = {label: self.strategy(label) for label in (self.baseline, *self.references())}
         for k in self.depths:
             for name in self.variants:
                 out[f"{self.hn_label(k)} {name}"] = self.strategy(self.hn_label(k),
@@ -126,8 +144,19 @@ def diagnostics(log_by_seed: dict[int, dict[str, np.ndarray]]) -> dict[str, floa
     return {name: float(np.mean(v)) for name, v in out.items()}
 
 
+def frozen_of(label: str) -> str | None:
+    """The Frozen-k row an HN-k row (``"HN-2 jaxcl"``) is read against; None for HN-F."""
+    depth = label.split(" ")[0].removeprefix("HN-")
+    return f"Frozen-{depth}" if label.startswith("HN-") and depth.isdigit() else None
+
+
 def budget_rows(config: Config, records: dict[str, dict], diag: dict[str, dict],
                 steps_per_experience: int, epochs: int) -> list[list]:
+    """One table row per strategy; ``vs Frozen-k``: an HN-k row's learning accuracy minus
+    Frozen-k's, where the run trained it (empty otherwise)."""
+    def mean_la(label):
+        return np.mean([r["learning_accuracy"] for r in records[label]["per_seed"]])
+
     base = records[config.baseline]
     base_la = [r["learning_accuracy"] for r in base["per_seed"]]
     base_f = np.mean([r["forgetting"] for r in base["per_seed"]])
@@ -139,6 +168,8 @@ def budget_rows(config: Config, records: dict[str, dict], diag: dict[str, dict],
         rows.append([
             label, f"{epochs} ({steps_per_experience})", _interval(la),
             "" if label == config.baseline else f"{100 * (np.mean(la) - np.mean(base_la)):+.1f}",
+            f"{100 * (np.mean(la) - mean_la(frozen_of(label))):+.1f}"
+            if frozen_of(label) in records else "",
             _interval(fg),
             "" if label == config.baseline or base_f <= 0 else f"{np.mean(fg) / base_f:.2f}",
             _interval([r["aca"] for r in rec["per_seed"]]),
@@ -164,6 +195,7 @@ def variants_line(variants) -> str:
 
 
 HEADER = ["strategy", "epochs (steps) / exp.", "learning acc. (%)", "vs Naive (points)",
+          "vs Frozen-k (points)",
           "forgetting (%)", "F / F_Naive", "ACA (%)", "transfer (%)", "reg. share",
           "embedding shift", "table shift"]
 
@@ -200,7 +232,8 @@ def run(config: Config, out=None) -> dict:
             seed = config.seeds[0]
             panels = {hn: {label.removeprefix(hn + " "): steps[label][seed]["accuracy"]
                            for label in steps
-                           if label == config.baseline or label.startswith(hn + " ")}
+                           if label in (config.baseline, frozen_of(hn + " "))
+                           or label.startswith(hn + " ")}
                       for hn in map(config.hn_label, config.depths)}
             figures["learning_curves.png"] = plots.learning_curves(
                 panels, steps[config.baseline][seed]["experience"],

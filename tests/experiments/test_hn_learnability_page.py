@@ -9,14 +9,18 @@ from experiments import hn_learnability, hn_learnability_page
 
 
 def test_runs_split_by_variant_merge_into_one_table(tmp_path, monkeypatch):
-    # --preset paper fills HN-k's settings; the variants set their own, so Naive (the baseline)
-    # and every row are the same as without it.
-    first = hn_learnability.main(["--quick", "--preset", "paper", "--variants", "paper",
-                                  "--no-progress", "--out", str(tmp_path / "paper")])
+    # The variants set HN-k's new-task settings: a --preset would do nothing, and is refused.
+    with pytest.raises(ValueError, match="--preset paper does nothing in this run: each variant "
+                                         r"\(--variants\) sets it; leave it out"):
+        hn_learnability.main(["--quick", "--preset", "paper", "--out", str(tmp_path / "no")])
+    first = hn_learnability.main(["--quick", "--variants", "paper", "--no-progress", "--out",
+                                  str(tmp_path / "paper")])
     hn_learnability.main(["--quick", "--variants", "jaxcl", "--no-progress",
                           "--out", str(tmp_path / "jaxcl")])
     config = json.loads((tmp_path / "paper" / "config.json").read_text())
-    assert config["preset"] == "paper" and config["new_task_init"] == "copy_prev"
+    assert config["unused"]["preset"] == config["unused"]["reg_warmup"] == (
+        "each variant (--variants) sets it")
+    assert config["strategy_settings"]["HN-1 paper"]["new_task_init"] == "copy_prev"
     assert first["extra"]["budgets"]["2"]["diagnostics"]["Naive"] == {}
     assert set(first["extra"]["budgets"]["2"]["diagnostics"]["HN-1 paper"]) == {
         "reg_share", "embedding_shift", "table_shift"}
@@ -28,12 +32,20 @@ def test_runs_split_by_variant_merge_into_one_table(tmp_path, monkeypatch):
     metrics, summary = hn_learnability_page.merged(("paper", "jaxcl"))
     rows = [line.split(" | ")[0].strip("| ") for line in summary.splitlines()
             if line.startswith("| ") and not line.startswith("| strategy")]
-    assert rows == ["Naive", "HN-1 paper", "HN-1 jaxcl"]
+    assert rows == ["Naive", "Frozen-1", "HN-1 paper", "HN-1 jaxcl"]
+    # vs Frozen-k: HN-1's learning accuracy minus Frozen-1's, from the records.
+    la = {label: sum(values) / len(values) for label, values
+          in metrics["extra"]["budgets"]["2"]["learning_accuracy"].items()}
+    cells = {line.split(" | ")[0].strip("| "): line.split(" | ")[4] for line in
+             summary.splitlines() if line.startswith("| HN-1") or line.startswith("| Frozen")}
+    assert cells["Frozen-1"] == ""
+    assert cells["HN-1 jaxcl"] == f"{100 * (la['HN-1 jaxcl'] - la['Frozen-1']):+.1f}"
     assert "paper as the paper; jaxcl new_task_init random, reg_warmup 0.5" in summary
     assert set(metrics["extra"]["budgets"]["2"]["learning_accuracy"]) == {
-        "Naive", "HN-1 paper", "HN-1 jaxcl"}
+        "Naive", "Frozen-1", "HN-1 paper", "HN-1 jaxcl"}
     lines = hn_learnability_page.target_lines(metrics)
     assert len(lines) == 1 and lines[0].startswith("- HN-1 jaxcl, 10 steps an experience")
+    assert "Frozen-1, the same frozen layers with heads trained directly, learns" in lines[0]
     text = hn_learnability_page.section("both", ("paper", "jaxcl"))
     assert text.count("jaxcl run hn_learnability --config") == 2
 
@@ -45,6 +57,37 @@ def test_runs_split_by_variant_merge_into_one_table(tmp_path, monkeypatch):
     (other / "summary.md").write_text((tmp_path / "jaxcl" / "summary.md").read_text())
     with pytest.raises(ValueError, match="other: its Naive learning_accuracy differs"):
         hn_learnability_page.merged(("paper", "other"))
+    saved = json.loads((tmp_path / "jaxcl" / "metrics.json").read_text())
+    saved["strategies"]["Frozen-1"]["per_seed"][0]["forgetting"] += 0.01
+    (other / "metrics.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="other: its Frozen-1 forgetting differs"):
+        hn_learnability_page.merged(("paper", "other"))
+
+
+def test_frozen_references_follow_the_depths():
+    config = hn_learnability.Config(depths=(0, 2), variants=("jaxcl",))
+    assert config.references() == ("Frozen-2",)  # HN-F freezes nothing: no reference
+    assert list(config.strategies()) == ["Naive", "Frozen-2", "HN-F jaxcl", "HN-2 jaxcl"]
+    assert hn_learnability.Config(depths=(2,), frozen=False).references() == ()
+    assert hn_learnability.Config(depths=(2,), baseline="Frozen-2").references() == ()
+    assert [hn_learnability.frozen_of(x) for x in ("HN-2 paper", "HN-F jaxcl", "Naive")] == [
+        "Frozen-2", None, None]
+
+
+def test_target_lines_say_when_the_baselines_forgetting_is_noise():
+    budget = {"steps_per_experience": 30,
+              "learning_accuracy": {"Naive": [0.9, 0.9, 0.9], "HN-1 jaxcl": [0.8, 0.8, 0.8],
+                                    "Frozen-1": [0.7, 0.72, 0.74]},
+              "forgetting": {"Naive": [0.0, 0.01, -0.005], "HN-1 jaxcl": [0.0, 0.0, 0.0],
+                             "Frozen-1": [0.0, 0.0, 0.0]}}
+    metrics = {"config": {"baseline": "Naive"}, "extra": {"budgets": {"1": budget}}}
+    line, = hn_learnability_page.target_lines(metrics)
+    assert "10.0 points below Naive's (outside 5)" in line
+    assert "Frozen-1, the same frozen layers with heads trained directly, learns 72.0" in line
+    assert "its interval reaches 0, so the ratio compares noise" in line
+    budget["forgetting"]["Naive"] = [0.2, 0.21, 0.22]
+    line, = hn_learnability_page.target_lines(metrics)
+    assert "compares noise" not in line and "(at most a third of its mean)" in line
 
 
 def test_the_page_is_built_from_the_committed_records():
