@@ -43,7 +43,7 @@ def parse_config(config_cls: type, argv: list[str] | None, *, name: str, descrip
     """
     # Every flag defaults to None (so that --quick's settings yield to explicit flags); the
     # help texts name the config's defaults instead.
-    parser = argparse.ArgumentParser(prog=f"jaxcl run {name}", description=description)
+    parser = OneLineParser(prog=f"jaxcl run {name}", description=description)
     parser.add_argument("--quick", action="store_true", help=f"tiny settings: {quick}")
     parser.add_argument("--config", type=pathlib.Path, default=None,
                         help="a JSON file of settings, any of the options below by their field "
@@ -76,13 +76,14 @@ def parse_config(config_cls: type, argv: list[str] | None, *, name: str, descrip
             kind = getattr(config_cls, "PARSE", {}).get(field.name, type(default))
             parser.add_argument(flag, type=kind, default=None, help=text)
     args = parser.parse_args(argv)
+    given = [f for f in dataclasses.fields(config_cls) if getattr(args, f.name) is not None]
     if (args.resume is False and args.out is not None
             and (args.out / run_folder.CHECKPOINTS).exists()):
         raise FileExistsError(f"--out {args.out} holds checkpoints of an unfinished run and "
                               "--no-resume was given; resume it, or pass a new folder")
     values = dict(quick) if args.quick else {}
     if args.config is not None:
-        values.update(config_file.read_config(config_cls, args.config))
+        values.update(config_file.read_config(config_cls, args.config, experiment=name))
     for f in dataclasses.fields(config_cls):
         value = getattr(args, f.name)
         if value is not None:
@@ -92,7 +93,26 @@ def parse_config(config_cls: type, argv: list[str] | None, *, name: str, descrip
         if values["preset"] not in presets:
             raise ValueError(f"preset {values['preset']!r} is not one of {tuple(presets)}")
         values = {**presets[values["preset"]], **values}
-    return dataclasses.replace(defaults, **values), args.out
+    config = dataclasses.replace(defaults, **values)
+    unused = config.unused() if hasattr(config, "unused") else {}
+    flags = [f"--{f.name.replace('_', '-')} {_shown(getattr(args, f.name))} does nothing in "
+             f"this run: {unused[f.name]}" for f in given if f.name in unused]
+    if flags:
+        raise ValueError(f"{'; '.join(flags)}; leave it out, so that config.json records only "
+                         "what ran")
+    return config, args.out
+
+
+def _shown(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose refusal is one line (the bad flag and value, and where the
+    options are listed) and exit status 2, not the usage block before it."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; `{self.prog} --help` lists every option\n")
 
 
 def _count_or_all(name: str) -> Callable[[str], int]:
@@ -220,6 +240,8 @@ def finish(out: pathlib.Path | None, *, experiment: str, config: Any, seeds: Seq
     """Print the table last, write the run folder; return ``metrics.json``'s content (with the
     paper's numbers under ``"paper"`` when given, :mod:`experiments.paper`)."""
     config_dict = dataclasses.asdict(config)
+    if hasattr(config, "unused"):  # what had no effect, and why: config.json says what ran
+        config_dict["unused"] = config.unused()
     settings = {label: r["settings"] for label, r in records.items() if "settings" in r}
     if settings:  # each strategy's resolved settings (e.g. norm "reference" -> its norms)
         config_dict["strategy_settings"] = settings
@@ -237,8 +259,8 @@ def finish(out: pathlib.Path | None, *, experiment: str, config: Any, seeds: Seq
     return files["metrics.json"]
 
 
-def finish_tables(out: pathlib.Path | None, *, config: Any, title: str, table: str,
-                  metrics: dict, paper: dict | None = None) -> dict:
+def finish_tables(out: pathlib.Path | None, *, experiment: str, config: Any, title: str,
+                  table: str, metrics: dict, paper: dict | None = None) -> dict:
     """For modules that train nothing: print the table, write config, metrics (the paper's
     numbers under ``"paper"`` when given) and summary."""
     if paper is not None:
@@ -246,7 +268,7 @@ def finish_tables(out: pathlib.Path | None, *, config: Any, title: str, table: s
     print(f"{title}\n{table}")
     if out is not None:
         run_folder.write_files(out, {"config.json": run_folder.config_json(
-                                         dataclasses.asdict(config)),
+                                         dataclasses.asdict(config), experiment),
                                      "metrics.json": metrics,
                                      "summary.md": f"# {title}\n\n{table}\n"})
         print(f"\nresults: {out}")
@@ -324,6 +346,10 @@ class RunOptions:
     bitwise equal to an uninterrupted one), event files, progress bars and the compilation
     cache (a cached program is the program the compiler builds)."""
 
+    DISTINCT: typing.ClassVar[tuple[str, ...]] = ()
+    """A module's list settings whose entries must differ (each names one run or row): a
+    repeat is refused rather than silently merged."""
+
     seeds: tuple[int, ...] = (0,)
     epochs: int = 1
     batch_size: int = 64
@@ -344,6 +370,12 @@ class RunOptions:
         if repeated:
             raise ValueError(f"seeds {list(self.seeds)} name {repeated} more than once; a seed "
                              "trained twice gives the same numbers twice (a false '± 0')")
+        for name in self.DISTINCT:
+            values = list(getattr(self, name))
+            repeated = [v for i, v in enumerate(values) if v in values[:i]]
+            if repeated:
+                raise ValueError(f"{name} {values} name {sorted(set(repeated), key=values.index)} "
+                                 "more than once; each is one run, give it once")
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
@@ -366,11 +398,14 @@ class RunOptions:
                 if f.name not in self.NO_EFFECT}
 
     def identity(self) -> dict[str, Any]:
-        """Every field of this experiment's config that can change a number (all but
-        ``NO_EFFECT``, the module's own fields included): the run an unfinished ``--out``'s
-        checkpoints belong to (:func:`jaxcl.io.run_folder.claim`)."""
+        """Every field of this experiment's config but how the run is carried out
+        (:attr:`RunOptions.NO_EFFECT`) and where the data are read from: the run an unfinished
+        ``--out``'s checkpoints belong to (:func:`jaxcl.io.run_folder.claim`). Which strategies
+        or variants run is part of it, though each checkpoints apart: a run of fewer would
+        delete the others' checkpoints when it finishes."""
+        skip = {*RunOptions.NO_EFFECT, "data_dir", "manual_dir"}
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name not in self.NO_EFFECT}
+                if f.name not in skip}
 
     def use_compile_cache(self) -> None:
         """JAX's persistent compilation cache on (in ``compile_cache_dir``) or off, as asked
@@ -567,6 +602,43 @@ class RunSettings(RunOptions):
     def labels(self) -> tuple[str, ...]:
         """The strategy labels the module trains (overridden by modules)."""
         return ()
+
+    SET_BY_MODULE: typing.ClassVar[dict[str, str]] = {}
+    """Shared settings a module sets itself for every strategy it trains, each with how (e.g.
+    ``first_vs_second_order`` trains order 1 beside order 2): a value given has no effect."""
+
+    HN_ONLY: typing.ClassVar[tuple[str, ...]] = (
+        "order", "coef", "chunk_dim", "max_prev_tasks", "preset", "new_task_init", "hnet_init",
+        "task_lr_scale", "reg_warmup")
+    """The settings only HN-k reads."""
+
+    def unused(self) -> dict[str, str]:
+        """Every setting that has no effect on this run, each with why: the module sets it
+        (:attr:`SET_BY_MODULE`), the benchmark does not take it, no strategy reads it, or the
+        model has no such part. A flag naming one is refused (:func:`parse_config`);
+        ``config.json`` lists them under ``"unused"``, so that it says exactly what ran."""
+        from jaxcl.data import BENCHMARK_OPTIONS
+        from jaxcl.learners import LABELS
+
+        out = dict(self.SET_BY_MODULE)
+        takes = BENCHMARK_OPTIONS.get(self.benchmark, ())
+        for name in ("image_size", "noise"):
+            if name not in takes:
+                out[name] = f"benchmark {self.benchmark} does not take it"
+        labels = self.labels()
+        kinds = {LABELS.get(label.split("-")[0]) for label in labels}
+        named = ", ".join(labels)
+        for kind, names, what in (("hypernetwork", self.HN_ONLY, "HN-k"), ("ewc", ("ewc_lambda",),
+                                  "EWC"), ("latent_replay", ("memory_size",), "LR-k")):
+            if kind not in kinds:
+                out.update({n: f"no {what} among the strategies ({named})" for n in names
+                            if n not in out})
+        if self.model != "resnet":
+            out.update(nf=f"model {self.model} is not the ResNet",
+                       norm=f"model {self.model} has no normalisation")
+        if self.model != "mlp":
+            out["hidden"] = f"model {self.model} is not the MLP"
+        return out
 
     PARSE: typing.ClassVar[dict[str, Callable[[str], Any]]] = {"order": parse_order}
 

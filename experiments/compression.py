@@ -95,7 +95,7 @@ def run(config: Config, out=None) -> dict:
     title = f"{NAME}: ResNet-{config.k} (nf={config.nf}), hypernetwork parameters against d"
     metrics = {"schema": "jaxcl.compression/2", "experiment": NAME,
                "config": dataclasses.asdict(config), "rows": rows}
-    return finish_tables(out, config=config, title=title, table=table, metrics=metrics,
+    return finish_tables(out, experiment=NAME, config=config, title=title, table=table, metrics=metrics,
                          paper={"source": "Hemati et al. (2023), Table 3",
                                 "setting": PAPER_SETTING, "rows": published})
 

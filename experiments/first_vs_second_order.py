@@ -15,6 +15,8 @@ paper's.
 
 from __future__ import annotations
 
+import dataclasses
+
 import sys
 
 import numpy as np
@@ -30,8 +32,12 @@ from jaxcl.io import plots
 from jaxcl.io.records import mean_std
 
 NAME = "first_vs_second_order"
-Config = HypernetSettings
 PAPER_SETTING = paper.SPLIT_CIFAR100
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(HypernetSettings):
+    SET_BY_MODULE = {"order": "this module trains order 1 beside order 2"}
 
 
 QUICK = {**QUICK_SETTINGS, "k": 1}

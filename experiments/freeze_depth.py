@@ -39,6 +39,8 @@ def label(kind: str, k: int) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Config(RunSettings):
+    DISTINCT = ("depths", "kinds")
+
     depths: tuple[int, ...] = (0, 1, 2, 3, 4)
     kinds: tuple[str, ...] = ("Frozen",)
 

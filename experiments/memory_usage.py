@@ -133,7 +133,7 @@ def run(config: Config, out=None) -> dict:
                                         {label[k]: label[k] for k in config.depths})}
     metrics = {"schema": "jaxcl.memory/2", "experiment": NAME,
                "config": dataclasses.asdict(config), "memory": data}
-    return finish_tables(out, config=config, title=title, table=table, metrics=metrics,
+    return finish_tables(out, experiment=NAME, config=config, title=title, table=table, metrics=metrics,
                          paper=published)
 
 

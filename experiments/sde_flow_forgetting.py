@@ -171,6 +171,7 @@ class Config(RunOptions):
                     "epoch's scan costs 0.6x one called from Python (3.8 against 6.3 ms, the "
                     "default model); auto would pick python on CPU",
     }
+    DISTINCT = ("variants",)
     NO_EFFECT: typing.ClassVar[tuple[str, ...]] = (*RunOptions.NO_EFFECT, "variants")
     """Settings that cannot change a variant's numbers: which variants run (each checkpoints
     apart), how often checkpoints are taken, event files, progress bars."""
@@ -597,7 +598,7 @@ def run(config: Config, out) -> dict:
                       for s in range(len(log["loss"]))]
     n = len(next(iter(records.values()))["mse_matrix"])
     files: dict[str, Any] = {
-        "config.json": run_folder.config_json(dataclasses.asdict(config)),
+        "config.json": run_folder.config_json(dataclasses.asdict(config), NAME),
         "metrics.json": metrics,
         "summary.md": f"# {title}\n\n{summary}\n",
         "mse_matrices.csv": run_folder.csv_text(

@@ -33,6 +33,8 @@ PAPER_SETTING = {
 
 @dataclasses.dataclass(frozen=True)
 class Config(RunSettings):
+    DISTINCT = ("strategies",)
+
     strategies: tuple[str, ...] = ("Naive", "EWC", "LR-1", "LR-2", "LR-3", "LR-4",
                                    "HN-1", "HN-2", "HN-3", "HN-4", "HN-F")
 

@@ -19,6 +19,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from jaxcl.names import did_you_mean
+
 
 def _defines_main(source: str) -> bool:
     """Whether a module's source binds ``main`` at its top level (``def main`` or ``main = ...``)."""
@@ -75,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.experiment not in experiment_names():
         parser.error(f"experiment {args.experiment!r} is not one of "
-                     f"{', '.join(experiment_names())}")
+                     f"{', '.join(experiment_names())}"
+                     f"{did_you_mean(args.experiment, experiment_names())}")
     if args.distributed:
         import jax
 

@@ -1,7 +1,7 @@
 """The architecture holds: arrows point one way, the core does no I/O, files stay small.
 
 Every module's imports are read from its source (``ast``): a module of a layer may import its
-own layer and the layers below it, never one above (``core`` <- ``models`` <- ``learners`` <-
+own layer and the layers below it, never one above (``types`` <- ``names`` <- ``core`` <- ``models`` <- ``learners`` <-
 ``train`` <- ``io``). Below ``io`` nothing prints, draws a progress bar, opens a socket or a file.
 """
 
@@ -11,11 +11,12 @@ import pathlib
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "jaxcl"
-LAYERS = ["types", "core", "models", "learners", "train", "io"]
-"""From the bottom up; ``data`` may use ``types`` and ``core`` only, ``streams`` (the public entry
+LAYERS = ["types", "names", "core", "models", "learners", "train", "io"]
+"""From the bottom up (``names``: the names a user types and their suggestions, pure
+functions); ``data`` may use ``types``, ``names`` and ``core`` only, ``streams`` (the public entry
 for a user's arrays) ``data`` and what it may, ``cli`` anything."""
 ALLOWED = {layer: set(LAYERS[: i + 1]) for i, layer in enumerate(LAYERS)}
-ALLOWED["data"] = {"types", "core", "data"}
+ALLOWED["data"] = {"types", "names", "core", "data"}
 ALLOWED["streams"] = {*ALLOWED["data"], "streams"}
 FORBIDDEN_CALLS = {"print", "open", "input"}
 FORBIDDEN_MODULES = {"tqdm", "socket", "urllib", "requests", "matplotlib", "tensorboardX"}

@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 import jax
 
 from jaxcl.data.synthetic_images import synthetic_image_stream
+from jaxcl.names import did_you_mean
 from jaxcl.types import Experience
 
 
@@ -104,7 +105,8 @@ def check_benchmark(name: str, options=(), *, data_dir=None, manual_dir=None) ->
     a folder holding ``train/`` and ``test/`` for ``image_folder``, a file for ``arrays``); nothing
     is loaded."""
     if name not in BENCHMARK_OPTIONS:
-        raise ValueError(f"benchmark={name!r} is not one of {tuple(BENCHMARK_OPTIONS)}")
+        raise ValueError(f"benchmark={name!r} is not one of {tuple(BENCHMARK_OPTIONS)}"
+                         f"{did_you_mean(name, BENCHMARK_OPTIONS)}")
     unknown = [o for o in options if o not in BENCHMARK_OPTIONS[name]]
     if unknown:
         raise ValueError(f"benchmark {name!r} does not take {', '.join(map(repr, unknown))}; it "

@@ -46,8 +46,14 @@ def _import_tfds_quietly():
             os.close(null)
             stack.callback(os.close, saved)
             stack.callback(os.dup2, saved, 2)
-        import tensorflow as tf
-        import tensorflow_datasets
+        try:
+            import tensorflow as tf
+            import tensorflow_datasets
+        except ModuleNotFoundError as missing:
+            raise ImportError(
+                f"the TFDS benchmarks and image folders read data through TensorFlow Datasets "
+                f"({missing.name} is not installed): install the data extra, pip install "
+                "'jaxcl[data]' (or pip install -e '.[data]' in a clone)") from None
 
         tf.constant(0)  # TensorFlow's first op prints the oneDNN notice: here, not later
     return tensorflow_datasets

@@ -122,12 +122,21 @@ def user_stream(arrays, *, seed: int, classes_per_task: int | None, num_tasks: i
     if num_tasks is None:
         if not (isinstance(classes_per_task, int) and classes_per_task >= 1
                 and len(order) % classes_per_task == 0):
+            if class_order is not None:
+                raise ValueError(
+                    f"class_order [{_listed(order)}] names {len(order)} classes, which do not split "
+                    f"into experiences of classes_per_task={classes_per_task!r}; give a multiple "
+                    f"of {classes_per_task!r} classes (of the {len(classes)} of "
+                    f"{where or 'y_train'}), or num_tasks (the first num_tasks x "
+                    "classes_per_task of the order are used)")
             raise ValueError(f"the {len(order)} classes of {where or 'y_train'} do not split into "
                              f"experiences of classes_per_task={classes_per_task!r}; pass "
                              "num_tasks (the first num_tasks x classes_per_task classes are used) "
                              "or a class_order")
         num_tasks = len(order) // classes_per_task
-    check_split(num_tasks, classes_per_task, len(order), f" of {where or 'y_train'}")
+    check_split(num_tasks, classes_per_task, len(order), f" of {where or 'y_train'}"
+                if class_order is None else
+                f" named by class_order (of the {len(classes)} of {where or 'y_train'})")
     order = order[:num_tasks * classes_per_task]
     untested = np.setdiff1d(order, arrays["test"][1])
     if len(untested):

@@ -11,8 +11,9 @@ code, and the dataclass is already the schema. Reading refuses unknown keys and 
 wrong type with the key named; the dataclass's own checks then see the values as flags give them.
 
 ``config.json`` also holds, under :data:`DERIVED` keys, what a run worked out or ran on: each
-strategy's resolved settings (``"strategy_settings"``) and :func:`provenance`. Reading skips
-them.
+strategy's resolved settings (``"strategy_settings"``), the settings that had no effect on the
+run and why (``"unused"``), the experiment it is for (``"experiment"``: another experiment's file
+is refused, naming it) and :func:`provenance`. Reading skips them.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import types
 import typing
 from typing import Any
 
-DERIVED = ("strategy_settings", "provenance")
+DERIVED = ("strategy_settings", "provenance", "unused", "experiment")
 """Keys of a written ``config.json`` that are not settings: read back, they are skipped."""
 
 PACKAGES = ("jaxcl", "jax", "jaxlib", "flax", "optax", "diffrax", "distrax", "numpy")
@@ -69,14 +70,23 @@ def _coerce(hint: Any, value: Any) -> tuple[bool, Any]:
     return False, None
 
 
-def read_config(config_cls: type, path: str | pathlib.Path) -> dict[str, Any]:
+def read_config(config_cls: type, path: str | pathlib.Path, *, experiment: str | None = None
+                ) -> dict[str, Any]:
     """The settings in JSON file ``path`` for dataclass ``config_cls``, as ``{field: value}``
     (tuples for lists), ready for ``dataclasses.replace``; :data:`DERIVED` keys are skipped.
 
     Raises ``ValueError`` naming the file and the key for a file that is not a JSON object, an
-    unknown key, or a value of the wrong type; ``OSError`` for a file that cannot be read.
+    unknown key, or a value of the wrong type, and for a run's ``config.json`` whose
+    ``"experiment"`` is not ``experiment`` (naming the command that re-runs it); ``OSError``
+    naming the file for one that is missing, a folder, or cannot be read.
     """
     path = pathlib.Path(path)
+    if path.is_dir():
+        hint = f" (a run folder's is {path / 'config.json'})" if (
+            path / "config.json").is_file() else ""
+        raise IsADirectoryError(f"config {path} is a folder; give a JSON file of settings{hint}")
+    if not path.exists():
+        raise FileNotFoundError(f"config {path}: no such file")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as error:
@@ -85,6 +95,16 @@ def read_config(config_cls: type, path: str | pathlib.Path) -> dict[str, Any]:
         kind = type(data).__name__  # bad input, refused like all bad input: a ValueError
         message = f"config {path}: must be a JSON object of settings, got {kind}"
         raise ValueError(message)  # noqa: TRY004
+    theirs = data.get("experiment")
+    beside = path.parent / "metrics.json"  # an older run folder's config.json names none
+    if theirs is None and path.name == "config.json" and beside.is_file():
+        try:
+            theirs = json.loads(beside.read_text()).get("experiment")
+        except (OSError, ValueError, AttributeError):
+            theirs = None
+    if experiment is not None and theirs is not None and theirs != experiment:
+        raise ValueError(f"config {path} is the config.json of a {theirs} run, not of "
+                         f"{experiment}; re-run it with jaxcl run {theirs} --config {path}")
     hints = typing.get_type_hints(config_cls)
     fields = [f.name for f in dataclasses.fields(config_cls)]
     values = {}
@@ -92,8 +112,9 @@ def read_config(config_cls: type, path: str | pathlib.Path) -> dict[str, Any]:
         if key in DERIVED:
             continue
         if key not in fields:
-            raise ValueError(f"config {path}: unknown key {key!r}; {config_cls.__module__}."
-                             f"{config_cls.__qualname__} takes {', '.join(fields)}")
+            owner = experiment or f"{config_cls.__module__}.{config_cls.__qualname__}"
+            raise ValueError(f"config {path}: unknown key {key!r}; {owner} takes "
+                             f"{', '.join(fields)}")
         ok, values[key] = _coerce(hints[key], value)
         if not ok:
             raise ValueError(f"config {path}: {key!r} must be {_type_name(hints[key])}, got "

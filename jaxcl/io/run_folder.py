@@ -169,10 +169,11 @@ def write_files(out: pathlib.Path, files: dict[str, Any]) -> None:
             shutil.rmtree(tmp)
 
 
-def config_json(config: dict[str, Any]) -> dict[str, Any]:
-    """``config.json``'s content: the settings and, under ``"provenance"``, what the run ran on
-    (:func:`jaxcl.io.config_file.provenance`)."""
-    return {**config, "provenance": provenance()}
+def config_json(config: dict[str, Any], experiment: str) -> dict[str, Any]:
+    """``config.json``'s content: the settings, the ``"experiment"`` they are for (so that
+    ``--config`` with another experiment's file says whose it is) and, under ``"provenance"``,
+    what the run ran on (:func:`jaxcl.io.config_file.provenance`)."""
+    return {**config, "experiment": experiment, "provenance": provenance()}
 
 
 def csv_text(header: list[str], rows) -> str:
@@ -210,7 +211,7 @@ def run_files(
             for s in range(len(log["loss"])):
                 step_rows.append([label, seed, s, int(log["experience"][s]), float(log["loss"][s]),
                                   float(log["cosine"][s]), float(log["grad_rel_diff"][s])])
-    config = config_json(config)
+    config = config_json(config, experiment)
     files: dict[str, Any] = {
         "config.json": config,
         "metrics.json": {"schema": SCHEMA, "experiment": experiment, "config": config,

@@ -18,6 +18,7 @@ from jaxcl.core.hypernet import NEW_TASK_INITS, HypernetConfig
 from jaxcl.learners.base import METRIC_KEYS, Consolidating, Learner
 from jaxcl.learners.finetune import EWC, FinetuneState, Naive
 from jaxcl.learners.hypernetwork import HN_ORDERS, HypernetState, PartialHypernet
+from jaxcl.names import did_you_mean
 from jaxcl.learners.latent_replay import (
     Frozen,
     FrozenState,
@@ -38,6 +39,9 @@ STRATEGIES = ("naive", "ewc", "frozen", "latent_replay", "hypernetwork")
 LABELS = {"Naive": "naive", "EWC": "ewc", "Frozen": "frozen", "LR": "latent_replay",
           "HN": "hypernetwork"}
 """Label prefix -> strategy; ``Frozen``, ``LR`` and ``HN`` take ``-k`` (``HN-F`` is k = 0)."""
+EXAMPLE_LABELS = ("Naive", "EWC", *(f"Frozen-{k}" for k in range(5)),
+                  *(f"LR-{k}" for k in range(1, 5)), *(f"HN-{k}" for k in range(1, 5)), "HN-F")
+"""Every label of the slim ResNet's depths: what an unknown label is matched against."""
 NORM_CHOICES = ("reference", *NORMS)
 REFERENCE_NORMS = {
     "naive": ("batch", "batch"),
@@ -132,7 +136,8 @@ class StrategyConfig:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy={self.strategy!r} is not one of {STRATEGIES}")
         if self.model not in MODELS:
-            raise ValueError(f"model={self.model!r} is not one of {MODELS}")
+            raise ValueError(f"model={self.model!r} is not one of {MODELS}"
+                             f"{did_you_mean(self.model, MODELS)}")
         if self.model == "resnet" and self.k not in FREEZE_DEPTHS:
             raise ValueError(f"freeze depth k={self.k!r} is not one of {FREEZE_DEPTHS}")
         if self.strategy == "latent_replay" and self.k < 1:
@@ -194,7 +199,7 @@ class StrategyConfig:
         with_depth = name in ("Frozen", "LR", "HN")
         if name not in LABELS or bool(depth) != with_depth:
             raise ValueError(f"strategy label {label!r} is not Naive, EWC, Frozen-k, LR-k, HN-k "
-                             "or HN-F")
+                             f"or HN-F{did_you_mean(label, EXAMPLE_LABELS)}")
         settings = {**settings, "strategy": LABELS[name]}
         if depth:
             if not (depth == "F" and name == "HN") and not depth.isdigit():
@@ -266,7 +271,7 @@ def build_strategy(
     return BUILDERS[config.strategy](config, num_tasks, classes_per_task, sample_x, optimizer)
 
 
-__all__ = ["BUILDERS", "Consolidating", "EWC", "HN_ORDERS", "HN_PRESETS", "LABELS", "METRIC_KEYS",
+__all__ = ["BUILDERS", "Consolidating", "EWC", "EXAMPLE_LABELS", "HN_ORDERS", "HN_PRESETS", "LABELS", "METRIC_KEYS",
            "NORM_CHOICES", "REFERENCE_NORMS", "STRATEGIES", "FinetuneState", "Frozen",
            "FrozenState", "HypernetState", "LatentReplay", "Naive", "PartialHypernet",
            "ReplayBuffer", "ReplayState", "Learner", "StrategyConfig", "build_strategy"]

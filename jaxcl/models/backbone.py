@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from jaxcl.core.nnx_target import as_linen
 from jaxcl.models.mlp import MLP
 from jaxcl.models.resnet import FREEZE_DEPTHS, NUM_STAGES, SlimResNet18
+from jaxcl.names import did_you_mean
 
 
 class Split(NamedTuple):
@@ -81,7 +82,7 @@ def split_model(
     gradient on CPU, a matter of speed only).
     """
     if model not in SPLITS:
-        raise ValueError(f"model={model!r} is not one of {MODELS}")
+        raise ValueError(f"model={model!r} is not one of {MODELS}{did_you_mean(model, MODELS)}")
     return SPLITS[model](k, num_classes=num_classes, head=head, nf=nf, hidden=hidden, norm=norm,
                          upper_norm=norm if upper_norm is None else upper_norm, conv=conv)
 

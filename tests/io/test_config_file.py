@@ -26,7 +26,8 @@ def write(tmp_path, content) -> str:
 def test_every_setting_round_trips_through_json(cls, tmp_path):
     """A config written as a run writes it reads back equal, and every field changed from its
     default reads back as written (lists as tuples, an int where a float is due as a float)."""
-    written = {**dataclasses.asdict(cls()), "strategy_settings": {"x": 1}, "provenance": {}}
+    written = {**dataclasses.asdict(cls()), "strategy_settings": {"x": 1}, "provenance": {},
+               "unused": {"nf": "model mlp is not the ResNet"}}
     assert dataclasses.replace(cls(), **read_config(cls, write(tmp_path, written))) == cls()
     changed = {}
     for f in dataclasses.fields(cls):
@@ -38,7 +39,7 @@ def test_every_setting_round_trips_through_json(cls, tmp_path):
     assert values == {**{n: tuple(v) if isinstance(v, list) else v for n, v in changed.items()},
                       "learning_rate": 2.0}
     assert isinstance(values["learning_rate"], float)
-    assert set(DERIVED) == {"strategy_settings", "provenance"}
+    assert set(DERIVED) == {"strategy_settings", "provenance", "unused", "experiment"}
 
 
 @pytest.mark.parametrize("content, message", [
