@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import os
 import pathlib
 import typing
 import warnings
@@ -95,16 +96,20 @@ def parse_config(config_cls: type, argv: list[str] | None, *, name: str, descrip
         values = {**presets[values["preset"]], **values}
     config = dataclasses.replace(defaults, **values)
     unused = config.unused() if hasattr(config, "unused") else {}
-    flags = [f"--{f.name.replace('_', '-')} {_shown(getattr(args, f.name))} does nothing in "
-             f"this run: {unused[f.name]}" for f in given if f.name in unused]
+    flags = [f"{_flag(f.name, getattr(args, f.name))} does nothing in this run: "
+             f"{unused[f.name]}" for f in given if f.name in unused]
     if flags:
         raise ValueError(f"{'; '.join(flags)}; leave it out, so that config.json records only "
                          "what ran")
     return config, args.out
 
 
-def _shown(value: Any) -> str:
-    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+def _flag(name: str, value: Any) -> str:
+    """A flag as it was typed: ``--order 2``, ``--seeds 0 1``, ``--no-augment``."""
+    flag = name.replace("_", "-")
+    if isinstance(value, bool):
+        return f"--{'' if value else 'no-'}{flag}"
+    return f"--{flag} " + (" ".join(map(str, value)) if isinstance(value, list) else str(value))
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -113,6 +118,19 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}; `{self.prog} --help` lists every option\n")
+
+
+def device_memory() -> int:
+    """Bytes this process's first device can hold: its allocator's limit on an accelerator, the host's
+    physical memory on CPU (whose device reports none)."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**40:.1f} TiB" if n >= 2**40 else f"{n / 2**30:.1f} GiB"
 
 
 def _count_or_all(name: str) -> Callable[[str], int]:
@@ -403,7 +421,7 @@ class RunOptions:
         ``--out``'s checkpoints belong to (:func:`jaxcl.io.run_folder.claim`). Which strategies
         or variants run is part of it, though each checkpoints apart: a run of fewer would
         delete the others' checkpoints when it finishes."""
-        skip = {*RunOptions.NO_EFFECT, "data_dir", "manual_dir"}
+        skip = {*RunOptions.NO_EFFECT, "data_dir", "manual_dir", "download"}
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if f.name not in skip}
 
@@ -491,6 +509,8 @@ class RunSettings(RunOptions):
                     "default)",
         "manual_dir": "a folder holding the datasets' original files, prepared offline; several "
                       "separated by ':', searched in order",
+        "download": "let TFDS download a dataset that is neither prepared in --data-dir nor in "
+                    "--manual-dir; --no-download refuses such a dataset at once (offline)",
         "data_path": "image_folder's folder or arrays' .npz file",
         "class_order": "image_folder's or arrays' classes in experience order (labels; an image "
                        "folder's sorted class folders are 0, 1, ...), a permutation or subset; "
@@ -544,6 +564,7 @@ class RunSettings(RunOptions):
     benchmark: str = "synthetic"
     data_dir: str = ""
     manual_dir: str = ""
+    download: bool = True
     datasets: tuple[str, ...] = ()
     data_path: str = ""
     class_order: tuple[int, ...] = ()
@@ -598,6 +619,52 @@ class RunSettings(RunOptions):
                         data_dir=self.data_dir or None, manual_dir=self.manual_dir or None)
         for label in self.labels():
             self.strategy(label)  # every strategy setting is checked before any work
+        self.check_memory()
+
+    ACTIVATION_MAPS: typing.ClassVar[int] = 4
+    """Full-resolution activation maps per image the slim ResNet keeps for its backward pass, at
+    least (the stem's convolution, normalisation and ReLU, and the first block's input): the
+    lower bound :meth:`check_memory` counts."""
+
+    def memory_estimate(self) -> dict[str, int]:
+        """Bytes this run needs at least, by what needs them, where the image size sets it (the
+        synthetic streams and image folders): the stream on the device (float32 images, the
+        synthetic ones' class prototypes too) and one minibatch's full-resolution activations
+        (the ResNet: ``ACTIVATION_MAPS`` maps of ``nf`` channels; the MLP: its first layer's
+        weights with their gradient and Adam's two moments). Empty where the benchmark fixes
+        the image size."""
+        from jaxcl.data import SYNTHETIC
+
+        if "image_size" in self.unused():
+            return {}
+        pixels, out = self.image_size ** 2, {}
+        if self.benchmark in SYNTHETIC:
+            tasks = 4 if self.benchmark == "synthetic_noisy" else (self.num_tasks or 20)
+            images = tasks * (self.classes_per_task or 5) * (
+                (self.train_per_class or 500) + (self.test_per_class or 100) + 1)
+            out["the synthetic stream"] = 4 * images * pixels * 3
+        if self.model == "resnet":
+            out["one minibatch's activations"] = (4 * self.batch_size * pixels * self.nf
+                                                  * self.ACTIVATION_MAPS)
+        else:
+            out["the MLP's first layer with its gradient and Adam's moments"] = (
+                4 * 4 * pixels * 3 * self.hidden[0])
+        return out
+
+    def check_memory(self) -> None:
+        """Refuse, before any data is made or anything compiles, a run whose
+        :meth:`memory_estimate` exceeds the default device's memory (its allocator's limit on
+        an accelerator, the host's physical memory on CPU), naming the option and the bytes:
+        XLA would otherwise abort the process with no line of its own."""
+        need = self.memory_estimate()
+        total = sum(need.values())
+        limit = device_memory()
+        if total > limit:
+            parts = ", ".join(f"{what} {_gib(n)}" for what, n in need.items())
+            raise ValueError(
+                f"image_size={self.image_size} needs at least {_gib(total)} ({parts}); the "
+                f"device holds {_gib(limit)}: use a smaller --image-size" + (
+                    ", fewer --train-per-class or --num-tasks" if len(need) > 1 else ""))
 
     def labels(self) -> tuple[str, ...]:
         """The strategy labels the module trains (overridden by modules)."""
@@ -617,7 +684,7 @@ class RunSettings(RunOptions):
         (:attr:`SET_BY_MODULE`), the benchmark does not take it, no strategy reads it, or the
         model has no such part. A flag naming one is refused (:func:`parse_config`);
         ``config.json`` lists them under ``"unused"``, so that it says exactly what ran."""
-        from jaxcl.data import BENCHMARK_OPTIONS
+        from jaxcl.data import BENCHMARK_OPTIONS, OWN_DATA, SYNTHETIC
         from jaxcl.learners import LABELS
 
         out = dict(self.SET_BY_MODULE)
@@ -625,6 +692,8 @@ class RunSettings(RunOptions):
         for name in ("image_size", "noise"):
             if name not in takes:
                 out[name] = f"benchmark {self.benchmark} does not take it"
+        if self.benchmark in (*SYNTHETIC, *OWN_DATA, "split_digits"):
+            out["download"] = f"benchmark {self.benchmark} downloads nothing"
         labels = self.labels()
         kinds = {LABELS.get(label.split("-")[0]) for label in labels}
         named = ", ".join(labels)
@@ -651,7 +720,7 @@ class RunSettings(RunOptions):
     """Counts whose 0 means "the benchmark's own": ``all`` on the command line, 0 refused."""
 
     NO_EFFECT: typing.ClassVar[tuple[str, ...]] = (*RunOptions.NO_EFFECT, "data_dir", "manual_dir",
-                                                   "preset")
+                                                   "download", "preset")
     """Settings that cannot change a number: where the data are read from (their content is
     fingerprinted instead), how often checkpoints are taken (a resumed run ends bitwise equal to
     an uninterrupted one), event files and progress bars."""
@@ -729,7 +798,8 @@ class RunSettings(RunOptions):
         from jaxcl.data import load_benchmark
 
         return load_benchmark(self.benchmark, seed=seed, data_dir=self.data_dir or None,
-                              manual_dir=self.manual_dir or None, cache=cache,
+                              manual_dir=self.manual_dir or None, download=self.download,
+                              cache=cache,
                               **self.stream_options())
 
 

@@ -187,10 +187,14 @@ def differences(config: Any, paper: Mapping[str, Any]) -> str:
 
     ``seeds`` compares the number of seeds; 0 for a stream shape (``num_tasks``,
     ``classes_per_task``, ``train_per_class``, ``test_per_class``) or a buffer (``memory_size``)
-    is the benchmark's own, the paper's.
+    is the benchmark's own, the paper's. A setting that had no effect on the run
+    (``config.unused()``, e.g. HN-k's when no HN-k ran) is not a difference.
     """
+    unused = config.unused() if hasattr(config, "unused") else {}
     diffs = []
     for name, want in paper.items():
+        if name in unused:
+            continue
         have = getattr(config, name)
         if name == "seeds":
             have = len(have)

@@ -97,8 +97,10 @@ def run_main(main: Callable[[list[str]], Any], name: str, argv: list[str]) -> in
     except (ValueError, OSError, ImportError, FloatingPointError) as error:  # input, data, NaN
         print(f"jaxcl run {name}: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt as interrupt:
-        print(f"jaxcl run {name}: {interrupt or 'interrupted'}", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:  # a bare one: before any checkpoint (e.g. loading)
+        from jaxcl.io.checkpoints import INTERRUPTED_EARLY
+
+        print(f"jaxcl run {name}: {str(interrupt) or INTERRUPTED_EARLY}", file=sys.stderr)
         return 130
     return 0
 

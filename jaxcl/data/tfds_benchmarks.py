@@ -21,7 +21,8 @@ there and reuses it, and creates the folder when it does not exist yet); the ori
 ``a:b``), searched in order: each dataset is prepared from the first that holds all its files, so
 the cross-dataset stream's archives need not be gathered into one folder. The loader never
 probes the network: with ``download=False`` a dataset that is not prepared fails at once, and a
-download that fails fails with the same :class:`DataNotAvailableError`, naming the dataset,
+download that fails (at its first connection error: TFDS's retries are off, see
+``_no_retries``) fails with the same :class:`DataNotAvailableError`, naming the dataset,
 ``data_dir``, ``manual_dir``, the files expected there and how to prepare the data offline.
 
 Nothing is kept between calls behind the caller's back: the arrays read from a prepared dataset
@@ -34,6 +35,7 @@ The builders of datasets TFDS's catalogue lacks, or reads from other files, are 
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -104,11 +106,30 @@ def _prepared_builder(name: str, expected: tuple[str, ...], source: Source, *,
     if not source.download:
         raise unavailable("downloads are off (download=False)")
     try:
-        builder.download_and_prepare()
+        with _no_retries():
+            builder.download_and_prepare()
     except Exception as error:  # noqa: BLE001  (TFDS raises many kinds on a failed download)
         raise unavailable(f"its download failed ({type(error).__name__}: "
                           f"{(str(error).strip().splitlines() or [''])[0][:200]})") from error
     return builder
+
+
+@contextlib.contextmanager
+def _no_retries():
+    """TFDS's downloads without their retries, while the block runs.
+
+    TFDS retries every HTTP request ten times with exponential back-off (urllib3's ``Retry``
+    built from ``downloader.MAX_RETRIES``): with no network, 205 s of waiting before a failure
+    that was certain at the first connection error. TFDS offers no other setting for it.
+    """
+    from tensorflow_datasets.core.download import downloader
+
+    saved = downloader.MAX_RETRIES
+    downloader.MAX_RETRIES = 0
+    try:
+        yield
+    finally:
+        downloader.MAX_RETRIES = saved
 
 
 def _manual_with(expected: tuple[str, ...], source: Source) -> pathlib.Path | None:

@@ -49,6 +49,12 @@ class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during a checkpointed run: its message says what is kept and how to go on."""
 
 
+INTERRUPTED_EARLY = ("interrupted before the first checkpoint; nothing is kept, rerun the same "
+                     "command to start again")
+"""The line of a Ctrl-C that comes before a run has anything to resume from (while its data
+load or its programs compile, or before the first checkpoint is written)."""
+
+
 @contextlib.contextmanager
 def _interrupt_after():
     """A Ctrl-C (SIGINT) while a checkpoint is written takes effect once it is written.
@@ -157,8 +163,7 @@ class RunCheckpoints:
     def interrupted(self) -> RunInterrupted:
         """The one-line report of a Ctrl-C: what is kept, how to go on."""
         if self.saved is None:
-            return RunInterrupted("interrupted before the first checkpoint; nothing is kept, "
-                                  "rerun the same command to start again")
+            return RunInterrupted(INTERRUPTED_EARLY)
         return RunInterrupted(f"interrupted; {self.kept()}; rerun the same command to resume")
 
     def close(self) -> None:

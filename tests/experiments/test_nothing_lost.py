@@ -2,6 +2,7 @@
 other strategies, options or another experiment is refused before it can resume, overwrite or
 delete that run's checkpoints; a run that fails before its first checkpoint leaves nothing."""
 
+import dataclasses
 import json
 
 import pytest
@@ -162,6 +163,10 @@ def test_config_json_lists_what_had_no_effect_and_reads_back(tmp_path):
     assert unused["nf"] == "model mlp is not the ResNet" and "hidden" not in unused
     assert "image_size" not in unused and "noise" not in unused  # the synthetic stream's own
     assert set(unused) <= set(split_benchmark.Config.__dataclass_fields__)
+    # Nor are they listed as departures from the paper under the table.
+    summary = (out / "summary.md").read_text()
+    assert "differs from the paper's setting" in summary and "epochs 2 (paper: 100)" in summary
+    assert "new_task_init" not in summary and "reg_warmup" not in summary
     # A run folder's config.json re-runs it, "unused" and all (the file's values are not flags).
     again = split_benchmark.main(["--config", str(out / "config.json"), "--out",
                                   str(tmp_path / "again")])
@@ -263,3 +268,118 @@ def test_the_manifest_names_the_variants_of_a_run():
     fewer = sde_flow_forgetting.Config(variants=every.variants[:1])
     assert "variants" in every.NO_EFFECT and every.identity() != fewer.identity()
     assert "progress" not in every.identity() and "compile_cache_dir" not in every.identity()
+
+
+def test_ctrl_c_while_data_load_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    import jaxcl.data
+    from experiments import split_benchmark
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jaxcl.data, "load_benchmark", ctrl_c)
+    out = tmp_path / "r"
+    argv = ["--quick", "--strategies", "Naive", "--out", str(out)]
+    assert run_main(split_benchmark.main, "split_benchmark", argv) == 130
+    from jaxcl.io.checkpoints import INTERRUPTED_EARLY
+
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"jaxcl run split_benchmark: {INTERRUPTED_EARLY}"]
+    assert not out.exists()
+
+
+def test_sigint_while_tfds_prepares_the_data_ends_in_one_line(tmp_path):
+    """A real Ctrl-C while TFDS prepares Fashion-MNIST from the Debian package's files (its
+    worker threads running): exit status 130, one line, no traceback, nothing written."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from support import ROOT
+
+    from jaxcl.data import tfds_builders
+
+    for wait in (0.0, 1.5):  # as preparation starts, and inside it
+        data_dir, out = tmp_path / f"tfds{wait}", tmp_path / f"run{wait}"
+        command = [sys.executable, "-m", "experiments.split_benchmark", "--benchmark",
+                   "split_fashion_mnist", "--manual-dir", str(tfds_builders.DEBIAN_FASHION_MNIST),
+                   "--data-dir", str(data_dir), "--model", "mlp", "--strategies", "Naive",
+                   "--epochs", "1", "--no-augment", "--no-progress", "--out", str(out)]
+        proc = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ), text=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        deadline = time.monotonic() + 120
+        while not (data_dir / "fashion_mnist_files").exists():  # TFDS has begun preparing
+            assert proc.poll() is None and time.monotonic() < deadline, "preparation never began"
+            time.sleep(0.05)
+        time.sleep(wait)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        lines = [line for line in err.splitlines() if line.startswith("jaxcl run ")]
+        assert proc.returncode == 130, (wait, proc.returncode, err[-2000:])
+        assert lines == ["jaxcl run split_benchmark: interrupted before the first checkpoint; "
+                         "nothing is kept, rerun the same command to start again"], err[-2000:]
+        assert "Traceback" not in err and not out.exists()
+
+
+def test_a_failed_download_fails_at_the_first_connection_error(tmp_path):
+    """With no network (name resolution fails), a dataset neither prepared nor in manual_dir
+    used to wait 205 s for TFDS's ten retries; it fails at the first, naming the dataset."""
+    import subprocess
+    import sys
+
+    from support import ROOT
+
+    code = f"""
+import socket, time
+def offline(*args, **kwargs):
+    raise socket.gaierror(-2, "Name or service not known")
+socket.getaddrinfo = offline
+from tensorflow_datasets.core.utils import gcs_utils
+gcs_utils.is_dataset_on_gcs = lambda *args, **kwargs: False  # TFDS's prepared copies: offline
+from jaxcl.data import tfds_benchmarks as tb
+from tensorflow_datasets.core.download import downloader
+start = time.perf_counter()
+try:
+    tb.load_benchmark("split_cifar100", seed=0, data_dir={str(tmp_path / "tfds")!r})
+except tb.DataNotAvailableError as error:
+    print(round(time.perf_counter() - start, 1), downloader.MAX_RETRIES, "|", error)
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    last = (done.stdout.strip().splitlines() or [""])[-1]  # after TFDS's own lines
+    seconds, retries, _, message = last.split(" ", 3)
+    assert float(seconds) < 20, done.stdout  # was 205 s
+    assert retries == "10"  # TFDS's setting is back once the download has failed
+    assert "dataset 'cifar100' is not prepared" in message and "its download failed" in message
+    assert "cifar-100-binary.tar.gz" in message  # what to put in manual_dir
+
+
+@pytest.mark.parametrize("size", ["100000", "4096"])
+def test_an_image_size_that_cannot_fit_is_refused_before_any_work(size, tmp_path, capsys):
+    """It used to abort inside XLA (exit 134, a C++ stack trace)."""
+    from experiments import split_benchmark
+
+    argv = ["--quick", "--strategies", "Naive", "--image-size", size, "--out", str(tmp_path / "r")]
+    assert run_main(split_benchmark.main, "split_benchmark", argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"image_size={size} needs at least " in err[0], err
+    assert "the synthetic stream" in err[0] and "the device holds" in err[0]
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_memory_estimate_counts_the_stream_and_the_first_activations():
+    from experiments import split_benchmark
+
+    config = split_benchmark.Config(strategies=("Naive",), image_size=32, num_tasks=2,
+                                    classes_per_task=3, train_per_class=10, test_per_class=5)
+    need = config.memory_estimate()
+    assert need["the synthetic stream"] == 4 * 2 * 3 * (10 + 5 + 1) * 32 * 32 * 3
+    assert need["one minibatch's activations"] == 4 * 64 * 32 * 32 * 20 * 4
+    mlp = dataclasses.replace(config, model="mlp", hidden=(50,))
+    assert mlp.memory_estimate()["the MLP's first layer with its gradient and Adam's moments"] == (
+        4 * 4 * 32 * 32 * 3 * 50)
+    # Where the benchmark fixes the image size, nothing depends on --image-size.
+    assert dataclasses.replace(config, benchmark="split_digits").memory_estimate() == {}

@@ -171,6 +171,10 @@ def test_split_benchmark_prints_table2(no_training, tmp_path):
     assert table_row(summary, "EWC")[2] == "22.4 ± 1.1"
     assert table_row(summary, "EWC")[4] == "34.5 ± 0.5"
     assert table_row(summary, "HN-F")[7] == "1,200 min"
+    # No LR-k ran: the buffer size did nothing, so it is no departure from the paper.
+    assert "memory_size" not in summary
+    _, summary = run_module("split_benchmark", tmp_path / "tiny_lr", benchmark="split_tinyimagenet",
+                            strategies=("LR-2",), memory_size=200)
     assert "memory_size 200 (paper: 400)" in summary
 
 
