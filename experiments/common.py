@@ -18,7 +18,7 @@ from typing import Any
 import jax
 
 from jaxcl.data.augment import random_crop_flip
-from jaxcl.io import compile_cache, config_file, run_folder
+from jaxcl.io import compile_cache, config_file, interrupts, run_folder
 from jaxcl.io.checkpoints import RunCheckpoints, content_digest
 from jaxcl.io.event_logs import summary_writer
 from jaxcl.io.progress import ProgressBar
@@ -165,6 +165,16 @@ def default_out(name: str) -> pathlib.Path:
     return pathlib.Path("runs") / f"{name}-{stamp}"
 
 
+def interruptible(report: Callable) -> Callable:
+    """``report`` (what the loop reports its events to) that first raises a Ctrl-C swallowed
+    since the last event (:func:`jaxcl.io.interrupts.raise_pending`): the loop stops there,
+    keeping its checkpoint."""
+    def checked(event):
+        interrupts.raise_pending()
+        report(event)
+    return checked
+
+
 def run_strategies(
     strategies: dict[str, StrategyConfig],
     stream_for_seed: Callable[[int], Sequence[Experience]],
@@ -198,6 +208,7 @@ def run_strategies(
     ``steps[label][seed]``.
     """
     streams = [stream_for_seed(seed) for seed in seeds]
+    interrupts.raise_pending()  # a Ctrl-C swallowed while the data loaded
     shape = streams[0][0].x_train.shape
     if augment and len(shape) != 4:
         raise ValueError(f"augment crops and flips images (N, H, W, C), but the stream's inputs "
@@ -222,7 +233,8 @@ def run_strategies(
                     strategy, [streams[i] for i in group],
                     keys=[jax.random.key(seed) for seed in group_seeds], epochs=epochs,
                     batch_size=batch_size, eval_batch_size=eval_batch_size,
-                    on_event=ProgressBar(progress), label=f"{label} seeds {group_seeds}",
+                    on_event=interruptible(ProgressBar(progress)),
+                    label=f"{label} seeds {group_seeds}",
                     devices=devices, augment=random_crop_flip if augment else None,
                     checkpoints=None if checkpoints is None else RunCheckpoints(
                         checkpoints / name, name=f"{label} seeds {group_seeds}", report=print),
@@ -310,7 +322,8 @@ def module_main(name: str, config_cls: type, quick: dict, run: Callable, doc: st
         run_folder.claim(out, name, config.identity())
         config.use_compile_cache()
         try:
-            return run(config, out)
+            with interrupts.kept():
+                return run(config, out)
         except BaseException:  # a failed or interrupted run leaves only what can resume
             run_folder.release(out, created=created)
             raise
@@ -441,7 +454,7 @@ class RunOptions:
             bar(event)
             if label_lines is not None:
                 label_lines(event)
-        return report
+        return interruptible(report)
 
 
 @dataclasses.dataclass(frozen=True)

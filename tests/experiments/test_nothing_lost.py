@@ -383,3 +383,57 @@ def test_the_memory_estimate_counts_the_stream_and_the_first_activations():
         4 * 4 * 32 * 32 * 3 * 50)
     # Where the benchmark fixes the image size, nothing depends on --image-size.
     assert dataclasses.replace(config, benchmark="split_digits").memory_estimate() == {}
+
+
+def test_a_ctrl_c_swallowed_on_its_way_still_stops_the_run(tmp_path, monkeypatch, capsys):
+    """Python drops a KeyboardInterrupt raised inside a garbage-collection callback (JAX's
+    ``_xla_gc_callback``): "Exception ignored in ...", and the run went on. The run remembers
+    the signal and stops at its next event."""
+    import os
+    import signal
+
+    import jaxcl.data
+    from experiments import split_benchmark
+
+    load = jaxcl.data.load_benchmark
+
+    def load_and_swallow(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C ...
+        except KeyboardInterrupt:
+            pass  # ... swallowed, as a gc callback would
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(jaxcl.data, "load_benchmark", load_and_swallow)
+    out = tmp_path / "r"
+    argv = ["--quick", "--strategies", "Naive", "--out", str(out)]
+    assert run_main(split_benchmark.main, "split_benchmark", argv) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["jaxcl run split_benchmark: interrupted before the first checkpoint; nothing "
+                   "is kept, rerun the same command to start again"]
+    assert not out.exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+def test_a_ctrl_c_swallowed_during_training_stops_at_the_next_epoch(tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    from experiments import split_benchmark
+    from jaxcl.train import loop as engine
+
+    checked = engine.check_finite
+
+    def swallow_in_experience_1(loss, **where):
+        if (where["experience"], where["epoch"]) == (1, 0):
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+            except KeyboardInterrupt:
+                pass
+        checked(loss, **where)
+
+    monkeypatch.setattr(engine, "check_finite", swallow_in_experience_1)
+    argv = ["--quick", "--strategies", "Naive", "--out", str(tmp_path / "r")]
+    assert run_main(split_benchmark.main, "split_benchmark", argv) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "interrupted; the checkpoint (after experience 0, epoch 1)" in err[0]
