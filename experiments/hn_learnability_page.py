@@ -30,8 +30,13 @@ SECTIONS = {
     "Split-Digits, MLP 100-100, 30 steps an experience": ("digits_mlp_30steps",),
     "Split-Fashion-MNIST subset, MLP 100-100, 30 steps an experience": ("fmnist_mlp_30steps",),
     "Split-Fashion-MNIST, slim ResNet-18, 120 steps an experience": (
-        "fmnist_resnet_120steps_paper", "fmnist_resnet_120steps_jaxcl"),
+        "fmnist_resnet_120steps_paper", "fmnist_resnet_120steps_jaxcl",
+        "fmnist_resnet_120steps_lecun"),
     "Split-Digits, MLP 100-100: learning against the budget": ("digits_mlp_budgets",),
+    "LeCun-variance heads on fresh seeds: Split-Fashion-MNIST subset, MLP 100-100, 30 steps": (
+        "fmnist_mlp_30steps_seeds300",),
+    "LeCun-variance heads on fresh seeds: Split-Digits, MLP 100-100, 30 steps": (
+        "digits_mlp_30steps_seeds300",),
 }
 """Section titles in page order, each with its run folders: one, or several runs of one command
 split by ``--variants`` (run side by side), whose baseline rows must agree bitwise; a section
@@ -75,6 +80,12 @@ the target the issue sets; Frozen-k says how much of a gap to it the freeze dept
 the budget, so that a shortfall of HN-k is read as the hypernetwork's or the frozen layers'.
 Frozen-k was added after the protocol's runs: the MLP runs were repeated with it on the same
 seeds, and every other row is the same to the last digit as in the first runs.
+
+**LeCun-variance heads.** The `jaxcl+lecun` rows learned more at HN-2 in the first protocol's
+runs; a follow-up protocol, [docs/protocols/hn_init_lecun.md](protocols/hn_init_lecun.md),
+committed before its runs, tests them against jaxcl's defaults on fresh seeds (300-302) and on
+the ResNet, with a decision rule written in advance; the last section of this page reads the
+rule off the records, clause by clause.
 
 Columns: learning accuracy, the mean of `R[i][i]`; forgetting, Avalanche's, the mean of
 `R[i][i] - R[N-1][i]` over `i < N-1`; both as mean ± 95 % interval over the seeds (Student's t).
@@ -186,10 +197,64 @@ def section(title: str, folders: tuple[str, ...]) -> str:
     return "\n".join(parts)
 
 
+LECUN_RULE_RUNS = {"mlp": ("fmnist_mlp_30steps_seeds300", "digits_mlp_30steps_seeds300"),
+                   "resnet": ("fmnist_resnet_120steps_jaxcl", "fmnist_resnet_120steps_lecun")}
+"""The runs of the follow-up protocol (docs/protocols/hn_init_lecun.md) its rule is read from."""
+
+
+def lecun_rule(mlp: dict[str, dict], resnet: dict) -> list[str]:
+    """The follow-up protocol's decision rule, clause by clause, read off the means of the runs'
+    metrics (``mlp``: by folder name; ``resnet``: the merged ResNet runs): LeCun-variance heads
+    become jaxcl's default only if every clause holds."""
+    def means(metrics, name):
+        (budget,) = metrics["extra"]["budgets"].values()
+        return {label: 100 * float(np.mean(v)) for label, v in budget[name].items()}
+
+    def yes(ok):
+        return "holds" if ok else "fails"
+
+    clauses = []
+    for folder, metrics in mlp.items():
+        la, fg = means(metrics, "learning_accuracy"), means(metrics, "forgetting")
+        for label in (lab for lab in la if lab.endswith(" jaxcl")):
+            lecun = label + "+lecun"
+            d_la, d_f = la[lecun] - la[label], fg[lecun] - fg[label]
+            clauses.append((d_la >= -1, f"{folder}, {label.split()[0]}: learning accuracy "
+                            f"{d_la:+.1f} points against torch's (at least -1)"))
+            clauses.append((d_f <= 1, f"{folder}, {label.split()[0]}: forgetting {d_f:+.1f} "
+                            "points against torch's (at most +1)"))
+        if folder.startswith("fmnist") and "HN-2 jaxcl+lecun" in la:
+            gap = la["Naive"] - la["HN-2 jaxcl+lecun"]
+            clauses.append((gap <= 5, f"{folder}, HN-2: {gap:.1f} points below Naive's "
+                                      "learning accuracy (at most 5)"))
+    la, fg = means(resnet, "learning_accuracy"), means(resnet, "forgetting")
+    d_la = la["HN-2 jaxcl+lecun"] - la["HN-2 jaxcl"]
+    clauses.append((d_la >= -1, f"ResNet, HN-2: learning accuracy {d_la:+.1f} points against "
+                                "torch's (at least -1)"))
+    clauses.append((fg["HN-2 jaxcl+lecun"] <= fg["Naive"] / 3,
+                    f"ResNet, HN-2: forgetting {fg['HN-2 jaxcl+lecun']:.1f} against Naive's "
+                    f"{fg['Naive']:.1f} (at most a third)"))
+    verdict = all(ok for ok, _ in clauses)
+    return [f"- {text}: {yes(ok)}" for ok, text in clauses] + [
+        "", "Verdict by the rule: " + (
+            "every clause holds; jaxcl's default becomes `hnet_init=\"lecun\"`." if verdict else
+            "a clause fails, so jaxcl's default stays `hnet_init=\"torch\"`, the reference's.")]
+
+
 def page() -> str:
     sections = [section(title, folders) for title, folders in SECTIONS.items()
                 if all((RUNS / f / "metrics.json").exists() for f in folders)]
-    return INTRO + "\n" + "\n".join(sections)
+    rule = ""
+    if all((RUNS / f / "metrics.json").exists() for runs in LECUN_RULE_RUNS.values()
+           for f in runs):
+        rule = "\n".join([
+            "## LeCun-variance heads as the default? The follow-up protocol's rule", "",
+            "[docs/protocols/hn_init_lecun.md](protocols/hn_init_lecun.md), committed before "
+            "its runs (the two sections on fresh seeds above, and the ResNet section's "
+            "`jaxcl+lecun` rows), read off the means:", "",
+            *lecun_rule({f: merged((f,))[0] for f in LECUN_RULE_RUNS["mlp"]},
+                        merged(LECUN_RULE_RUNS["resnet"])[0]), ""])
+    return INTRO + "\n" + "\n".join(sections) + ("\n" + rule if rule else "")
 
 
 def cli(argv: list[str] | None = None) -> int:

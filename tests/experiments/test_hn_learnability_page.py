@@ -92,3 +92,29 @@ def test_target_lines_say_when_the_baselines_forgetting_is_noise():
 
 def test_the_page_is_built_from_the_committed_records():
     assert hn_learnability_page.cli(["--check"]) == 0
+
+
+def _metrics(la, fg):
+    budget = {"learning_accuracy": {k: [v / 100] * 3 for k, v in la.items()},
+              "forgetting": {k: [v / 100] * 3 for k, v in fg.items()}}
+    return {"extra": {"budgets": {"1": budget}}}
+
+
+def test_the_lecun_rule_reads_each_clause_off_the_means():
+    mlp = {"fmnist_x": _metrics({"Naive": 95, "HN-2 jaxcl": 88, "HN-2 jaxcl+lecun": 91},
+                                {"Naive": 6, "HN-2 jaxcl": 1, "HN-2 jaxcl+lecun": 1.5}),
+           "digits_x": _metrics({"Naive": 99, "HN-F jaxcl": 98, "HN-F jaxcl+lecun": 97.5},
+                                {"Naive": 1, "HN-F jaxcl": 0.5, "HN-F jaxcl+lecun": 1.4})}
+    resnet = _metrics({"Naive": 97, "HN-2 jaxcl": 95, "HN-2 jaxcl+lecun": 94.5},
+                      {"Naive": 15, "HN-2 jaxcl": 0.5, "HN-2 jaxcl+lecun": 4.0})
+    lines = hn_learnability_page.lecun_rule(mlp, resnet)
+    assert "- fmnist_x, HN-2: learning accuracy +3.0 points against torch's (at least -1): holds" in lines
+    assert "- fmnist_x, HN-2: 4.0 points below Naive's learning accuracy (at most 5): holds" in lines
+    assert "- digits_x, HN-F: forgetting +0.9 points against torch's (at most +1): holds" in lines
+    assert "- ResNet, HN-2: forgetting 4.0 against Naive's 15.0 (at most a third): holds" in lines
+    assert lines[-1].startswith("Verdict by the rule: every clause holds")
+    mlp["digits_x"] = _metrics({"Naive": 99, "HN-F jaxcl": 98, "HN-F jaxcl+lecun": 97.5},
+                               {"Naive": 1, "HN-F jaxcl": 0.5, "HN-F jaxcl+lecun": 1.6})
+    lines = hn_learnability_page.lecun_rule(mlp, resnet)
+    assert "- digits_x, HN-F: forgetting +1.1 points against torch's (at most +1): fails" in lines
+    assert lines[-1].startswith("Verdict by the rule: a clause fails, so jaxcl's default stays")
