@@ -84,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
 
         jax.distributed.initialize(coordinator_address=args.coordinator,
                                    num_processes=args.num_processes, process_id=args.process_id)
-    return run_main(importlib.import_module(f"experiments.{args.experiment}").main,
-                    args.experiment, args.options)
+    def main_of_module(argv):  # imported inside run_main: a Ctrl-C while JAX loads is one line
+        return importlib.import_module(f"experiments.{args.experiment}").main(argv)
+
+    return run_main(main_of_module, args.experiment, args.options)
 
 
 def run_main(main: Callable[[list[str]], Any], name: str, argv: list[str]) -> int:

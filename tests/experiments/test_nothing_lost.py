@@ -437,3 +437,21 @@ def test_a_ctrl_c_swallowed_during_training_stops_at_the_next_epoch(tmp_path, mo
     assert run_main(split_benchmark.main, "split_benchmark", argv) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "interrupted; the checkpoint (after experience 0, epoch 1)" in err[0]
+
+
+def test_ctrl_c_while_jaxcl_run_imports_the_experiment_is_one_line(monkeypatch, capsys):
+    import importlib
+
+    from jaxcl import cli
+
+    real = importlib.import_module
+
+    def ctrl_c(name, *args, **kwargs):
+        if name == "experiments.split_benchmark":
+            raise KeyboardInterrupt
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", ctrl_c)
+    assert cli.main(["run", "split_benchmark", "--quick"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("jaxcl run split_benchmark: interrupted before")
