@@ -43,6 +43,12 @@ def _gib(n: int) -> str:
     return f"{n / 2**40:.1f} TiB" if n >= 2**40 else f"{n / 2**30:.1f} GiB"
 
 
+def _repeated(values: Sequence) -> list:
+    """The values that occur more than once, each once, in the order they first occur."""
+    values = list(values)
+    return [v for i, v in enumerate(values) if values.count(v) > 1 and v not in values[:i]]
+
+
 def default_out(name: str) -> pathlib.Path:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     return pathlib.Path("runs") / f"{name}-{stamp}"
@@ -260,6 +266,10 @@ class RunOptions:
     bitwise equal to an uninterrupted one), event files, progress bars and the compilation
     cache (a cached program is the program the compiler builds)."""
 
+    DATA_SOURCE: typing.ClassVar[tuple[str, ...]] = ()
+    """Settings that say where the data are read from, not what they are (their content is
+    fingerprinted): neither in a checkpoint's fingerprint nor in a run's :meth:`identity`."""
+
     DISTINCT: typing.ClassVar[tuple[str, ...]] = ()
     """A module's list settings whose entries must differ (each names one run or row): a
     repeat is refused rather than silently merged."""
@@ -280,16 +290,15 @@ class RunOptions:
     def __post_init__(self):
         if not self.seeds:
             raise ValueError("seeds must name at least one seed")
-        repeated = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
+        repeated = sorted(_repeated(self.seeds))
         if repeated:
             raise ValueError(f"seeds {list(self.seeds)} name {repeated} more than once; a seed "
                              "trained twice gives the same numbers twice (a false '± 0')")
         for name in self.DISTINCT:
             values = list(getattr(self, name))
-            repeated = [v for i, v in enumerate(values) if v in values[:i]]
-            if repeated:
-                raise ValueError(f"{name} {values} name {sorted(set(repeated), key=values.index)} "
-                                 "more than once; each is one run, give it once")
+            if _repeated(values):
+                raise ValueError(f"{name} {values} name {_repeated(values)} more than once; each "
+                                 "is one run, give it once")
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
@@ -317,7 +326,7 @@ class RunOptions:
         ``--out``'s checkpoints belong to (:func:`jaxcl.io.run_folder.claim`). Which strategies
         or variants run is part of it, though each checkpoints apart: a run of fewer would
         delete the others' checkpoints when it finishes."""
-        skip = {*RunOptions.NO_EFFECT, "data_dir", "manual_dir", "download"}
+        skip = {*RunOptions.NO_EFFECT, *self.DATA_SOURCE}
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if f.name not in skip}
 
@@ -615,8 +624,9 @@ class RunSettings(RunOptions):
     ALL_WHEN_ZERO: typing.ClassVar[tuple[str, ...]] = ("num_tasks", "classes_per_task")
     """Counts whose 0 means "the benchmark's own": ``all`` on the command line, 0 refused."""
 
-    NO_EFFECT: typing.ClassVar[tuple[str, ...]] = (*RunOptions.NO_EFFECT, "data_dir", "manual_dir",
-                                                   "download", "preset")
+    DATA_SOURCE: typing.ClassVar[tuple[str, ...]] = ("data_dir", "manual_dir", "download")
+
+    NO_EFFECT: typing.ClassVar[tuple[str, ...]] = (*RunOptions.NO_EFFECT, *DATA_SOURCE, "preset")
     """Settings that cannot change a number: where the data are read from (their content is
     fingerprinted instead), how often checkpoints are taken (a resumed run ends bitwise equal to
     an uninterrupted one), event files and progress bars."""
