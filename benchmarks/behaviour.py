@@ -10,8 +10,8 @@ and exits 1 if any does (bitwise: floats are compared exactly).
     python benchmarks/behaviour.py record /tmp/after       # on the new tree
     python benchmarks/behaviour.py compare /tmp/before /tmp/after
 
-``benchmarks/behaviour_baseline.json`` holds the record of the tree before the one-loop redesign
-(issue 16); the comparison's outcome is in the README.
+``benchmarks/behaviour_baseline.json`` holds an earlier tree's record; see
+``docs/devnotes/behaviour.md``.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ apart. The scan, 10-25x slower than the others on CPU, takes part in the first
 ``--scan-repeats`` rounds only; with 0 (the default) its time is that of its first epoch less
 its compile seconds.
 
-    python benchmarks/engine_loop.py                 # the README's table (about 8 min on 2 cores)
+    python benchmarks/engine_loop.py                 # the table in docs/devnotes/performance.md (about 8 min on 2 cores)
     python benchmarks/engine_loop.py --quick         # tiny sizes, a smoke run
 
 The last line is ``max python/bare ratio: X``.

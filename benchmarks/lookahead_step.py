@@ -29,7 +29,7 @@ Beside the time ratio order2/order1 the table gives what the two compiled progra
   ``jax.grad(L_CE)``, both on the same features and shapes; ``o2/floor`` is order 2's FLOPs over
   that floor (1 when order 2 recomputes nothing; above 1 by what it recomputes or adds).
 
-    python benchmarks/lookahead_step.py            # the table in the README
+    python benchmarks/lookahead_step.py            # the table in docs/devnotes/performance.md
     python benchmarks/lookahead_step.py --quick    # tiny sizes, a smoke run
 
 The last line is ``max order2/order1 ratio: X``.

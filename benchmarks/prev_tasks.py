@@ -15,7 +15,7 @@ run in turn call by call, so that a slow spell of the shared machine falls on al
 call of each program (its compilation) is reported apart, and the number of programs each jitted
 step compiled after every ``t`` (``_cache_size``) shows that one program serves them all.
 
-    python benchmarks/prev_tasks.py            # the table in the README
+    python benchmarks/prev_tasks.py            # the table in docs/devnotes/performance.md
     python benchmarks/prev_tasks.py --quick    # tiny sizes, a smoke run of seconds
 
 The last line is ``programs per step: N`` (1: one program per phase, whatever the number of

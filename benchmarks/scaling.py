@@ -10,7 +10,7 @@
 Times are of the second experience (with the look-ahead regulariser over the first), per step,
 compilation excluded and reported apart.
 
-    python benchmarks/scaling.py            # the README's table (CPU: about 10 min on 2 cores)
+    python benchmarks/scaling.py            # the table in docs/devnotes/performance.md (CPU: about 10 min on 2 cores)
     python benchmarks/scaling.py --quick    # tiny sizes, a smoke run
 """
 

@@ -11,7 +11,7 @@ virtual Brownian tree; stepped in a scan, the default, or through ``diffeqsolve`
 reverse-only or the forward-and-reverse adjoint), a Hessian-vector product through a solve
 (what order 2 adds), and the whole loss; then a repair step of order 1 and of order 2.
 
-    python benchmarks/sde_flow_study.py            # the numbers in the README
+    python benchmarks/sde_flow_study.py            # the numbers in docs/devnotes/performance.md
     python benchmarks/sde_flow_study.py --quick    # a smoke run (3 epochs)
 """
 

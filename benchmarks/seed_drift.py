@@ -9,7 +9,7 @@ of the final MSE matrix, and the task-0 forgetting both ways. It is a property o
 training (not of the vmap): any change of rounding, another machine or XLA version included,
 moves the per-seed numbers as much.
 
-    python benchmarks/seed_drift.py                               # the README's table
+    python benchmarks/seed_drift.py                               # the table in docs/devnotes/performance.md
     python benchmarks/seed_drift.py --variant mlp --epochs 20 300
     python benchmarks/seed_drift.py --quick --epochs 2          # a smoke run, tiny tasks
 """

@@ -394,8 +394,8 @@ class RunSettings(RunOptions):
         "norm": "reference: each strategy's normalisation as in the reference implementation",
         "memory_size": "0: the paper's buffer, 200 (400 on split_tinyimagenet)",
         "new_task_init": "the paper's is copy_prev (--preset paper); ours learns new tasks at "
-                         "small budgets, see docs/hn_learnability.md",
-        "reg_warmup": "the paper's is 0 (--preset paper), see docs/hn_learnability.md",
+                         "small budgets, see docs/results/hn_learnability.md",
+        "reg_warmup": "the paper's is 0 (--preset paper), see docs/results/hn_learnability.md",
         "train_per_class": "0: synthetic 500, split_digits 100, real data all",
         "test_per_class": "0: synthetic 100, split_digits 50, real data all",
     }

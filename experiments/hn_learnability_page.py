@@ -1,11 +1,11 @@
-"""Build ``docs/hn_learnability.md`` from the committed run records of ``experiments.hn_learnability``.
+"""Build ``docs/results/hn_learnability.md`` from the committed run records of ``experiments.hn_learnability``.
 
 Every number on the page comes from a run folder under ``docs/runs/hn_learnability/`` (its
 ``metrics.json``, ``config.json`` and ``summary.md``); each section names the command that re-runs
 it (the folder's ``config.json`` holds every setting). The page is regenerated, never edited:
 
-    python -m experiments.hn_learnability_page            # writes docs/hn_learnability.md
-    python -m experiments.hn_learnability_page --check    # exit 1 if the page is stale
+    python -m experiments.hn_learnability_page            # writes the page and README's headline
+    python -m experiments.hn_learnability_page --check    # exit 1 if either is stale
 
 A test runs ``--check``, so a run record committed without its page, or a page edited by hand,
 fails CI.
@@ -24,7 +24,7 @@ from jaxcl.io.records import ci95
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUNS = ROOT / "docs" / "runs" / "hn_learnability"
-PAGE = ROOT / "docs" / "hn_learnability.md"
+PAGE = ROOT / "docs" / "results" / "hn_learnability.md"
 
 SECTIONS = {
     "Split-Digits, MLP 100-100, 30 steps an experience": ("digits_mlp_30steps",),
@@ -37,6 +37,12 @@ SECTIONS = {
         "fmnist_mlp_30steps_seeds300",),
     "LeCun-variance heads on fresh seeds: Split-Digits, MLP 100-100, 30 steps": (
         "digits_mlp_30steps_seeds300",),
+    "LeCun-variance heads, ten fresh seeds: Split-Fashion-MNIST subset, MLP 100-100, 30 steps": (
+        "fmnist_mlp_30steps_seeds400",),
+    "LeCun-variance heads, ten fresh seeds: Split-Digits, MLP 100-100, 30 steps": (
+        "digits_mlp_30steps_seeds400",),
+    "LeCun-variance heads, fresh seeds: Split-Fashion-MNIST, slim ResNet-18, 120 steps": (
+        "fmnist_resnet_120steps_seeds400",),
 }
 """Section titles in page order, each with its run folders: one, or several runs of one command
 split by ``--variants`` (run side by side), whose baseline rows must agree bitwise; a section
@@ -47,7 +53,7 @@ INTRO = """\
 
 This page is built by `python -m experiments.hn_learnability_page` from the run records in
 `docs/runs/hn_learnability/`; do not edit it by hand. The protocol, committed before these runs,
-is [docs/protocols/hn_learnability.md](protocols/hn_learnability.md); it also says which earlier,
+is [docs/protocols/hn_learnability.md](../protocols/hn_learnability.md); it also says which earlier,
 exploratory runs chose the defaults.
 
 **The defaults depart from the paper's settings** (`jaxcl.learners.HN_PRESETS`):
@@ -82,7 +88,7 @@ Frozen-k was added after the protocol's runs: the MLP runs were repeated with it
 seeds, and every other row is the same to the last digit as in the first runs.
 
 **LeCun-variance heads.** The `jaxcl+lecun` rows learned more at HN-2 in the first protocol's
-runs; a follow-up protocol, [docs/protocols/hn_init_lecun.md](protocols/hn_init_lecun.md),
+runs; a follow-up protocol, [docs/protocols/hn_init_lecun.md](../protocols/hn_init_lecun.md),
 committed before its runs, tests them against jaxcl's defaults on fresh seeds (300-302) and on
 the ResNet, with a decision rule written in advance; the last section of this page reads the
 rule off the records, clause by clause.
@@ -193,25 +199,39 @@ def section(title: str, folders: tuple[str, ...]) -> str:
     for name in folders:
         for png in ("learning_curves.png", "learning_vs_budget.png"):
             if (RUNS / name / png).exists():
-                parts += [f"![{png}](runs/hn_learnability/{name}/{png})", ""]
+                parts += [f"![{png}](../runs/hn_learnability/{name}/{png})", ""]
     return "\n".join(parts)
 
 
-LECUN_RULE_RUNS = {"mlp": ("fmnist_mlp_30steps_seeds300", "digits_mlp_30steps_seeds300"),
-                   "resnet": ("fmnist_resnet_120steps_jaxcl", "fmnist_resnet_120steps_lecun")}
-"""The runs of the follow-up protocol (docs/protocols/hn_init_lecun.md) its rule is read from."""
+LECUN_RULES = (
+    ("hn_init_lecun.md", "seeds 300-302",
+     ("fmnist_mlp_30steps_seeds300", "digits_mlp_30steps_seeds300"),
+     ("fmnist_resnet_120steps_jaxcl", "fmnist_resnet_120steps_lecun")),
+    ("hn_init_lecun_seeds400.md", "seeds 400-409 (ResNet 400-402)",
+     ("fmnist_mlp_30steps_seeds400", "digits_mlp_30steps_seeds400"),
+     ("fmnist_resnet_120steps_seeds400",)),
+)
+"""The protocols that test LeCun-variance heads as jaxcl's default, in the order they were
+committed: each its file under ``docs/protocols/``, its seeds, its MLP runs and its ResNet runs
+(merged); the last one whose runs are all committed decides."""
 
 
-def lecun_rule(mlp: dict[str, dict], resnet: dict) -> list[str]:
-    """The follow-up protocol's decision rule, clause by clause, read off the means of the runs'
-    metrics (``mlp``: by folder name; ``resnet``: the merged ResNet runs): LeCun-variance heads
+def _paired(metrics: dict, name: str, label: str, other: str) -> str:
+    """``label``'s metric minus ``other``'s, seed by seed: mean and 95 % interval (points)."""
+    (budget,) = metrics["extra"]["budgets"].values()
+    d = 100 * (np.asarray(budget[name][label], float) - np.asarray(budget[name][other], float))
+    half = ci95(d)
+    return f"paired {d.mean():+.1f}" + ("" if half is None else f" ± {half:.1f}")
+
+
+def lecun_rule(mlp: dict[str, dict], resnet: dict) -> tuple[list[str], bool]:
+    """The LeCun-heads protocols' decision rule, clause by clause, read off the means of the
+    runs' metrics (``mlp``: by folder name; ``resnet``: the merged ResNet runs), each clause with
+    its paired difference for information. Returns ``(lines, verdict)``: LeCun-variance heads
     become jaxcl's default only if every clause holds."""
     def means(metrics, name):
         (budget,) = metrics["extra"]["budgets"].values()
         return {label: 100 * float(np.mean(v)) for label, v in budget[name].items()}
-
-    def yes(ok):
-        return "holds" if ok else "fails"
 
     clauses = []
     for folder, metrics in mlp.items():
@@ -220,9 +240,11 @@ def lecun_rule(mlp: dict[str, dict], resnet: dict) -> list[str]:
             lecun = label + "+lecun"
             d_la, d_f = la[lecun] - la[label], fg[lecun] - fg[label]
             clauses.append((d_la >= -1, f"{folder}, {label.split()[0]}: learning accuracy "
-                            f"{d_la:+.1f} points against torch's (at least -1)"))
+                            f"{d_la:+.1f} points against torch's (at least -1; "
+                            f"{_paired(metrics, 'learning_accuracy', lecun, label)})"))
             clauses.append((d_f <= 1, f"{folder}, {label.split()[0]}: forgetting {d_f:+.1f} "
-                            "points against torch's (at most +1)"))
+                            f"points against torch's (at most +1; "
+                            f"{_paired(metrics, 'forgetting', lecun, label)})"))
         if folder.startswith("fmnist") and "HN-2 jaxcl+lecun" in la:
             gap = la["Naive"] - la["HN-2 jaxcl+lecun"]
             clauses.append((gap <= 5, f"{folder}, HN-2: {gap:.1f} points below Naive's "
@@ -230,47 +252,98 @@ def lecun_rule(mlp: dict[str, dict], resnet: dict) -> list[str]:
     la, fg = means(resnet, "learning_accuracy"), means(resnet, "forgetting")
     d_la = la["HN-2 jaxcl+lecun"] - la["HN-2 jaxcl"]
     clauses.append((d_la >= -1, f"ResNet, HN-2: learning accuracy {d_la:+.1f} points against "
-                                "torch's (at least -1)"))
+                                f"torch's (at least -1; "
+                                f"{_paired(resnet, 'learning_accuracy', 'HN-2 jaxcl+lecun', 'HN-2 jaxcl')})"))
     clauses.append((fg["HN-2 jaxcl+lecun"] <= fg["Naive"] / 3,
                     f"ResNet, HN-2: forgetting {fg['HN-2 jaxcl+lecun']:.1f} against Naive's "
                     f"{fg['Naive']:.1f} (at most a third)"))
     verdict = all(ok for ok, _ in clauses)
-    return [f"- {text}: {yes(ok)}" for ok, text in clauses] + [
-        "", "Verdict by the rule: " + (
-            "every clause holds; jaxcl's default becomes `hnet_init=\"lecun\"`." if verdict else
-            "a clause fails, so jaxcl's default stays `hnet_init=\"torch\"`, the reference's.")]
+    return [f"- {text}: {'holds' if ok else 'fails'}" for ok, text in clauses], verdict
+
+
+def rule_section() -> str:
+    """Each LeCun-heads protocol's rule read off its committed runs; the last protocol whose
+    runs are all committed decides, and the verdict says what jaxcl's default is."""
+    parts, verdict = [], None
+    for protocol, seeds, mlp, resnet in LECUN_RULES:
+        if not all((RUNS / f / "metrics.json").exists() for f in (*mlp, *resnet)):
+            continue
+        lines, verdict = lecun_rule({f: merged((f,))[0] for f in mlp}, merged(resnet)[0])
+        parts += [f"[docs/protocols/{protocol}](../protocols/{protocol}), committed before its "
+                  f"runs ({seeds}), read off the means:", "", *lines, ""]
+    if verdict is None:
+        return ""
+    return "\n".join([
+        "## LeCun-variance heads as the default? The protocols' rule", "", *parts,
+        "Verdict by the rule of the last protocol: " + (
+            "every clause holds; jaxcl's default is `hnet_init=\"lecun\"` (`--preset paper` "
+            "keeps `\"torch\"`, the reference's)." if verdict else
+            "a clause fails, so jaxcl's default stays `hnet_init=\"torch\"`, the reference's."),
+        ""])
+
+
+README = ROOT / "README.md"
+HEADLINE = SECTIONS["Split-Fashion-MNIST, slim ResNet-18, 120 steps an experience"]
+"""The runs whose table heads the README's results."""
+HEADLINE_MARKS = ("<!-- headline: experiments.hn_learnability_page -->\n", "<!-- /headline -->")
+
+
+def default_variant() -> str:
+    """The variant of :data:`experiments.hn_learnability.VARIANTS` whose settings are jaxcl's
+    defaults (:data:`jaxcl.learners.HN_PRESETS` ``["jaxcl"]``)."""
+    from experiments.hn_learnability import VARIANTS
+    from jaxcl.learners import HN_PRESETS
+
+    return next(name for name, settings in VARIANTS.items() if settings == HN_PRESETS["jaxcl"])
+
+
+def headline() -> str:
+    """The README's results table: Naive, and HN-2 under the paper's settings and under jaxcl's
+    defaults, from the :data:`HEADLINE` runs."""
+    from experiments.common import markdown_table
+
+    metrics, _ = merged(HEADLINE)
+    (budget,) = metrics["extra"]["budgets"].values()
+    la, fg = budget["learning_accuracy"], budget["forgetting"]
+    rows = [["Naive", _mean_ci(la["Naive"]), _mean_ci(fg["Naive"])]]
+    for name, text in (("paper", "the paper's settings"), (default_variant(), "jaxcl's defaults")):
+        label = f"HN-2 {name}"
+        rows.append([f"HN-2, {text}", _mean_ci(la[label]), _mean_ci(fg[label])])
+    return markdown_table(["strategy", "learning accuracy (%)", "forgetting (%)"], rows) + "\n"
+
+
+def readme_with_headline(text: str) -> str:
+    """``text`` (the README) with its headline block replaced by :func:`headline`."""
+    start, end = HEADLINE_MARKS
+    head, found, rest = text.partition(start)
+    if not found or end not in rest:
+        raise ValueError(f"README.md has no {start.strip()} ... {end} block")
+    return head + start + headline() + end + rest.split(end, 1)[1]
 
 
 def page() -> str:
     sections = [section(title, folders) for title, folders in SECTIONS.items()
                 if all((RUNS / f / "metrics.json").exists() for f in folders)]
-    rule = ""
-    if all((RUNS / f / "metrics.json").exists() for runs in LECUN_RULE_RUNS.values()
-           for f in runs):
-        rule = "\n".join([
-            "## LeCun-variance heads as the default? The follow-up protocol's rule", "",
-            "[docs/protocols/hn_init_lecun.md](protocols/hn_init_lecun.md), committed before "
-            "its runs (the two sections on fresh seeds above, and the ResNet section's "
-            "`jaxcl+lecun` rows), read off the means:", "",
-            *lecun_rule({f: merged((f,))[0] for f in LECUN_RULE_RUNS["mlp"]},
-                        merged(LECUN_RULE_RUNS["resnet"])[0]), ""])
+    rule = rule_section()
     return INTRO + "\n" + "\n".join(sections) + ("\n" + rule if rule else "")
 
 
 def cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true",
-                        help="exit 1 if docs/hn_learnability.md differs from the records' page")
+                        help="exit 1 if docs/results/hn_learnability.md differs from the records' page")
     args = parser.parse_args(argv)
-    text = page()
+    pages = {PAGE: page(), README: readme_with_headline(README.read_text())}
     if args.check:
-        if not PAGE.exists() or PAGE.read_text() != text:
-            print(f"{PAGE.relative_to(ROOT)} is stale: run python -m "
+        stale = [path for path, text in pages.items()
+                 if not path.exists() or path.read_text() != text]
+        for path in stale:
+            print(f"{path.relative_to(ROOT)} is stale: run python -m "
                   "experiments.hn_learnability_page", file=sys.stderr)
-            return 1
-        return 0
-    PAGE.write_text(text)
-    print(f"wrote {PAGE.relative_to(ROOT)}")
+        return 1 if stale else 0
+    for path, text in pages.items():
+        path.write_text(text)
+        print(f"wrote {path.relative_to(ROOT)}")
     return 0
 
 

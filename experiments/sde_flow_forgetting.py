@@ -16,14 +16,13 @@ Models (:mod:`jaxcl.learners.sde_flow_model`, trained as learners of the one loo
 =============================  ===============================================================
 
 The repairs store no data: their memory holds 0 points per task (``memory_per_task=0``, replay
-weight 0; before issue 19 they stored 20 points per task and weighed their loss by 0). What they
+weight 0). What they
 keep against forgetting is the hypernetwork's outputs at the start of each task (the output
 regulariser's targets), counted by ``memory_bytes``.
 
 The NLL (``--nll``, :func:`jaxcl.models.sde_flow.negative_log_likelihood`): ``paper`` (the
 default) is the paper's Eq. 2, ``-log p(x) = -log N(u; 0, I) - log|det du/dz0| - log_vol(x)``
-with ``u = F(Enc(x))`` through the encoder and the flow; ``flow_only`` (what this study used before
-issue 19) is ``-log p(z0)``, the encoder's Jacobian dropped, which rewards shrinking ``z0``.
+with ``u = F(Enc(x))`` through the encoder and the flow; ``flow_only`` is ``-log p(z0)``, the encoder's Jacobian dropped, which rewards shrinking ``z0``.
 ``--latent`` (1, 2 or 3; the paper gives no size) sets both models' latent; below 3, ``log_vol``
 is ``0.5 log det(J J^T)`` of the ``latent x 3`` encoder Jacobian ``J`` (rectangular flows).
 
@@ -166,7 +165,7 @@ class Config(RunOptions):
     }
     NOTES: typing.ClassVar[dict[str, str]] = {
         "virtual_lr": "1e-3 keeps the virtual SGD step small (step x curvature about 0.3 with "
-                      "the paper NLL, --sweep virtual_step); 1e-2 before issue 19 (about 3)",
+                      "the paper NLL, --sweep virtual_step); at 1e-2 it is about 3",
         "steps_in": "scan: these models hold no convolution, and on CPU a step inside the "
                     "epoch's scan costs 0.6x one called from Python (3.8 against 6.3 ms, the "
                     "default model); auto would pick python on CPU",

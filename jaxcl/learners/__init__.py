@@ -65,7 +65,7 @@ HN_PRESETS: dict[str, dict[str, object]] = {
 }
 """How HN-k starts and trains each new task, by preset: ``"jaxcl"``, the defaults of
 :class:`StrategyConfig`, and ``"paper"``, the reference implementation's exactly (a new task's
-embedding a copy of the previous task's). ``docs/hn_learnability.md`` holds the measurements
+embedding a copy of the previous task's). ``docs/results/hn_learnability.md`` holds the measurements
 behind the defaults."""
 
 
@@ -96,7 +96,7 @@ class StrategyConfig:
       new_task_init: how a new task's embedding starts: ``random`` (default), a fresh ``N(0, I)``
         draw, or ``copy_prev`` (the reference's), a copy of the previous task's, with which a
         new task starts as the previous task's network and HN-k learns new tasks slowly at
-        small budgets (``docs/hn_learnability.md``).
+        small budgets (``docs/results/hn_learnability.md``).
       hnet_init: how the hypernetwork's trunk and heads start, one of
         :data:`jaxcl.core.heads.INITS` (the reference: ``torch``, PyTorch's ``nn.Linear``
         default).

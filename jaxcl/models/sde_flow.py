@@ -20,8 +20,8 @@ loss, as ``SdeFlowConfig.nll`` says::
 
 ``"paper"`` is the paper's Eq. 2, ``log p(x) = log p(u) + log|det du/dx|`` through the encoder and
 the flow: ``log_vol(J) = log|det J|`` for the square Jacobian of a latent as large as the data,
-``0.5 log det(J J^T)`` for a smaller one (:func:`encoder_log_volume`). ``"flow_only"``, the study's
-NLL before issue 19, drops the encoder's Jacobian: it is no density of ``x``, and it rewards
+``0.5 log det(J J^T)`` for a smaller one (:func:`encoder_log_volume`). ``"flow_only"``, the flow's
+term alone, drops the encoder's Jacobian: it is no density of ``x``, and it rewards
 shrinking ``z0``.
 
 Each coupling layer is ``u = m * z + (1 - m) * (z * exp(s(m z)) + t(m z))`` with the log-scale

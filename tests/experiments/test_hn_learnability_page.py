@@ -94,27 +94,60 @@ def test_the_page_is_built_from_the_committed_records():
     assert hn_learnability_page.cli(["--check"]) == 0
 
 
-def _metrics(la, fg):
-    budget = {"learning_accuracy": {k: [v / 100] * 3 for k, v in la.items()},
-              "forgetting": {k: [v / 100] * 3 for k, v in fg.items()}}
+def _metrics(la, fg, spread=(0.0, 0.0, 0.0)):
+    """Three seeds per label around the given means (points); ``spread`` is added seed by seed
+    to every label's values, so paired differences have no spread and unpaired ones do."""
+    budget = {"learning_accuracy": {k: [(v + s) / 100 for s in spread] for k, v in la.items()},
+              "forgetting": {k: [(v + s) / 100 for s in spread] for k, v in fg.items()}}
     return {"extra": {"budgets": {"1": budget}}}
 
 
 def test_the_lecun_rule_reads_each_clause_off_the_means():
     mlp = {"fmnist_x": _metrics({"Naive": 95, "HN-2 jaxcl": 88, "HN-2 jaxcl+lecun": 91},
-                                {"Naive": 6, "HN-2 jaxcl": 1, "HN-2 jaxcl+lecun": 1.5}),
+                                {"Naive": 6, "HN-2 jaxcl": 1, "HN-2 jaxcl+lecun": 1.5},
+                                spread=(-2.0, 0.0, 2.0)),
            "digits_x": _metrics({"Naive": 99, "HN-F jaxcl": 98, "HN-F jaxcl+lecun": 97.5},
                                 {"Naive": 1, "HN-F jaxcl": 0.5, "HN-F jaxcl+lecun": 1.4})}
     resnet = _metrics({"Naive": 97, "HN-2 jaxcl": 95, "HN-2 jaxcl+lecun": 94.5},
                       {"Naive": 15, "HN-2 jaxcl": 0.5, "HN-2 jaxcl+lecun": 4.0})
-    lines = hn_learnability_page.lecun_rule(mlp, resnet)
-    assert "- fmnist_x, HN-2: learning accuracy +3.0 points against torch's (at least -1): holds" in lines
+    lines, verdict = hn_learnability_page.lecun_rule(mlp, resnet)
+    # The seeds move together, so the paired difference's interval is 0 wide.
+    assert ("- fmnist_x, HN-2: learning accuracy +3.0 points against torch's (at least -1; "
+            "paired +3.0 ± 0.0): holds") in lines
     assert "- fmnist_x, HN-2: 4.0 points below Naive's learning accuracy (at most 5): holds" in lines
-    assert "- digits_x, HN-F: forgetting +0.9 points against torch's (at most +1): holds" in lines
+    assert ("- digits_x, HN-F: forgetting +0.9 points against torch's (at most +1; "
+            "paired +0.9 ± 0.0): holds") in lines
     assert "- ResNet, HN-2: forgetting 4.0 against Naive's 15.0 (at most a third): holds" in lines
-    assert lines[-1].startswith("Verdict by the rule: every clause holds")
+    assert verdict is True
     mlp["digits_x"] = _metrics({"Naive": 99, "HN-F jaxcl": 98, "HN-F jaxcl+lecun": 97.5},
                                {"Naive": 1, "HN-F jaxcl": 0.5, "HN-F jaxcl+lecun": 1.6})
-    lines = hn_learnability_page.lecun_rule(mlp, resnet)
-    assert "- digits_x, HN-F: forgetting +1.1 points against torch's (at most +1): fails" in lines
-    assert lines[-1].startswith("Verdict by the rule: a clause fails, so jaxcl's default stays")
+    lines, verdict = hn_learnability_page.lecun_rule(mlp, resnet)
+    assert ("- digits_x, HN-F: forgetting +1.1 points against torch's (at most +1; "
+            "paired +1.1 ± 0.0): fails") in lines
+    assert verdict is False
+
+
+def test_the_last_protocol_with_all_its_runs_decides(tmp_path, monkeypatch):
+    passing = (_metrics({"Naive": 95, "HN-2 jaxcl": 88, "HN-2 jaxcl+lecun": 91},
+                        {"Naive": 6, "HN-2 jaxcl": 1, "HN-2 jaxcl+lecun": 1}),
+               "x\n\n| a |")
+    failing = (_metrics({"Naive": 95, "HN-2 jaxcl": 88, "HN-2 jaxcl+lecun": 80},
+                        {"Naive": 6, "HN-2 jaxcl": 1, "HN-2 jaxcl+lecun": 1}), "")
+    runs = {"old_mlp": failing, "old_resnet": passing, "new_mlp": passing, "new_resnet": passing}
+    monkeypatch.setattr(hn_learnability_page, "RUNS", tmp_path)
+    monkeypatch.setattr(hn_learnability_page, "merged", lambda folders: runs[folders[0]])
+    monkeypatch.setattr(hn_learnability_page, "LECUN_RULES", (
+        ("old.md", "seeds 1-3", ("fmnist_old",), ("old_resnet",)),
+        ("new.md", "seeds 4-6", ("fmnist_new",), ("new_resnet",))))
+    runs["fmnist_old"], runs["fmnist_new"] = failing, passing
+    for name in ("fmnist_old", "old_resnet"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text("{}")
+    text = hn_learnability_page.rule_section()  # only the old protocol's runs are there
+    assert "a clause fails, so jaxcl's default stays" in text and "new.md" not in text
+    for name in ("fmnist_new", "new_resnet"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text("{}")
+    text = hn_learnability_page.rule_section()
+    assert "old.md" in text and "new.md" in text
+    assert "every clause holds; jaxcl's default is `hnet_init=\"lecun\"`" in text
