@@ -43,19 +43,34 @@ from jaxcl.learners.hypernetwork import DIAGNOSTICS
 NAME = "hn_learnability"
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    "paper": HN_PRESETS["paper"],
-    "jaxcl": HN_PRESETS["jaxcl"],
-    "random": {**HN_PRESETS["jaxcl"], "reg_warmup": 0.0},
-    "copy+warmup": {**HN_PRESETS["paper"], "reg_warmup": 0.5},
-    "copy+task_lr": {**HN_PRESETS["paper"], "task_lr_scale": 10.0},
-    "jaxcl+task_lr": {**HN_PRESETS["jaxcl"], "task_lr_scale": 10.0},
-    "jaxcl+lecun": {**HN_PRESETS["jaxcl"], "hnet_init": "lecun"},
+    "paper": {"new_task_init": "copy_prev", "hnet_init": "torch", "task_lr_scale": 1.0,
+              "reg_warmup": 0.0},
+    "jaxcl": {"new_task_init": "random", "hnet_init": "torch", "task_lr_scale": 1.0,
+              "reg_warmup": 0.5},
+    "random": {"new_task_init": "random", "hnet_init": "torch", "task_lr_scale": 1.0,
+               "reg_warmup": 0.0},
+    "copy+warmup": {"new_task_init": "copy_prev", "hnet_init": "torch", "task_lr_scale": 1.0,
+                    "reg_warmup": 0.5},
+    "copy+task_lr": {"new_task_init": "copy_prev", "hnet_init": "torch", "task_lr_scale": 10.0,
+                     "reg_warmup": 0.0},
+    "jaxcl+task_lr": {"new_task_init": "random", "hnet_init": "torch", "task_lr_scale": 10.0,
+                      "reg_warmup": 0.5},
+    "jaxcl+lecun": {"new_task_init": "random", "hnet_init": "lecun", "task_lr_scale": 1.0,
+                    "reg_warmup": 0.5},
 }
-"""HN-k's settings for new tasks, by variant name: the paper's and jaxcl's defaults
-(:data:`jaxcl.learners.HN_PRESETS`: a fresh ``N(0, I)`` embedding and the regulariser off for
-the first half of every later experience), and single departures from them: jaxcl's without
-the warm-up, the paper's with it, a 10x learning rate for the per-task parameters, and
-LeCun-variance heads."""
+"""HN-k's settings for new tasks, by variant name, each written out in full so that a committed
+run record re-runs to its numbers whatever jaxcl's defaults become: the paper's settings
+(``paper``, :data:`jaxcl.learners.HN_PRESETS` ``["paper"]``); ``jaxcl``, a fresh ``N(0, I)``
+embedding and the regulariser off for the first half of every later experience with the
+reference's hypernetwork initialisation; and single departures from them: without the warm-up,
+the paper's with it, a 10x learning rate for the per-task parameters, and LeCun-variance heads.
+:func:`default_variant` names the one that is jaxcl's defaults."""
+
+
+def default_variant() -> str:
+    """The variant whose settings are jaxcl's defaults (:data:`jaxcl.learners.HN_PRESETS`
+    ``["jaxcl"]``)."""
+    return next(name for name, settings in VARIANTS.items() if settings == HN_PRESETS["jaxcl"])
 
 
 def learning_gap_ok(hn: float, naive: float, points: float = 5.0) -> bool:

@@ -288,25 +288,18 @@ HEADLINE = SECTIONS["Split-Fashion-MNIST, slim ResNet-18, 120 steps an experienc
 HEADLINE_MARKS = ("<!-- headline: experiments.hn_learnability_page -->\n", "<!-- /headline -->")
 
 
-def default_variant() -> str:
-    """The variant of :data:`experiments.hn_learnability.VARIANTS` whose settings are jaxcl's
-    defaults (:data:`jaxcl.learners.HN_PRESETS` ``["jaxcl"]``)."""
-    from experiments.hn_learnability import VARIANTS
-    from jaxcl.learners import HN_PRESETS
-
-    return next(name for name, settings in VARIANTS.items() if settings == HN_PRESETS["jaxcl"])
-
-
 def headline() -> str:
     """The README's results table: Naive, and HN-2 under the paper's settings and under jaxcl's
     defaults, from the :data:`HEADLINE` runs."""
+    from experiments import hn_learnability as hl
     from experiments.common import markdown_table
 
     metrics, _ = merged(HEADLINE)
     (budget,) = metrics["extra"]["budgets"].values()
     la, fg = budget["learning_accuracy"], budget["forgetting"]
     rows = [["Naive", _mean_ci(la["Naive"]), _mean_ci(fg["Naive"])]]
-    for name, text in (("paper", "the paper's settings"), (default_variant(), "jaxcl's defaults")):
+    for name, text in (("paper", "the paper's settings"),
+                       (hl.default_variant(), "jaxcl's defaults")):
         label = f"HN-2 {name}"
         rows.append([f"HN-2, {text}", _mean_ci(la[label]), _mean_ci(fg[label])])
     return markdown_table(["strategy", "learning accuracy (%)", "forgetting (%)"], rows) + "\n"

@@ -55,8 +55,8 @@ def run(config: Config, out=None) -> dict:
         source = "paper columns: Hemati et al. (2023), Table 4, split_cifar100, one run"
         note = f"\n\n{paper.differences(config, PAPER_SETTING)}"
     else:
-        source, note = f"paper columns: none (Table 4 has no {config.benchmark})", (
-            f"\n\n{paper.hn_departures(config)}")
+        source = paper.no_columns("the paper's Table 4", "split_cifar100", config)
+        note = f"\n\n{paper.hn_departures(config)}"
     return config.finish(out, NAME, records, steps, f"{source}\n\n{table}{note}",
                          paper={"source": "Hemati et al. (2023), Table 4", "rows": published})
 

@@ -50,10 +50,10 @@ def run(config: Config, out=None) -> dict:
     header = ["strategy", *[h for j in range(n) for h in (f"LA exp {j + 1}: {names[j]} (%)",
                                                           "paper")],
               "ACA (%)", "forgetting (%)"]
-    published = {stream: paper.paper_rows(paper.TABLE1, {label: (label, stream)
-                                                         for label in records})
-                 for stream in paper.STREAMS}
     noisy = paper.BENCHMARKS.get(config.benchmark) == "noisy_cifar"
+    published = {stream: paper.paper_rows(paper.TABLE1 if noisy else {},
+                                          {label: (label, stream) for label in records})
+                 for stream in paper.STREAMS}
     rows = []
     for label, r in records.items():
         theirs = published["noisy"][label] if noisy else None
@@ -66,8 +66,8 @@ def run(config: Config, out=None) -> dict:
                   "(mean ± std over 3 runs; k = 2, 3, 4 only)")
         note = f"\n\n{paper.differences(config, PAPER_SETTING)}"
     else:
-        source, note = f"paper columns: none (Table 1 has no {config.benchmark})", (
-            f"\n\n{paper.hn_departures(config)}")
+        source = paper.no_columns("the paper's Table 1", "noisy_cifar", config)
+        note = f"\n\n{paper.hn_departures(config)}"
     table = f"{source}\n\n{markdown_table(header, rows)}{note}"
     return config.finish(out, NAME, records, steps, table,
                          paper={"source": "Hemati et al. (2023), Table 1",

@@ -128,11 +128,19 @@ TABLE6_HN: dict[str, dict[str, Any]] = {
 """HN-k's hypernetwork: parameters and 32-bit memory."""
 
 BENCHMARKS: dict[str, str] = {
-    "split_cifar100": "split_cifar100", "synthetic": "split_cifar100",
-    "synthetic_images": "split_cifar100", "split_tinyimagenet": "split_tinyimagenet",
-    "noisy_cifar": "noisy_cifar", "synthetic_noisy": "noisy_cifar"}
-"""The paper's benchmark a jaxcl benchmark is compared with: the synthetic streams have the shapes
-of Split-CIFAR100 (20 x 5, 32x32) and of the noisy stream."""
+    "split_cifar100": "split_cifar100", "split_tinyimagenet": "split_tinyimagenet",
+    "noisy_cifar": "noisy_cifar"}
+"""The jaxcl benchmarks that are the paper's: only a run on one of them prints the paper's
+numbers beside its own. The synthetic streams have the paper's shapes but not its images, so a
+run on them names the paper's benchmark (:func:`no_columns`) and puts none of its numbers in
+our columns."""
+
+
+def no_columns(table: str, benchmarks: str, config: Any) -> str:
+    """The line over a table that prints no paper numbers: which benchmark the paper's
+    ``table`` used, and the run's."""
+    return (f"paper columns: none ({table} is on {benchmarks}; this run is on "
+            f"{config.benchmark}, so its numbers are not put beside the paper's)")
 
 TRAINING: dict[str, Any] = {"model": "resnet", "nf": 20, "epochs": 100, "batch_size": 64,
                             "learning_rate": 1e-3, "coef": 0.5, "chunk_dim": 32, "augment": True,

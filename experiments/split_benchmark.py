@@ -58,8 +58,9 @@ def run(config: Config, out=None) -> dict:
     table = markdown_table(["strategy", "ACA (%)", "paper", "forgetting (%)", "paper",
                             "learning acc. (%)", "train time (s)", "paper", "memory (MiB)"], rows)
     if bench is None:
-        source, note = f"paper columns: none (Table 2 has no {config.benchmark})", (
-            f"\n\n{paper.hn_departures(config)}")
+        source = paper.no_columns("the paper's Table 2", "split_cifar100 and split_tinyimagenet",
+                                  config)
+        note = f"\n\n{paper.hn_departures(config)}"
     else:
         source = f"paper columns: Hemati et al. (2023), Table 2, {bench}, mean ± std over 3 runs"
         note = f"\n\n{paper.differences(config, PAPER_SETTING[bench])}"

@@ -1,11 +1,13 @@
-"""The command line: ``jaxcl list`` and ``jaxcl run <experiment> [--option value ...]``.
+"""The command line: ``jaxcl list``, ``jaxcl run <experiment> [--option value ...]`` and
+``jaxcl report RUN_DIR [RUN_DIR ...] [--out PAGE.md]``.
 
 ``jaxcl run NAME ARGS`` is ``python -m experiments.NAME ARGS``: the experiment module parses its
 own options (``jaxcl run NAME --help`` lists every one with its default). ``--distributed`` (before
 the experiment's name) first calls ``jax.distributed.initialize()``, which reads the coordinator,
 process count and process id from the environment of a TPU pod, SLURM or Open MPI job, or from
 ``--coordinator``, ``--num-processes`` and ``--process-id``; every process then runs the same
-command, and only process 0 writes results.
+command, and only process 0 writes results. ``jaxcl report`` builds a results page from finished
+run folders (:mod:`jaxcl.io.report`); ``--check`` compares it with the page at ``--out``.
 """
 
 from __future__ import annotations
@@ -67,7 +69,36 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--process-id", type=int, default=None, help="this process (distributed)")
     run.add_argument("experiment", help="the experiment's name (jaxcl list)")
     run.add_argument("options", nargs=argparse.REMAINDER, help="the experiment's options")
+    report = commands.add_parser(
+        "report", help="a results page from run folders: their tables, plots, the command that "
+                       "re-runs each, and what each ran on")
+    report.add_argument("folders", nargs="+", type=pathlib.Path, help="finished run folders")
+    report.add_argument("--out", type=pathlib.Path, default=None,
+                        help="the page to write (default: print it); plots are linked relative "
+                             "to its folder")
+    report.add_argument("--title", default="Results", help="the page's title")
+    report.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if --out differs from the page the folders "
+                             "give")
     args = parser.parse_args(argv)
+
+    if args.command == "report":
+        from jaxcl.io import report as reports
+
+        try:
+            result = reports.write(args.folders, out=args.out, title=args.title,
+                                   check=args.check)
+        except (ValueError, OSError) as error:
+            print(f"jaxcl report: {type(error).__name__}: {error}", file=sys.stderr)
+            return 1
+        if args.check and result is not None:
+            print(f"jaxcl report: {result}", file=sys.stderr)
+            return 1
+        if result is not None:
+            print(result, end="")
+        elif args.out is not None and not args.check:
+            print(f"wrote {args.out}")
+        return 0
 
     if args.command == "list":
         known = experiments()

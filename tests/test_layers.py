@@ -73,3 +73,18 @@ def test_every_module_is_small_and_says_why_it_exists(path):
     assert len(text.splitlines()) <= 400, f"{len(text.splitlines())} lines"
     doc = ast.get_docstring(ast.parse(text))
     assert doc and len(doc.split()) >= 8, "no opening paragraph"
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("__init__.py")),
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_package_faces_only_re_export(path):
+    """What a package defines lives in a module named for it; ``__init__`` only re-exports."""
+    tree = ast.parse(path.read_text())
+    defined = [n for n in tree.body
+               if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))]
+    assert not defined, [n.name for n in defined]
+
+
+def test_the_package_ships_its_types():
+    assert (PACKAGE / "py.typed").is_file()
+    assert 'jaxcl = ["py.typed"]' in (PACKAGE.parent / "pyproject.toml").read_text()

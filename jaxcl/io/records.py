@@ -98,5 +98,9 @@ def ci95(values) -> float | None:
 
 
 def mean_std(record: dict[str, Any], name: str, scale: float = 1.0, digits: int = 2) -> str:
-    """``"mean ± std"`` of a scalar of a strategy record (``scale=100`` for percentages)."""
-    return f"{scale * record[name]:.{digits}f} ± {scale * record[f'{name}_std']:.{digits}f}"
+    """``"mean ± std"`` of a scalar of a strategy record (``scale=100`` for percentages); a
+    record of one seed has no spread, ``"mean ± —"``."""
+    mean = f"{scale * record[name]:.{digits}f}"
+    if len(record.get("per_seed", ())) == 1:
+        return f"{mean} ± —"
+    return f"{mean} ± {scale * record[f'{name}_std']:.{digits}f}"

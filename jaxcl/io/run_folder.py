@@ -22,6 +22,7 @@ of another run is refused before it can resume, overwrite or delete that run's c
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 import os
@@ -172,8 +173,10 @@ def write_files(out: pathlib.Path, files: dict[str, Any]) -> None:
 def config_json(config: dict[str, Any], experiment: str) -> dict[str, Any]:
     """``config.json``'s content: the settings, the ``"experiment"`` they are for (so that
     ``--config`` with another experiment's file says whose it is) and, under ``"provenance"``,
-    what the run ran on (:func:`jaxcl.io.config_file.provenance`)."""
-    return {**config, "experiment": experiment, "provenance": provenance()}
+    what the run ran on (:func:`jaxcl.io.config_file.provenance`) and the day it was written
+    (``"date"``, UTC)."""
+    day = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    return {**config, "experiment": experiment, "provenance": {**provenance(), "date": day}}
 
 
 def csv_text(header: list[str], rows) -> str:

@@ -99,6 +99,8 @@ def test_seed_records_aggregate():
     assert record["transfer"] == [pytest.approx(0.2)]
     assert record["transfer_accuracy_std"] == pytest.approx(0.1)
     assert records.mean_std(record, "aca", 100) == "40.00 ± 20.00"
+    one = records.strategy_record(per_seed[:1])  # one seed has no spread to print
+    assert one["aca_std"] == 0.0 and records.mean_std(one, "aca", 100) == "20.00 ± —"
 
 
 def test_sde_flow_forgetting_refuses_bad_options_before_training(tmp_path):

@@ -151,3 +151,12 @@ def test_the_last_protocol_with_all_its_runs_decides(tmp_path, monkeypatch):
     text = hn_learnability_page.rule_section()
     assert "old.md" in text and "new.md" in text
     assert "every clause holds; jaxcl's default is `hnet_init=\"lecun\"`" in text
+
+
+def test_variants_are_written_out_and_one_is_jaxcls_defaults():
+    from jaxcl.learners import HN_PRESETS
+
+    keys = set(HN_PRESETS["paper"])
+    assert all(set(settings) == keys for settings in hn_learnability.VARIANTS.values())
+    assert hn_learnability.VARIANTS["paper"] == HN_PRESETS["paper"]
+    assert hn_learnability.VARIANTS[hn_learnability.default_variant()] == HN_PRESETS["jaxcl"]

@@ -154,14 +154,14 @@ def run_module(name, tmp_path, **settings):
 
 
 def test_split_benchmark_prints_table2(no_training, tmp_path):
-    saved, summary = run_module("split_benchmark", tmp_path, order=2, seeds=(0,), epochs=20)
+    saved, summary = run_module("split_benchmark", tmp_path, benchmark="split_cifar100", order=2,
+                                seeds=(0,), epochs=20)
     assert "Table 2, split_cifar100" in summary
     assert header(summary)[:5] == ["strategy", "ACA (%)", "paper", "forgetting (%)", "paper"]
     assert table_row(summary, "HN-1")[2] == "61.9 ± 1.7"
     assert table_row(summary, "HN-1")[4] == "8.1 ± 0.6"
     assert table_row(summary, "HN-F")[7] == "636 min"
     assert saved["paper"]["rows"]["Naive"]["aca"] == [33.7, 0.7]
-    assert "benchmark synthetic (paper: split_cifar100)" in summary
     assert "order 2 (paper: 1)" in summary and "seeds 1 (paper: 3)" in summary
     assert "epochs 20 (paper: 100)" in summary
 
@@ -190,7 +190,7 @@ def test_split_benchmark_setting_as_the_papers(no_training, tmp_path):
 
 
 def test_noisy_stream_prints_table1(no_training, tmp_path):
-    saved, summary = run_module("noisy_stream", tmp_path, k=2)
+    saved, summary = run_module("noisy_stream", tmp_path, benchmark="noisy_cifar", k=2)
     assert "Table 1, noisy stream" in summary
     assert header(summary)[2] == "paper"
     # learning accuracy of experiences 1-4 on the noisy stream, paper beside ours
@@ -199,26 +199,29 @@ def test_noisy_stream_prints_table1(no_training, tmp_path):
     assert table_row(summary, "HN-2")[2:9:2] == ["88.2 ± 1.4", "76.6 ± 1.3", "65.0 ± 2.1",
                                                  "50.0 ± 0.8"]
     assert saved["paper"]["rows_by_stream"]["normal"]["HN-2"][3] == [64.6, 0.3]
-    _, summary = run_module("noisy_stream", tmp_path / "k1", k=1)
+    _, summary = run_module("noisy_stream", tmp_path / "k1", benchmark="noisy_cifar", k=1)
     assert table_row(summary, "LR-1")[2:9:2] == ["—"] * 4  # the paper has no k = 1 rows
 
 
 def test_lookahead_ablation_prints_table4(no_training, tmp_path):
-    saved, summary = run_module("lookahead_ablation", tmp_path, k=4, order=2)
+    saved, summary = run_module("lookahead_ablation", tmp_path, benchmark="split_cifar100", k=4,
+                                order=2)
     assert "Table 4" in summary
     with_la = table_row(summary, "HN-4 with look-ahead (order 2)")
     without = table_row(summary, "HN-4 without look-ahead")
     assert (with_la[2], with_la[5], with_la[7]) == ("74.3", "75.6", "115 min")
     assert (without[2], without[5], without[7]) == ("66.9", "73.4", "87 min")
     assert "order 2 (paper: 1)" in summary
-    _, summary = run_module("lookahead_ablation", tmp_path / "f", k=0, order=1)
+    _, summary = run_module("lookahead_ablation", tmp_path / "f", benchmark="split_cifar100", k=0,
+                           order=1)
     assert table_row(summary, "HN-F without look-ahead")[2] == "62.7"
     assert table_row(summary, "HN-F with look-ahead (order 1)")[2] == "62.8"
     assert "order 1 (paper" not in summary
 
 
 def test_first_vs_second_order_prints_table5(no_training, tmp_path):
-    saved, summary = run_module("first_vs_second_order", tmp_path, k=1)
+    saved, summary = run_module("first_vs_second_order", tmp_path, benchmark="split_cifar100",
+                                k=1)
     assert "Table 5" in summary
     first, second = table_row(summary, "HN-1 order 1"), table_row(summary, "HN-1 order 2")
     assert (first[2], first[4], first[7]) == ("66.5", "—", "509 min")
@@ -230,4 +233,19 @@ def test_no_paper_column_for_other_benchmarks(no_training, tmp_path):
     saved, summary = run_module("split_benchmark", tmp_path, benchmark="split_fashion_mnist",
                                 strategies=("Naive",))
     assert table_row(summary, "Naive")[2] == "—" and saved["paper"]["rows"] == {"Naive": None}
-    assert "none (Table 2 has no split_fashion_mnist)" in summary
+    assert ("none (the paper's Table 2 is on split_cifar100 and split_tinyimagenet; this run is "
+            "on split_fashion_mnist, so its numbers are not put beside the paper's)") in summary
+
+
+@pytest.mark.parametrize("name,table", [("split_benchmark", "Table 2"),
+                                        ("lookahead_ablation", "Table 4"),
+                                        ("first_vs_second_order", "Table 5"),
+                                        ("noisy_stream", "Table 1")])
+def test_the_synthetic_defaults_print_none_of_the_papers_numbers(no_training, tmp_path, name,
+                                                                 table):
+    # The synthetic streams have the paper's shapes but not its images: no paper number beside.
+    saved, summary = run_module(name, tmp_path)
+    assert f"paper columns: none (the paper's {table} is on" in summary
+    assert "this run is on synthetic" in summary
+    rows = saved["paper"].get("rows") or saved["paper"].get("rows_by_stream", {}).get("noisy")
+    assert all(row is None for row in rows.values()), rows

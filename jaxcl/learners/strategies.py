@@ -1,0 +1,265 @@
+"""Strategies as values: :class:`StrategyConfig`, the presets, and the registry that builds them.
+
+:class:`StrategyConfig` names a strategy and every setting it reads; :func:`build_strategy` turns
+it, with the stream's shape, into a strategy object through a small registry (:data:`BUILDERS`).
+Variants are values: ``LR-2`` is ``StrategyConfig("latent_replay", k=2)``, ``HN-F`` is
+``StrategyConfig("hypernetwork", k=0)``, ``Frozen-3`` is ``StrategyConfig("frozen", k=3)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import optax
+
+from jaxcl.core.heads import INITS
+from jaxcl.core.hypernet import NEW_TASK_INITS, HypernetConfig
+from jaxcl.learners.base import Learner
+from jaxcl.learners.finetune import EWC, Naive
+from jaxcl.learners.hypernetwork import HN_ORDERS, PartialHypernet
+from jaxcl.learners.latent_replay import Frozen, LatentReplay
+from jaxcl.models import (
+    CONVS,
+    FREEZE_DEPTHS,
+    MODELS,
+    NORMS,
+    MultiHeadClassifier,
+    split_model,
+)
+from jaxcl.names import did_you_mean
+
+STRATEGIES = ("naive", "ewc", "frozen", "latent_replay", "hypernetwork")
+LABELS = {"Naive": "naive", "EWC": "ewc", "Frozen": "frozen", "LR": "latent_replay",
+          "HN": "hypernetwork"}
+"""Label prefix -> strategy; ``Frozen``, ``LR`` and ``HN`` take ``-k`` (``HN-F`` is k = 0)."""
+EXAMPLE_LABELS = ("Naive", "EWC", *(f"Frozen-{k}" for k in range(5)),
+                  *(f"LR-{k}" for k in range(1, 5)), *(f"HN-{k}" for k in range(1, 5)), "HN-F")
+"""Every label of the slim ResNet's depths: what an unknown label is matched against."""
+NORM_CHOICES = ("reference", *NORMS)
+REFERENCE_NORMS = {
+    "naive": ("batch", "batch"),
+    "ewc": ("batch", "batch"),
+    "frozen": ("batch", "batch"),
+    "latent_replay": ("running", "running"),
+    "hypernetwork": ("batch", "instance"),
+}
+"""Each strategy's normalisation in the reference implementation, ``(lower, upper)``: the plain
+ResNet of Naive, EWC and ``FreezingNaive`` uses ``BatchNorm2d(track_running_stats=False)``
+(batch statistics also in evaluation), the latent-replay model PyTorch's default ``BatchNorm2d``
+(running statistics), and HN-k batch statistics in ``g_phi`` and the generated part run one sample
+at a time (instance statistics). See :mod:`jaxcl.models.resnet`."""
+
+
+HN_PRESETS: dict[str, dict[str, object]] = {
+    "jaxcl": {"new_task_init": "random", "hnet_init": "torch", "task_lr_scale": 1.0,
+              "reg_warmup": 0.5},
+    "paper": {"new_task_init": "copy_prev", "hnet_init": "torch", "task_lr_scale": 1.0,
+              "reg_warmup": 0.0},
+}
+"""How HN-k starts and trains each new task, by preset: ``"jaxcl"``, the defaults of
+:class:`StrategyConfig`, and ``"paper"``, the reference implementation's exactly (a new task's
+embedding a copy of the previous task's). ``docs/results/hn_learnability.md`` holds the measurements
+behind the defaults."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StrategyConfig:
+    """A strategy and its settings (defaults: the study's, Hemati et al. 2023, Sec. 4 / App. A).
+
+    Attributes:
+      strategy: one of ``STRATEGIES``.
+      k: freeze depth (Frozen-k: 0..4, LR-k: 1..4; HN-k: 0..4, 0 is HN-F; unused by Naive, EWC).
+      model: ``"resnet"`` (slim ResNet-18) or ``"mlp"`` (tests).
+      nf: ResNet width. hidden: MLP hidden sizes.
+      norm: the ResNet's normalisation: ``"reference"`` (each strategy's as in the reference
+        implementation, :data:`REFERENCE_NORMS`) or one of ``NORMS`` for every part; HN-k takes
+        ``"batch"`` or ``"instance"`` (a generated network has no running statistics).
+      learning_rate: Adam's (the study: 1e-3).
+      batch_size: training minibatch (the study: 64); also the EWC Fisher and replay batch.
+      ewc_lambda: ``lambda_EWC`` (the reference: Avalanche's EWC with 1).
+      memory_size: LR buffer capacity (the study: 200 for CIFAR-100, 400 for Tiny-ImageNet).
+      replay_coef: LR's ``c`` (the study: 1).
+      order: HN's look-ahead order, one of ``HN_ORDERS``: 1 or 2 (Table 2 was run first-order;
+        Table 5 compares both), or ``"none"``, the study's "without look-ahead" (Table 4): the
+        regulariser on ``psi`` itself, ``L_CE(psi) + lambda L_H(psi)``.
+      coef: ``lambda`` of the output regulariser (0.5).
+      max_prev_tasks: previous tasks regularised per step (20).
+      embedding_dim, chunk_dim: task-embedding size (32) and the conv heads' lookup dimension d
+        (32); the trunk is 50 -> 32 (:class:`jaxcl.core.hypernet.HypernetConfig`).
+      new_task_init: how a new task's embedding starts: ``random`` (default), a fresh ``N(0, I)``
+        draw, or ``copy_prev`` (the reference's), a copy of the previous task's, with which a
+        new task starts as the previous task's network and HN-k learns new tasks slowly at
+        small budgets (``docs/results/hn_learnability.md``).
+      hnet_init: how the hypernetwork's trunk and heads start, one of
+        :data:`jaxcl.core.heads.INITS` (the reference: ``torch``, PyTorch's ``nn.Linear``
+        default).
+      task_lr_scale: HN-k's learning rate for the per-task parameters (task embeddings and
+        per-task tables) as a multiple of ``learning_rate`` (the reference: 1,
+        :func:`jaxcl.core.hypernet.hypernet_optimizer`).
+      reg_warmup: the fraction of each later experience, at its start, with HN-k's regulariser
+        off, in [0, 1) (default a half; the reference: 0;
+        :class:`jaxcl.learners.hypernetwork.PartialHypernet`).
+      conv: the ResNet's convolution, one of ``CONVS`` (speed only: ``"auto"`` takes filter
+        gradients in batch chunks on CPU, :mod:`jaxcl.models.conv`; equal to float rounding).
+    """
+
+    strategy: str = "hypernetwork"
+    k: int = 3
+    model: str = "resnet"
+    nf: int = 20
+    hidden: tuple[int, ...] = (64,)
+    norm: str = "reference"
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+    ewc_lambda: float = 1.0
+    memory_size: int = 200
+    replay_coef: float = 1.0
+    order: int | str = 1
+    coef: float = 0.5
+    max_prev_tasks: int = 20
+    embedding_dim: int = 32
+    chunk_dim: int = 32
+    new_task_init: str = "random"
+    hnet_init: str = "torch"
+    task_lr_scale: float = 1.0
+    reg_warmup: float = 0.5
+    conv: str = "auto"
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy={self.strategy!r} is not one of {STRATEGIES}")
+        if self.model not in MODELS:
+            raise ValueError(f"model={self.model!r} is not one of {MODELS}"
+                             f"{did_you_mean(self.model, MODELS)}")
+        if self.model == "resnet" and self.k not in FREEZE_DEPTHS:
+            raise ValueError(f"freeze depth k={self.k!r} is not one of {FREEZE_DEPTHS}")
+        if self.strategy == "latent_replay" and self.k < 1:
+            raise ValueError(f"latent replay needs a frozen part: k={self.k!r} must be >= 1")
+        if self.norm not in NORM_CHOICES:
+            raise ValueError(f"norm={self.norm!r} is not one of {NORM_CHOICES}")
+        if self.strategy == "hypernetwork" and "running" in self.norms:
+            raise ValueError(f"norm={self.norm!r}: a hypernetwork's target is a pure function of "
+                             "its generated parameters and keeps no running statistics; use "
+                             "'reference', 'batch' or 'instance'")
+        if self.order not in HN_ORDERS or isinstance(self.order, bool):
+            raise ValueError(f"order={self.order!r} is not one of {HN_ORDERS}")
+        if self.conv not in CONVS:
+            raise ValueError(f"conv={self.conv!r} is not one of {CONVS}")
+        if self.new_task_init not in NEW_TASK_INITS:
+            raise ValueError(f"new_task_init={self.new_task_init!r} is not one of {NEW_TASK_INITS}")
+        if self.hnet_init not in INITS:
+            raise ValueError(f"hnet_init={self.hnet_init!r} is not one of {INITS}")
+        if not self.task_lr_scale > 0:
+            raise ValueError(f"task_lr_scale must be > 0, got {self.task_lr_scale!r}")
+        if not 0.0 <= self.reg_warmup < 1.0:
+            raise ValueError(f"reg_warmup must be a fraction in [0, 1), got {self.reg_warmup!r}")
+        for name in ("learning_rate",):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("batch_size", "memory_size", "max_prev_tasks", "nf", "embedding_dim",
+                     "chunk_dim"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("ewc_lambda", "replay_coef", "coef"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+
+    @property
+    def norms(self) -> tuple[str, str]:
+        """The resolved normalisation ``(lower, upper)``."""
+        if self.norm == "reference":
+            return REFERENCE_NORMS[self.strategy]
+        return (self.norm, self.norm)
+
+    @property
+    def label(self) -> str:
+        """The name the study's tables use: Naive, EWC, Frozen-k, LR-k, HN-k, HN-F."""
+        prefix = {kind: prefix for prefix, kind in LABELS.items()}[self.strategy]
+        if self.strategy in ("naive", "ewc"):
+            return prefix
+        return "HN-F" if self.strategy == "hypernetwork" and self.k == 0 else f"{prefix}-{self.k}"
+
+    @classmethod
+    def from_label(cls, label: str, *, preset: str | None = None, **settings) -> StrategyConfig:
+        """``"Naive"``, ``"EWC"``, ``"Frozen-k"``, ``"LR-k"``, ``"HN-k"`` or ``"HN-F"`` with
+        ``settings``; ``preset`` (a key of :data:`HN_PRESETS`, e.g. ``"paper"``) fills the
+        settings it names that ``settings`` does not give."""
+        if preset is not None:
+            if preset not in HN_PRESETS:
+                raise ValueError(f"preset={preset!r} is not one of {tuple(HN_PRESETS)}")
+            settings = {**HN_PRESETS[preset], **settings}
+        name, _, depth = label.partition("-")
+        with_depth = name in ("Frozen", "LR", "HN")
+        if name not in LABELS or bool(depth) != with_depth:
+            raise ValueError(f"strategy label {label!r} is not Naive, EWC, Frozen-k, LR-k, HN-k "
+                             f"or HN-F{did_you_mean(label, EXAMPLE_LABELS)}")
+        settings = {**settings, "strategy": LABELS[name]}
+        if depth:
+            if not (depth == "F" and name == "HN") and not depth.isdigit():
+                allowed = "a digit or F" if name == "HN" else "a digit or F (HN only)"
+                raise ValueError(f"strategy label {label!r}: the freeze depth must be {allowed}")
+            settings["k"] = 0 if depth == "F" else int(depth)
+        return cls(**settings)
+
+
+def _split(config: StrategyConfig, num_classes: int, *, head: bool):
+    """``config``'s model split at its freeze depth, with its normalisations."""
+    norm, upper_norm = config.norms
+    return split_model(config.model, config.k, head=head, num_classes=num_classes, nf=config.nf,
+                       hidden=config.hidden, norm=norm, upper_norm=upper_norm, conv=config.conv)
+
+
+def _multi_head(config: StrategyConfig, num_tasks: int, classes_per_task: int):
+    """``g_phi`` (``None`` for k = 0) and a multi-head network over its features."""
+    split = _split(config, classes_per_task, head=False)
+    return split.lower, MultiHeadClassifier(split.upper, num_tasks, classes_per_task)
+
+
+def _naive(config, num_tasks, classes_per_task, sample_x, optimizer):
+    whole = dataclasses.replace(config, k=0)
+    return Naive(_multi_head(whole, num_tasks, classes_per_task)[1], optimizer,
+                 batch_size=config.batch_size)
+
+
+def _ewc(config, num_tasks, classes_per_task, sample_x, optimizer):
+    whole = dataclasses.replace(config, k=0)
+    return EWC(_multi_head(whole, num_tasks, classes_per_task)[1], optimizer,
+               batch_size=config.batch_size, ewc_lambda=config.ewc_lambda)
+
+
+def _frozen(config, num_tasks, classes_per_task, sample_x, optimizer):
+    lower, net = _multi_head(config, num_tasks, classes_per_task)
+    return Frozen(lower, net, optimizer)
+
+
+def _latent_replay(config, num_tasks, classes_per_task, sample_x, optimizer):
+    lower, net = _multi_head(config, num_tasks, classes_per_task)
+    return LatentReplay(lower, net, optimizer, classes_per_task=classes_per_task,
+                        memory_size=config.memory_size, replay_coef=config.replay_coef,
+                        replay_batch_size=config.batch_size)
+
+
+def _hypernetwork(config, num_tasks, classes_per_task, sample_x, optimizer):
+    split = _split(config, classes_per_task, head=True)
+    del optimizer  # HN-k's own: Adam, the per-task leaves at their own rate
+    hnet_config = HypernetConfig(num_tasks=num_tasks, embedding_dim=config.embedding_dim,
+                                 chunk_dim=config.chunk_dim, new_task_init=config.new_task_init,
+                                 init=config.hnet_init)
+    return PartialHypernet.build(split.upper, split.lower, sample_x, hnet_config=hnet_config,
+                                 learning_rate=config.learning_rate,
+                                 task_lr_scale=config.task_lr_scale, order=config.order,
+                                 coef=config.coef, max_prev_tasks=config.max_prev_tasks,
+                                 reg_warmup=config.reg_warmup)
+
+
+BUILDERS = {"naive": _naive, "ewc": _ewc, "frozen": _frozen, "latent_replay": _latent_replay,
+            "hypernetwork": _hypernetwork}
+
+
+def build_strategy(
+    config: StrategyConfig, *, num_tasks: int, classes_per_task: int, sample_x: jax.Array
+) -> Learner:
+    """The strategy object for ``config`` on a stream of ``num_tasks`` x ``classes_per_task``."""
+    optimizer = optax.adam(config.learning_rate)
+    return BUILDERS[config.strategy](config, num_tasks, classes_per_task, sample_x, optimizer)
