@@ -4,6 +4,7 @@ committed output, and every code block of docs/guide/ runs and prints what its p
 import os
 import pathlib
 import re
+import shlex
 import subprocess
 import sys
 
@@ -68,3 +69,52 @@ def test_the_guide_has_code_and_every_page_is_linked_from_the_readme():
     readme = (ROOT / "README.md").read_text()
     for page in GUIDE:
         assert f"docs/guide/{page.name}" in readme, page.name
+
+
+def shell_commands(text: str) -> list[list[str]]:
+    """The jaxcl commands of a page's ```bash blocks (``jaxcl run``, ``jaxcl report``,
+    ``python -m experiments.NAME``; lines joined at a trailing backslash, comments dropped),
+    each as its words, ``jaxcl run --distributed`` and ``python -m`` made ``jaxcl run``."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            try:
+                words = shlex.split(line, comments=True)
+            except ValueError:  # a line of a quoted multi-line argument (ssh --command="...")
+                words = shlex.split(line.replace('"', ""), comments=True)
+            if words[:3] == ["python", "-m", words[2] if len(words) > 2 else ""] and \
+                    words[2].startswith("experiments."):
+                words = ["jaxcl", "run", words[2].split(".", 1)[1], *words[3:]]
+            if words[:2] == ["jaxcl", "run"] and words[2:3] == ["--distributed"]:
+                words = words[:2] + words[3:]
+            if words[:2] in (["jaxcl", "run"], ["jaxcl", "report"]):
+                commands.append(words)
+    return commands
+
+
+def _options(argv: list[str], capsys) -> set[str]:
+    from jaxcl import cli
+
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "--help"])
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", capsys.readouterr().out))
+
+
+def test_every_documented_command_uses_options_its_command_has(capsys):
+    pages = [ROOT / "README.md", *GUIDE]
+    commands = [words for page in pages for words in shell_commands(page.read_text())]
+    assert len(commands) >= 8
+    known: dict[str, set[str]] = {}
+    for words in commands:
+        name = "report" if words[1] == "report" else words[2]
+        if name not in known:
+            known[name] = _options(["report"] if name == "report" else ["run", name], capsys)
+        flags = {w.split("=")[0] for w in words if w.startswith("--")}
+        assert flags <= known[name], (" ".join(words), sorted(flags - known[name]))
+
+
+def test_the_command_reader_sees_joined_lines_and_module_runs():
+    text = ("```bash\npython -m experiments.split_benchmark --seeds 0 \\\n    --epochs 2  # note\n"
+            "gcloud ssh --command=\"\n  jaxcl run --distributed noisy_stream --k 2\"\n```\n")
+    assert shell_commands(text) == [["jaxcl", "run", "split_benchmark", "--seeds", "0", "--epochs",
+                                     "2"], ["jaxcl", "run", "noisy_stream", "--k", "2"]]
