@@ -48,8 +48,38 @@ SECTIONS = {
 split by ``--variants`` (run side by side), whose baseline rows must agree bitwise; a section
 whose folders are not all there is left out."""
 
+SETTINGS = {
+    "new_task_init": ("a new task's embedding", {
+        "random": "`new_task_init=\"random\"`: a fresh `N(0, I)` draw",
+        "copy_prev": "`\"copy_prev\"`: a copy of the previous task's"}),
+    "reg_warmup": ("the output regulariser", {
+        0.5: "off for the first half of each later experience (`reg_warmup=0.5`)",
+        0.0: "on from the first step (`reg_warmup=0`)"}),
+    "hnet_init": ("the hypernetwork's initialisation", {
+        "torch": "`hnet_init=\"torch\"`, the reference's (PyTorch's `nn.Linear` default)",
+        "lecun": "`hnet_init=\"lecun\"`: each generated kernel starts with the variance of "
+                 "Flax's LeCun-normal default for that layer (`jaxcl.core.heads`)"}),
+    "task_lr_scale": ("the per-task parameters' learning rate", {
+        1.0: "`task_lr_scale=1`", 10.0: "`task_lr_scale=10`"}),
+}
+"""HN-k's new-task settings (:data:`jaxcl.learners.HN_PRESETS`) in words, for the page's table."""
+
+
+def presets_table() -> str:
+    """jaxcl's defaults beside the paper's settings, read off :data:`jaxcl.learners.HN_PRESETS`."""
+    from jaxcl.learners import HN_PRESETS
+
+    rows = ["| setting | jaxcl (default) | paper (`--preset paper`, "
+            "`StrategyConfig.from_label(..., preset=\"paper\")`) |", "|---|---|---|"]
+    for name, (what, words) in SETTINGS.items():
+        ours, theirs = HN_PRESETS["jaxcl"][name], HN_PRESETS["paper"][name]
+        rows.append(f"| {what} | {words[ours]} | "
+                    f"{'the same' if ours == theirs else words[theirs]} |")
+    return "\n".join(rows)
+
+
 INTRO = """\
-# HN-k learns what it is shown: measurements behind the defaults (issue 26)
+# HN-k learns what it is shown: the measurements behind HN-k's defaults
 
 This page is built by `python -m experiments.hn_learnability_page` from the run records in
 `docs/runs/hn_learnability/`; do not edit it by hand. The protocol, committed before these runs,
@@ -58,12 +88,7 @@ exploratory runs chose the defaults.
 
 **The defaults depart from the paper's settings** (`jaxcl.learners.HN_PRESETS`):
 
-| setting | jaxcl (default) | paper (`--preset paper`, `StrategyConfig.from_label(..., preset="paper")`) |
-|---|---|---|
-| a new task's embedding | `new_task_init="random"`: a fresh `N(0, I)` draw | `"copy_prev"`: a copy of the previous task's |
-| the output regulariser | off for the first half of each later experience (`reg_warmup=0.5`) | on from the first step (`0`) |
-| the hypernetwork's initialisation | `hnet_init="torch"`, the reference's (PyTorch's `nn.Linear` default) | the same |
-| the per-task parameters' learning rate | `task_lr_scale=1` | the same |
+{presets}
 
 Why: with `copy_prev` a new task starts as the previous task's network, and its own parameters
 (a 32-value embedding and a few table rows) move about the learning rate a step; with the
@@ -80,17 +105,20 @@ the step is the obvious next thing to measure.
 
 **What the frozen layers allow.** HN-k freezes the stem and its first k blocks after the first
 experience (for the 100-100 MLP, HN-2 freezes both hidden layers and generates only the linear
-classifier). Beside Naive, which trains everything, each MLP table now also prints Frozen-k: the
-same layers frozen alike, with one head per task trained directly and no hypernetwork. Naive is
-the target the issue sets; Frozen-k says how much of a gap to it the freeze depth itself leaves at
+classifier). Beside Naive, which trains everything, each MLP table also prints Frozen-k: the
+same layers frozen alike, with one head per task trained directly and no hypernetwork. The
+targets are Naive's: HN-k's learning accuracy within 5 points of it, and its forgetting at most a
+third of it, at each budget. Frozen-k says how much of a gap to it the freeze depth itself leaves at
 the budget, so that a shortfall of HN-k is read as the hypernetwork's or the frozen layers'.
 Frozen-k was added after the protocol's runs: the MLP runs were repeated with it on the same
 seeds, and every other row is the same to the last digit as in the first runs.
 
 **LeCun-variance heads.** The `jaxcl+lecun` rows learned more at HN-2 in the first protocol's
-runs; a follow-up protocol, [docs/protocols/hn_init_lecun.md](../protocols/hn_init_lecun.md),
-committed before its runs, tests them against jaxcl's defaults on fresh seeds (300-302) and on
-the ResNet, with a decision rule written in advance; the last section of this page reads the
+runs; two protocols committed before their runs tested them against the reference's
+initialisation on fresh seeds, with a decision rule written in advance
+([docs/protocols/hn_init_lecun.md](../protocols/hn_init_lecun.md), seeds 300-302, and
+[docs/protocols/hn_init_lecun_seeds400.md](../protocols/hn_init_lecun_seeds400.md), the same rule
+on ten MLP seeds 400-409 and three ResNet seeds 400-402); the last section of this page reads the
 rule off the records, clause by clause.
 
 Columns: learning accuracy, the mean of `R[i][i]`; forgetting, Avalanche's, the mean of
@@ -115,12 +143,13 @@ def _mean_ci(values) -> str:
 
 
 def target_lines(metrics: dict) -> list[str]:
-    """The issue's targets for every jaxcl row: learning accuracy within 5 points of the
-    baseline's, forgetting at most a third of its (read off the run's means; the intervals
-    beside them). Where the run trained Frozen-k, the line adds what those frozen layers let a
-    head trained directly learn; where the baseline's forgetting interval reaches 0, it says
-    that the ratio compares noise."""
-    from experiments.hn_learnability import frozen_of
+    """The targets for every row of jaxcl's defaults (the variant
+    :func:`experiments.hn_learnability.default_variant`, or ``jaxcl`` in a record that did not
+    run it): learning accuracy within 5 points of the baseline's, forgetting at most a third of
+    its (read off the run's means; the intervals beside them). Where the run trained Frozen-k,
+    the line adds what those frozen layers let a head trained directly learn; where the
+    baseline's forgetting interval reaches 0, it says that the ratio compares noise."""
+    from experiments.hn_learnability import default_variant, frozen_of
 
     base = metrics["config"]["baseline"]
     lines = []
@@ -128,8 +157,10 @@ def target_lines(metrics: dict) -> list[str]:
         la, fg = budget["learning_accuracy"], budget["forgetting"]
         base_f = 100 * np.asarray(fg[base], dtype=float)
         noise = base_f.mean() - (ci95(base_f) or 0.0) <= 0
+        ran = {label.split(" ", 1)[1] for label in la if " " in label}
+        variant = default_variant() if default_variant() in ran else "jaxcl"
         for label in la:
-            if not label.endswith(" jaxcl"):
+            if not label.endswith(" " + variant):
                 continue
             gap = 100 * (np.mean(la[base]) - np.mean(la[label]))
             ratio_ok = np.mean(fg[label]) <= np.mean(fg[base]) / 3
@@ -318,7 +349,8 @@ def page() -> str:
     sections = [section(title, folders) for title, folders in SECTIONS.items()
                 if all((RUNS / f / "metrics.json").exists() for f in folders)]
     rule = rule_section()
-    return INTRO + "\n" + "\n".join(sections) + ("\n" + rule if rule else "")
+    return (INTRO.format(presets=presets_table()) + "\n" + "\n".join(sections)
+            + ("\n" + rule if rule else ""))
 
 
 def cli(argv: list[str] | None = None) -> int:
