@@ -238,7 +238,7 @@ LECUN_RULES = (
     ("hn_init_lecun.md", "seeds 300-302",
      ("fmnist_mlp_30steps_seeds300", "digits_mlp_30steps_seeds300"),
      ("fmnist_resnet_120steps_jaxcl", "fmnist_resnet_120steps_lecun")),
-    ("hn_init_lecun_seeds400.md", "seeds 400-409 (ResNet 400-402)",
+    ("hn_init_lecun_seeds400.md", "MLP seeds 400-409, ResNet seeds 400-402",
      ("fmnist_mlp_30steps_seeds400", "digits_mlp_30steps_seeds400"),
      ("fmnist_resnet_120steps_seeds400",)),
 )
