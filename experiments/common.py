@@ -380,7 +380,9 @@ class RunSettings(RunOptions):
     The defaults are the study's settings (Hemati et al. 2023, Sec. 4 and App. A, and its
     reference implementation): Adam 1e-3, batch 64, 100 epochs per experience, random crop +
     flip, embedding 32 -> 50 -> 32 with lookup dimension d = 32, lambda = 0.5, first-order
-    look-ahead (Table 2's setting), EWC lambda 1, LR buffers of 200 / 400 replayed with c = 1. ``devices`` trains data-parallel over that many devices;
+    look-ahead (Table 2's setting), EWC lambda 1, LR buffers of 200 / 400 replayed with c = 1;
+    except HN-k's settings for new tasks, jaxcl's (:data:`jaxcl.learners.HN_PRESETS`;
+    ``--preset paper`` restores the paper's). ``devices`` trains data-parallel over that many devices;
     ``seeds_together`` trains all seeds as one vmapped program. With ``--out``, the run checkpoints
     after every experience, and every ``checkpoint_epochs`` epochs inside one if positive.
     ``tensorboard`` also writes the
@@ -396,6 +398,7 @@ class RunSettings(RunOptions):
         "new_task_init": "the paper's is copy_prev (--preset paper); ours learns new tasks at "
                          "small budgets, see docs/results/hn_learnability.md",
         "reg_warmup": "the paper's is 0 (--preset paper), see docs/results/hn_learnability.md",
+        "hnet_init": "the paper's is torch (--preset paper), see docs/results/hn_learnability.md",
         "train_per_class": "0: synthetic 500, split_digits 100, real data all",
         "test_per_class": "0: synthetic 100, split_digits 50, real data all",
     }
@@ -444,8 +447,9 @@ class RunSettings(RunOptions):
                   "flags and --config win over it",
         "new_task_init": "how a new task's embedding starts: random (N(0, I)) or copy_prev "
                          "(the previous task's)",
-        "hnet_init": "how the hypernetwork's trunk and heads start: torch (PyTorch's Linear "
-                     "default, the reference's) or lecun",
+        "hnet_init": "how the hypernetwork's trunk and heads start: lecun (each generated "
+                     "kernel with the variance of Flax's LeCun-normal default) or torch "
+                     "(PyTorch's Linear default, the reference's)",
         "task_lr_scale": "HN-k's learning rate for task embeddings and per-task tables, as a "
                          "multiple of --learning-rate, > 0",
         "reg_warmup": "the fraction of each later experience, at its start, with HN-k's "
@@ -489,10 +493,10 @@ class RunSettings(RunOptions):
     order: int | str = 1
     coef: float = 0.5
     preset: str = "jaxcl"
-    new_task_init: str = "random"
-    hnet_init: str = "torch"
-    task_lr_scale: float = 1.0
-    reg_warmup: float = 0.5
+    new_task_init: str = HN_PRESETS["jaxcl"]["new_task_init"]
+    hnet_init: str = HN_PRESETS["jaxcl"]["hnet_init"]
+    task_lr_scale: float = HN_PRESETS["jaxcl"]["task_lr_scale"]
+    reg_warmup: float = HN_PRESETS["jaxcl"]["reg_warmup"]
     chunk_dim: int = 32
     ewc_lambda: float = 1.0
     memory_size: int = 0

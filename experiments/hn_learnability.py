@@ -62,9 +62,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
 run record re-runs to its numbers whatever jaxcl's defaults become: the paper's settings
 (``paper``, :data:`jaxcl.learners.HN_PRESETS` ``["paper"]``); ``jaxcl``, a fresh ``N(0, I)``
 embedding and the regulariser off for the first half of every later experience with the
-reference's hypernetwork initialisation; and single departures from them: without the warm-up,
-the paper's with it, a 10x learning rate for the per-task parameters, and LeCun-variance heads.
-:func:`default_variant` names the one that is jaxcl's defaults."""
+reference's hypernetwork initialisation (jaxcl's first defaults); and single departures from
+them: without the warm-up, the paper's with it, a 10x learning rate for the per-task parameters,
+and LeCun-variance heads (``jaxcl+lecun``, jaxcl's defaults since the protocols of
+``docs/protocols/hn_init_lecun*.md``). :func:`default_variant` names the one that is jaxcl's
+defaults."""
 
 
 def default_variant() -> str:
@@ -81,7 +83,7 @@ def learning_gap_ok(hn: float, naive: float, points: float = 5.0) -> bool:
 @dataclasses.dataclass(frozen=True)
 class Config(RunSettings):
     depths: tuple[int, ...] = (2,)
-    variants: tuple[str, ...] = ("paper", "jaxcl")
+    variants: tuple[str, ...] = ("paper", "jaxcl+lecun")
     budgets: tuple[int, ...] = ()
     baseline: str = "Naive"
     frozen: bool = True
@@ -134,7 +136,7 @@ class Config(RunSettings):
         return out
 
 
-QUICK = {**QUICK_SETTINGS, "depths": (1,), "variants": ("paper", "jaxcl"), "hidden": (16, 16)}
+QUICK = {**QUICK_SETTINGS, "depths": (1,), "variants": ("paper", "jaxcl+lecun"), "hidden": (16, 16)}
 
 
 def _interval(values, scale: float = 100.0) -> str:
