@@ -57,6 +57,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
                       "reg_warmup": 0.5},
     "jaxcl+lecun": {"new_task_init": "random", "hnet_init": "lecun", "task_lr_scale": 1.0,
                     "reg_warmup": 0.5},
+    "lecun+warmup0.25": {"new_task_init": "random", "hnet_init": "lecun", "task_lr_scale": 1.0,
+                         "reg_warmup": 0.25},
 }
 """HN-k's settings for new tasks, by variant name, each written out in full so that a committed
 run record re-runs to its numbers whatever jaxcl's defaults become: the paper's settings
@@ -65,8 +67,8 @@ embedding and the regulariser off for the first half of every later experience w
 reference's hypernetwork initialisation (jaxcl's first defaults); and single departures from
 them: without the warm-up, the paper's with it, a 10x learning rate for the per-task parameters,
 and LeCun-variance heads (``jaxcl+lecun``, jaxcl's defaults since the protocols of
-``docs/protocols/hn_init_lecun*.md``). :func:`default_variant` names the one that is jaxcl's
-defaults."""
+``docs/protocols/hn_init_lecun*.md``), and those with a warm-up of a quarter of the experience.
+:func:`default_variant` names the one that is jaxcl's defaults."""
 
 
 def default_variant() -> str:
