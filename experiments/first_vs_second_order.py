@@ -65,7 +65,7 @@ def run(config: Config, out=None) -> dict:
         table = f"{source}\n\n{table}\n\n{paper.differences(config, PAPER_SETTING)}"
     else:
         source = paper.no_columns("the paper's Table 5", "split_cifar100", config)
-        table = f"{source}\n\n{table}\n\n{paper.hn_departures(config)}"
+        table = f"{source}\n\n{table}{paper.hn_departures(config)}"
     ratio = o2["time_s"] / max(records[f"{base} order 1"]["time_s"], 1e-9)
     table += (f"\n\nalong the order-2 run, mean |g_order2 - g_order1| / |g_order1| = "
               f"{mean_std(o2, 'mean_grad_rel_diff', 1, 4)} (free: same pass); "

@@ -73,7 +73,7 @@ def run(config: Config, out=None) -> dict:
             for kind in config.kinds for k in config.depths]
     table = markdown_table(["frozen blocks k", "strategy", "learning acc. exp. 2 (%)"], rows)
     if "HN" in config.kinds:
-        table += f"\n\n{paper.hn_departures(config)}"
+        table += paper.hn_departures(config)
     curves = {f"{kind}-k": [np.mean(second[label(kind, k)]) for k in config.depths]
               for kind in config.kinds}
     figure = plots.lines(list(config.depths), curves, "frozen blocks k",

@@ -56,7 +56,7 @@ def run(config: Config, out=None) -> dict:
         note = f"\n\n{paper.differences(config, PAPER_SETTING)}"
     else:
         source = paper.no_columns("the paper's Table 4", "split_cifar100", config)
-        note = f"\n\n{paper.hn_departures(config)}"
+        note = paper.hn_departures(config)
     return config.finish(out, NAME, records, steps, f"{source}\n\n{table}{note}",
                          paper={"source": "Hemati et al. (2023), Table 4", "rows": published})
 

@@ -67,7 +67,7 @@ def run(config: Config, out=None) -> dict:
         note = f"\n\n{paper.differences(config, PAPER_SETTING)}"
     else:
         source = paper.no_columns("the paper's Table 1", "noisy_cifar", config)
-        note = f"\n\n{paper.hn_departures(config)}"
+        note = paper.hn_departures(config)
     table = f"{source}\n\n{markdown_table(header, rows)}{note}"
     return config.finish(out, NAME, records, steps, table,
                          paper={"source": "Hemati et al. (2023), Table 1",

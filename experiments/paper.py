@@ -185,9 +185,16 @@ from the paper's; every printed table names the departures."""
 
 
 def hn_departures(config: Any) -> str:
-    """:func:`differences` over HN-k's new-task settings alone: the line under a table that has
-    no paper columns (another benchmark), so that the departures are named there too."""
-    return differences(config, {name: TRAINING[name] for name in HN_NEW_TASK})
+    """The lines under a table that has no paper columns (another benchmark): ``"\\n\\n"`` and
+    :func:`differences` over HN-k's new-task settings alone, so that jaxcl's departures are named
+    there too; nothing when no HN-k ran (``config.unused()`` holds them all)."""
+    unused = config.unused() if hasattr(config, "unused") else {}
+    if all(name in unused for name in HN_NEW_TASK):
+        return ""
+    line = differences(config, {name: TRAINING[name] for name in HN_NEW_TASK})
+    if line.startswith("setting as"):
+        line = "HN-k's settings for new tasks as the paper's (" + ", ".join(HN_NEW_TASK) + ")"
+    return f"\n\n{line}"
 
 
 def differences(config: Any, paper: Mapping[str, Any]) -> str:

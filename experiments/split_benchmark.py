@@ -60,7 +60,7 @@ def run(config: Config, out=None) -> dict:
     if bench is None:
         source = paper.no_columns("the paper's Table 2", "split_cifar100 and split_tinyimagenet",
                                   config)
-        note = f"\n\n{paper.hn_departures(config)}"
+        note = paper.hn_departures(config)
     else:
         source = f"paper columns: Hemati et al. (2023), Table 2, {bench}, mean ± std over 3 runs"
         note = f"\n\n{paper.differences(config, PAPER_SETTING[bench])}"

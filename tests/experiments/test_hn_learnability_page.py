@@ -102,7 +102,7 @@ def _metrics(la, fg, spread=(0.0, 0.0, 0.0)):
     return {"extra": {"budgets": {"1": budget}}}
 
 
-def test_the_lecun_rule_reads_each_clause_off_the_means():
+def test_the_rule_reads_each_clause_off_the_means():
     mlp = {"fmnist_x": _metrics({"Naive": 95, "HN-2 jaxcl": 88, "HN-2 jaxcl+lecun": 91},
                                 {"Naive": 6, "HN-2 jaxcl": 1, "HN-2 jaxcl+lecun": 1.5},
                                 spread=(-2.0, 0.0, 2.0)),
@@ -110,21 +110,29 @@ def test_the_lecun_rule_reads_each_clause_off_the_means():
                                 {"Naive": 1, "HN-F jaxcl": 0.5, "HN-F jaxcl+lecun": 1.4})}
     resnet = _metrics({"Naive": 97, "HN-2 jaxcl": 95, "HN-2 jaxcl+lecun": 94.5},
                       {"Naive": 15, "HN-2 jaxcl": 0.5, "HN-2 jaxcl+lecun": 4.0})
-    lines, verdict = hn_learnability_page.lecun_rule(mlp, resnet)
+    lines, verdict = hn_learnability_page.rule(mlp, resnet, "jaxcl", "jaxcl+lecun", "gap")
     # The seeds move together, so the paired difference's interval is 0 wide.
-    assert ("- fmnist_x, HN-2: learning accuracy +3.0 points against torch's (at least -1; "
+    assert ("- fmnist_x, HN-2: learning accuracy +3.0 points against `jaxcl`'s (at least -1; "
             "paired +3.0 ± 0.0): holds") in lines
     assert "- fmnist_x, HN-2: 4.0 points below Naive's learning accuracy (at most 5): holds" in lines
-    assert ("- digits_x, HN-F: forgetting +0.9 points against torch's (at most +1; "
+    assert ("- digits_x, HN-F: forgetting +0.9 points against `jaxcl`'s (at most +1; "
             "paired +0.9 ± 0.0): holds") in lines
     assert "- ResNet, HN-2: forgetting 4.0 against Naive's 15.0 (at most a third): holds" in lines
     assert verdict is True
     mlp["digits_x"] = _metrics({"Naive": 99, "HN-F jaxcl": 98, "HN-F jaxcl+lecun": 97.5},
                                {"Naive": 1, "HN-F jaxcl": 0.5, "HN-F jaxcl+lecun": 1.6})
-    lines, verdict = hn_learnability_page.lecun_rule(mlp, resnet)
-    assert ("- digits_x, HN-F: forgetting +1.1 points against torch's (at most +1; "
+    lines, verdict = hn_learnability_page.rule(mlp, resnet, "jaxcl", "jaxcl+lecun", "gap")
+    assert ("- digits_x, HN-F: forgetting +1.1 points against `jaxcl`'s (at most +1; "
             "paired +1.1 ± 0.0): fails") in lines
     assert verdict is False
+    # The warm-up question's extra clause: HN-2 forgets at most a third of Naive's, each split.
+    mlp = {"digits_y": _metrics({"Naive": 99, "HN-2 a": 97, "HN-2 b": 97},
+                                {"Naive": 1.2, "HN-2 a": 0.6, "HN-2 b": 0.5})}
+    resnet = _metrics({"Naive": 97, "HN-2 a": 95, "HN-2 b": 95}, {"Naive": 15, "HN-2 a": 0,
+                                                                  "HN-2 b": 0})
+    lines, verdict = hn_learnability_page.rule(mlp, resnet, "a", "b", "third")
+    assert "- digits_y, HN-2: forgetting 0.5 against Naive's 1.2 (at most a third): fails" in lines
+    assert verdict is False and not any("below Naive's learning accuracy" in x for x in lines)
 
 
 def test_the_last_protocol_with_all_its_runs_decides(tmp_path, monkeypatch):
@@ -136,21 +144,23 @@ def test_the_last_protocol_with_all_its_runs_decides(tmp_path, monkeypatch):
     runs = {"old_mlp": failing, "old_resnet": passing, "new_mlp": passing, "new_resnet": passing}
     monkeypatch.setattr(hn_learnability_page, "RUNS", tmp_path)
     monkeypatch.setattr(hn_learnability_page, "merged", lambda folders: runs[folders[0]])
-    monkeypatch.setattr(hn_learnability_page, "LECUN_RULES", (
-        ("old.md", "seeds 1-3", ("fmnist_old",), ("old_resnet",)),
-        ("new.md", "seeds 4-6", ("fmnist_new",), ("new_resnet",))))
+    question = hn_learnability_page.Question(
+        "LeCun?", "jaxcl", "jaxcl+lecun", "lecun it is", "torch stays", "gap",
+        (("old.md", "seeds 1-3", ("fmnist_old",), ("old_resnet",)),
+         ("new.md", "seeds 4-6", ("fmnist_new",), ("new_resnet",))))
     runs["fmnist_old"], runs["fmnist_new"] = failing, passing
+    assert hn_learnability_page.rule_section(question) == ""  # no protocol's runs are there
     for name in ("fmnist_old", "old_resnet"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "metrics.json").write_text("{}")
-    text = hn_learnability_page.rule_section()  # only the old protocol's runs are there
-    assert "a clause fails, so jaxcl's default stays" in text and "new.md" not in text
+    text = hn_learnability_page.rule_section(question)  # only the old protocol's runs are there
+    assert "a clause fails, so torch stays." in text and "new.md" not in text
     for name in ("fmnist_new", "new_resnet"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "metrics.json").write_text("{}")
-    text = hn_learnability_page.rule_section()
+    text = hn_learnability_page.rule_section(question)
     assert "old.md" in text and "new.md" in text
-    assert "every clause holds; jaxcl's default is `hnet_init=\"lecun\"`" in text
+    assert "every clause holds; lecun it is." in text
 
 
 def test_variants_are_written_out_and_one_is_jaxcls_defaults():
