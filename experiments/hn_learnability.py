@@ -42,23 +42,21 @@ from jaxcl.learners.hypernetwork import DIAGNOSTICS
 
 NAME = "hn_learnability"
 
+def _settings(new_task_init: str, hnet_init: str, task_lr_scale: float,
+              reg_warmup: float) -> dict[str, Any]:
+    return {"new_task_init": new_task_init, "hnet_init": hnet_init,
+            "task_lr_scale": task_lr_scale, "reg_warmup": reg_warmup}
+
+
 VARIANTS: dict[str, dict[str, Any]] = {
-    "paper": {"new_task_init": "copy_prev", "hnet_init": "torch", "task_lr_scale": 1.0,
-              "reg_warmup": 0.0},
-    "jaxcl": {"new_task_init": "random", "hnet_init": "torch", "task_lr_scale": 1.0,
-              "reg_warmup": 0.5},
-    "random": {"new_task_init": "random", "hnet_init": "torch", "task_lr_scale": 1.0,
-               "reg_warmup": 0.0},
-    "copy+warmup": {"new_task_init": "copy_prev", "hnet_init": "torch", "task_lr_scale": 1.0,
-                    "reg_warmup": 0.5},
-    "copy+task_lr": {"new_task_init": "copy_prev", "hnet_init": "torch", "task_lr_scale": 10.0,
-                     "reg_warmup": 0.0},
-    "jaxcl+task_lr": {"new_task_init": "random", "hnet_init": "torch", "task_lr_scale": 10.0,
-                      "reg_warmup": 0.5},
-    "jaxcl+lecun": {"new_task_init": "random", "hnet_init": "lecun", "task_lr_scale": 1.0,
-                    "reg_warmup": 0.5},
-    "lecun+warmup0.25": {"new_task_init": "random", "hnet_init": "lecun", "task_lr_scale": 1.0,
-                         "reg_warmup": 0.25},
+    "paper": _settings("copy_prev", "torch", 1.0, 0.0),
+    "jaxcl": _settings("random", "torch", 1.0, 0.5),
+    "random": _settings("random", "torch", 1.0, 0.0),
+    "copy+warmup": _settings("copy_prev", "torch", 1.0, 0.5),
+    "copy+task_lr": _settings("copy_prev", "torch", 10.0, 0.0),
+    "jaxcl+task_lr": _settings("random", "torch", 10.0, 0.5),
+    "jaxcl+lecun": _settings("random", "lecun", 1.0, 0.5),
+    "lecun+warmup0.25": _settings("random", "lecun", 1.0, 0.25),
 }
 """HN-k's settings for new tasks, by variant name, each written out in full so that a committed
 run record re-runs to its numbers whatever jaxcl's defaults become: the paper's settings
