@@ -63,6 +63,7 @@ SETTINGS = {
         "copy_prev": "`\"copy_prev\"`: a copy of the previous task's"}),
     "reg_warmup": ("the output regulariser", {
         0.5: "off for the first half of each later experience (`reg_warmup=0.5`)",
+        0.25: "off for the first quarter of each later experience (`reg_warmup=0.25`)",
         0.0: "on from the first step (`reg_warmup=0`)"}),
     "hnet_init": ("the hypernetwork's initialisation", {
         "torch": "`hnet_init=\"torch\"`, the reference's (PyTorch's `nn.Linear` default)",
