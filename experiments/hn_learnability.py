@@ -65,7 +65,8 @@ embedding and the regulariser off for the first half of every later experience w
 reference's hypernetwork initialisation (jaxcl's first defaults); and single departures from
 them: without the warm-up, the paper's with it, a 10x learning rate for the per-task parameters,
 and LeCun-variance heads (``jaxcl+lecun``, jaxcl's defaults since the protocols of
-``docs/protocols/hn_init_lecun*.md``), and those with a warm-up of a quarter of the experience.
+``docs/protocols/hn_init_lecun*.md``), and those with a warm-up of a quarter of the experience
+(``lecun+warmup0.25``, jaxcl's defaults since ``docs/protocols/hn_warmup_quarter.md``).
 :func:`default_variant` names the one that is jaxcl's defaults."""
 
 
@@ -83,7 +84,7 @@ def learning_gap_ok(hn: float, naive: float, points: float = 5.0) -> bool:
 @dataclasses.dataclass(frozen=True)
 class Config(RunSettings):
     depths: tuple[int, ...] = (2,)
-    variants: tuple[str, ...] = ("paper", "jaxcl+lecun")
+    variants: tuple[str, ...] = ("paper", "lecun+warmup0.25")
     budgets: tuple[int, ...] = ()
     baseline: str = "Naive"
     frozen: bool = True
@@ -136,7 +137,7 @@ class Config(RunSettings):
         return out
 
 
-QUICK = {**QUICK_SETTINGS, "depths": (1,), "variants": ("paper", "jaxcl+lecun"), "hidden": (16, 16)}
+QUICK = {**QUICK_SETTINGS, "depths": (1,), "variants": ("paper", "lecun+warmup0.25"), "hidden": (16, 16)}
 
 
 def _interval(values, scale: float = 100.0) -> str:

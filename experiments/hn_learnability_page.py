@@ -108,11 +108,12 @@ held still. Each table below prints HN-k under the paper's settings (`paper`), j
 task identity. `config.json` of every run records the preset and each setting; every printed
 table of the study modules lists the settings in which a run differs from the paper's.
 
-What the learning curves show beside the tables: with the warm-up the training accuracy of a
-new task on the slim ResNet dips at the step where the regulariser switches on (halfway through
-the experience) and recovers before its end; with the reference's initialisation the dip reaches
-down to 25-50 % in some experiences, with LeCun heads it is a few points (the ResNet sections'
-plots). The switch is abrupt; a ramp in its place has not been measured.
+What the learning curves show beside the tables: with a warm-up the training accuracy of a
+new task on the slim ResNet dips at the step where the regulariser switches on (a half or a
+quarter of the way through the experience) and recovers before its end; with the reference's
+initialisation and the half warm-up the dip reaches down to 25-50 % in some experiences, with
+LeCun heads it is a few points (the ResNet sections' plots). The switch is abrupt; a ramp in its
+place has not been measured.
 
 **At larger budgets.** The last budget section was run after the LeCun verdict, outside any
 protocol's rule, to check that jaxcl's defaults are no worse than the paper's settings as the

@@ -54,13 +54,13 @@ at a time (instance statistics). See :mod:`jaxcl.models.resnet`."""
 
 HN_PRESETS: dict[str, dict[str, Any]] = {
     "jaxcl": {"new_task_init": "random", "hnet_init": "lecun", "task_lr_scale": 1.0,
-              "reg_warmup": 0.5},
+              "reg_warmup": 0.25},
     "paper": {"new_task_init": "copy_prev", "hnet_init": "torch", "task_lr_scale": 1.0,
               "reg_warmup": 0.0},
 }
 """How HN-k starts and trains each new task, by preset: ``"jaxcl"``, the defaults of
 :class:`StrategyConfig` (defined here once: a fresh embedding for a new task, the regulariser off
-for the first half of each later experience, LeCun-variance heads), and ``"paper"``, the
+for the first quarter of each later experience, LeCun-variance heads), and ``"paper"``, the
 reference implementation's exactly (a new task's embedding a copy of the previous task's, the
 regulariser on from the first step, PyTorch's ``nn.Linear`` initialisation). Each of jaxcl's
 departures was chosen under a protocol committed before its runs;

@@ -167,7 +167,7 @@ def test_defaults_are_the_papers_settings():
     # ... except where a gain at practical budgets was measured: listed, one switch away.
     assert paper_tables.differences(config, paper_tables.TRAINING) == (
         "differs from the paper's setting: new_task_init random (paper: copy_prev); hnet_init "
-        "lecun (paper: torch); reg_warmup 0.5 (paper: 0.0)")
+        "lecun (paper: torch); reg_warmup 0.25 (paper: 0.0)")
     from experiments.common import parse_config
 
     as_paper, _ = parse_config(split_benchmark.Config, ["--preset", "paper"], name="x",
