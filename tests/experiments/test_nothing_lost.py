@@ -387,6 +387,19 @@ def test_the_memory_estimate_counts_the_stream_and_the_first_activations():
     assert dataclasses.replace(config, benchmark="split_digits").memory_estimate() == {}
 
 
+@pytest.fixture
+def ctrl_c_heard():
+    """Python's own SIGINT handler for the test: a pytest started in a shell's background (as
+    ``cmd &`` without job control) inherits SIGINT ignored, and a run there rightly stays deaf to
+    it (:func:`jaxcl.io.interrupts.kept`); these tests are about a terminal's Ctrl-C."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("ctrl_c_heard")
 def test_a_ctrl_c_swallowed_on_its_way_still_stops_the_run(tmp_path, monkeypatch, capsys):
     """Python drops a KeyboardInterrupt raised inside a garbage-collection callback (JAX's
     ``_xla_gc_callback``): "Exception ignored in ...", and the run went on. The run remembers
@@ -417,6 +430,7 @@ def test_a_ctrl_c_swallowed_on_its_way_still_stops_the_run(tmp_path, monkeypatch
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
 
 
+@pytest.mark.usefixtures("ctrl_c_heard")
 def test_a_ctrl_c_swallowed_during_training_stops_at_the_next_epoch(tmp_path, monkeypatch, capsys):
     import os
     import signal
