@@ -42,6 +42,7 @@ from jaxcl.learners.hypernetwork import DIAGNOSTICS
 
 NAME = "hn_learnability"
 
+
 def _settings(new_task_init: str, hnet_init: str, task_lr_scale: float,
               reg_warmup: float) -> dict[str, Any]:
     return {"new_task_init": new_task_init, "hnet_init": hnet_init,
@@ -137,7 +138,8 @@ class Config(RunSettings):
         return out
 
 
-QUICK = {**QUICK_SETTINGS, "depths": (1,), "variants": ("paper", "lecun+warmup0.25"), "hidden": (16, 16)}
+QUICK = {**QUICK_SETTINGS, "depths": (1,), "variants": ("paper", "lecun+warmup0.25"),
+         "hidden": (16, 16)}
 
 
 def _interval(values, scale: float = 100.0) -> str:

@@ -1,4 +1,4 @@
-"""Build ``docs/results/hn_learnability.md`` from the committed run records of ``experiments.hn_learnability``.
+"""Build ``docs/results/hn_learnability.md`` from the run records of ``experiments.hn_learnability``.
 
 Every number on the page comes from a run folder under ``docs/runs/hn_learnability/`` (its
 ``metrics.json``, ``config.json`` and ``summary.md``); each section names the command that re-runs
@@ -295,16 +295,22 @@ QUESTIONS = (
 """The defaults put to pre-registered rules, in the order they were asked."""
 
 
+def _budget(metrics: dict) -> dict:
+    """The one budget's records of a run's metrics (per label, per seed)."""
+    (budget,) = metrics["extra"]["budgets"].values()
+    return budget
+
+
 def _paired(metrics: dict, name: str, label: str, other: str) -> str:
     """``label``'s metric minus ``other``'s, seed by seed: mean and 95 % interval (points)."""
-    (budget,) = metrics["extra"]["budgets"].values()
+    budget = _budget(metrics)
     d = 100 * (np.asarray(budget[name][label], float) - np.asarray(budget[name][other], float))
     half = ci95(d)
     return f"paired {d.mean():+.1f}" + ("" if half is None else f" ± {half:.1f}")
 
 
-def rule(mlp: dict[str, dict], resnet: dict, old: str = "jaxcl", new: str = "jaxcl+lecun",
-         extra: str = "gap") -> tuple[list[str], bool]:
+def rule(mlp: dict[str, dict], resnet: dict, old: str, new: str,
+         extra: str) -> tuple[list[str], bool]:
     """A :class:`Question`'s decision rule, clause by clause, read off the means of the runs'
     metrics (``mlp``: by folder name; ``resnet``: the merged ResNet runs), each clause with its
     paired difference for information: ``new``'s learning accuracy at least ``old``'s minus 1
@@ -313,8 +319,7 @@ def rule(mlp: dict[str, dict], resnet: dict, old: str = "jaxcl", new: str = "jax
     ``old``'s minus 1 point and its forgetting at most a third of Naive's. Returns ``(lines,
     verdict)``: the default changes only if every clause holds."""
     def means(metrics, name):
-        (budget,) = metrics["extra"]["budgets"].values()
-        return {label: 100 * float(np.mean(v)) for label, v in budget[name].items()}
+        return {label: 100 * float(np.mean(v)) for label, v in _budget(metrics)[name].items()}
 
     clauses = []
     for folder, metrics in mlp.items():
@@ -375,12 +380,13 @@ README = ROOT / "README.md"
 HEADLINE = SECTIONS["Split-Fashion-MNIST, slim ResNet-18, 120 steps an experience"]
 """The runs whose table heads the README's results: Naive and HN-2 under the paper's settings and
 under jaxcl's (first) defaults."""
-RESNET_RUNS = (HEADLINE, ("fmnist_resnet_120steps_seeds400",), ("fmnist_resnet_120steps_seeds500",))
-"""The ResNet runs, oldest first: where the headline finds jaxcl's current defaults when the
-:data:`HEADLINE` runs predate them."""
+RESNET_RUNS = tuple(folders for title, folders in SECTIONS.items() if "ResNet" in title)
+"""The ResNet sections' runs, oldest first: where the headline finds jaxcl's current defaults
+when the :data:`HEADLINE` runs predate them."""
 HEADLINE_MARKS = ("<!-- headline: experiments.hn_learnability_page -->\n", "<!-- /headline -->")
 DESCRIBED = {"paper": "the paper's settings",
-             "jaxcl+lecun": "a fresh embedding, the regulariser off for the first half, LeCun heads",
+             "jaxcl+lecun": "a fresh embedding, the regulariser off for the first half, "
+                            "LeCun heads",
              "lecun+warmup0.25": "a fresh embedding, the regulariser off for the first quarter, "
                                  "LeCun heads"}
 """Variants of the headline in words."""
@@ -398,24 +404,25 @@ def headline() -> str:
     def name(variant):
         return "jaxcl's defaults" if variant == default else DESCRIBED[variant]
 
-    def rows(folders, variants):
-        metrics, _ = merged(folders)
-        (budget,) = metrics["extra"]["budgets"].values()
+    def rows(metrics, variants):
+        budget = _budget(metrics)
         la, fg = budget["learning_accuracy"], budget["forgetting"]
         seeds = ", ".join(map(str, metrics["seeds"]))
         out = [["Naive", seeds, _mean_ci(la["Naive"]), _mean_ci(fg["Naive"])]]
         for variant in variants:
             label = f"HN-2 {variant}"
             out.append([f"HN-2, {name(variant)}", seeds, _mean_ci(la[label]), _mean_ci(fg[label])])
-        return out, set(la)
+        return out
 
-    table, labels = rows(HEADLINE, ("paper", "jaxcl+lecun"))
-    if f"HN-2 {default}" not in labels:
-        newest = next(f for f in reversed(RESNET_RUNS)
-                      if all((RUNS / x / "metrics.json").exists() for x in f)
-                      and f"HN-2 {default}" in merged(f)[0]["extra"]["budgets"][
-                          next(iter(merged(f)[0]["extra"]["budgets"]))]["learning_accuracy"])
-        table += rows(newest, (default,))[0]
+    def has_default(metrics):
+        return f"HN-2 {default}" in _budget(metrics)["learning_accuracy"]
+
+    first = merged(HEADLINE)[0]
+    table = rows(first, ("paper", "jaxcl+lecun"))
+    if not has_default(first):
+        committed = (merged(f)[0] for f in reversed(RESNET_RUNS)
+                     if all((RUNS / x / "metrics.json").exists() for x in f))
+        table += rows(next(m for m in committed if has_default(m)), (default,))
     return markdown_table(["strategy", "seeds", "learning accuracy (%)", "forgetting (%)"],
                           table) + "\n"
 
@@ -440,7 +447,8 @@ def page() -> str:
 def cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true",
-                        help="exit 1 if docs/results/hn_learnability.md differs from the records' page")
+                        help="exit 1 if docs/results/hn_learnability.md or the README's headline "
+                             "differs from what the records give")
     args = parser.parse_args(argv)
     pages = {PAGE: page(), README: readme_with_headline(README.read_text())}
     if args.check:

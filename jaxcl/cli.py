@@ -86,18 +86,21 @@ def main(argv: list[str] | None = None) -> int:
         from jaxcl.io import report as reports
 
         try:
-            result = reports.write(args.folders, out=args.out, title=args.title,
-                                   check=args.check)
+            if args.check:
+                if args.out is None:
+                    raise ValueError("--check needs --out: the page to compare")
+                reason = reports.stale(args.folders, args.out, title=args.title)
+                if reason is not None:
+                    print(f"jaxcl report: {reason}", file=sys.stderr)
+                    return 1
+            elif args.out is None:
+                print(reports.page(args.folders, title=args.title), end="")
+            else:
+                reports.write(args.folders, args.out, title=args.title)
+                print(f"wrote {args.out}")
         except (ValueError, OSError) as error:
             print(f"jaxcl report: {type(error).__name__}: {error}", file=sys.stderr)
             return 1
-        if args.check and result is not None:
-            print(f"jaxcl report: {result}", file=sys.stderr)
-            return 1
-        if result is not None:
-            print(result, end="")
-        elif args.out is not None and not args.check:
-            print(f"wrote {args.out}")
         return 0
 
     if args.command == "list":

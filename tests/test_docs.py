@@ -82,8 +82,7 @@ def shell_commands(text: str) -> list[list[str]]:
                 words = shlex.split(line, comments=True)
             except ValueError:  # a line of a quoted multi-line argument (ssh --command="...")
                 words = shlex.split(line.replace('"', ""), comments=True)
-            if words[:3] == ["python", "-m", words[2] if len(words) > 2 else ""] and \
-                    words[2].startswith("experiments."):
+            if words[:2] == ["python", "-m"] and words[2:3] and words[2].startswith("experiments."):
                 words = ["jaxcl", "run", words[2].split(".", 1)[1], *words[3:]]
             if words[:2] == ["jaxcl", "run"] and words[2:3] == ["--distributed"]:
                 words = words[:2] + words[3:]

@@ -100,21 +100,20 @@ def page(folders: Sequence[pathlib.Path], *, out: pathlib.Path | None = None,
     return "\n".join([*head, "", *(run_section(f, page_dir) for f in folders)]).rstrip() + "\n"
 
 
-def write(folders: Sequence[pathlib.Path], *, out: pathlib.Path | None = None,
-           title: str = "Results", check: bool = False) -> str | None:
-    """Build the page; write it to ``out`` (or return it when ``out`` is None). With ``check``,
-    write nothing and return the reason ``out`` is stale, or None when it is up to date."""
+def write(folders: Sequence[pathlib.Path], out: pathlib.Path, *, title: str = "Results") -> None:
+    """Build the page of ``folders`` and write it to ``out``."""
     text = page(folders, out=out, title=title)
-    if check:
-        if out is None:
-            raise ValueError("--check needs --out: the page to compare")
-        if not out.is_file():
-            return f"{out} does not exist"
-        return None if out.read_text() == text else f"{out} differs from its run folders' page"
-    if out is None:
-        return text
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
+
+
+def stale(folders: Sequence[pathlib.Path], out: pathlib.Path, *,
+          title: str = "Results") -> str | None:
+    """Why the page at ``out`` is not what ``folders`` give now, or None when it is."""
+    if not out.is_file():
+        return f"{out} does not exist"
+    if out.read_text() != page(folders, out=out, title=title):
+        return f"{out} differs from its run folders' page"
     return None
 
 
