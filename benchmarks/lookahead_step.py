@@ -64,7 +64,8 @@ def build(k: int, order: int, *, batch: int, size: int, nf: int, prev_slots: int
     data = Batch(x, jax.random.randint(key, (batch,), 0, 5))
     learner = PartialHypernet.build(split.upper, split.lower, x, order=order,
                                     max_prev_tasks=prev_slots,
-                                    hnet_config=HypernetConfig(num_tasks=20))
+                                    hnet_config=HypernetConfig(
+                                        num_tasks=20, chunk_dim=8, new_task_init="copy_prev"))
     task = jnp.int32(REAL_PREV)
     state = learner.end_experience(learner.init(key, x), data, task, key)
     return learner, state, data, task, key

@@ -48,7 +48,8 @@ def later_step(k: int, order: int, chunk: int | None, *, batch: int, size: int, 
     data = Batch(x, jax.random.randint(key, (batch,), 0, 5))
     learner = PartialHypernet.build(
         split.upper, split.lower, x, order=order, max_prev_tasks=MAX_PREV, prev_chunk=chunk,
-        hnet_config=HypernetConfig(num_tasks=MAX_PREV + 1))
+        hnet_config=HypernetConfig(num_tasks=MAX_PREV + 1, chunk_dim=8,
+                                   new_task_init="copy_prev"))
     state = learner.end_experience(learner.init(key, x), data, jnp.int32(0), key)
     step = jax.jit(lambda s, t, kk: learner.train_step(s, data, t, kk, first=False))
     return step, state

@@ -21,8 +21,9 @@ import argparse
 import jax
 import numpy as np
 
-from experiments.common import markdown_table
-from experiments.sde_flow_forgetting import VARIANT_NAMES, Config
+from experiments.runner import markdown_table
+from experiments.sde_flow_settings import VARIANT_NAMES, Config, learner, tasks, variant
+from jaxcl.config import make
 from jaxcl.core.metrics import error_summary
 from jaxcl.train.loop import train_seeds, train_stream
 
@@ -30,13 +31,14 @@ FRACTIONS = (0.01, 0.1, 0.5, 1.0)
 
 
 def drift(name: str, epochs: int, **options) -> list:
-    config = Config(epochs=epochs, seeds=(0, 1), **options)
-    learner, run = config.learner(name), {"epochs": epochs, "batch_size": config.batch_size,
-                                          "steps_in": config.steps_in}
-    tasks = [config.tasks(0), config.tasks(1)]
+    config = make(Config, epochs=epochs, seeds=(0, 1), **options)
+    model = learner(config, variant(config, name))
+    run = {"epochs": epochs, "batch_size": config.model.batch_size,
+           "steps_in": config.run.steps_in}
+    streams = [tasks(config, 0), tasks(config, 1)]
     keys = [jax.random.key(0), jax.random.key(1)]
-    together = train_seeds(learner, tasks, keys=keys, **run)[0]
-    alone = train_stream(learner, tasks[0], key=keys[0], **run)
+    together = train_seeds(model, streams, keys=keys, **run)[0]
+    alone = train_stream(model, streams[0], key=keys[0], **run)
     loss_a, loss_b = together.step_metrics["loss"], alone.step_metrics["loss"]
     rel = np.abs(loss_a - loss_b) / np.maximum(np.abs(loss_b), 1e-6)
     at = [rel[min(len(rel) - 1, int(len(rel) * f))] for f in FRACTIONS]
@@ -55,7 +57,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     options = {}
     if args.quick:
-        from experiments.sde_flow_forgetting import QUICK
+        from experiments.sde_flow_settings import QUICK
 
         options = {k: v for k, v in QUICK.items() if k != "epochs"}
     rows = [drift(name, epochs, **options) for name in args.variant for epochs in args.epochs]

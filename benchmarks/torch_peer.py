@@ -15,7 +15,8 @@ first ``k`` stages form the lower part ``g_phi``, an ordinary module; the rest a
 classifier form ``h_omega``, whose weights are generated once per batch from the task embedding),
 batch statistics in every normalisation (jaxcl's ``norm="batch"``, ``split_model``'s default;
 ``BatchNorm2d(track_running_stats=False)`` in torch), NCHW in torch and NHWC in jaxcl. The
-hypernetwork is jaxcl's ``HypernetConfig(num_tasks=20)``: embedding 32, trunk 50 -> 32 (ReLU),
+hypernetwork is jaxcl's ``HypernetConfig(num_tasks=20, chunk_dim=8, new_task_init="copy_prev")``:
+embedding 32, trunk 50 -> 32 (ReLU),
 channel-wise conv heads with lookup dimension d = 8, a linear head for the classifier kernel,
 per-task tables for normalisation scales and shifts and the classifier bias.
 
@@ -315,7 +316,9 @@ def jaxcl_hn(k, kind, x, y, nf, conv):
     order = 1 if kind == "first" else int(kind[-1])
     learner = PartialHypernet.build(split.upper, split.lower, x, order=order, coef=COEF,
                                     learning_rate=LR, max_prev_tasks=TASK,
-                                    hnet_config=HypernetConfig(num_tasks=NUM_TASKS))
+                                    hnet_config=HypernetConfig(
+                                        num_tasks=NUM_TASKS, chunk_dim=8,
+                                        new_task_init="copy_prev"))
     key, data = jax.random.key(0), Batch(x, y)
     state = learner.init(key, x)
     first = kind == "first"

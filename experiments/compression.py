@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 
 from experiments import paper
-from experiments.common import finish_tables, markdown_table, module_main
+from experiments.runner import finish_tables, markdown_table, module_main
+from jaxcl.config import check_distinct, setting
 from jaxcl.core.hypernet import (
     HypernetConfig,
     Hypernetwork,
@@ -39,13 +40,15 @@ PAPER_SETTING = {"nf": 20, "k": 0, "num_tasks": 10, "num_classes": 10,
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    nf: int = 20
-    k: int = 0
-    num_tasks: int = 10
-    num_classes: int = 10
-    chunk_dims: tuple[int, ...] = (4, 8, 16, 32, 64)
+    nf: int = setting(20, "the ResNet's width (filters of its first stage), >= 1")
+    k: int = setting(0, "freeze depth: the hypernetwork generates the stages above k, 0..4")
+    num_tasks: int = setting(10, "task embeddings, >= 1")
+    num_classes: int = setting(10, "the classifier's outputs, >= 1")
+    chunk_dims: tuple[int, ...] = setting((4, 8, 16, 32, 64), "lookup dimensions d, one row "
+                                          "each, >= 1", distinct=True)
 
     def __post_init__(self):
+        check_distinct(self)
         split_model("resnet", self.k, num_classes=self.num_classes, head=True,
                     nf=self.nf)  # validates k and nf
         HypernetConfig(num_tasks=self.num_tasks)  # validates num_tasks

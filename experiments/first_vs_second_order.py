@@ -16,18 +16,14 @@ paper's.
 from __future__ import annotations
 
 import dataclasses
-
 import sys
+import typing
 
 import numpy as np
 
 from experiments import paper
-from experiments.common import (
-    QUICK_SETTINGS,
-    HypernetSettings,
-    markdown_table,
-    module_main,
-)
+from experiments.runner import finish, markdown_table, module_main, run_strategies, strategy_for
+from experiments.settings import QUICK_SETTINGS, HypernetRun
 from jaxcl.io import plots
 from jaxcl.io.records import mean_std
 
@@ -36,8 +32,8 @@ PAPER_SETTING = paper.SPLIT_CIFAR100
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(HypernetSettings):
-    SET_BY_MODULE = {"order": "this module trains order 1 beside order 2"}
+class Config(HypernetRun):
+    SET_BY_MODULE: typing.ClassVar[dict[str, str]] = {"order": "this module trains order 1 beside order 2"}
 
 
 QUICK = {**QUICK_SETTINGS, "k": 1}
@@ -46,9 +42,9 @@ QUICK = {**QUICK_SETTINGS, "k": 1}
 def run(config: Config, out=None) -> dict:
     base = config.labels()[0]
     keys = {f"{base} order {o}": (base, o) for o in (1, 2)}
-    strategies = {label: config.strategy(base, order=o) for label, (_, o) in keys.items()}
-    records, steps = config.train(strategies, out)
-    cifar = paper.BENCHMARKS.get(config.benchmark) == "split_cifar100"
+    strategies = {label: strategy_for(config, base, order=o) for label, (_, o) in keys.items()}
+    records, steps = run_strategies(config, strategies, out)
+    cifar = paper.BENCHMARKS.get(config.data.benchmark) == "split_cifar100"
     published = paper.paper_rows(paper.TABLE5 if cifar else {}, keys)
     rows = [[label, mean_std(r, "aca", 100), *paper.cells(published[label], ("aca",)),
              mean_std(r, "learning_accuracy", 100),
@@ -70,7 +66,7 @@ def run(config: Config, out=None) -> dict:
     table += (f"\n\nalong the order-2 run, mean |g_order2 - g_order1| / |g_order1| = "
               f"{mean_std(o2, 'mean_grad_rel_diff', 1, 4)} (free: same pass); "
               f"order-2 / order-1 training time: {ratio:.2f}")
-    seed = config.seeds[0]
+    seed = config.run.seeds[0]
     log = steps[f"{base} order 2"][seed]
     later = log["experience"] > 0
     extra_files = {}
@@ -80,7 +76,7 @@ def run(config: Config, out=None) -> dict:
             "|g2 - g1| / |g1|", f"{NAME}: gradient difference along the order-2 run (seed {seed})")
     extra = {"time_ratio_order2_order1": ratio,
              "grad_rel_diff_per_step": np.asarray(log["grad_rel_diff"]).tolist()}
-    return config.finish(out, NAME, records, steps, table, what=base, extra=extra,
+    return finish(out, NAME, config, records, steps, table, what=base, extra=extra,
                          extra_files=extra_files,
                          paper={"source": "Hemati et al. (2023), Table 5", "rows": published})
 

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import typing
 
 import numpy as np
 
 from experiments import paper
-from experiments.common import QUICK_SETTINGS, RunSettings, markdown_table, module_main
-from jaxcl.data import SYNTHETIC
+from experiments.runner import finish, markdown_table, module_main, run_strategies, strategy_for
+from experiments.settings import QUICK_SETTINGS, StrategyRun
+from jaxcl.config import setting
 from jaxcl.io import plots
 
 NAME = "freeze_depth"
@@ -38,11 +40,13 @@ def label(kind: str, k: int) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(RunSettings):
-    DISTINCT = ("depths", "kinds")
+class Config(StrategyRun):
+    SYNTHETIC_OPTIONS: typing.ClassVar[dict] = {"num_tasks": 2}
 
-    depths: tuple[int, ...] = (0, 1, 2, 3, 4)
-    kinds: tuple[str, ...] = ("Frozen",)
+    depths: tuple[int, ...] = setting((0, 1, 2, 3, 4), "freeze depths k, each 0..4",
+                                      effect="selection", distinct=True)
+    kinds: tuple[str, ...] = setting(("Frozen",), "Frozen (plain ResNet, the paper's Figure 4) "
+                                     "and/or HN", effect="selection", distinct=True)
 
     def __post_init__(self):
         bad = [kind for kind in self.kinds if kind not in KINDS]
@@ -53,19 +57,13 @@ class Config(RunSettings):
     def labels(self):
         return tuple(label(kind, k) for kind in self.kinds for k in self.depths)
 
-    def stream_options(self):
-        options = super().stream_options()
-        if self.benchmark in SYNTHETIC:
-            options.setdefault("num_tasks", 2)
-        return options
-
 
 QUICK = {**QUICK_SETTINGS, "num_tasks": 2, "depths": (0, 1)}
 
 
 def run(config: Config, out=None) -> dict:
-    strategies = {name: config.strategy(name) for name in config.labels()}
-    records, steps = config.train(strategies, out)
+    strategies = {name: strategy_for(config, name) for name in config.labels()}
+    records, steps = run_strategies(config, strategies, out)
     second = {name: [r["accuracy_matrix"][1][1] for r in rec["per_seed"]]
               for name, rec in records.items()}
     rows = [[k, label(kind, k), f"{100 * np.mean(second[label(kind, k)]):.2f} ± "
@@ -77,8 +75,8 @@ def run(config: Config, out=None) -> dict:
     curves = {f"{kind}-k": [np.mean(second[label(kind, k)]) for k in config.depths]
               for kind in config.kinds}
     figure = plots.lines(list(config.depths), curves, "frozen blocks k",
-                         "learning accuracy, experience 2", f"{NAME}: {config.benchmark}")
-    return config.finish(out, NAME, records, steps, table,
+                         "learning accuracy, experience 2", f"{NAME}: {config.data.benchmark}")
+    return finish(out, NAME, config, records, steps, table,
                          extra={"learning_accuracy_exp2": second},
                          extra_files={"learning_accuracy_vs_k.png": figure})
 

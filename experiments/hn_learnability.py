@@ -29,12 +29,23 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import typing
 from typing import Any
 
 import numpy as np
 
 from experiments import paper
-from experiments.common import QUICK_SETTINGS, RunSettings, markdown_table, module_main
+from experiments.runner import (
+    finish,
+    markdown_table,
+    module_main,
+    run_strategies,
+    stream_for,
+    strategy_for,
+)
+from experiments.settings import QUICK_SETTINGS, StrategyRun
+from jaxcl import config as settings
+from jaxcl.config import setting
 from jaxcl.io import plots
 from jaxcl.io.records import ci95
 from jaxcl.learners import HN_PRESETS
@@ -83,25 +94,23 @@ def learning_gap_ok(hn: float, naive: float, points: float = 5.0) -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(RunSettings):
-    depths: tuple[int, ...] = (2,)
-    variants: tuple[str, ...] = ("paper", "lecun+warmup0.25")
-    budgets: tuple[int, ...] = ()
-    baseline: str = "Naive"
-    frozen: bool = True
+class Config(StrategyRun):
+    depths: tuple[int, ...] = setting((2,), "HN-k's freeze depths k (0 is HN-F)",
+                                      effect="selection", distinct=True)
+    variants: tuple[str, ...] = setting(
+        ("paper", "lecun+warmup0.25"), "HN-k's new-task settings, each one of "
+        + ", ".join(VARIANTS), effect="selection", distinct=True)
+    budgets: tuple[int, ...] = setting((), "epochs per experience, one run of every strategy "
+                                       "each (empty: --epochs)", effect="selection")
+    baseline: str = setting("Naive", "the strategy HN-k is compared with (a label, e.g. Naive)",
+                            effect="selection")
+    frozen: bool = setting(True, "also train Frozen-k at every depth k >= 1: the same layers "
+                           "frozen after the first experience, one head per task trained "
+                           "directly, no hypernetwork; what those frozen layers let any method "
+                           "learn at the budget", effect="selection")
 
-    DISTINCT = ("depths", "variants")
-    SET_BY_MODULE = {name: "each variant (--variants) sets it" for name in (
-        "preset", *HN_PRESETS["paper"])}
-
-    HELP = {**RunSettings.HELP,
-            "depths": "HN-k's freeze depths k (0 is HN-F)",
-            "variants": "HN-k's new-task settings, each one of " + ", ".join(VARIANTS),
-            "budgets": "epochs per experience, one run of every strategy each (empty: --epochs)",
-            "baseline": "the strategy HN-k is compared with (a label, e.g. Naive)",
-            "frozen": "also train Frozen-k at every depth k >= 1: the same layers frozen after "
-                      "the first experience, one head per task trained directly, no "
-                      "hypernetwork; what those frozen layers let any method learn at the budget"}
+    SET_BY_MODULE: typing.ClassVar[dict[str, str]] = {
+        name: "each variant (--variants) sets it" for name in ("preset", *HN_PRESETS["paper"])}
 
     def __post_init__(self):
         bad = [v for v in self.variants if v not in VARIANTS]
@@ -127,15 +136,17 @@ class Config(RunSettings):
     def hn_label(k: int) -> str:
         return f"HN-{k}" if k else "HN-F"
 
-    def strategies(self) -> dict[str, Any]:
-        """The baseline, Frozen-k (:meth:`references`) and every HN-k under every variant, by row
-        name (``"HN-2 paper"``)."""
-        out = {label: self.strategy(label) for label in (self.baseline, *self.references())}
-        for k in self.depths:
-            for name in self.variants:
-                out[f"{self.hn_label(k)} {name}"] = self.strategy(self.hn_label(k),
-                                                                  **VARIANTS[name])
-        return out
+
+def strategies(config: Config) -> dict[str, Any]:
+    """The baseline, Frozen-k (:meth:`Config.references`) and every HN-k under every variant,
+    by row name (``"HN-2 paper"``)."""
+    out = {label: strategy_for(config, label)
+           for label in (config.baseline, *config.references())}
+    for k in config.depths:
+        for name in config.variants:
+            out[f"{config.hn_label(k)} {name}"] = strategy_for(config, config.hn_label(k),
+                                                               **VARIANTS[name])
+    return out
 
 
 QUICK = {**QUICK_SETTINGS, "depths": (1,), "variants": ("paper", "lecun+warmup0.25"),
@@ -221,18 +232,17 @@ HEADER = ["strategy", "epochs (steps) / exp.", "learning acc. (%)", "vs Naive (p
 
 
 def run(config: Config, out=None) -> dict:
-    budgets = config.budgets or (config.epochs,)
-    stream = config.stream(config.seeds[0])
-    per_epoch = stream[0].x_train.shape[0] // config.batch_size
+    budgets = config.budgets or (config.run.epochs,)
+    stream = stream_for(config, config.run.seeds[0])
+    per_epoch = stream[0].x_train.shape[0] // config.strategy.batch_size
     all_rows, extra, steps_out, records_out = [], {"budgets": {}}, {}, {}
     figures: dict[str, Any] = {}
     curves: dict[str, list[float]] = {}
     for b, epochs in enumerate(budgets):
-        run_config = dataclasses.replace(config, epochs=epochs)
+        run_config = settings.replace(config, epochs=epochs)
         steps_per_experience = epochs * per_epoch
-        strategies = run_config.strategies()
-        records, steps = run_config.train(
-            strategies, None if out is None or len(budgets) > 1 else out)
+        records, steps = run_strategies(run_config, strategies(run_config),
+                                        None if out is None or len(budgets) > 1 else out)
         diag = {label: diagnostics(steps[label]) for label in records}
         all_rows += budget_rows(config, records, diag, steps_per_experience, epochs)
         extra["budgets"][str(epochs)] = {
@@ -249,7 +259,7 @@ def run(config: Config, out=None) -> dict:
             records_out[label + suffix] = rec
             steps_out[label + suffix] = steps[label]
         if b == 0:
-            seed = config.seeds[0]
+            seed = config.run.seeds[0]
             panels = {hn: {label.removeprefix(hn + " "): steps[label][seed]["accuracy"]
                            for label in steps
                            if label in (config.baseline, frozen_of(hn + " "))
@@ -257,7 +267,7 @@ def run(config: Config, out=None) -> dict:
                       for hn in map(config.hn_label, config.depths)}
             figures["learning_curves.png"] = plots.learning_curves(
                 panels, steps[config.baseline][seed]["experience"],
-                f"{NAME}: {config.benchmark}, {config.model}, seed {seed}, "
+                f"{NAME}: {config.data.benchmark}, {config.strategy.model}, seed {seed}, "
                 f"{steps_per_experience} steps / experience")
     notes = [paper.differences(config, {**{k: v for k, v in paper.TRAINING.items()
                                            if k not in HN_PRESETS["paper"]}, "seeds": 3}),
@@ -265,7 +275,8 @@ def run(config: Config, out=None) -> dict:
     if len(budgets) > 1:
         xs = [b * per_epoch for b in budgets]
         figures["learning_vs_budget.png"] = plots.lines(
-            xs, curves, "steps per experience", "learning accuracy", f"{NAME}: {config.benchmark}")
+            xs, curves, "steps per experience", "learning accuracy",
+            f"{NAME}: {config.data.benchmark}")
         base = curves[config.baseline]
         reach = {label: next((f"{xs[i]}" for i, v in enumerate(vals)
                               if learning_gap_ok(v, base[i])), f"> {xs[-1]}")
@@ -275,7 +286,7 @@ def run(config: Config, out=None) -> dict:
                      f"{config.baseline}'s learning accuracy: "
                      + "; ".join(f"{label} {steps}" for label, steps in reach.items()))
     table = "\n\n".join([markdown_table(HEADER, all_rows), *notes, LEGEND])
-    return config.finish(out, NAME, records_out, steps_out, table, extra=extra,
+    return finish(out, NAME, config, records_out, steps_out, table, extra=extra,
                          extra_files=figures)
 
 

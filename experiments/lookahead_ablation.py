@@ -16,17 +16,12 @@ from __future__ import annotations
 import sys
 
 from experiments import paper
-from experiments.common import (
-    QUICK_SETTINGS,
-    HypernetSettings,
-    markdown_table,
-    module_main,
-)
+from experiments.runner import finish, markdown_table, module_main, run_strategies, strategy_for
+from experiments.settings import QUICK_SETTINGS, HypernetRun
 from jaxcl.io.records import mean_std
-from jaxcl.learners.hypernetwork import NO_LOOKAHEAD
 
 NAME = "lookahead_ablation"
-Config = HypernetSettings
+Config = HypernetRun
 PAPER_SETTING = {**paper.SPLIT_CIFAR100, "order": 1, "seeds": 1}
 
 
@@ -34,16 +29,17 @@ QUICK = {**QUICK_SETTINGS, "k": 1}
 
 
 def run(config: Config, out=None) -> dict:
-    if config.order == NO_LOOKAHEAD:
-        raise ValueError(f"--order {NO_LOOKAHEAD}: this module trains HN-k without look-ahead "
+    order = config.strategy.order
+    if order == "none":
+        raise ValueError("--order none: this module trains HN-k without look-ahead "
                          "beside HN-k with it; give the look-ahead order, 1 or 2")
     base = config.labels()[0]
-    orders = {f"{base} with look-ahead (order {config.order})": config.order,
-              f"{base} without look-ahead": NO_LOOKAHEAD}
-    strategies = {label: config.strategy(base, order=order) for label, order in orders.items()}
-    records, steps = config.train(strategies, out)
-    cifar = paper.BENCHMARKS.get(config.benchmark) == "split_cifar100"
-    keys = {label: (base, order != NO_LOOKAHEAD) for label, order in orders.items()}
+    orders = {f"{base} with look-ahead (order {order})": order,
+              f"{base} without look-ahead": "none"}
+    strategies = {label: strategy_for(config, base, order=o) for label, o in orders.items()}
+    records, steps = run_strategies(config, strategies, out)
+    cifar = paper.BENCHMARKS.get(config.data.benchmark) == "split_cifar100"
+    keys = {label: (base, o != "none") for label, o in orders.items()}
     published = paper.paper_rows(paper.TABLE4 if cifar else {}, keys)
     rows = [[label, mean_std(r, "aca", 100), *paper.cells(published[label], ("aca",)),
              mean_std(r, "forgetting", 100), mean_std(r, "learning_accuracy", 100),
@@ -57,7 +53,7 @@ def run(config: Config, out=None) -> dict:
     else:
         source = paper.no_columns("the paper's Table 4", "split_cifar100", config)
         note = paper.hn_departures(config)
-    return config.finish(out, NAME, records, steps, f"{source}\n\n{table}{note}",
+    return finish(out, NAME, config, records, steps, f"{source}\n\n{table}{note}",
                          paper={"source": "Hemati et al. (2023), Table 4", "rows": published})
 
 

@@ -28,7 +28,8 @@ import jax
 import jax.numpy as jnp
 
 from experiments import paper
-from experiments.common import finish_tables, markdown_table, module_main
+from experiments.runner import finish_tables, markdown_table, module_main
+from jaxcl.config import check_distinct, setting
 from jaxcl.core.hypernet import count_params
 from jaxcl.learners import StrategyConfig, build_strategy
 from jaxcl.models import FREEZE_DEPTHS
@@ -43,14 +44,19 @@ MIB = 2**20
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    nf: int = 20
-    depths: tuple[int, ...] = (0, 1, 2, 3, 4)
-    benchmarks: tuple[str, ...] = ("split_cifar100", "split_tinyimagenet")
-    hn_tasks: int = 20
-    hn_classes: int = 100
-    chunk_dim: int = 32
+    nf: int = setting(20, "the ResNet's width (filters of its first stage), >= 1")
+    depths: tuple[int, ...] = setting((0, 1, 2, 3, 4), "freeze depths k, each 0..4",
+                                      distinct=True)
+    benchmarks: tuple[str, ...] = setting(("split_cifar100", "split_tinyimagenet"),
+                                          "benchmarks whose buffers are counted: "
+                                          "split_cifar100, split_tinyimagenet", distinct=True)
+    hn_tasks: int = setting(20, "HN-k's task embeddings, >= 1")
+    hn_classes: int = setting(100, "HN-k's classifier outputs, >= 1")
+    chunk_dim: int = setting(32, "d, the hypernetwork's lookup dimension per output channel, "
+                             ">= 1")
 
     def __post_init__(self):
+        check_distinct(self)
         for b in self.benchmarks:
             if b not in SETTINGS:
                 raise ValueError(f"benchmark {b!r} is not one of {tuple(SETTINGS)}")

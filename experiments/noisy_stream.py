@@ -21,7 +21,9 @@ import sys
 import numpy as np
 
 from experiments import paper
-from experiments.common import QUICK_SETTINGS, RunSettings, markdown_table, module_main
+from experiments.runner import finish, markdown_table, module_main, run_strategies, strategy_for
+from experiments.settings import QUICK_SETTINGS, DataSettings, StrategyRun
+from jaxcl.config import section, setting
 from jaxcl.data.transforms import NOISE_NAMES
 from jaxcl.io.records import mean_std
 
@@ -31,9 +33,9 @@ PAPER_SETTING = {"benchmark": "noisy_cifar", "classes_per_task": 5, "memory_size
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(RunSettings):
-    benchmark: str = "synthetic_noisy"
-    k: int = 3
+class Config(StrategyRun):
+    data: DataSettings = section(DataSettings, benchmark="synthetic_noisy")
+    k: int = setting(3, "freeze depth of LR-k and HN-k, 1..4", effect="selection")
 
     def labels(self):
         return (f"LR-{self.k}", f"HN-{self.k}")
@@ -43,14 +45,14 @@ QUICK = {**QUICK_SETTINGS, "num_tasks": 0, "k": 1}
 
 
 def run(config: Config, out=None) -> dict:
-    strategies = {label: config.strategy(label) for label in config.labels()}
-    records, steps = config.train(strategies, out)
+    strategies = {label: strategy_for(config, label) for label in config.labels()}
+    records, steps = run_strategies(config, strategies, out)
     n = len(records[config.labels()[0]]["accuracy_matrix"])
     names = [NOISE_NAMES[j] if j < len(NOISE_NAMES) else "" for j in range(n)]
     header = ["strategy", *[h for j in range(n) for h in (f"LA exp {j + 1}: {names[j]} (%)",
                                                           "paper")],
               "ACA (%)", "forgetting (%)"]
-    noisy = paper.BENCHMARKS.get(config.benchmark) == "noisy_cifar"
+    noisy = paper.BENCHMARKS.get(config.data.benchmark) == "noisy_cifar"
     published = {stream: paper.paper_rows(paper.TABLE1 if noisy else {},
                                           {label: (label, stream) for label in records})
                  for stream in paper.STREAMS}
@@ -69,7 +71,7 @@ def run(config: Config, out=None) -> dict:
         source = paper.no_columns("the paper's Table 1", "noisy_cifar", config)
         note = paper.hn_departures(config)
     table = f"{source}\n\n{markdown_table(header, rows)}{note}"
-    return config.finish(out, NAME, records, steps, table,
+    return finish(out, NAME, config, records, steps, table,
                          paper={"source": "Hemati et al. (2023), Table 1",
                                 "rows_by_stream": published})
 

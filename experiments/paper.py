@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from jaxcl.config import flat
+
 Cell = tuple[float, float] | float | int | None
 
 STREAMS = ("normal", "noisy")
@@ -140,7 +142,7 @@ def no_columns(table: str, benchmarks: str, config: Any) -> str:
     """The line over a table that prints no paper numbers: which benchmark the paper's
     ``table`` used, and the run's."""
     return (f"paper columns: none ({table} is on {benchmarks}; this run is on "
-            f"{config.benchmark}, so its numbers are not put beside the paper's)")
+            f"{flat(config)['benchmark']}, so its numbers are not put beside the paper's)")
 
 TRAINING: dict[str, Any] = {"model": "resnet", "nf": 20, "epochs": 100, "batch_size": 64,
                             "learning_rate": 1e-3, "coef": 0.5, "chunk_dim": 32, "augment": True,
@@ -148,7 +150,8 @@ TRAINING: dict[str, Any] = {"model": "resnet", "nf": 20, "epochs": 100, "batch_s
                             "new_task_init": "copy_prev", "hnet_init": "torch",
                             "task_lr_scale": 1.0, "reg_warmup": 0.0}
 """The training settings the paper states (Sec. 4, App. A) and its reference implementation
-uses, as :class:`experiments.common.RunSettings` values; each table adds its own."""
+uses, as settings of :class:`experiments.settings.StrategyRun` by name; each table adds its
+own."""
 
 SPLIT_CIFAR100 = {"benchmark": "split_cifar100", "num_tasks": 20, "classes_per_task": 5,
                   **TRAINING}
@@ -210,7 +213,7 @@ def differences(config: Any, paper: Mapping[str, Any]) -> str:
     for name, want in paper.items():
         if name in unused:
             continue
-        have = getattr(config, name)
+        have = flat(config)[name]
         if name == "seeds":
             have = len(have)
         elif name in ("num_tasks", "classes_per_task", "memory_size", "train_per_class",

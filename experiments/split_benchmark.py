@@ -17,7 +17,9 @@ import dataclasses
 import sys
 
 from experiments import paper
-from experiments.common import QUICK_SETTINGS, RunSettings, markdown_table, module_main
+from experiments.runner import finish, markdown_table, module_main, run_strategies, strategy_for
+from experiments.settings import QUICK_SETTINGS, StrategyRun
+from jaxcl.config import setting
 from jaxcl.io.records import mean_std
 
 NAME = "split_benchmark"
@@ -32,11 +34,11 @@ PAPER_SETTING = {
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(RunSettings):
-    DISTINCT = ("strategies",)
-
-    strategies: tuple[str, ...] = ("Naive", "EWC", "LR-1", "LR-2", "LR-3", "LR-4",
-                                   "HN-1", "HN-2", "HN-3", "HN-4", "HN-F")
+class Config(StrategyRun):
+    strategies: tuple[str, ...] = setting(
+        ("Naive", "EWC", "LR-1", "LR-2", "LR-3", "LR-4", "HN-1", "HN-2", "HN-3", "HN-4", "HN-F"),
+        "strategy labels: Naive, EWC, Frozen-k (k 0..4), LR-k (k 1..4), HN-k (k 1..4), HN-F",
+        effect="selection", distinct=True)
 
     def labels(self):
         return self.strategies
@@ -46,8 +48,9 @@ QUICK = {**QUICK_SETTINGS, "strategies": ("Naive", "EWC", "LR-1", "HN-1", "HN-F"
 
 
 def run(config: Config, out=None) -> dict:
-    records, steps = config.train({label: config.strategy(label) for label in config.strategies}, out)
-    bench = paper.BENCHMARKS.get(config.benchmark)
+    records, steps = run_strategies(
+        config, {label: strategy_for(config, label) for label in config.strategies}, out)
+    bench = paper.BENCHMARKS.get(config.data.benchmark)
     bench = bench if bench in paper.TABLE2 else None
     published = paper.paper_rows(paper.TABLE2.get(bench, {}), {label: label for label in records})
     rows = [[label, mean_std(r, "aca", 100), *paper.cells(published[label], ("aca",)),
@@ -65,7 +68,7 @@ def run(config: Config, out=None) -> dict:
         source = f"paper columns: Hemati et al. (2023), Table 2, {bench}, mean ± std over 3 runs"
         note = f"\n\n{paper.differences(config, PAPER_SETTING[bench])}"
     table = f"{source}\n\n{table}{note}"
-    return config.finish(out, NAME, records, steps, table,
+    return finish(out, NAME, config, records, steps, table,
                          paper={"source": "Hemati et al. (2023), Table 2", "benchmark": bench,
                                 "rows": published})
 

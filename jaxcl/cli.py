@@ -45,7 +45,8 @@ def _sources() -> dict[str, str]:
 
 def experiment_names() -> list[str]:
     """The experiment modules of the ``experiments`` package: those with a ``main`` (found
-    without importing them; ``common`` and ``paper`` are helpers)."""
+    without importing them; ``settings``, ``runner``, ``flags``, ``paper`` and the like are
+    helpers)."""
     return sorted(name for name, source in _sources().items() if _defines_main(source))
 
 

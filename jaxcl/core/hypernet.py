@@ -104,9 +104,12 @@ class HypernetConfig:
         the hypernetwork can serve.
       embedding_dim: dimension of a task embedding ``e_t``.
       hidden: widths of the trunk MLP; its last width ``h`` feeds every head.
-      chunk_dim: dimension ``d`` of the per-output-channel lookup vectors of the conv heads.
+      chunk_dim: dimension ``d`` of the per-output-channel lookup vectors of the conv heads (the
+        paper's 32).
       new_task_init: how :func:`init_task_embedding` initialises a new task's embedding:
-        ``"copy_prev"`` copies task ``t - 1``'s, ``"random"`` draws ``N(0, 1)``.
+        ``"random"`` draws ``N(0, 1)``; ``"copy_prev"`` (the reference's) copies task ``t - 1``'s,
+        with which a new task starts as the previous task's network and HN-k learns new tasks
+        slowly at small budgets (``docs/results/hn_learnability.md``).
       vectors: biases and normalisation scales and shifts of generated layers: ``"table"``, a
         per-task table; ``"generated"``, generated from ``h_t`` like the kernels.
       init: how the trunk and the generated heads start, one of
@@ -117,8 +120,8 @@ class HypernetConfig:
     num_tasks: int
     embedding_dim: int = 32
     hidden: tuple[int, ...] = (50, 32)
-    chunk_dim: int = 8
-    new_task_init: str = "copy_prev"
+    chunk_dim: int = 32
+    new_task_init: str = "random"
     vectors: str = "table"
     init: str = "lecun"
 

@@ -15,13 +15,14 @@ gradient as a constant (as ``jax.lax.stop_gradient`` would), which drops the Hes
 ``g2 = lambda grad L_H(psi')``. Any optax ``GradientTransformation`` can make the virtual step; its
 state starts fresh and is discarded. Adam-like steps divide by ``sqrt(v + eps_root)``: pass
 ``eps_root > 0`` (see :func:`virtual_adam`), or the order-2 gradient is NaN wherever a component of
-``g1`` is exactly 0.
+``g1`` is exactly 0. Order ``"none"`` regularises ``psi`` itself, ``L_CE(psi) + lambda L_H(psi)``:
+order 1 through a virtual step that does not move (``optax.set_to_zero()``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +30,29 @@ import optax
 
 from jaxcl.types import PyTree
 
-ORDERS = (1, 2)
+Order = Literal[1, 2, "none"]
+ORDERS: tuple[Order, ...] = (1, 2, "none")
+"""The look-ahead orders, everywhere in jaxcl: 1 and 2 through a virtual step, ``"none"`` the
+regulariser on ``psi`` itself. Config files and ``config.json`` hold them as written here (the
+ints 1 and 2, the string ``"none"``)."""
+
+VIRTUAL_STEPS = ("sgd", "adam")
+"""The virtual step's optimizers (:func:`virtual_step`)."""
+
+
+def parse_order(text: str) -> Order:
+    """``"1"``, ``"2"`` or ``"none"`` (command-line text) as one of :data:`ORDERS`."""
+    for order in ORDERS:
+        if text == str(order):
+            return order
+    raise ValueError(f"order must be one of {', '.join(map(str, ORDERS))}, got {text!r}")
+
+
+def check_order(order: Any) -> Order:
+    """``order`` if it is one of :data:`ORDERS` (``True`` is not 1), else a ``ValueError``."""
+    if order not in ORDERS or isinstance(order, bool):
+        raise ValueError(f"order={order!r} is not one of {ORDERS}")
+    return order
 
 
 class LookaheadInfo(NamedTuple):
@@ -72,6 +95,14 @@ def virtual_adam(learning_rate: float, *, eps_root: float = 1e-12, **kwargs: Any
     return optax.adam(learning_rate, eps_root=eps_root, **kwargs)
 
 
+def virtual_step(kind: str, learning_rate: float) -> optax.GradientTransformation:
+    """The virtual step of orders 1 and 2: ``"sgd"`` (:func:`virtual_sgd`, the reference's) or
+    ``"adam"`` (:func:`virtual_adam`), at ``learning_rate``."""
+    if kind not in VIRTUAL_STEPS:
+        raise ValueError(f"virtual step {kind!r} is not one of {VIRTUAL_STEPS}")
+    return virtual_sgd(learning_rate) if kind == "sgd" else virtual_adam(learning_rate)
+
+
 def tree_cosine(a: PyTree, b: PyTree) -> jax.Array:
     """``<a, b> / (|a| |b|)`` over all leaves of two pytrees; 0 if either is the zero tree."""
     dot = optax.tree.vdot(a, b)
@@ -85,7 +116,7 @@ def lookahead_grad(
     params: PyTree,
     *,
     virtual_opt: optax.GradientTransformation | float,
-    order: int,
+    order: Order,
     coef: float | jax.Array,
     has_aux: bool = False,
 ) -> tuple[PyTree, LookaheadInfo]:
@@ -98,8 +129,9 @@ def lookahead_grad(
         closed over).
       params: ``psi``.
       virtual_opt: the optax transformation of the virtual step; a float ``beta`` means SGD.
-      order: 2 differentiates through the virtual step exactly; 1 stops the gradient of the inner
-        gradient (first-order approximation). A Python int: it changes the program.
+      order: one of :data:`ORDERS`: 2 differentiates through the virtual step exactly; 1 stops
+        the gradient of the inner gradient (first-order approximation); ``"none"`` takes no
+        virtual step (``virtual_opt`` unused). A Python value: it changes the program.
       coef: ``lambda``.
       has_aux: whether ``task_loss`` returns ``(loss, aux)``; ``aux`` comes back in ``info``.
 
@@ -107,8 +139,9 @@ def lookahead_grad(
       ``(grad, info)``: the total gradient ``g1 + g2``, a pytree like ``params``, and a
       :class:`LookaheadInfo` with the two parts, the losses and the cosine similarity.
     """
-    if order not in ORDERS:
-        raise ValueError(f"order={order!r} is not one of {ORDERS}")
+    check_order(order)
+    if order == "none":  # L_CE(psi) + lambda L_H(psi): psi' = psi
+        virtual_opt, order = optax.set_to_zero(), 1
     if isinstance(virtual_opt, (int, float)):
         if not virtual_opt > 0:
             raise ValueError(f"the virtual SGD learning rate must be > 0, got {virtual_opt!r}")

@@ -1,11 +1,13 @@
 """Config files: a run folder's ``config.json`` read back as an experiment's settings, and what
 a reader needs besides the settings to reproduce a run (versions, commit, devices).
 
-An experiment's settings are one flat frozen dataclass (``experiments.common.RunSettings`` and
-its kin): every field has a type (``int``, ``float``, ``str``, ``bool``, ``tuple[int, ...]``,
-``int | str``) and the dataclass checks its values. A config file is JSON with those fields as
-keys, any subset of them: the ``config.json`` a run writes is one, so ``jaxcl run NAME --config
-runs/X/config.json`` re-runs ``X``. JSON and not a Python file (``ml_collections``, as the Flax
+An experiment's settings are a frozen dataclass of sections (:mod:`jaxcl.config`: ``run``,
+``data``, ``strategy``, ...), each setting with a type (``int``, ``float``, ``str``, ``bool``,
+``tuple[int, ...]``, ``int | str``) and checked by its section. A config file is JSON holding any
+subset of them, in their sections (``{"run": {"seeds": [0, 1]}, "strategy": {"order": 2}}``) or
+by name alone (``{"seeds": [0, 1], "order": 2}``, the flat layout run folders held before the
+sections; names are unique across sections): the ``config.json`` a run writes is one, so
+``jaxcl run NAME --config runs/X/config.json`` re-runs ``X``. JSON and not a Python file (``ml_collections``, as the Flax
 examples and big_vision use): the file a run writes is then the file a user edits, it runs no
 code, and the dataclass is already the schema. Reading refuses unknown keys and values of the
 wrong type with the key named; the dataclass's own checks then see the values as flags give them.
@@ -36,6 +38,8 @@ PACKAGES = ("jaxcl", "jax", "jaxlib", "flax", "optax", "diffrax", "distrax", "nu
 
 
 def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is typing.Literal:
+        return "one of " + ", ".join(json.dumps(v) for v in typing.get_args(hint))
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         return " or ".join(_type_name(h) for h in typing.get_args(hint))
     if typing.get_origin(hint) is tuple:
@@ -46,6 +50,9 @@ def _type_name(hint: Any) -> str:
 
 def _coerce(hint: Any, value: Any) -> tuple[bool, Any]:
     """``(True, value as the field holds it)`` if ``value`` (from JSON) has type ``hint``."""
+    if typing.get_origin(hint) is typing.Literal:
+        ok = any(value == v and type(value) is type(v) for v in typing.get_args(hint))
+        return ok, value if ok else None
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         for option in typing.get_args(hint):
             ok, out = _coerce(option, value)
@@ -105,12 +112,22 @@ def read_config(config_cls: type, path: str | pathlib.Path, *, experiment: str |
     if experiment is not None and theirs is not None and theirs != experiment:
         raise ValueError(f"config {path} is the config.json of a {theirs} run, not of "
                          f"{experiment}; re-run it with jaxcl run {theirs} --config {path}")
-    hints = typing.get_type_hints(config_cls)
-    fields = [f.name for f in dataclasses.fields(config_cls)]
-    values = {}
+    from jaxcl import config as settings
+
+    fields = settings.fields_by_name(config_cls)
+    hints = _hints(config_cls)
+    sections = {f.name: f.default_factory() for f in dataclasses.fields(config_cls)
+                if settings.is_section(f)}
+    items = []
     for key, value in data.items():
-        if key in DERIVED:
-            continue
+        if key in sections and isinstance(value, dict):
+            set_by_config = {f.name for f in dataclasses.fields(sections[key])
+                             if not f.metadata.get("flag", True)}  # a strategy's kind and depth
+            items += [(k, v) for k, v in value.items() if k not in set_by_config]
+        elif key not in DERIVED:
+            items.append((key, value))
+    values = {}
+    for key, value in items:
         if key not in fields:
             owner = experiment or f"{config_cls.__module__}.{config_cls.__qualname__}"
             raise ValueError(f"config {path}: unknown key {key!r}; {owner} takes "
@@ -120,6 +137,17 @@ def read_config(config_cls: type, path: str | pathlib.Path, *, experiment: str |
             raise ValueError(f"config {path}: {key!r} must be {_type_name(hints[key])}, got "
                              f"{value!r}")
     return values
+
+
+def _hints(config_cls: type) -> dict[str, Any]:
+    """The type of every setting of ``config_cls``, by name, whatever section holds it."""
+    from jaxcl import config as settings
+
+    out = {}
+    for owner, field in settings.settings_of(config_cls):
+        cls = owner if isinstance(owner, type) else type(owner)
+        out[field.name] = typing.get_type_hints(cls)[field.name]
+    return out
 
 
 def _git(*args: str, cwd: pathlib.Path) -> str | None:

@@ -3,7 +3,7 @@
 Kept apart from the files (:mod:`jaxcl.io.run_folder`) so that a study, a test or a notebook can
 turn a :class:`jaxcl.train.loop.RunResult` into the numbers a run folder reports without writing
 anything: :func:`seed_record` per seed, :func:`strategy_record` over seeds, :func:`mean_std` for a
-table's cell. Nothing here touches a file, draws or prints.
+table's cell, and the statistics over seeds: :func:`ci95`, :func:`paired`. Nothing here touches a file, draws or prints.
 
 ``metrics.json`` (schema ``"jaxcl.run/2"``; fractions in [0, 1], times in seconds)::
 
@@ -95,6 +95,16 @@ def ci95(values) -> float | None:
     if n < 2:
         return None
     return float(stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / np.sqrt(n))
+
+
+def paired(a: dict[Any, float], b: dict[Any, float]) -> dict[str, Any]:
+    """``a`` against ``b``, paired by seed (both keyed by seed; the seeds both hold): the mean of
+    the per-seed differences ``a - b``, its 95 % interval's half-width (:func:`ci95`; ``None``
+    for one seed), in how many seeds ``a`` is lower, and over how many."""
+    seeds = [s for s in a if s in b]
+    diff = np.array([a[s] - b[s] for s in seeds], dtype=float)
+    return {"diff": float(diff.mean()), "ci95": ci95(diff), "lower_in": int(np.sum(diff < 0)),
+            "seeds": len(seeds)}
 
 
 def mean_std(record: dict[str, Any], name: str, scale: float = 1.0, digits: int = 2) -> str:

@@ -9,7 +9,7 @@ Every learner is a few pure functions over its state (:mod:`jaxcl.learners.base`
 
 from jaxcl.learners.base import METRIC_KEYS, Consolidating, Learner
 from jaxcl.learners.finetune import EWC, FinetuneState, Naive
-from jaxcl.learners.hypernetwork import HN_ORDERS, HypernetState, PartialHypernet
+from jaxcl.learners.hypernetwork import HypernetState, PartialHypernet
 from jaxcl.learners.latent_replay import Frozen, FrozenState, LatentReplay, ReplayBuffer, ReplayState
 from jaxcl.learners.strategies import (
     BUILDERS,
@@ -23,7 +23,7 @@ from jaxcl.learners.strategies import (
     build_strategy,
 )
 
-__all__ = ["BUILDERS", "Consolidating", "EWC", "EXAMPLE_LABELS", "HN_ORDERS", "HN_PRESETS", "LABELS", "METRIC_KEYS",
-           "NORM_CHOICES", "REFERENCE_NORMS", "STRATEGIES", "FinetuneState", "Frozen",
+__all__ = ["BUILDERS", "Consolidating", "EWC", "EXAMPLE_LABELS", "HN_PRESETS", "LABELS",
+           "METRIC_KEYS", "NORM_CHOICES", "REFERENCE_NORMS", "STRATEGIES", "FinetuneState", "Frozen",
            "FrozenState", "HypernetState", "LatentReplay", "Naive", "PartialHypernet",
            "ReplayBuffer", "ReplayState", "Learner", "StrategyConfig", "build_strategy"]

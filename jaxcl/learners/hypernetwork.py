@@ -51,7 +51,7 @@ from jaxcl.core.hypernet import (
     init_task_embedding,
     task_private,
 )
-from jaxcl.core.lookahead import ORDERS, lookahead_grad
+from jaxcl.core.lookahead import Order, check_order, lookahead_grad, virtual_step
 from jaxcl.core.losses import accuracy, cross_entropy
 from jaxcl.core.nnx_target import NnxTarget, as_target
 from jaxcl.core.regularizers import (
@@ -69,11 +69,13 @@ from jaxcl.learners.base import (
 )
 from jaxcl.types import Batch, PyTree
 
-NO_LOOKAHEAD = "none"
-HN_ORDERS = (*ORDERS, NO_LOOKAHEAD)
-"""The look-ahead orders of HN-k: :data:`jaxcl.core.lookahead.ORDERS` (1, 2) and ``"none"``, the
-regulariser on ``psi`` itself (order 1 through a virtual step that does not move,
-``optax.set_to_zero()``). :class:`jaxcl.learners.StrategyConfig` checks a setting against it."""
+DEFAULTS = {"order": 1, "coef": 0.5, "max_prev_tasks": 20, "reg_warmup": 0.25,
+            "task_lr_scale": 1.0}
+"""HN-k's training defaults, defined here once (:class:`PartialHypernet`,
+:meth:`PartialHypernet.build` and :class:`jaxcl.learners.StrategyConfig` read them): first-order
+look-ahead (the paper's Table 2), ``lambda`` 0.5 and 20 previous tasks a step (the paper's), the
+regulariser off for the first quarter of each later experience and one learning rate for the
+per-task leaves (jaxcl's; the paper's ``reg_warmup`` is 0, :data:`jaxcl.learners.HN_PRESETS`)."""
 
 DIAGNOSTICS = ("reg_share", "embedding_shift", "table_shift")
 """HN-k's step metrics beyond :data:`jaxcl.learners.base.METRIC_KEYS`: ``reg_share``, the
@@ -119,7 +121,8 @@ class PartialHypernet(Classifier):
         :func:`jaxcl.core.hypernet.hypernet_optimizer` gives the per-task leaves a rate of their own).
       virtual_opt: the optax transformation of the virtual step of orders 1 and 2 (the
         reference: SGD with the training learning rate).
-      order: look-ahead order, one of :data:`HN_ORDERS`: 1, 2, or ``"none"`` (no virtual step).
+      order: look-ahead order, one of :data:`jaxcl.core.lookahead.ORDERS`: 1, 2, or ``"none"``
+        (no virtual step).
       coef: ``lambda``, the weight of the output regulariser.
       max_prev_tasks: previous tasks in the regulariser per step (the study: 20).
       prev_chunk: previous-task slots the regulariser evaluates together in its loop over the
@@ -129,7 +132,7 @@ class PartialHypernet(Classifier):
       reg_warmup: the fraction of every experience after the first, at its start, in which the
         regulariser is off (``lambda = 0``), in [0, 1): the first
         ``floor(reg_warmup * n_prev)`` steps, ``n_prev`` the steps the previous experience took
-        (a split stream's experiences are alike; 0, the study's: on from the first step). A new
+        (a split stream's experiences are alike; 0, the paper's: on from the first step). A new
         task first finds its weights; then the regulariser holds earlier tasks' outputs.
     """
 
@@ -138,15 +141,16 @@ class PartialHypernet(Classifier):
     hnet: Hypernetwork
     optimizer: optax.GradientTransformation
     virtual_opt: optax.GradientTransformation
-    order: int | str = 2
-    coef: float = 0.5
-    max_prev_tasks: int = 20
+    order: Order = DEFAULTS["order"]
+    coef: float = DEFAULTS["coef"]
+    max_prev_tasks: int = DEFAULTS["max_prev_tasks"]
     prev_chunk: int | None = 1
-    reg_warmup: float = 0.0
+    reg_warmup: float = DEFAULTS["reg_warmup"]
     name: str = "hypernetwork"
     step_metrics = (*METRIC_KEYS, *DIAGNOSTICS)
 
     def __post_init__(self):
+        check_order(self.order)
         if not self.coef >= 0:
             raise ValueError(f"coef (lambda) must be >= 0, got {self.coef!r}")
         if not (isinstance(self.max_prev_tasks, int) and self.max_prev_tasks >= 1):
@@ -166,20 +170,20 @@ class PartialHypernet(Classifier):
         *,
         hnet_config: HypernetConfig,
         learning_rate: float = 1e-3,
-        task_lr_scale: float = 1.0,
+        task_lr_scale: float = DEFAULTS["task_lr_scale"],
         optimizer: optax.GradientTransformation | None = None,
         virtual_opt: optax.GradientTransformation | None = None,
-        order: int | str = 2,
-        coef: float = 0.5,
-        max_prev_tasks: int = 20,
+        order: Order = DEFAULTS["order"],
+        coef: float = DEFAULTS["coef"],
+        max_prev_tasks: int = DEFAULTS["max_prev_tasks"],
         prev_chunk: int | None = 1,
-        reg_warmup: float = 0.0,
+        reg_warmup: float = DEFAULTS["reg_warmup"],
         generate: Callable[[tuple[str, ...]], bool] = generate_all,
     ) -> PartialHypernet:
-        """A learner with the study's defaults (jaxcl's own, which learn new tasks at small
-        budgets, are :class:`jaxcl.learners.StrategyConfig`'s): Adam(lr) to train (the per-task
-        leaves at ``task_lr_scale * lr``, :func:`jaxcl.core.hypernet.hypernet_optimizer`, unless ``optimizer`` is
-        given), SGD(lr) as the virtual step. ``upper`` and ``lower`` are Linen or NNX modules
+        """A learner with jaxcl's defaults (:data:`DEFAULTS`; ``hnet_config`` says how the
+        hypernetwork starts): Adam(lr) to train (the per-task leaves at ``task_lr_scale * lr``,
+        :func:`jaxcl.core.hypernet.hypernet_optimizer`, unless ``optimizer`` is given), SGD(lr)
+        as the virtual step. ``upper`` and ``lower`` are Linen or NNX modules
         (:func:`jaxcl.core.nnx_target.as_target`); ``generate`` filters the paths of ``upper``'s
         parameters."""
         default_optimizer = hypernet_optimizer(learning_rate, task_lr_scale)
@@ -195,7 +199,8 @@ class PartialHypernet(Classifier):
             lower=lower,
             hnet=hnet,
             optimizer=optimizer if optimizer is not None else default_optimizer,
-            virtual_opt=virtual_opt if virtual_opt is not None else optax.sgd(learning_rate),
+            virtual_opt=virtual_opt if virtual_opt is not None else virtual_step("sgd",
+                                                                                 learning_rate),
             order=order,
             coef=coef,
             max_prev_tasks=max_prev_tasks,
@@ -359,15 +364,11 @@ class PartialHypernet(Classifier):
                 return output_regularizer_real_slots(self.hnet, psi, state.psi_prev, prev_ids,
                                                      prev_mask, chunk=self.prev_chunk)
 
-        if self.order == NO_LOOKAHEAD:  # L_CE(psi) + lambda L_H(psi): psi' = psi
-            virtual_opt, order = optax.set_to_zero(), 1
-        else:
-            virtual_opt, order = self.virtual_opt, self.order
         warmup = jnp.floor(self.reg_warmup * state.prev_steps)
         coef = jnp.where(state.step < warmup, 0.0, self.coef)  # off while warming up
         grads, info = lookahead_grad(
             task_loss, reg_loss, state.psi,
-            virtual_opt=virtual_opt, order=order, coef=coef, has_aux=True,
+            virtual_opt=self.virtual_opt, order=self.order, coef=coef, has_aux=True,
         )
         psi, psi_opt = apply_optimizer(self.optimizer, grads, state.opt_state["psi"], state.psi)
         if info.hessian_term is None:

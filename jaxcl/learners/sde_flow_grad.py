@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxcl.core.curvature import power_iteration
-from jaxcl.core.lookahead import lookahead_grad, tree_cosine, virtual_adam
+from jaxcl.core.lookahead import lookahead_grad, tree_cosine, virtual_step
 from jaxcl.core.regularizers import output_regularizer
 from jaxcl.learners.sde_flow_model import LossWeights, Variant, loss_terms, shared_mask
 from jaxcl.types import PyTree
@@ -30,8 +30,7 @@ PROBE_METRICS = ("curvature", "step_curvature", "virtual_move", "correction_rati
 def virtual_optimizer(variant: Variant, weights: LossWeights, psi: PyTree, task_id):
     """The repair's virtual step (``variant.virtual`` at ``eta``); with ``shared="frozen"`` it
     leaves the shared leaves where they are after task 0, as the real step does."""
-    inner = (optax.sgd(weights.virtual_lr) if variant.virtual == "sgd"
-             else virtual_adam(weights.virtual_lr))
+    inner = virtual_step(variant.virtual, weights.virtual_lr)
     if variant.shared != "frozen":
         return inner
     frozen = frozen_leaves(variant, psi, task_id)
@@ -79,10 +78,8 @@ def objective_grad(variant: Variant, weights: LossWeights, hnet, psi, x, task_id
     task_loss, reg_loss, virtual = _objective(variant, weights, hnet, psi, x, task_id, memory,
                                               targets, progress, key)
     if variant.order is not None:
-        ahead = variant.order != "none"
-        grad, info = lookahead_grad(
-            task_loss, reg_loss, psi, virtual_opt=virtual if ahead else optax.set_to_zero(),
-            order=variant.order if ahead else 1, coef=weights.coef, has_aux=True)
+        grad, info = lookahead_grad(task_loss, reg_loss, psi, virtual_opt=virtual,
+                                    order=variant.order, coef=weights.coef, has_aux=True)
         loss, terms, reg = info.task_loss, info.aux, info.reg_loss
     else:
         (loss, terms), grad = jax.value_and_grad(task_loss, has_aux=True)(psi)

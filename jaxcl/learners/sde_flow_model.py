@@ -65,15 +65,10 @@ from jaxcl.models.sde_flow import (
     negative_log_likelihood,
     reconstruct,
 )
+from jaxcl.core.lookahead import VIRTUAL_STEPS, Order, check_order
 from jaxcl.types import PyTree
 
 SHARED_MODES = ("trained", "frozen", "generated")
-VIRTUAL_STEPS = ("sgd", "adam")
-"""The repair's virtual step: SGD at ``eta``, or Adam at ``eta`` (``eps_root > 0``, so that order
-2 is finite, :func:`jaxcl.core.lookahead.virtual_adam`)."""
-ORDERS = (None, 1, 2, "none")
-"""``order`` of a variant: no output regulariser (``None``, the study), the repair's look-ahead
-order (1, 2), or the regulariser without look-ahead (``"none"``)."""
 
 
 class LossWeights(NamedTuple):
@@ -99,7 +94,7 @@ class LossWeights(NamedTuple):
     replay: float = 1.0
     separation: float = 0.1
     coef: float = 1.0
-    virtual_lr: float = 0.01
+    virtual_lr: float = 1e-3
     memory: float = float("inf")
     anneal_per_task: float = 1.0
     sde_gate: float = 1.0
@@ -115,9 +110,9 @@ class Variant:
       hnet_hidden: widths of the hypernetwork's trunk.
       shared: the flow and SDE networks: ``"trained"`` (shared, trained on every task, the
         study), ``"frozen"`` (shared, frozen after task 0), ``"generated"`` (generated per task).
-      order: ``None``, no output regulariser (the study); the repair's look-ahead order, 1 or
-        2, or ``"none"``, the output regulariser on ``psi`` itself, without look-ahead
-        (:data:`ORDERS`).
+      order: ``None``, no output regulariser (the study); else the repair's look-ahead order,
+        one of :data:`jaxcl.core.lookahead.ORDERS`: 1 or 2, or ``"none"``, the output
+        regulariser on ``psi`` itself, without look-ahead.
       epochs: epochs per task (300 in the study).
       batch_size: minibatch size; the remainder of an epoch is dropped.
       learning_rate: AdamW's (5e-4 in the study).
@@ -125,7 +120,9 @@ class Variant:
       anneal_fraction: ``a``, the fraction of a task over which ``beta`` ramps up.
       memory_per_task: points of each finished task kept for replay (the memory's shape;
         ``weights.memory`` of them are replayed); 0 keeps none (the repairs: no stored data).
-      virtual: the repair's virtual step, a key of :data:`VIRTUAL_STEPS`.
+      virtual: the repair's virtual step, one of :data:`jaxcl.core.lookahead.VIRTUAL_STEPS`
+        (:func:`jaxcl.core.lookahead.virtual_step`; Adam with ``eps_root > 0``, so that order 2
+        is finite).
       probe: the repair logs, every step, the curvature of its task loss and what order 2
         changes (:mod:`jaxcl.learners.sde_flow_grad`); each step then computes the
         order-2 gradient, and follows it or its first-order part as ``order`` says.
@@ -140,7 +137,7 @@ class Variant:
     embedding_dim: int = 32
     hnet_hidden: tuple[int, ...] = (50, 32)
     shared: str = "trained"
-    order: int | str | None = None
+    order: Order | None = None
     epochs: int = 300
     batch_size: int = 50
     learning_rate: float = 5e-4
@@ -155,9 +152,8 @@ class Variant:
     def __post_init__(self):
         if self.shared not in SHARED_MODES:
             raise ValueError(f"shared={self.shared!r} is not one of {SHARED_MODES}")
-        if self.order not in ORDERS:
-            raise ValueError(f"order={self.order!r} is not one of {ORDERS} (None: no output "
-                             "regulariser; 'none': the regulariser without look-ahead)")
+        if self.order is not None:  # None: no output regulariser
+            check_order(self.order)
         if self.model.model == "mlp" and (self.order is not None or self.shared != "trained"):
             raise ValueError("the MLP baseline has no hypernetwork: it takes order=None and "
                              f"shared='trained', got order={self.order!r}, shared={self.shared!r}")

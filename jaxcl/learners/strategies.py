@@ -14,11 +14,14 @@ from typing import Any
 import jax
 import optax
 
+from jaxcl.config import setting
 from jaxcl.core.heads import INITS
 from jaxcl.core.hypernet import NEW_TASK_INITS, HypernetConfig
+from jaxcl.core.lookahead import Order, check_order, parse_order
 from jaxcl.learners.base import Learner
 from jaxcl.learners.finetune import EWC, Naive
-from jaxcl.learners.hypernetwork import HN_ORDERS, PartialHypernet
+from jaxcl.learners.hypernetwork import DEFAULTS as HN_DEFAULTS
+from jaxcl.learners.hypernetwork import PartialHypernet
 from jaxcl.learners.latent_replay import Frozen, LatentReplay
 from jaxcl.models import (
     CONVS,
@@ -53,83 +56,78 @@ at a time (instance statistics). See :mod:`jaxcl.models.resnet`."""
 
 
 HN_PRESETS: dict[str, dict[str, Any]] = {
-    "jaxcl": {"new_task_init": "random", "hnet_init": "lecun", "task_lr_scale": 1.0,
-              "reg_warmup": 0.25},
+    "jaxcl": {"new_task_init": HypernetConfig.new_task_init, "hnet_init": HypernetConfig.init,
+              "task_lr_scale": HN_DEFAULTS["task_lr_scale"],
+              "reg_warmup": HN_DEFAULTS["reg_warmup"]},
     "paper": {"new_task_init": "copy_prev", "hnet_init": "torch", "task_lr_scale": 1.0,
               "reg_warmup": 0.0},
 }
-"""How HN-k starts and trains each new task, by preset: ``"jaxcl"``, the defaults of
-:class:`StrategyConfig` (defined here once: a fresh embedding for a new task, the regulariser off
-for the first quarter of each later experience, LeCun-variance heads), and ``"paper"``, the
-reference implementation's exactly (a new task's embedding a copy of the previous task's, the
-regulariser on from the first step, PyTorch's ``nn.Linear`` initialisation). Each of jaxcl's
-departures was chosen under a protocol committed before its runs;
-``docs/results/hn_learnability.md`` holds the measurements."""
-_DEFAULTS = HN_PRESETS["jaxcl"]
+"""How HN-k starts and trains each new task, by preset: ``"jaxcl"``, the defaults (of
+:class:`jaxcl.core.hypernet.HypernetConfig` and :data:`jaxcl.learners.hypernetwork.DEFAULTS`: a
+fresh embedding for a new task, the regulariser off for the first quarter of each later
+experience, LeCun-variance heads), and ``"paper"``, the reference implementation's exactly (a new
+task's embedding a copy of the previous task's, the regulariser on from the first step, PyTorch's
+``nn.Linear`` initialisation). Each of jaxcl's departures was chosen under a protocol committed
+before its runs; ``docs/results/hn_learnability.md`` holds the measurements."""
+
+_SEE = "see docs/results/hn_learnability.md"
 
 
 @dataclasses.dataclass(frozen=True)
 class StrategyConfig:
-    """A strategy and its settings (defaults: the study's, Hemati et al. 2023, Sec. 4 / App. A).
+    """A strategy and every setting it reads (defaults: the study's, Hemati et al. 2023, Sec. 4 /
+    App. A, except HN-k's for new tasks, :data:`HN_PRESETS`). Each field is a
+    :func:`jaxcl.config.setting` with its help; an experiment's config holds one as its
+    ``strategy`` section, the settings every strategy it trains shares (its labels choose
+    ``strategy`` and ``k``). ``Frozen-3`` is ``StrategyConfig("frozen", k=3)``, ``HN-F``
+    ``StrategyConfig("hypernetwork", k=0)`` (:meth:`from_label`)."""
 
-    Attributes:
-      strategy: one of ``STRATEGIES``.
-      k: freeze depth (Frozen-k: 0..4, LR-k: 1..4; HN-k: 0..4, 0 is HN-F; unused by Naive, EWC).
-      model: ``"resnet"`` (slim ResNet-18) or ``"mlp"`` (tests).
-      nf: ResNet width. hidden: MLP hidden sizes.
-      norm: the ResNet's normalisation: ``"reference"`` (each strategy's as in the reference
-        implementation, :data:`REFERENCE_NORMS`) or one of ``NORMS`` for every part; HN-k takes
-        ``"batch"`` or ``"instance"`` (a generated network has no running statistics).
-      learning_rate: Adam's (the study: 1e-3).
-      batch_size: training minibatch (the study: 64); also the EWC Fisher and replay batch.
-      ewc_lambda: ``lambda_EWC`` (the reference: Avalanche's EWC with 1).
-      memory_size: LR buffer capacity (the study: 200 for CIFAR-100, 400 for Tiny-ImageNet).
-      replay_coef: LR's ``c`` (the study: 1).
-      order: HN's look-ahead order, one of ``HN_ORDERS``: 1 or 2 (Table 2 was run first-order;
-        Table 5 compares both), or ``"none"``, the study's "without look-ahead" (Table 4): the
-        regulariser on ``psi`` itself, ``L_CE(psi) + lambda L_H(psi)``.
-      coef: ``lambda`` of the output regulariser (0.5).
-      max_prev_tasks: previous tasks regularised per step (20).
-      embedding_dim, chunk_dim: task-embedding size (32) and the conv heads' lookup dimension d
-        (32); the trunk is 50 -> 32 (:class:`jaxcl.core.hypernet.HypernetConfig`).
-      new_task_init: how a new task's embedding starts: ``random`` (default), a fresh ``N(0, I)``
-        draw, or ``copy_prev`` (the reference's), a copy of the previous task's, with which a
-        new task starts as the previous task's network and HN-k learns new tasks slowly at
-        small budgets (``docs/results/hn_learnability.md``).
-      hnet_init: how the hypernetwork's trunk and heads start, one of
-        :data:`jaxcl.core.heads.INITS` (the reference: ``torch``, PyTorch's ``nn.Linear``
-        default).
-      task_lr_scale: HN-k's learning rate for the per-task parameters (task embeddings and
-        per-task tables) as a multiple of ``learning_rate`` (the reference: 1,
-        :func:`jaxcl.core.hypernet.hypernet_optimizer`).
-      reg_warmup: the fraction of each later experience, at its start, with HN-k's regulariser
-        off, in [0, 1) (default a half; the reference: 0;
-        :class:`jaxcl.learners.hypernetwork.PartialHypernet`).
-      conv: the ResNet's convolution, one of ``CONVS`` (speed only: ``"auto"`` takes filter
-        gradients in batch chunks on CPU, :mod:`jaxcl.models.conv`; equal to float rounding).
-    """
-
-    strategy: str = "hypernetwork"
-    k: int = 3
-    model: str = "resnet"
-    nf: int = 20
-    hidden: tuple[int, ...] = (64,)
-    norm: str = "reference"
-    learning_rate: float = 1e-3
-    batch_size: int = 64
-    ewc_lambda: float = 1.0
-    memory_size: int = 200
-    replay_coef: float = 1.0
-    order: int | str = 1
-    coef: float = 0.5
-    max_prev_tasks: int = 20
-    embedding_dim: int = 32
-    chunk_dim: int = 32
-    new_task_init: str = _DEFAULTS["new_task_init"]
-    hnet_init: str = _DEFAULTS["hnet_init"]
-    task_lr_scale: float = _DEFAULTS["task_lr_scale"]
-    reg_warmup: float = _DEFAULTS["reg_warmup"]
-    conv: str = "auto"
+    strategy: str = setting("hypernetwork", "one of " + ", ".join(STRATEGIES), flag=False)
+    k: int = setting(3, "freeze depth (Frozen-k: 0..4, LR-k: 1..4; HN-k: 0..4, 0 is HN-F; "
+                        "unused by Naive, EWC)", flag=False)
+    model: str = setting("resnet", "resnet (slim ResNet-18) or mlp")
+    nf: int = setting(20, "the ResNet's width (filters of its first stage), >= 1")
+    hidden: tuple[int, ...] = setting((64,), "the MLP's hidden widths, each >= 1")
+    norm: str = setting("reference", "the ResNet's normalisation: reference (each strategy's as "
+                        "in the reference implementation), batch, instance or running; HN-k "
+                        "takes reference, batch or instance (a generated network keeps no "
+                        "running statistics)")
+    conv: str = setting("auto", "the ResNet's convolution, one of " + ", ".join(CONVS) +
+                        " (speed only: equal to float rounding)",
+                        note="auto takes filter gradients in batch chunks on CPU")
+    learning_rate: float = setting(1e-3, "Adam's learning rate, > 0")
+    batch_size: int = setting(64, "training minibatch, >= 1 (also EWC's Fisher pass and LR's "
+                              "replay)")
+    ewc_lambda: float = setting(1.0, "EWC's lambda, >= 0")
+    memory_size: int = setting(0, "LR-k's buffer entries, >= 0; 0: the paper's, 200 (400 on "
+                               "split_tinyimagenet)")
+    replay_coef: float = setting(1.0, "LR-k's c, the replayed batch's weight, >= 0")
+    order: Order = setting(HN_DEFAULTS["order"], "HN-k's look-ahead order: 1, 2, or none (the "
+                           "regulariser on psi itself)", parse=parse_order,
+                           note="the paper's Table 2 ran order 1")
+    coef: float = setting(HN_DEFAULTS["coef"], "lambda, HN-k's output regulariser's weight, >= 0")
+    max_prev_tasks: int = setting(HN_DEFAULTS["max_prev_tasks"],
+                                  "previous tasks HN-k regularises per step, >= 1")
+    embedding_dim: int = setting(HypernetConfig.embedding_dim, "HN-k's task-embedding size, >= 1")
+    chunk_dim: int = setting(HypernetConfig.chunk_dim,
+                             "d, the hypernetwork's lookup dimension per output channel, >= 1")
+    new_task_init: str = setting(
+        HN_PRESETS["jaxcl"]["new_task_init"], "how a new task's embedding starts: random "
+        "(N(0, I)) or copy_prev (the previous task's)",
+        note=f"the paper's is copy_prev (--preset paper); ours learns new tasks at small "
+             f"budgets, {_SEE}")
+    hnet_init: str = setting(
+        HN_PRESETS["jaxcl"]["hnet_init"], "how the hypernetwork's trunk and heads start: lecun "
+        "(each generated kernel with the variance of Flax's LeCun-normal default) or torch "
+        "(PyTorch's Linear default, the reference's)",
+        note=f"the paper's is torch (--preset paper), {_SEE}")
+    task_lr_scale: float = setting(
+        HN_PRESETS["jaxcl"]["task_lr_scale"], "HN-k's learning rate for task embeddings and "
+        "per-task tables, as a multiple of --learning-rate, > 0")
+    reg_warmup: float = setting(
+        HN_PRESETS["jaxcl"]["reg_warmup"], "the fraction of each later experience, at its "
+        "start, with HN-k's regulariser off, in [0, 1)",
+        note=f"the paper's is 0 (--preset paper), {_SEE}")
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -147,8 +145,7 @@ class StrategyConfig:
             raise ValueError(f"norm={self.norm!r}: a hypernetwork's target is a pure function of "
                              "its generated parameters and keeps no running statistics; use "
                              "'reference', 'batch' or 'instance'")
-        if self.order not in HN_ORDERS or isinstance(self.order, bool):
-            raise ValueError(f"order={self.order!r} is not one of {HN_ORDERS}")
+        check_order(self.order)
         if self.conv not in CONVS:
             raise ValueError(f"conv={self.conv!r} is not one of {CONVS}")
         if self.new_task_init not in NEW_TASK_INITS:
@@ -159,13 +156,16 @@ class StrategyConfig:
             raise ValueError(f"task_lr_scale must be > 0, got {self.task_lr_scale!r}")
         if not 0.0 <= self.reg_warmup < 1.0:
             raise ValueError(f"reg_warmup must be a fraction in [0, 1), got {self.reg_warmup!r}")
-        for name in ("learning_rate",):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("batch_size", "memory_size", "max_prev_tasks", "nf", "embedding_dim",
-                     "chunk_dim"):
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not self.hidden or any(not (isinstance(w, int) and w >= 1) for w in self.hidden):
+            raise ValueError(f"hidden must be one or more positive widths, got {list(self.hidden)}")
+        for name in ("batch_size", "max_prev_tasks", "nf", "embedding_dim", "chunk_dim"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not (isinstance(self.memory_size, int) and self.memory_size >= 0):
+            raise ValueError(f"memory_size must be a positive integer (or 0, the paper's), got "
+                             f"{self.memory_size!r}")
         for name in ("ewc_lambda", "replay_coef", "coef"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
@@ -241,7 +241,7 @@ def _frozen(config, num_tasks, classes_per_task, sample_x, optimizer):
 def _latent_replay(config, num_tasks, classes_per_task, sample_x, optimizer):
     lower, net = _multi_head(config, num_tasks, classes_per_task)
     return LatentReplay(lower, net, optimizer, classes_per_task=classes_per_task,
-                        memory_size=config.memory_size, replay_coef=config.replay_coef,
+                        memory_size=config.memory_size or 200, replay_coef=config.replay_coef,
                         replay_batch_size=config.batch_size)
 
 

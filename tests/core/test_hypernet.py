@@ -126,7 +126,8 @@ def test_every_head(role, key):
     assert outs.shape == (3, *shape)
     spec = LeafSpec(("m", "scale" if role in ("table", "vector") else "kernel"), shape, jnp.float32,
                     role)
-    assert count_params(params) == head_param_count(spec, HypernetConfig(num_tasks=3))
+    assert count_params(params) == head_param_count(spec, HypernetConfig(num_tasks=3,
+                                                                         chunk_dim=8))
     if role in ("conv", "dense"):
         # Task-dependent, with the variance of Flax's default initialiser (1 / fan_in).
         assert float(jnp.abs(outs[0] - outs[1]).max()) > 1e-3
@@ -151,7 +152,8 @@ def test_compression_matches_hand_count_for_one_conv_layer():
     # One 3x3 conv, 16 -> 32 channels; trunk output h = 32; lookup dimension d.
     shape, h = (3, 3, 16, 32), 32
     spec = LeafSpec(("conv", "kernel"), shape, jnp.float32, "conv")
-    hnet = Hypernetwork(specs=(spec,), config=HypernetConfig(num_tasks=1, hidden=(50, h)))
+    hnet = Hypernetwork(specs=(spec,), config=HypernetConfig(num_tasks=1, hidden=(50, h),
+                                                             chunk_dim=8))
     rows = compression_table(hnet, (4, 8, 16, 32, 64))
     for row in rows:
         d = row["chunk_dim"]

@@ -302,7 +302,8 @@ def test_experiment_module_runs_on_an_npz_and_refuses_bad_own_data(tmp_path, cap
     metrics = split_benchmark.main([*argv, "--out", str(tmp_path / "run")])
     assert np.asarray(metrics["strategies"]["Naive"]["accuracy_matrix"]).shape == (3, 3)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert saved["data_path"] == str(path) and saved["class_order"] == [5, 4, 3, 2, 1, 0]
+    assert saved["data"]["data_path"] == str(path)
+    assert saved["data"]["class_order"] == [5, 4, 3, 2, 1, 0]
     for bad, message in (
             (["--benchmark", "arrays"], r"'arrays' needs path="),
             (["--benchmark", "split_cifar100", "--class-order", "1", "2"],

@@ -132,7 +132,8 @@ def test_augment_flag_reaches_training(tmp_path):
     argv = ["--quick", "--strategies", "Naive", "--image-size", "8"]
     plain = split_benchmark.main([*argv, "--out", str(tmp_path / "a")])
     augmented = split_benchmark.main([*argv, "--augment", "--out", str(tmp_path / "b")])
-    assert augmented["config"]["augment"] is True and plain["config"]["augment"] is False
+    assert augmented["config"]["data"]["augment"] is True
+    assert plain["config"]["data"]["augment"] is False
     assert (augmented["strategies"]["Naive"]["accuracy_matrix"]
             != plain["strategies"]["Naive"]["accuracy_matrix"])
 
@@ -143,37 +144,38 @@ def test_defaults_are_the_papers_settings():
     EWC lambda 1, buffers 200 / 400 with c = 1, each strategy's reference normalisation."""
     from experiments import first_vs_second_order, freeze_depth, split_benchmark
     from experiments import paper as paper_tables
+    from experiments.flags import parse_config
+    from experiments.settings import strategy_for
+    from jaxcl.config import flat, make
     from jaxcl.core.hypernet import HypernetConfig
 
     config = split_benchmark.Config()
     paper = {"epochs": 100, "batch_size": 64, "learning_rate": 1e-3, "augment": True,
              "order": 1, "coef": 0.5, "chunk_dim": 32, "ewc_lambda": 1.0, "norm": "reference",
              "nf": 20, "model": "resnet"}
-    assert {name: getattr(config, name) for name in paper} == paper
-    assert config.strategy("LR-2").memory_size == 200
-    tiny = split_benchmark.Config(benchmark="split_tinyimagenet", strategies=("LR-2",))
-    assert tiny.strategy("LR-2").memory_size == 400
-    hn = config.strategy("HN-2")
+    assert {name: flat(config)[name] for name in paper} == paper
+    assert strategy_for(config, "LR-2").memory_size == 200
+    tiny = make(split_benchmark.Config, benchmark="split_tinyimagenet", strategies=("LR-2",))
+    assert strategy_for(tiny, "LR-2").memory_size == 400
+    hn = strategy_for(config, "HN-2")
     assert (hn.embedding_dim, hn.chunk_dim, hn.order, hn.coef, hn.replay_coef) == (32, 32, 1, 0.5, 1.0)
     assert HypernetConfig(num_tasks=2).hidden == (50, 32)
     # Figure 4 trains the plain ResNet with frozen blocks by default; HN-k beside it on request.
     assert freeze_depth.Config().labels() == ("Frozen-0", "Frozen-1", "Frozen-2", "Frozen-3",
                                               "Frozen-4")
-    assert freeze_depth.Config(kinds=("Frozen", "HN"), depths=(0, 2)).labels() == (
+    assert make(freeze_depth.Config, kinds=("Frozen", "HN"), depths=(0, 2)).labels() == (
         "Frozen-0", "Frozen-2", "HN-F", "HN-2")
     with pytest.raises(ValueError, match="kinds"):
-        freeze_depth.Config(kinds=("LR",))
-    assert first_vs_second_order.Config().epochs == 100
+        make(freeze_depth.Config, kinds=("LR",))
+    assert first_vs_second_order.Config().run.epochs == 100
     # ... except where a gain at practical budgets was measured: listed, one switch away.
     assert paper_tables.differences(config, paper_tables.TRAINING) == (
         "differs from the paper's setting: new_task_init random (paper: copy_prev); hnet_init "
         "lecun (paper: torch); reg_warmup 0.25 (paper: 0.0)")
-    from experiments.common import parse_config
-
     as_paper, _ = parse_config(split_benchmark.Config, ["--preset", "paper"], name="x",
                                description="", quick={})
     assert paper_tables.differences(as_paper, paper_tables.TRAINING).startswith("setting as the")
-    assert as_paper.strategy("HN-2").new_task_init == "copy_prev"
+    assert strategy_for(as_paper, "HN-2").new_task_init == "copy_prev"
     flagged, _ = parse_config(split_benchmark.Config, ["--preset", "paper", "--reg-warmup", "0.5"],
                               name="x", description="", quick={})
-    assert (flagged.new_task_init, flagged.reg_warmup) == ("copy_prev", 0.5)  # flags win
+    assert (flagged.strategy.new_task_init, flagged.strategy.reg_warmup) == ("copy_prev", 0.5)

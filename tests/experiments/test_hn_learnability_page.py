@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from experiments import hn_learnability, hn_learnability_page
+from experiments import hn_learnability, hn_learnability_page, hn_learnability_rules
 
 
 def test_runs_split_by_variant_merge_into_one_table(tmp_path, monkeypatch):
@@ -65,11 +65,14 @@ def test_runs_split_by_variant_merge_into_one_table(tmp_path, monkeypatch):
 
 
 def test_frozen_references_follow_the_depths():
-    config = hn_learnability.Config(depths=(0, 2), variants=("jaxcl",))
+    from jaxcl.config import make
+
+    config = make(hn_learnability.Config, depths=(0, 2), variants=("jaxcl",))
     assert config.references() == ("Frozen-2",)  # HN-F freezes nothing: no reference
-    assert list(config.strategies()) == ["Naive", "Frozen-2", "HN-F jaxcl", "HN-2 jaxcl"]
-    assert hn_learnability.Config(depths=(2,), frozen=False).references() == ()
-    assert hn_learnability.Config(depths=(2,), baseline="Frozen-2").references() == ()
+    assert list(hn_learnability.strategies(config)) == ["Naive", "Frozen-2", "HN-F jaxcl",
+                                                        "HN-2 jaxcl"]
+    assert make(hn_learnability.Config, depths=(2,), frozen=False).references() == ()
+    assert make(hn_learnability.Config, depths=(2,), baseline="Frozen-2").references() == ()
     assert [hn_learnability.frozen_of(x) for x in ("HN-2 paper", "HN-F jaxcl", "Naive")] == [
         "Frozen-2", None, None]
 
@@ -110,7 +113,7 @@ def test_the_rule_reads_each_clause_off_the_means():
                                 {"Naive": 1, "HN-F jaxcl": 0.5, "HN-F jaxcl+lecun": 1.4})}
     resnet = _metrics({"Naive": 97, "HN-2 jaxcl": 95, "HN-2 jaxcl+lecun": 94.5},
                       {"Naive": 15, "HN-2 jaxcl": 0.5, "HN-2 jaxcl+lecun": 4.0})
-    lines, verdict = hn_learnability_page.rule(mlp, resnet, "jaxcl", "jaxcl+lecun", "gap")
+    lines, verdict = hn_learnability_rules.rule(mlp, resnet, "jaxcl", "jaxcl+lecun", "gap")
     # The seeds move together, so the paired difference's interval is 0 wide.
     assert ("- fmnist_x, HN-2: learning accuracy +3.0 points against `jaxcl`'s (at least -1; "
             "paired +3.0 ± 0.0): holds") in lines
@@ -121,7 +124,7 @@ def test_the_rule_reads_each_clause_off_the_means():
     assert verdict is True
     mlp["digits_x"] = _metrics({"Naive": 99, "HN-F jaxcl": 98, "HN-F jaxcl+lecun": 97.5},
                                {"Naive": 1, "HN-F jaxcl": 0.5, "HN-F jaxcl+lecun": 1.6})
-    lines, verdict = hn_learnability_page.rule(mlp, resnet, "jaxcl", "jaxcl+lecun", "gap")
+    lines, verdict = hn_learnability_rules.rule(mlp, resnet, "jaxcl", "jaxcl+lecun", "gap")
     assert ("- digits_x, HN-F: forgetting +1.1 points against `jaxcl`'s (at most +1; "
             "paired +1.1 ± 0.0): fails") in lines
     assert verdict is False
@@ -130,7 +133,7 @@ def test_the_rule_reads_each_clause_off_the_means():
                                 {"Naive": 1.2, "HN-2 a": 0.6, "HN-2 b": 0.5})}
     resnet = _metrics({"Naive": 97, "HN-2 a": 95, "HN-2 b": 95}, {"Naive": 15, "HN-2 a": 0,
                                                                   "HN-2 b": 0})
-    lines, verdict = hn_learnability_page.rule(mlp, resnet, "a", "b", "third")
+    lines, verdict = hn_learnability_rules.rule(mlp, resnet, "a", "b", "third")
     assert "- digits_y, HN-2: forgetting 0.5 against Naive's 1.2 (at most a third): fails" in lines
     assert verdict is False and not any("below Naive's learning accuracy" in x for x in lines)
 
@@ -144,7 +147,7 @@ def test_the_last_protocol_with_all_its_runs_decides(tmp_path, monkeypatch):
     runs = {"old_mlp": failing, "old_resnet": passing, "new_mlp": passing, "new_resnet": passing}
     monkeypatch.setattr(hn_learnability_page, "RUNS", tmp_path)
     monkeypatch.setattr(hn_learnability_page, "merged", lambda folders: runs[folders[0]])
-    question = hn_learnability_page.Question(
+    question = hn_learnability_rules.Question(
         "LeCun?", "jaxcl", "jaxcl+lecun", "lecun it is", "torch stays", "gap",
         (("old.md", "seeds 1-3", ("fmnist_old",), ("old_resnet",)),
          ("new.md", "seeds 4-6", ("fmnist_new",), ("new_resnet",))))

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from jaxcl.cli import run_main
+from jaxcl.config import flat
 from jaxcl.io import run_folder
 
 
@@ -162,7 +163,7 @@ def test_config_json_lists_what_had_no_effect_and_reads_back(tmp_path):
     assert unused["memory_size"] == "no LR-k among the strategies (Naive)"
     assert unused["nf"] == "model mlp is not the ResNet" and "hidden" not in unused
     assert "image_size" not in unused and "noise" not in unused  # the synthetic stream's own
-    assert set(unused) <= set(split_benchmark.Config.__dataclass_fields__)
+    assert set(unused) <= set(flat(split_benchmark.Config()))
     # Nor are they listed as departures from the paper under the table (on the synthetic
     # stream the table has no paper columns, and no HN-k ran: no HN-k settings are named).
     summary = (out / "summary.md").read_text()
@@ -265,11 +266,13 @@ def test_the_manifest_names_the_variants_of_a_run():
     """Which variants run is not in a checkpoint's fingerprint (each checkpoints apart), but it
     is the run's identity: a run of fewer would delete the others' checkpoints when it ends."""
     from experiments import sde_flow_forgetting
+    from jaxcl import config as settings
 
     every = sde_flow_forgetting.Config()
-    fewer = sde_flow_forgetting.Config(variants=every.variants[:1])
-    assert "variants" in every.NO_EFFECT and every.identity() != fewer.identity()
-    assert "progress" not in every.identity() and "compile_cache_dir" not in every.identity()
+    fewer = settings.replace(every, variants=every.variants[:1])
+    assert "variants" not in settings.fingerprint(every)
+    assert settings.identity(every) != settings.identity(fewer)
+    assert not {"progress", "compile_cache_dir"} & set(settings.identity(every))
 
 
 def test_ctrl_c_while_data_load_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
@@ -374,17 +377,19 @@ def test_an_image_size_that_cannot_fit_is_refused_before_any_work(size, tmp_path
 
 def test_the_memory_estimate_counts_the_stream_and_the_first_activations():
     from experiments import split_benchmark
+    from experiments.settings import memory_estimate
+    from jaxcl.config import make, replace
 
-    config = split_benchmark.Config(strategies=("Naive",), image_size=32, num_tasks=2,
-                                    classes_per_task=3, train_per_class=10, test_per_class=5)
-    need = config.memory_estimate()
+    config = make(split_benchmark.Config, strategies=("Naive",), image_size=32, num_tasks=2,
+                  classes_per_task=3, train_per_class=10, test_per_class=5)
+    need = memory_estimate(config)
     assert need["the synthetic stream"] == 4 * 2 * 3 * (10 + 5 + 1) * 32 * 32 * 3
     assert need["one minibatch's activations"] == 4 * 64 * 32 * 32 * 20 * 4
-    mlp = dataclasses.replace(config, model="mlp", hidden=(50,))
-    assert mlp.memory_estimate()["the MLP's first layer with its gradient and Adam's moments"] == (
+    mlp = replace(config, model="mlp", hidden=(50,))
+    assert memory_estimate(mlp)["the MLP's first layer with its gradient and Adam's moments"] == (
         4 * 4 * 32 * 32 * 3 * 50)
     # Where the benchmark fixes the image size, nothing depends on --image-size.
-    assert dataclasses.replace(config, benchmark="split_digits").memory_estimate() == {}
+    assert memory_estimate(replace(config, benchmark="split_digits")) == {}
 
 
 @pytest.fixture

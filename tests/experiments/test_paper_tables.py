@@ -1,7 +1,7 @@
 """The study modules print the paper's numbers beside ours; the counted tables equal the paper's.
 
 Expected values are the paper's (Hemati et al., CoLLAs 2023, Tables 1-6), written out here; the
-training modules' tables are checked on made-up records (``RunSettings.train`` replaced), so
+training modules' tables are checked on made-up records (``run_strategies`` replaced), so
 nothing trains.
 """
 
@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import common, compression, memory_usage, paper
+from experiments import compression, memory_usage, paper
+from jaxcl.config import make
 from jaxcl.core.hypernet import HypernetConfig, Hypernetwork, count_params
 from jaxcl.io.records import SCALARS, strategy_record
 from jaxcl.models import split_model
@@ -123,31 +124,37 @@ def test_quick_model_only_modules_carry_paper(module, tmp_path):
 # -- the training modules' tables, on made-up records ---------------------------------------------
 
 
-def fake_train(self, strategies, out=None):
-    """Stands in for :meth:`RunSettings.train`: one record per label, one per seed, no training."""
+def fake_train(config, strategies, out=None):
+    """Stands in for :func:`experiments.runner.run_strategies`: one record per label, one per
+    seed, no training."""
     n = 4
     records, steps = {}, {}
     for label in strategies:
         per_seed = [{"seed": s, **{name: 0.5 for name in SCALARS},
                      "accuracy_matrix": np.tril(np.full((n, n), 0.5)).tolist(),
                      "transfer": [0.5] * n,
-                     "time_per_experience_s": [1.0] * n, "memory_bytes": 8} for s in self.seeds]
+                     "time_per_experience_s": [1.0] * n, "memory_bytes": 8} for s in config.run.seeds]
         records[label] = strategy_record(per_seed)
         steps[label] = {s: {name: np.zeros(2 * n) for name in ("loss", "cosine", "grad_rel_diff")}
-                        | {"experience": np.repeat(np.arange(n), 2)} for s in self.seeds}
+                        | {"experience": np.repeat(np.arange(n), 2)} for s in config.run.seeds}
     return records, steps
 
 
 @pytest.fixture
 def no_training(monkeypatch):
-    monkeypatch.setattr(common.RunSettings, "train", fake_train)
+    import importlib
+
+    for name in ("split_benchmark", "noisy_stream", "first_vs_second_order",
+                 "lookahead_ablation", "freeze_depth", "hn_learnability"):
+        monkeypatch.setattr(importlib.import_module(f"experiments.{name}"), "run_strategies",
+                            fake_train)
 
 
 def run_module(name, tmp_path, **settings):
     import importlib
 
     module = importlib.import_module(f"experiments.{name}")
-    metrics = module.run(module.Config(progress=False, **settings), tmp_path / name)
+    metrics = module.run(make(module.Config, progress=False, **settings), tmp_path / name)
     saved = json.loads((tmp_path / name / "metrics.json").read_text())
     assert saved["paper"] == json.loads(json.dumps(metrics["paper"]))
     return saved, (tmp_path / name / "summary.md").read_text()

@@ -61,14 +61,16 @@ def test_paired_comparisons_are_the_per_seed_differences(replay):
 
 
 def test_the_virtual_step_sweeps_cells():
-    cells = study.Config(sweep="virtual_step").cells()
+    from experiments import sde_flow_settings as study_settings
+
+    cells = study_settings.cells(study.Config(sweep="virtual_step"))
     repairs = {k: v for k, v in cells.items() if k != "mlp"}
-    assert len(repairs) == 2 * (len(study.VIRTUAL_LRS) + 1)
+    assert len(repairs) == 2 * (len(study_settings.VIRTUAL_LRS) + 1)
     assert all(v.probe and v.shared == "frozen" and v.weights.replay == 0 for v in
                repairs.values())
     assert {(v.order, v.virtual, v.weights.virtual_lr) for v in repairs.values()} == {
-        (o, "sgd", lr) for o in (1, 2) for lr in study.VIRTUAL_LRS} | {
-        (o, "adam", study.VIRTUAL_ADAM_LR) for o in (1, 2)}
+        (o, "sgd", lr) for o in (1, 2) for lr in study_settings.VIRTUAL_LRS} | {
+        (o, "adam", study_settings.VIRTUAL_ADAM_LR) for o in (1, 2)}
     with pytest.raises(ValueError, match="sweep='memory' is not one of"):
         study.Config(sweep="memory")
 

@@ -10,7 +10,8 @@ import jax
 import pytest
 from support import ROOT
 
-from experiments.sde_flow_forgetting import Config
+from experiments.runner import use_compile_cache
+from experiments.settings import RunOptions
 from jaxcl.io import compile_cache
 
 
@@ -36,14 +37,14 @@ def test_default_folder_follows_the_environment(monkeypatch, tmp_path):
 def test_options_switch_the_cache_on_and_off(jax_cache_config, monkeypatch, tmp_path):
     monkeypatch.delenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", raising=False)
     jax.config.update("jax_compilation_cache_dir", None)
-    Config(compile_cache_dir=str(tmp_path / "c")).use_compile_cache()
+    use_compile_cache(RunOptions(compile_cache_dir=str(tmp_path / "c")))
     assert jax.config.values["jax_compilation_cache_dir"] == str(tmp_path / "c")
     assert (tmp_path / "c").is_dir() and jax.config.values["jax_enable_compilation_cache"]
     assert (jax.config.values["jax_persistent_cache_min_compile_time_secs"]
             == compile_cache.MIN_COMPILE_SECONDS)
     # A folder JAX already has wins over ours.
     assert compile_cache.enable(tmp_path / "other") == tmp_path / "c"
-    Config(compile_cache=False).use_compile_cache()
+    use_compile_cache(RunOptions(compile_cache=False))
     assert not jax.config.values["jax_enable_compilation_cache"]
     assert not (tmp_path / "other").exists()
 

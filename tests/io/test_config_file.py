@@ -10,9 +10,11 @@ import jax
 import pytest
 from support import ROOT
 
-from experiments.common import parse_config
+from experiments.flags import parse_config
 from experiments.sde_flow_forgetting import Config as SdeConfig
 from experiments.split_benchmark import QUICK, Config
+from jaxcl import config as settings
+from jaxcl.config import make
 from jaxcl.io.config_file import DERIVED, provenance, read_config
 
 
@@ -24,21 +26,29 @@ def write(tmp_path, content) -> str:
 
 @pytest.mark.parametrize("cls", [Config, SdeConfig])
 def test_every_setting_round_trips_through_json(cls, tmp_path):
-    """A config written as a run writes it reads back equal, and every field changed from its
-    default reads back as written (lists as tuples, an int where a float is due as a float)."""
+    """A config written as a run writes it (in sections) reads back equal, and every setting
+    changed from its default reads back as written (lists as tuples, an int where a float is due
+    as a float), in sections or in the flat layout run folders held before the sections."""
     written = {**dataclasses.asdict(cls()), "strategy_settings": {"x": 1}, "provenance": {},
                "unused": {"nf": "model mlp is not the ResNet"}}
-    assert dataclasses.replace(cls(), **read_config(cls, write(tmp_path, written))) == cls()
+    assert make(cls, **read_config(cls, write(tmp_path, written))) == cls()
     changed = {}
-    for f in dataclasses.fields(cls):
-        value = getattr(cls(), f.name)
-        changed[f.name] = (not value if isinstance(value, bool) else value + 1
-                           if isinstance(value, int | float) else [*value, value[0]]
-                           if isinstance(value, tuple) and value else value)
-    values = read_config(cls, write(tmp_path, {**changed, "learning_rate": 2}))
-    assert values == {**{n: tuple(v) if isinstance(v, list) else v for n, v in changed.items()},
-                      "learning_rate": 2.0}
-    assert isinstance(values["learning_rate"], float)
+    for name, value in settings.flat(cls()).items():
+        changed[name] = (not value if isinstance(value, bool) else value + 1
+                         if isinstance(value, int | float) else [*value, value[0]]
+                         if isinstance(value, tuple) and value else value)
+    expected = {**{n: tuple(v) if isinstance(v, list) else v for n, v in changed.items()},
+                "learning_rate": 2.0}
+    flat = {**changed, "learning_rate": 2}
+    nested = dataclasses.asdict(cls())
+    for key, value in flat.items():
+        section = next((s for s, inner in nested.items()
+                        if isinstance(inner, dict) and key in inner), None)
+        (nested[section] if section else nested)[key] = value
+    for layout in (flat, nested):
+        values = read_config(cls, write(tmp_path, layout))
+        assert values == expected
+        assert isinstance(values["learning_rate"], float)
     assert set(DERIVED) == {"strategy_settings", "provenance", "unused", "experiment"}
 
 
@@ -51,7 +61,9 @@ def test_every_setting_round_trips_through_json(cls, tmp_path):
     ({"seeds": 0}, "'seeds' must be a list of an integer, got 0"),
     ({"strategies": ["Naive", 3]}, "'strategies' must be a list of a string, got ['Naive', 3]"),
     ({"strategy_settings": {"Naive": 3}}, None),  # a run folder's derived keys: skipped
-    ({"order": 1.5}, "'order' must be an integer or a string, got 1.5"),
+    ({"order": 1.5}, "'order' must be one of 1, 2, \"none\", got 1.5"),
+    ({"strategy": {"order": "2"}}, "'order' must be one of 1, 2, \"none\", got '2'"),
+    ({"run": {"epochz": 3}}, "unknown key 'epochz'"),
     ("[1, 2]", "must be a JSON object of settings, got list"),
     ("{epochs: 3}", "not JSON"),
 ])
@@ -85,7 +97,7 @@ def test_a_run_folder_re_runs_bitwise_from_its_config(tmp_path, capsys):
     saved = json.loads((first / "config.json").read_text())
     written = saved["provenance"].pop("date")  # the day it was written, UTC
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", written)
-    assert saved["seeds"] == [3] and saved["provenance"] == provenance()
+    assert saved["run"]["seeds"] == [3] and saved["provenance"] == provenance()
     assert saved["strategies"] == ["Naive"] and set(saved["strategy_settings"]) == {"Naive"}
     assert cli.main(["run", "split_benchmark", "--config", str(first / "config.json"), "--out",
                      str(tmp_path / "again")]) == 0
@@ -99,8 +111,11 @@ def test_a_run_folder_re_runs_bitwise_from_its_config(tmp_path, capsys):
     config, _ = parse_config(Config, ["--config", str(first / "config.json"), "--epochs", "2",
                                       "--quick"], name="split_benchmark", description="",
                              quick={**QUICK, "epochs": 5, "seeds": (0,)})
-    assert config == dataclasses.replace(Config(**read_config(Config, first / "config.json")),
-                                         epochs=2)
+    assert config == make(Config, **{**read_config(Config, first / "config.json"), "epochs": 2})
+    # A run folder of the flat layout (before the sections) re-runs the same.
+    flat = {**settings.flat(config), "experiment": "split_benchmark"}
+    assert parse_config(Config, ["--config", str(write(tmp_path, flat))], name="split_benchmark",
+                        description="", quick={})[0] == config
 
     capsys.readouterr()
     bad = write(tmp_path, {**saved, "epochs": "2"})

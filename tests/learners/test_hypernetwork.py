@@ -338,11 +338,9 @@ def test_bad_settings_are_named(kwargs, match):
         _learner(2, **({"order": 2} | kwargs))
 
 
-def test_an_order_is_checked_where_it_is_used(key):
-    """The learner takes the order its config checked (:data:`jaxcl.learners.HN_ORDERS`); an
-    order ``lookahead_grad`` does not know is named when the later phase is traced."""
-    learner, x = _learner(2, 3)
-    state = learner.init(key, x)
-    with pytest.raises(ValueError, match="order=3"):
-        jax.eval_shape(lambda s: learner.train_step(s, _batch(key), jnp.int32(1), key,
-                                                    first=False), state)
+def test_an_order_is_checked_when_the_learner_is_built(key):
+    """One vocabulary (:data:`jaxcl.core.lookahead.ORDERS`): an order outside it is named when
+    the learner is built, before anything is traced or compiled; ``True`` is not order 1."""
+    for bad in (3, True, "2"):
+        with pytest.raises(ValueError, match=f"order={bad!r} is not one of"):
+            _learner(2, bad)

@@ -149,12 +149,14 @@ def test_the_study_and_the_strategies_train_through_the_one_loop(streams, plain,
                                                                  monkeypatch):
     from support import build, tiny_stream
 
-    from experiments import common
+    from experiments import runner
     from experiments import sde_flow_forgetting as study
     from jaxcl.learners import sde_flow
 
-    # One function for both: the strategies' experiments and the study call the loop's.
-    assert study.train_seeds is loop.train_seeds and common.train_seeds is loop.train_seeds
+    # One function for both: the strategies' experiments and the study call the runner's, which
+    # calls the loop's.
+    assert study.train_learners is runner.train_learners
+    assert runner.train_seeds is loop.train_seeds
     # The study's own loop is gone.
     for old in ("run_seeds", "run_tasks", "train_task", "Programs", "StudyRun"):
         assert not hasattr(sde_flow, old), old
@@ -176,7 +178,7 @@ def test_the_study_and_the_strategies_train_through_the_one_loop(streams, plain,
         seen.append((learner, results))
         return results
 
-    monkeypatch.setattr(study, "train_seeds", spy)
+    monkeypatch.setattr(runner, "train_seeds", spy)
     study.main(["--quick", "--variants", "mlp", "--epochs", "1", "--out", str(tmp_path / "study")])
     assert [learner.variant.model.model for learner, _ in seen] == ["mlp"]
     for learner, results in seen:

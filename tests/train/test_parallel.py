@@ -14,7 +14,7 @@ import pytest
 from support import MLP, ROOT, build, tiny_stream
 
 from jaxcl.data import load_benchmark
-from jaxcl.learners import StrategyConfig
+from jaxcl.learners import StrategyConfig, build_strategy
 from jaxcl.train.loop import train_seeds, train_stream
 from jaxcl.train.steps import resolve_steps_in
 
@@ -153,19 +153,24 @@ def test_two_processes_as_two_hosts_give_the_single_device_run(tmp_path):
     a, b = hosts["strategies"]["HN-1"], single["strategies"]["HN-1"]
     assert [s["accuracy_matrix"] for s in a["per_seed"]] == [
         s["accuracy_matrix"] for s in b["per_seed"]]
-    assert hosts["config"]["devices"] == 4
+    assert hosts["config"]["run"]["devices"] == 4
     assert not [p for p in tmp_path.iterdir() if p.name not in ("hosts", "single")]
 
 
 def test_seeds_whose_streams_differ_in_shape_train_one_after_another(capsys):
-    from experiments.common import run_strategies
+    from experiments.runner import Job, train_learners
+    from experiments.settings import RunOptions
 
-    def stream_for_seed(seed):  # seed 1's experiences are larger: not stackable
-        return load_benchmark("synthetic", seed=seed, num_tasks=2, classes_per_task=2,
+    streams = [load_benchmark("synthetic", seed=seed, num_tasks=2, classes_per_task=2,
                               image_size=6, train_per_class=32 + 16 * seed, test_per_class=8)
-
-    records, steps = run_strategies({"Naive": StrategyConfig.from_label("Naive", **MLP)},
-                                    stream_for_seed, seeds=[0, 1], epochs=1, batch_size=16)
+               for seed in (0, 1)]  # seed 1's experiences are larger: not stackable
+    naive = StrategyConfig.from_label("Naive", **MLP)
+    job = Job(build=lambda stream: build_strategy(naive, num_tasks=2, classes_per_task=2,
+                                                  sample_x=stream[0].x_train[:16]),
+              settings={}, run_name="Naive")
+    runs = train_learners({"Naive": job}, streams, seeds=[0, 1],
+                          run=RunOptions(epochs=1, progress=False), out=None, batch_size=16,
+                          options={})
     assert "differ in shape: training them one after another" in capsys.readouterr().out
-    assert [len(steps["Naive"][seed]["loss"]) for seed in (0, 1)] == [2 * 4, 2 * 6]
-    assert [r["seed"] for r in records["Naive"]["per_seed"]] == [0, 1]
+    assert [len(r.step_metrics["loss"]) for _, r in runs["Naive"]] == [2 * 4, 2 * 6]
+    assert [seed for seed, _ in runs["Naive"]] == [0, 1]

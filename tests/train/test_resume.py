@@ -140,7 +140,8 @@ def test_cli_lists_runs_and_stops_non_zero_on_a_non_finite_loss(tmp_path, capsys
     listed = capsys.readouterr().out.splitlines()
     assert any(line.startswith("split_benchmark ") and "Table 2" in line for line in listed)
     assert len(listed) == len(cli.experiments()) >= 8
-    assert not any(line.split()[0] in ("common", "paper") for line in listed)  # helpers
+    helpers = ("settings", "runner", "flags", "paper", "sde_flow_settings", "sde_flow_tables")
+    assert not any(line.split()[0] in helpers for line in listed)
     with pytest.raises(SystemExit) as help_exit:
         cli.main(["run", "split_benchmark", "--help"])
     assert help_exit.value.code == 0
@@ -151,8 +152,9 @@ def test_cli_lists_runs_and_stops_non_zero_on_a_non_finite_loss(tmp_path, capsys
     assert "(default: 100)" in shown  # epochs, with its default
     # Each option says what it does and what it takes.
     for line in ("strategy labels: Naive, EWC, Frozen-k (k 0..4), LR-k (k 1..4)",
-                 "normalisation: reference, batch, instance or running",
-                 "look-ahead order of HN-k: 1, 2, or none"):
+                 "the ResNet's normalisation: reference (each strategy's as in the reference "
+                 "implementation), batch, instance or running",
+                 "HN-k's look-ahead order: 1, 2, or none"):
         assert line in " ".join(shown.split()), line
     assert "(default: None)" not in shown and shown.startswith("usage: jaxcl run split_benchmark")
     # Adam at lr 1e30 overflows the logits on the second step.
@@ -241,13 +243,15 @@ def test_every_option_that_can_change_a_number_is_in_the_fingerprint(tmp_path):
     from experiments import split_benchmark
     from jaxcl.io.checkpoints import CheckpointMismatchError, RunCheckpoints
 
+    from jaxcl import config as settings
+
     config = split_benchmark.Config()
-    options = config.fingerprint()
-    shared = {f.name for f in __import__("dataclasses").fields(type(config).__mro__[1])}
-    # preset only fills the settings it names, which are fingerprinted themselves
-    assert set(options) == shared - {"data_dir", "manual_dir", "download", "checkpoint_epochs",
-                                     "keep_checkpoints", "tensorboard", "progress",
-                                     "compile_cache", "compile_cache_dir", "preset"}
+    options = settings.fingerprint(config)
+    # preset only fills the settings it names, which are fingerprinted themselves; which
+    # strategies run is each checkpoint's own (its strategy's settings)
+    assert set(options) == set(settings.flat(config)) - {
+        "data_dir", "manual_dir", "download", "checkpoint_epochs", "keep_checkpoints",
+        "tensorboard", "progress", "compile_cache", "compile_cache_dir", "preset", "strategies"}
     tree = {"w": jnp.zeros(3)}
     for i, (name, value) in enumerate(sorted(options.items())):
         other = (not value if isinstance(value, bool) else value + (7,)

@@ -25,6 +25,7 @@ from test_loop_sde_flow import (
     tasks,
 )
 
+from experiments.sde_flow_tables import COLLAPSE
 from jaxcl.io.checkpoints import CheckpointMismatchError, RunCheckpoints
 from jaxcl.learners.sde_flow import STEP_METRICS
 from jaxcl.train import loop
@@ -104,7 +105,8 @@ def test_the_study_writes_every_file_and_resumes_where_a_killed_run_left_off(tmp
     assert saved == json.loads(json.dumps(plain))
     assert saved["schema"] == study.SCHEMA and saved["reference"]["ratio"] == pytest.approx(
         0.3822 / 0.0016)
-    assert set(study.VARIANT_NAMES) - set(saved) == set(study.VARIANT_NAMES) - set(variants)
+    names = study.Config().variants  # every variant, the default
+    assert set(names) - set(saved) == set(names) - set(variants)
     for name in variants:
         entry = saved[name]
         m = np.asarray(entry["mse_matrix"])
@@ -116,7 +118,7 @@ def test_the_study_writes_every_file_and_resumes_where_a_killed_run_left_off(tmp
         seeds = [s["forgetting_t0"] for s in entry["per_seed"]]  # t_{0.975, 1} = 12.706
         assert entry["forgetting_t0_ci95"] == pytest.approx(
             12.7062 * np.std(seeds, ddof=1) / np.sqrt(2), rel=1e-4), name
-        collapse = np.asarray([entry["end_of_task"][k] for k in study.COLLAPSE])
+        collapse = np.asarray([entry["end_of_task"][k] for k in COLLAPSE])
         assert collapse.shape == (4, 5) and np.all(np.isfinite(collapse)), name
         assert (collapse[1] > 0).all() == (name != "mlp"), name  # sigma: the MLP has no SDE
         assert (plain_out / f"mse_matrix_{name}.png").read_bytes()[:4] == b"\x89PNG"
@@ -124,7 +126,7 @@ def test_the_study_writes_every_file_and_resumes_where_a_killed_run_left_off(tmp
     # program on the same data and key, so their first rows agree.
     np.testing.assert_allclose(saved["hypernet_sde_flow"]["mse_matrix"][0],
                                saved["ablation_no_replay_sep"]["mse_matrix"][0], rtol=1e-5)
-    assert (saved["config"]["latent"], saved["config"]["nll"]) == (1, "paper")
+    assert (saved["config"]["model"]["latent"], saved["config"]["model"]["nll"]) == (1, "paper")
     steps_header = (plain_out / "steps.csv").read_text().splitlines()[0].split(",")
     assert steps_header[4:] == list(STEP_METRICS) and "decoder_gain" in steps_header
     summary = (plain_out / "summary.md").read_text()
@@ -174,8 +176,10 @@ def test_the_study_writes_every_file_and_resumes_where_a_killed_run_left_off(tmp
     capsys.readouterr()
     resumed = study.main([*argv, "--out", str(out)])
     said = capsys.readouterr().out
-    assert "mlp resumed from" in said and "after experience 4, epoch 1" in said  # nothing to do
-    assert "hypernet_sde_flow resumed from" in said and "after experience 1, epoch 1" in said
+    # Every model checkpoints as the strategies do: <model>-seeds-<seeds>, named in its lines.
+    assert "mlp seeds [0, 1] resumed from" in said and "after experience 4, epoch 1" in said
+    assert "hypernet_sde_flow seeds [0, 1] resumed from" in said
+    assert "after experience 1, epoch 1" in said
     for name in variants:
         assert resumed[name]["per_seed"] == plain[name]["per_seed"], name
     assert (plain_out / "steps.csv").read_text() == (out / "steps.csv").read_text()
@@ -190,13 +194,16 @@ def test_the_main_jobs_fingerprint_holds_every_option_and_the_data():
     from experiments import sde_flow_forgetting as study
     from jaxcl.io.checkpoints import content_digest
 
+    from experiments.sde_flow_settings import tasks
+    from jaxcl import config as settings
+
     config = study.Config()
-    fields = {f.name for f in dataclasses.fields(config)}
-    assert set(config.fingerprint()) == fields - {"variants", "checkpoint_epochs", "tensorboard",
-                                                  "keep_checkpoints", "progress", "compile_cache",
-                                                  "compile_cache_dir"}
-    noisier = dataclasses.replace(config, noise=0.1)
-    assert config.fingerprint()["noise"] == 0.05 and noisier.fingerprint()["noise"] == 0.1
-    assert content_digest(config.tasks(0)) == content_digest(config.tasks(0))
-    assert content_digest(config.tasks(0)) != content_digest(noisier.tasks(0))
-    assert content_digest(config.tasks(0)) != content_digest(config.tasks(1))
+    assert set(settings.fingerprint(config)) == set(settings.flat(config)) - {
+        "variants", "checkpoint_epochs", "tensorboard", "keep_checkpoints", "progress",
+        "compile_cache", "compile_cache_dir"}
+    noisier = settings.replace(config, noise=0.1)
+    assert settings.fingerprint(config)["noise"] == 0.05
+    assert settings.fingerprint(noisier)["noise"] == 0.1
+    assert content_digest(tasks(config, 0)) == content_digest(tasks(config, 0))
+    assert content_digest(tasks(config, 0)) != content_digest(tasks(noisier, 0))
+    assert content_digest(tasks(config, 0)) != content_digest(tasks(config, 1))
