@@ -27,8 +27,8 @@ import jax.numpy as jnp
 
 from jaxcl.core.regularizers import task_outputs
 from jaxcl.data.points import point_tasks
-from jaxcl.learners import sde_flow_grad as grads
-from jaxcl.learners import sde_flow_model as cl
+from jaxcl.learners import sde_flow as step
+from jaxcl.learners import sde_flow_variant as cl
 from jaxcl.learners.sde_flow import SdeFlowLearner
 from jaxcl.models import sde_flow as sf
 from jaxcl.train.loop import train_stream
@@ -111,7 +111,7 @@ def pieces(repeats: int) -> list[list]:
         "Hessian-vector product of one solve, direct adjoint": (sde_hvp("direct"), theta["sde"]),
         "one SDE solve, virtual Brownian tree": (sde_loss("tree", "checkpoint"), theta["sde"]),
         "whole loss (the study's step)": (
-            jax.grad(lambda p: cl.loss_terms(variant, cl.LossWeights(), hnet, p, x, task, memory,
+            jax.grad(lambda p: step.loss_terms(variant, cl.LossWeights(), hnet, p, x, task, memory,
                                              0.5, key)[0]), psi),
     }
     rows = []
@@ -123,7 +123,7 @@ def pieces(repeats: int) -> list[list]:
         repair = dataclasses.replace(variant, shared="frozen", order=order)
 
         def grad(p, repair=repair):
-            return grads.objective_grad(repair, cl.LossWeights(), hnet, p, x, task, memory, targets,
+            return step.objective_grad(repair, cl.LossWeights(), hnet, p, x, task, memory, targets,
                                      0.5, key)[0]
 
         compile_s, ms = median_ms(grad, psi, repeats=repeats)

@@ -2,7 +2,7 @@
 
 Five tasks of 3-D points (:mod:`jaxcl.data.points`), trained in sequence, 300 epochs each
 with AdamW at 5e-4. After each task the test MSE on every task fills one row of the MSE matrix.
-Models (:mod:`jaxcl.learners.sde_flow_model`, trained as learners of the one loop,
+Models (:mod:`jaxcl.learners.sde_flow_variant`, trained as learners of the one loop,
 :mod:`jaxcl.learners.sde_flow`; ``--variants`` picks a subset):
 
 =============================  ===============================================================
@@ -106,7 +106,7 @@ from jaxcl import config as settings
 from jaxcl.core import metrics as cl_metrics
 from jaxcl.io import plots, run_folder
 from jaxcl.learners.sde_flow import STEP_METRICS
-from jaxcl.learners.sde_flow_grad import PROBE_METRICS
+from jaxcl.learners.sde_flow import PROBE_METRICS
 from jaxcl.train.events import ExperienceEnded
 
 NAME = "sde_flow_forgetting"

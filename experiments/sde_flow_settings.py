@@ -3,8 +3,8 @@
 :class:`Config` holds the run's options (:class:`experiments.settings.RunOptions`), the point
 data (:class:`PointsData`), the models' shared settings (:class:`StudyModel`) and the loss
 weights (:class:`StudyWeights`), each section checked by its own ``__post_init__``; every default
-is its owner's (:class:`jaxcl.learners.sde_flow_model.Variant`,
-:class:`jaxcl.learners.sde_flow_model.LossWeights`, :class:`jaxcl.models.sde_flow.SdeFlowConfig`,
+is its owner's (:class:`jaxcl.learners.sde_flow_variant.Variant`,
+:class:`jaxcl.learners.sde_flow_variant.LossWeights`, :class:`jaxcl.models.sde_flow.SdeFlowConfig`,
 :func:`jaxcl.data.points.point_tasks`) unless the study says otherwise. :func:`variant` and
 :func:`cells` turn a config into the models the study trains.
 """
@@ -23,7 +23,7 @@ from jaxcl.config import check_distinct, section, setting
 from jaxcl.core.lookahead import VIRTUAL_STEPS
 from jaxcl.data.points import point_tasks
 from jaxcl.learners.sde_flow import SdeFlowLearner
-from jaxcl.learners.sde_flow_model import LossWeights, Variant
+from jaxcl.learners.sde_flow_variant import LossWeights, Variant
 from jaxcl.models.sde_flow import NLL_KINDS, SdeFlowConfig
 
 VARIANT_NAMES = ("mlp", "hypernet_sde_flow", "ablation_no_replay_sep", "ablation_penalties_x10",
@@ -95,7 +95,7 @@ class StudyModel:
 
 @dataclasses.dataclass(frozen=True)
 class StudyWeights:
-    """The loss's weights (:class:`jaxcl.learners.sde_flow_model.LossWeights`, traced: models
+    """The loss's weights (:class:`jaxcl.learners.sde_flow_variant.LossWeights`, traced: models
     that differ only in these share one compiled program)."""
 
     nll_weight: float = setting(_WEIGHTS["nll"], "beta, the NLL's weight after annealing, >= 0")
@@ -167,7 +167,7 @@ QUICK = {"epochs": 3, "train_per_task": 40, "test_per_task": 20, "batch_size": 2
 
 
 def variant(config: Config, name: str) -> Variant:
-    """The :class:`jaxcl.learners.sde_flow_model.Variant` of model ``name``."""
+    """The :class:`jaxcl.learners.sde_flow_variant.Variant` of model ``name``."""
     m, w = config.model, config.weights
     model = SdeFlowConfig(latent_dim=m.latent, nll=m.nll, hidden=m.hidden, sde_steps=m.sde_steps)
     weights = LossWeights(nll=w.nll_weight, replay=w.replay, separation=w.separation,

@@ -17,8 +17,8 @@ from jaxcl.core import metrics as cl_metrics
 from jaxcl.io import plots
 from jaxcl.io.records import ci95
 from jaxcl.io.records import paired as paired_by_seed
-from jaxcl.learners.sde_flow_grad import PROBE_METRICS
-from jaxcl.learners.sde_flow_model import Variant
+from jaxcl.learners.sde_flow import PROBE_METRICS
+from jaxcl.learners.sde_flow_variant import Variant
 from jaxcl.train.loop import RunResult
 
 # The study's forgetting on task 0 (MSE after task 4 minus after task 0).

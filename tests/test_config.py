@@ -100,7 +100,7 @@ def test_one_default_per_setting_across_the_library():
     from jaxcl.core.hypernet import HypernetConfig
     from jaxcl.data.points import point_tasks
     from jaxcl.learners import HN_PRESETS, PartialHypernet, StrategyConfig
-    from jaxcl.learners.sde_flow_model import LossWeights, Variant
+    from jaxcl.learners.sde_flow_variant import LossWeights, Variant
     from jaxcl.models.sde_flow import SdeFlowConfig
 
     strategy = StrategyConfig()

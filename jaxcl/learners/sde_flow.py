@@ -1,12 +1,21 @@
-"""The Hypernet-SDE-Flow study's models as learners of the one loop.
+"""The Hypernet-SDE-Flow study's models as learners of the one loop: the learner, its step, the
+gradient the step follows and the loss, read top-down.
 
-A variant of the study (:class:`jaxcl.learners.sde_flow_model.Variant`: the MLP baseline, the
+A variant of the study (:class:`jaxcl.learners.sde_flow_variant.Variant`: the MLP baseline, the
 Hypernet-SDE-Flow autoencoder, its ablations and its repairs) trains through
 :func:`jaxcl.train.loop.train_seeds` like every strategy: seeds as one vmapped program, devices,
 checkpoints and exact resume, the non-finite stop, compile time apart. Its evaluation is the
 test MSE (lower is better) of every task, trained or not, after each task: the loop's evaluation
 matrix is the study's MSE matrix ``M[i, j]``. Its state holds the loss weights, traced, so that
 variants differing only in them share the loop's compiled programs (``cache``).
+
+A step (:meth:`SdeFlowLearner.train_step`) follows :func:`objective_grad`: the gradient of the
+loss ``L(psi)`` (:func:`loss_terms`) alone (``order=None``), or, as the repair, of
+``L(psi) + lambda L_H(psi')`` with ``psi' = psi + u(grad L(psi))`` a virtual step
+(:func:`virtual_optimizer`; frozen parts held still in it as in the real step), differentiated
+through :func:`jaxcl.core.lookahead.lookahead_grad`. A probed repair (:func:`probed_grad`) also
+measures what decides whether its order 2 means anything: the task loss's largest curvature
+against the virtual step, and what the Hessian term adds to the order-1 regulariser gradient.
 """
 
 from __future__ import annotations
@@ -18,16 +27,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxcl.core.regularizers import task_outputs
+from jaxcl.core.curvature import power_iteration
+from jaxcl.core.lookahead import lookahead_grad, tree_cosine, virtual_step
+from jaxcl.core.regularizers import output_regularizer, task_outputs
 from jaxcl.learners.base import bytes32
-from jaxcl.learners.sde_flow_grad import (
-    PROBE_METRICS,
-    frozen_leaves,
-    hold_still,
-    objective_grad,
-    probed_grad,
-)
-from jaxcl.learners.sde_flow_model import (
+from jaxcl.learners.sde_flow_variant import (
     LossWeights,
     Variant,
     all_task_params,
@@ -35,20 +39,33 @@ from jaxcl.learners.sde_flow_model import (
     init,
     optimizer,
     reconstruct_tasks,
+    shared_mask,
+)
+from jaxcl.models.sde_flow import (
+    SdeFlowConfig,
+    collapse_metrics,
+    encoder_log_volume,
+    negative_log_likelihood,
+    reconstruct,
 )
 from jaxcl.types import Batch, PyTree
 
 STEP_METRICS = ("loss", "mse", "nll", "replay", "separation", "reg", "z0_std", "sigma",
                 "decoder_gain", "encoder_log_det")
 """What every training step logs: the loss and its terms
-(:func:`jaxcl.learners.sde_flow_model.loss_terms`), then what shows a collapsing latent, for the
+(:func:`loss_terms`), then what shows a collapsing latent, for the
 batch of the current task (:func:`jaxcl.models.sde_flow.collapse_metrics`): ``z0``'s standard
 deviation over the batch (mean over coordinates), the diffusion's mean ``sigma``, the decoder's
 gain (the mean largest singular value of ``dx_hat/dy``) and the encoder's mean log volume
 (:func:`jaxcl.models.sde_flow.encoder_log_volume`; ``nll`` under ``nll="paper"`` is the
 ``nll="flow_only"`` value minus it). The collapse metrics look at the batch's first
-:data:`jaxcl.learners.sde_flow_model.WATCH_ROWS` points. A probed repair
-(``Variant.probe``) logs :data:`jaxcl.learners.sde_flow_grad.PROBE_METRICS` too."""
+:data:`WATCH_ROWS` points. A probed repair
+(``Variant.probe``) logs :data:`PROBE_METRICS` too."""
+
+
+PROBE_METRICS = ("curvature", "step_curvature", "virtual_move", "correction_ratio",
+                 "correction_cosine")
+"""What a probed repair step logs besides the loss terms (:func:`objective_grad`)."""
 
 
 class SdeFlowState(NamedTuple):
@@ -142,7 +159,7 @@ class SdeFlowLearner:
                               targets=self._targets(state.psi), step=jnp.zeros_like(state.step))
 
     def train_step(self, state: SdeFlowState, batch: Batch, task_id, key, *, first: bool):
-        """One AdamW step along :func:`jaxcl.learners.sde_flow_grad.objective_grad`; with
+        """One AdamW step along :func:`objective_grad`; with
         ``shared="frozen"`` the shared leaves do not move after task 0."""
         k = jnp.where(state.weights.anneal_per_task > 0, state.step,
                       task_id * self.steps_per_task + state.step)
@@ -180,3 +197,194 @@ class SdeFlowLearner:
     def memory_bytes(self, state: SdeFlowState) -> int:
         """The episodic memory and the regulariser's targets."""
         return bytes32((state.memory, state.targets))
+
+
+# The gradient a step follows: plain, look-ahead, or probed.
+
+
+def virtual_optimizer(variant: Variant, weights: LossWeights, psi: PyTree, task_id):
+    """The repair's virtual step (``variant.virtual`` at ``eta``); with ``shared="frozen"`` it
+    leaves the shared leaves where they are after task 0, as the real step does."""
+    inner = virtual_step(variant.virtual, weights.virtual_lr)
+    if variant.shared != "frozen":
+        return inner
+    frozen = frozen_leaves(variant, psi, task_id)
+    return optax.chain(inner, optax.stateless(lambda u, _: hold_still(u, frozen)))
+
+
+def frozen_leaves(variant: Variant, psi: PyTree, task_id) -> PyTree:
+    """``True`` on the leaves that do not move in task ``task_id`` (shared ones after task 0,
+    with ``shared="frozen"``)."""
+    if variant.shared != "frozen":
+        return jax.tree.map(lambda _: jnp.zeros((), bool), psi)
+    return jax.tree.map(lambda f: f & (task_id > 0), shared_mask(psi))
+
+
+def hold_still(tree: PyTree, frozen: PyTree) -> PyTree:
+    """``tree`` with its :func:`frozen_leaves` set to 0 (an update, or a direction)."""
+    return jax.tree.map(lambda a, f: jnp.where(f, 0.0, a), tree, frozen)
+
+
+def _objective(variant, weights, hnet, psi, x, task_id, memory, targets, progress, key):
+    """The task loss ``psi -> (L, terms)``, the regulariser ``psi -> L_H`` and the virtual
+    optimizer of a step."""
+    def task_loss(p):  # the solves are scans (adjoint "scan"): order 2's jvp runs through them
+        return loss_terms(variant, weights, hnet, p, x, task_id, memory, progress, key)
+
+    ids = jnp.arange(memory.shape[0])
+
+    def reg_loss(p):
+        return output_regularizer(hnet, p, targets, ids, ids < task_id)
+
+    return task_loss, reg_loss, virtual_optimizer(variant, weights, psi, task_id)
+
+
+def objective_grad(variant: Variant, weights: LossWeights, hnet, psi, x, task_id, memory,
+                   targets, progress, key):
+    """The gradient a training step follows, and the step's metrics.
+
+    Order ``None``: ``grad L(psi)``. Orders 1 and 2: the look-ahead gradient of
+    ``L(psi) + lambda L_H(psi + u(grad L(psi)))``, ``u`` the virtual step
+    (:func:`virtual_optimizer`: SGD, ``u(g) = -eta g``, or Adam), ``L_H`` against ``targets``
+    (the outputs of the hypernetwork as the task began, for every task, of which the tasks
+    before ``task_id`` count); ``"none"``: the gradient of ``L(psi) + lambda L_H(psi)`` (no
+    virtual step).
+    """
+    task_loss, reg_loss, virtual = _objective(variant, weights, hnet, psi, x, task_id, memory,
+                                              targets, progress, key)
+    if variant.order is not None:
+        grad, info = lookahead_grad(task_loss, reg_loss, psi, virtual_opt=virtual,
+                                    order=variant.order, coef=weights.coef, has_aux=True)
+        loss, terms, reg = info.task_loss, info.aux, info.reg_loss
+    else:
+        (loss, terms), grad = jax.value_and_grad(task_loss, has_aux=True)(psi)
+        reg = jnp.zeros((), loss.dtype)
+    return grad, {"loss": loss, "reg": reg, **terms}
+
+
+def probed_grad(variant: Variant, weights: LossWeights, hnet, psi, x, task_id, memory, targets,
+                progress, key, vector):
+    """:func:`objective_grad` of a repair (order 1 or 2) with what explains its order 2, and
+    the power iteration's next vector: ``(grad, metrics, vector)``.
+
+    The order-2 look-ahead gradient is computed (its first-order part is the order-1 gradient at
+    no extra pass, :class:`jaxcl.core.lookahead.LookaheadInfo`) and ``variant.order``'s is
+    followed. With ``H`` the Hessian of the task loss over the leaves that move, ``g = grad L``,
+    ``Delta = u(g)`` the virtual step, ``r1`` the order-1 regulariser gradient and ``c`` what
+    order 2 adds to it (``lambda (d Delta / d g)^T H grad L_H(psi')``), ``metrics`` adds
+    (:data:`PROBE_METRICS`)::
+
+        curvature          lambda_max(H), v^T H v after probe_iters power-iteration products
+                           from ``vector`` (warm start; :func:`jaxcl.core.curvature.power_iteration`)
+        virtual_move       |Delta|
+        step_curvature     |Delta| / |g| * lambda_max   (eta lambda_max for SGD: the look-ahead is
+                           a small step only while it is well below 1)
+        correction_ratio   |c| / |r1|
+        correction_cosine  cos(c, r1)
+    """
+    task_loss, reg_loss, virtual = _objective(variant, weights, hnet, psi, x, task_id, memory,
+                                              targets, progress, key)
+    grad, info = lookahead_grad(task_loss, reg_loss, psi, virtual_opt=virtual, order=2,
+                                coef=weights.coef, has_aux=True)
+    first = optax.tree.sub(info.reg_grad, info.hessian_term)
+    if variant.order == 1:
+        grad = optax.tree.sub(grad, info.hessian_term)
+    frozen = frozen_leaves(variant, psi, task_id)
+
+    def moving(tree):
+        return hold_still(tree, frozen)
+
+    curvature = power_iteration(lambda v: moving(info.hvp(moving(v))), moving(vector),
+                                variant.probe_iters)
+    delta, _ = virtual.update(info.task_grad, virtual.init(psi), psi)
+    move, g_norm = optax.tree.norm(delta), optax.tree.norm(moving(info.task_grad))
+    probe = {"curvature": curvature.value, "virtual_move": move,
+             "step_curvature": move / jnp.maximum(g_norm, 1e-30) * curvature.value,
+             "correction_ratio": optax.tree.norm(info.hessian_term)
+             / jnp.maximum(optax.tree.norm(first), 1e-30),
+             "correction_cosine": tree_cosine(info.hessian_term, first)}
+    return grad, {"loss": info.task_loss, "reg": info.reg_loss, **info.aux, **probe}, \
+        curvature.vector
+
+
+# The loss.
+
+
+def separation(embeddings: jax.Array, task_id: jax.Array) -> jax.Array:
+    """``S = mean_{i < j <= t} exp(-|e_i - e_j|^2 / D)`` (0 while only one task is seen)."""
+    n, dim = embeddings.shape
+    sq = jnp.sum(jnp.square(embeddings[:, None, :] - embeddings[None, :, :]), axis=-1)
+    ids = jnp.arange(n)
+    pairs = (ids[:, None] < ids[None, :]) & (ids[None, :] <= task_id)
+    kernel = jnp.exp(-sq / dim)
+    return jnp.sum(jnp.where(pairs, kernel, 0.0)) / jnp.maximum(jnp.sum(pairs), 1)
+
+
+def _per_task_mse(x_hat, x, num_groups, used):
+    """Mean squared error of each of ``num_groups`` equal consecutive blocks of rows, over the
+    first ``used`` rows of each block (0 where ``used`` is 0)."""
+    err = jnp.sum(jnp.square(x_hat - x), axis=-1).reshape(num_groups, -1)
+    rows = (jnp.arange(err.shape[1]) < used).astype(err.dtype)
+    return jnp.sum(err * rows[None, :], axis=1) / jnp.maximum(jnp.sum(rows) * x.shape[-1], 1.0)
+
+
+def nll_weight(variant: Variant, weights: LossWeights, progress) -> jax.Array:
+    """``beta_k = beta min(1, k / (a K))`` at ``progress = k / K``, ``a`` the
+    ``anneal_fraction``: ``k`` is the step within the current task (it restarts at 0 with every
+    task) when ``weights.anneal_per_task`` is 1, the step since the run began when it is 0 (the
+    learner passes the matching ``progress``)."""
+    return weights.nll * jnp.minimum(1.0, progress / variant.anneal_fraction)
+
+
+WATCH_ROWS = 10
+"""The collapse metrics look at the batch's first rows only: they are logged every step, and a
+decoder Jacobian per point of a 50-point batch cost the MLP's step more than its training."""
+
+
+def _watch(cfg: SdeFlowConfig, theta, x, rec, log_vol=None, sde_gate=1.0) -> dict:
+    """The collapse metrics of the first :data:`WATCH_ROWS` points of a batch ``x`` of one task,
+    decoded with its ``theta``."""
+    x, rec = x[:WATCH_ROWS], jax.tree.map(lambda a: a[:WATCH_ROWS], rec)
+    log_vol = (encoder_log_volume(cfg, theta["encoder"], x) if log_vol is None
+               else log_vol[:WATCH_ROWS])
+    return {**collapse_metrics(cfg, theta, rec, sde_gate),
+            "encoder_log_det": jnp.mean(jax.lax.stop_gradient(log_vol))}
+
+
+def loss_terms(variant: Variant, weights: LossWeights, hnet, psi, x, task_id, memory, progress,
+               key, adjoint="scan"):
+    """``(L, terms)`` for one batch ``x`` of task ``task_id``; ``progress = k / K`` in [0, 1].
+
+    The batch and the whole episodic memory go through the model together, each point with its
+    own task id (the memory rows of tasks not yet seen are computed and masked out: one shape
+    for every task). ``terms`` holds the loss terms (``nll`` as ``model.nll`` says, before its
+    weight ``beta_k``) and the batch's collapse metrics (module docstring).
+    """
+    cfg = variant.model
+    n = x.shape[0]
+    if not variant.is_hypernet:
+        rec = reconstruct(cfg, psi, x, key)
+        mse = jnp.mean(jnp.square(rec.x_hat - x))
+        zero = jnp.zeros((), mse.dtype)
+        return mse, {"mse": mse, "nll": zero, "replay": zero, "separation": zero,
+                     **_watch(cfg, psi, x, rec)}
+    num_tasks, per_task, _ = memory.shape
+    points = jnp.concatenate([x, memory.reshape(-1, x.shape[-1])])
+    ids = jnp.concatenate([jnp.full((n,), task_id, jnp.int32),
+                           jnp.repeat(jnp.arange(num_tasks, dtype=jnp.int32), per_task)])
+    thetas = all_task_params(variant, hnet, psi)
+    rec = reconstruct_tasks(variant, thetas, points, ids, key, adjoint, weights.sde_gate)
+    mse = jnp.mean(jnp.square(rec.x_hat[:n] - x))
+    theta_t = jax.tree.map(lambda a: a[task_id], thetas)
+    batch = jax.tree.map(lambda a: a[:n], rec)
+    nll_rows, log_vol = negative_log_likelihood(cfg, theta_t, x, batch.z0)
+    nll = jnp.mean(nll_rows)
+    per_task_mse = (_per_task_mse(rec.x_hat[n:], points[n:], num_tasks, weights.memory)
+                    if per_task else jnp.zeros((num_tasks,), mse.dtype))
+    seen = (jnp.arange(num_tasks) < task_id).astype(per_task_mse.dtype)
+    replay = jnp.sum(per_task_mse * seen) / jnp.maximum(jnp.sum(seen), 1.0)
+    sep = separation(psi["params"]["embedding"], task_id)
+    total = (mse + nll_weight(variant, weights, progress) * nll + weights.replay * replay
+             + weights.separation * sep)
+    return total, {"mse": mse, "nll": nll, "replay": replay, "separation": sep,
+                   **_watch(cfg, theta_t, x, batch, log_vol, weights.sde_gate)}

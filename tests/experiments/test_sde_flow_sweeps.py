@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from experiments import sde_flow_forgetting as study
-from jaxcl.learners.sde_flow_grad import PROBE_METRICS
+from jaxcl.learners.sde_flow import PROBE_METRICS
 
 QUICK = ["--quick", "--no-progress"]
 

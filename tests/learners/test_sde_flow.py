@@ -15,8 +15,8 @@ import pytest
 from jaxcl.core import metrics
 from jaxcl.core.regularizers import output_regularizer, task_outputs
 from jaxcl.data.points import point_tasks
-from jaxcl.learners import sde_flow_grad as grads
-from jaxcl.learners import sde_flow_model as cl
+from jaxcl.learners import sde_flow as step
+from jaxcl.learners import sde_flow_variant as cl
 from jaxcl.learners.sde_flow import STEP_METRICS, SdeFlowLearner
 from jaxcl.models.sde_flow import SdeFlowConfig, encode, encoder_log_volume, reconstruct
 from jaxcl.train.loop import train_stream
@@ -56,7 +56,7 @@ def _setup(variant, tasks, task_id=1):
 def test_gradients_are_finite_for_every_parameter(name, tasks):
     variant = VARIANTS[name]
     hnet, psi, memory, targets = _setup(variant, tasks)
-    grad_fn = jax.jit(lambda p: grads.objective_grad(
+    grad_fn = jax.jit(lambda p: step.objective_grad(
         variant, cl.LossWeights(), hnet, p, tasks[1].x_train[:10], jnp.int32(1), memory, targets,
         0.5, jax.random.key(2)))
     grad, metrics = grad_fn(psi)
@@ -98,7 +98,7 @@ def test_gradient_matches_finite_differences(name, tasks, x64):
     key, task = jax.random.key(2), jnp.int32(1)
 
     def loss(p):
-        return cl.loss_terms(variant, weights, hnet, p, x, task, memory, 0.5, key, "direct")[0]
+        return step.loss_terms(variant, weights, hnet, p, x, task, memory, 0.5, key, "direct")[0]
 
     def objective(p):
         if not variant.order:
@@ -107,7 +107,7 @@ def test_gradient_matches_finite_differences(name, tasks, x64):
         reg = output_regularizer(hnet, stepped, targets, jnp.arange(3), jnp.arange(3) < task)
         return loss(p) + weights.coef * reg
 
-    grad, _ = jax.jit(lambda p: grads.objective_grad(variant, weights, hnet, p, x, task, memory,
+    grad, _ = jax.jit(lambda p: step.objective_grad(variant, weights, hnet, p, x, task, memory,
                                                   targets, 0.5, key))(psi)
     leaves, tree = jax.tree.flatten(psi)
     keys = jax.random.split(jax.random.key(3), len(leaves))
@@ -130,19 +130,19 @@ def test_forgetting_formula():
 
 
 def test_the_nll_weight_is_annealed_within_each_task(tasks):
-    """``beta_k = beta min(1, k / (a K))`` (:func:`cl.nll_weight`), and the loss weighs the NLL
+    """``beta_k = beta min(1, k / (a K))`` (:func:`step.nll_weight`), and the loss weighs the NLL
     (the paper's, ``-log p(x)``) by it; the batch's collapse metrics come with the terms."""
     variant = dataclasses.replace(TINY, anneal_fraction=0.5)
     weights = cl.LossWeights(nll=0.2)
     for progress, beta in ((0.0, 0.0), (0.125, 0.05), (0.25, 0.1), (0.5, 0.2), (1.0, 0.2)):
-        assert float(cl.nll_weight(variant, weights, progress)) == pytest.approx(beta)
+        assert float(step.nll_weight(variant, weights, progress)) == pytest.approx(beta)
     hnet, psi, memory, _ = _setup(variant, tasks)
     x, task = tasks[1].x_train[:10], jnp.int32(1)
-    terms_at = jax.jit(lambda progress: cl.loss_terms(variant, weights, hnet, psi, x, task,
+    terms_at = jax.jit(lambda progress: step.loss_terms(variant, weights, hnet, psi, x, task,
                                                       memory, progress, jax.random.key(2)))
     for progress in (0.0, 0.25, 1.0):
         total, terms = terms_at(progress)
-        beta = cl.nll_weight(variant, weights, progress)
+        beta = step.nll_weight(variant, weights, progress)
         rest = terms["mse"] + weights.replay * terms["replay"] + weights.separation * terms[
             "separation"]
         assert float(total) == pytest.approx(float(rest + beta * terms["nll"]), rel=1e-6)
@@ -180,7 +180,7 @@ def test_separation_formula():
         pairs = [(i, j) for j in range(t + 1) for i in range(j)]
         expected = (np.mean([np.exp(-np.sum((e[i] - e[j]) ** 2) / 3) for i, j in pairs])
                     if pairs else 0.0)
-        assert float(cl.separation(e, jnp.int32(t))) == pytest.approx(expected, rel=1e-5)
+        assert float(step.separation(e, jnp.int32(t))) == pytest.approx(expected, rel=1e-5)
 
 
 _BEGIN = jax.jit(lambda learner, *args: learner.begin_experience(*args), static_argnums=0)

@@ -12,8 +12,8 @@ import pytest
 
 from jaxcl.core.regularizers import task_outputs
 from jaxcl.data.points import point_tasks
-from jaxcl.learners import sde_flow_grad as grads
-from jaxcl.learners import sde_flow_model as cl
+from jaxcl.learners import sde_flow as step
+from jaxcl.learners import sde_flow_variant as cl
 from jaxcl.learners.sde_flow import SdeFlowLearner
 from jaxcl.models.sde_flow import SdeFlowConfig, init_params, reconstruct
 from jaxcl.types import Batch
@@ -48,7 +48,7 @@ def test_the_memory_weight_replays_the_first_stored_points_only(tasks):
     x, task, key = tasks[2].x_train[:10], jnp.int32(2), jax.random.key(3)
 
     def replay(variant, weights, mem):
-        return cl.loss_terms(variant, weights, hnet, psi, x, task, mem, 0.5, key)[1]["replay"]
+        return step.loss_terms(variant, weights, hnet, psi, x, task, mem, 0.5, key)[1]["replay"]
 
     two = replay(TINY, cl.LossWeights(memory=2.0, sde_gate=0.0), memory)
     alone = replay(dataclasses.replace(TINY, memory_per_task=2), cl.LossWeights(sde_gate=0.0),
@@ -87,7 +87,7 @@ def test_the_virtual_step_holds_frozen_parts_still(virtual):
     grad = jax.tree.map(jnp.ones_like, psi)
     shared = cl.shared_mask(psi)
     for task, moves in ((0, True), (1, False)):
-        opt = grads.virtual_optimizer(variant, cl.LossWeights(virtual_lr=0.01), psi, jnp.int32(task))
+        opt = step.virtual_optimizer(variant, cl.LossWeights(virtual_lr=0.01), psi, jnp.int32(task))
         updates, _ = opt.update(grad, opt.init(psi), psi)
         for u, s in zip(jax.tree.leaves(updates), jax.tree.leaves(shared)):
             assert bool(jnp.all(u != 0)) == (moves or not s)
@@ -106,9 +106,9 @@ def test_the_probe_follows_its_order_and_measures_the_step(tasks):
     weights = cl.LossWeights(virtual_lr=0.003)
     args = (hnet, psi, tasks[1].x_train[:10], jnp.int32(1), memory, targets, 0.5,
             jax.random.key(2))
-    plain, _ = jax.jit(lambda: grads.objective_grad(variant, weights, *args))()
+    plain, _ = jax.jit(lambda: step.objective_grad(variant, weights, *args))()
     start = jax.tree.map(jnp.ones_like, psi)
-    probed, m, vector = jax.jit(lambda: grads.probed_grad(dataclasses.replace(variant, probe=True),
+    probed, m, vector = jax.jit(lambda: step.probed_grad(dataclasses.replace(variant, probe=True),
                                                        weights, *args, start))()
     for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(probed)):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)

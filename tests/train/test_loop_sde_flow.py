@@ -19,7 +19,7 @@ import pytest
 from jaxcl.data.points import point_tasks
 from jaxcl.io.checkpoints import RunCheckpoints
 from jaxcl.learners.sde_flow import STEP_METRICS, SdeFlowLearner, SdeFlowState
-from jaxcl.learners.sde_flow_model import LossWeights, Variant
+from jaxcl.learners.sde_flow_variant import LossWeights, Variant
 from jaxcl.models.sde_flow import SdeFlowConfig
 from jaxcl.train import loop
 from jaxcl.train.events import ExperienceEnded, ExperienceStarted

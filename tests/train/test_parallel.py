@@ -63,7 +63,7 @@ def test_data_parallel_on_1_and_8_devices_gives_the_same_run_and_shards_the_batc
         # The Hypernet-SDE-Flow study's learner (jaxcl.learners.sde_flow), through the same loop.
         from jaxcl.data.points import point_tasks
         from jaxcl.learners.sde_flow import SdeFlowLearner
-        from jaxcl.learners.sde_flow_model import Variant
+        from jaxcl.learners.sde_flow_variant import Variant
         from jaxcl.models.sde_flow import SdeFlowConfig
 
         variant = Variant(

@@ -1,4 +1,4 @@
-"""One model of the Hypernet-SDE-Flow study: its settings, its parameters and its loss.
+"""One model of the Hypernet-SDE-Flow study: its settings and its parameters.
 
 A variant (:class:`Variant`) is one model of the study:
 
@@ -28,14 +28,15 @@ A variant (:class:`Variant`) is one model of the study:
   (:func:`jaxcl.core.regularizers.output_regularizer`), through
   :func:`jaxcl.core.lookahead.lookahead_grad` (order 2 exact, order 1 without the Hessian term).
   A probed repair also logs the task loss's largest curvature and what order 2 adds
-  (:func:`jaxcl.learners.sde_flow_grad.probed_grad`).
+  (:func:`jaxcl.learners.sde_flow.probed_grad`).
 
 Every weight and switch (``beta, gamma, delta, lambda, eta``, the replayed points, the NLL's
 ramp, the SDE gate: :class:`LossWeights`) is a traced value: the study's model, its ablations
 and the replay sweep's cells run one compiled program. Besides the loss terms, every step
 reports what shows a collapsing latent (:func:`jaxcl.models.sde_flow.collapse_metrics`, and the
-encoder's mean log volume ``encoder_log_det``). The learner that trains a variant
-through the one loop is :class:`jaxcl.learners.sde_flow.SdeFlowLearner`.
+encoder's mean log volume ``encoder_log_det``). The learner that trains a variant through the one
+loop, its step, gradient and loss, read top-down in one file, is
+:class:`jaxcl.learners.sde_flow.SdeFlowLearner`.
 """
 
 from __future__ import annotations
@@ -56,16 +57,8 @@ from jaxcl.core.hypernet import (
     generate_under,
     head_name,
 )
-from jaxcl.models.sde_flow import (
-    PARTS,
-    SdeFlowConfig,
-    collapse_metrics,
-    encoder_log_volume,
-    init_params,
-    negative_log_likelihood,
-    reconstruct,
-)
 from jaxcl.core.lookahead import VIRTUAL_STEPS, Order, check_order
+from jaxcl.models.sde_flow import PARTS, SdeFlowConfig, init_params, reconstruct
 from jaxcl.types import PyTree
 
 SHARED_MODES = ("trained", "frozen", "generated")
@@ -76,7 +69,7 @@ class LossWeights(NamedTuple):
     in these share one compiled program.
 
     Attributes:
-      nll: ``beta``, the NLL's weight reached after annealing (:func:`nll_weight`).
+      nll: ``beta``, the NLL's weight reached after annealing (:func:`jaxcl.learners.sde_flow.nll_weight`).
       replay: ``gamma``.
       separation: ``delta``.
       coef: ``lambda``, the output regulariser's weight in the repair.
@@ -85,7 +78,7 @@ class LossWeights(NamedTuple):
         the ``memory_per_task`` stored (which fix the memory's shape); 0 replays nothing, and
         ``inf`` (the default) all that are stored.
       anneal_per_task: 1 restarts ``beta``'s ramp with every task; 0 ramps it once, over the
-        run's first ``a K`` steps (:func:`nll_weight`).
+        run's first ``a K`` steps (:func:`jaxcl.learners.sde_flow.nll_weight`).
       sde_gate: multiplies both SDEs' drift and diffusion; 0 makes them the identity
         (:func:`jaxcl.models.sde_flow.latent_path`).
     """
@@ -124,7 +117,7 @@ class Variant:
         (:func:`jaxcl.core.lookahead.virtual_step`; Adam with ``eps_root > 0``, so that order 2
         is finite).
       probe: the repair logs, every step, the curvature of its task loss and what order 2
-        changes (:mod:`jaxcl.learners.sde_flow_grad`); each step then computes the
+        changes (:mod:`jaxcl.learners.sde_flow`); each step then computes the
         order-2 gradient, and follows it or its first-order part as ``order`` says.
       probe_iters: power-iteration products per step, warm-started from the last step's vector.
       weights: the traced loss weights.
@@ -192,7 +185,6 @@ class Variant:
         return dataclasses.replace(self, weights=LossWeights())
 
 
-# ----------------------------------------------------------------------------------------------
 # The model of a variant: parameters psi, and theta_t for a task.
 
 
@@ -239,28 +231,6 @@ def shared_mask(psi: PyTree) -> PyTree:
         lambda path, _: any(getattr(p, "key", "").startswith("shared:") for p in path), psi)
 
 
-# ----------------------------------------------------------------------------------------------
-# The loss.
-
-
-def separation(embeddings: jax.Array, task_id: jax.Array) -> jax.Array:
-    """``S = mean_{i < j <= t} exp(-|e_i - e_j|^2 / D)`` (0 while only one task is seen)."""
-    n, dim = embeddings.shape
-    sq = jnp.sum(jnp.square(embeddings[:, None, :] - embeddings[None, :, :]), axis=-1)
-    ids = jnp.arange(n)
-    pairs = (ids[:, None] < ids[None, :]) & (ids[None, :] <= task_id)
-    kernel = jnp.exp(-sq / dim)
-    return jnp.sum(jnp.where(pairs, kernel, 0.0)) / jnp.maximum(jnp.sum(pairs), 1)
-
-
-def _per_task_mse(x_hat, x, num_groups, used):
-    """Mean squared error of each of ``num_groups`` equal consecutive blocks of rows, over the
-    first ``used`` rows of each block (0 where ``used`` is 0)."""
-    err = jnp.sum(jnp.square(x_hat - x), axis=-1).reshape(num_groups, -1)
-    rows = (jnp.arange(err.shape[1]) < used).astype(err.dtype)
-    return jnp.sum(err * rows[None, :], axis=1) / jnp.maximum(jnp.sum(rows) * x.shape[-1], 1.0)
-
-
 def _per_example_parts(variant: Variant) -> tuple[str, ...]:
     """The model parts that differ between tasks (generated), hence between examples of a
     mixed batch."""
@@ -283,68 +253,6 @@ def reconstruct_tasks(variant: Variant, thetas, x, task_ids, key, adjoint="scan"
              if part in per_example else jax.tree.map(lambda a: a[0], tree)
              for part, tree in thetas.items()}
     return reconstruct(variant.model, theta, x, key, adjoint, per_example, sde_gate)
-
-
-def nll_weight(variant: Variant, weights: LossWeights, progress) -> jax.Array:
-    """``beta_k = beta min(1, k / (a K))`` at ``progress = k / K``, ``a`` the
-    ``anneal_fraction``: ``k`` is the step within the current task (it restarts at 0 with every
-    task) when ``weights.anneal_per_task`` is 1, the step since the run began when it is 0 (the
-    learner passes the matching ``progress``)."""
-    return weights.nll * jnp.minimum(1.0, progress / variant.anneal_fraction)
-
-
-WATCH_ROWS = 10
-"""The collapse metrics look at the batch's first rows only: they are logged every step, and a
-decoder Jacobian per point of a 50-point batch cost the MLP's step more than its training."""
-
-
-def _watch(cfg: SdeFlowConfig, theta, x, rec, log_vol=None, sde_gate=1.0) -> dict:
-    """The collapse metrics of the first :data:`WATCH_ROWS` points of a batch ``x`` of one task,
-    decoded with its ``theta``."""
-    x, rec = x[:WATCH_ROWS], jax.tree.map(lambda a: a[:WATCH_ROWS], rec)
-    log_vol = (encoder_log_volume(cfg, theta["encoder"], x) if log_vol is None
-               else log_vol[:WATCH_ROWS])
-    return {**collapse_metrics(cfg, theta, rec, sde_gate),
-            "encoder_log_det": jnp.mean(jax.lax.stop_gradient(log_vol))}
-
-
-def loss_terms(variant: Variant, weights: LossWeights, hnet, psi, x, task_id, memory, progress,
-               key, adjoint="scan"):
-    """``(L, terms)`` for one batch ``x`` of task ``task_id``; ``progress = k / K`` in [0, 1].
-
-    The batch and the whole episodic memory go through the model together, each point with its
-    own task id (the memory rows of tasks not yet seen are computed and masked out: one shape
-    for every task). ``terms`` holds the loss terms (``nll`` as ``model.nll`` says, before its
-    weight ``beta_k``) and the batch's collapse metrics (module docstring).
-    """
-    cfg = variant.model
-    n = x.shape[0]
-    if not variant.is_hypernet:
-        rec = reconstruct(cfg, psi, x, key)
-        mse = jnp.mean(jnp.square(rec.x_hat - x))
-        zero = jnp.zeros((), mse.dtype)
-        return mse, {"mse": mse, "nll": zero, "replay": zero, "separation": zero,
-                     **_watch(cfg, psi, x, rec)}
-    num_tasks, per_task, _ = memory.shape
-    points = jnp.concatenate([x, memory.reshape(-1, x.shape[-1])])
-    ids = jnp.concatenate([jnp.full((n,), task_id, jnp.int32),
-                           jnp.repeat(jnp.arange(num_tasks, dtype=jnp.int32), per_task)])
-    thetas = all_task_params(variant, hnet, psi)
-    rec = reconstruct_tasks(variant, thetas, points, ids, key, adjoint, weights.sde_gate)
-    mse = jnp.mean(jnp.square(rec.x_hat[:n] - x))
-    theta_t = jax.tree.map(lambda a: a[task_id], thetas)
-    batch = jax.tree.map(lambda a: a[:n], rec)
-    nll_rows, log_vol = negative_log_likelihood(cfg, theta_t, x, batch.z0)
-    nll = jnp.mean(nll_rows)
-    per_task_mse = (_per_task_mse(rec.x_hat[n:], points[n:], num_tasks, weights.memory)
-                    if per_task else jnp.zeros((num_tasks,), mse.dtype))
-    seen = (jnp.arange(num_tasks) < task_id).astype(per_task_mse.dtype)
-    replay = jnp.sum(per_task_mse * seen) / jnp.maximum(jnp.sum(seen), 1.0)
-    sep = separation(psi["params"]["embedding"], task_id)
-    total = (mse + nll_weight(variant, weights, progress) * nll + weights.replay * replay
-             + weights.separation * sep)
-    return total, {"mse": mse, "nll": nll, "replay": replay, "separation": sep,
-                   **_watch(cfg, theta_t, x, batch, log_vol, weights.sde_gate)}
 
 
 def optimizer(variant: Variant) -> optax.GradientTransformation:
