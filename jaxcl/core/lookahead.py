@@ -88,7 +88,8 @@ def virtual_sgd(learning_rate: float) -> optax.GradientTransformation:
     return optax.sgd(learning_rate)
 
 
-def virtual_adam(learning_rate: float, *, eps_root: float = 1e-12, **kwargs: Any):
+def virtual_adam(learning_rate: float, *, eps_root: float = 1e-12,
+                 **kwargs: Any) -> optax.GradientTransformation:
     """A virtual Adam step whose square root has a finite derivative (``eps_root > 0``)."""
     if not eps_root > 0:
         raise ValueError(f"eps_root must be > 0 for a differentiable virtual Adam, got {eps_root!r}")

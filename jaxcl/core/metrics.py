@@ -19,6 +19,7 @@ M[0, 0]`` on the first task, and ``mean_forgetting``, the BWT formula applied to
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 def _matrix(accuracy_matrix) -> np.ndarray:
@@ -28,17 +29,17 @@ def _matrix(accuracy_matrix) -> np.ndarray:
     return r
 
 
-def average_accuracy(accuracy_matrix) -> float:
+def average_accuracy(accuracy_matrix: ArrayLike) -> float:
     """ACA: mean of the last row over every experience seen."""
     return float(_matrix(accuracy_matrix)[-1].mean())
 
 
-def learning_accuracy(accuracy_matrix) -> float:
+def learning_accuracy(accuracy_matrix: ArrayLike) -> float:
     """Mean accuracy on each experience just after training it."""
     return float(np.diag(_matrix(accuracy_matrix)).mean())
 
 
-def forgetting(accuracy_matrix) -> float:
+def forgetting(accuracy_matrix: ArrayLike) -> float:
     """Avalanche's forgetting: mean drop from just-after-training accuracy to the final one.
 
     ``F = 1/(N-1) sum_{j < N-1} (R[j, j] - R[N-1, j])``, 0 for a single experience. This is
@@ -54,7 +55,7 @@ def forgetting(accuracy_matrix) -> float:
     return float((np.diag(r)[: n - 1] - r[-1, : n - 1]).mean())
 
 
-def max_forgetting(accuracy_matrix) -> float:
+def max_forgetting(accuracy_matrix: ArrayLike) -> float:
     """Chaudhry et al.'s forgetting: mean drop from the best earlier accuracy to the final one.
 
     ``F_max = 1/(N-1) sum_{j < N-1} (max_{j <= i < N-1} R[i, j] - R[N-1, j])``, 0 for a single
@@ -70,7 +71,7 @@ def max_forgetting(accuracy_matrix) -> float:
     return float((best - r[-1, : n - 1]).mean())
 
 
-def backward_transfer(accuracy_matrix) -> float:
+def backward_transfer(accuracy_matrix: ArrayLike) -> float:
     """Mean change from just-after-training accuracy to the final one (negative: forgetting).
 
     ``BWT = 1/(N-1) sum_{j < N-1} (R[N-1, j] - R[j, j])`` (Lopez-Paz & Ranzato 2017, "Gradient
@@ -83,7 +84,7 @@ def backward_transfer(accuracy_matrix) -> float:
     return float((r[-1, : n - 1] - np.diag(r)[: n - 1]).mean())
 
 
-def summary(accuracy_matrix) -> dict[str, float]:
+def summary(accuracy_matrix: ArrayLike) -> dict[str, float]:
     """Every metric, keyed as in ``metrics.json``."""
     return {
         "aca": average_accuracy(accuracy_matrix),
@@ -94,7 +95,7 @@ def summary(accuracy_matrix) -> dict[str, float]:
     }
 
 
-def error_summary(error_matrix) -> dict[str, float]:
+def error_summary(error_matrix: ArrayLike) -> dict[str, float]:
     """Forgetting as the increase of an error (positive is forgetting), keyed as in the study's
     ``metrics.json``: ``forgetting_t0 = M[N-1, 0] - M[0, 0]`` and ``mean_forgetting =
     1/(N-1) sum_{j < N-1} (M[N-1, j] - M[j, j])`` (:func:`backward_transfer` of ``M``); both 0

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import os
 import pathlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import jax
 
@@ -98,7 +99,9 @@ def manual_folders(manual_dir: str | Sequence[str] | None) -> list[pathlib.Path]
     return [pathlib.Path(p) for p in parts if str(p)]
 
 
-def check_benchmark(name: str, options=(), *, data_dir=None, manual_dir=None) -> None:
+def check_benchmark(name: str, options: Iterable[str] | Mapping[str, Any] = (), *,
+                    data_dir: str | os.PathLike | None = None,
+                    manual_dir: str | os.PathLike | None = None) -> None:
     """Raise ``ValueError`` unless ``name`` is a benchmark, every option name is one it takes, the
     manual folders exist, ``data_dir`` is a folder or not there yet (TFDS creates it), and, for
     your own data (:data:`OWN_DATA`), ``path`` is given (when ``options`` is a mapping, it exists:
@@ -144,15 +147,16 @@ def _check_path(name: str, options, data_dir, manual_dir) -> None:
                              "folder is path/train/<class>/*.png and path/test/<class>/...)")
 
 
-def make_stream(name: str, *, seed: int, **options) -> list[Experience]:
+def make_stream(name: str, *, seed: int, **options: Any) -> list[Experience]:
     """The synthetic stream ``name`` (``"synthetic"`` or ``"synthetic_noisy"``) for ``seed``."""
     if name not in BENCHMARKS:
         raise ValueError(f"benchmark={name!r} is not one of {tuple(BENCHMARKS)}")
     return BENCHMARKS[name](seed, **options)
 
 
-def load_benchmark(name: str, *, seed: int, data_dir=None, manual_dir=None, download: bool = True,
-                   cache: dict | None = None, **options) -> list[Experience]:
+def load_benchmark(name: str, *, seed: int, data_dir: str | os.PathLike | None = None,
+                   manual_dir: str | os.PathLike | None = None, download: bool = True,
+                   cache: dict | None = None, **options: Any) -> list[Experience]:
     """The stream ``name`` (a key of :data:`BENCHMARK_OPTIONS`) for ``seed``.
 
     Args:

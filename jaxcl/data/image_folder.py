@@ -23,6 +23,7 @@ an image that does not decode.
 
 from __future__ import annotations
 
+import os
 import pathlib
 
 import numpy as np
@@ -37,7 +38,7 @@ EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm")
 SPLITS = ("train", "test")
 
 
-def class_names(path) -> list[str]:
+def class_names(path: str | os.PathLike) -> list[str]:
     """The class folders of ``path/train``, sorted: class ``i`` is ``class_names(path)[i]``."""
     return sorted(p.name for p in (pathlib.Path(path) / "train").iterdir() if p.is_dir())
 
@@ -138,7 +139,8 @@ def _read_ppm(folder: pathlib.Path, names: list[str], size: tuple[int, int], cha
             np.asarray(labels, np.int64))
 
 
-def read_image_folder(path, image_size: int | tuple[int, int] = 32, channels: int = 3):
+def read_image_folder(path: str | os.PathLike, image_size: int | tuple[int, int] = 32,
+                      channels: int = 3) -> dict[str, np.ndarray]:
     """``({"train": (x_u8, y), "test": (x_u8, y)}, class names)`` of the folder at ``path``
     (module docstring): images ``image_size`` (a side, or ``(height, width)``) with ``channels``
     channels, labels the indices of the sorted class names."""
@@ -162,7 +164,7 @@ def read_image_folder(path, image_size: int | tuple[int, int] = 32, channels: in
     return arrays, names
 
 
-def load_image_folder(seed: int, *, path, num_tasks: int | None = None,
+def load_image_folder(seed: int, *, path: str | os.PathLike, num_tasks: int | None = None,
                       classes_per_task: int | None = None, class_order: ClassOrder = None,
                       image_size: int | tuple[int, int] = 32, channels: int = 3,
                       train_per_class: int = 0, test_per_class: int = 0,

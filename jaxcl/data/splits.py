@@ -23,11 +23,14 @@ import numpy as np
 
 from jaxcl.types import Experience
 
+Arrays = dict[str, np.ndarray]
+"""A split's arrays by name (``x_train``, ``y_train``, ``x_test``, ``y_test``)."""
+
 _CHUNK_VALUES = 1 << 22
 """Values per chunk when accumulating a float array's statistics (32 MiB of float64)."""
 
 
-def per_class_subset(arrays, per_class: dict[str, int], seed: int):
+def per_class_subset(arrays: Arrays, per_class: dict[str, int], seed: int) -> Arrays:
     """At most ``per_class[split]`` examples of every class of each split (0: all), drawn at
     random from ``seed``, in their original order: a smaller benchmark for a small machine."""
     out = dict(arrays)
@@ -76,7 +79,8 @@ def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.reshape(shape).astype(np.float32), std.reshape(shape).astype(np.float32)
 
 
-def class_experience(arrays, classes: Sequence[int], task_id: int, stats, *,
+def class_experience(arrays: Arrays, classes: Sequence[int], task_id: int,
+                     stats: tuple[np.ndarray, np.ndarray] | None, *,
                      corrupt: Callable | None = None, key: jax.Array | None = None) -> Experience:
     """Experience ``task_id``: the training and test examples of ``classes`` (labels ``classes[i]
     -> i``), inputs ``(x / s - mean) / std`` with ``stats = (mean, std)`` (module docstring);
@@ -99,7 +103,8 @@ def class_experience(arrays, classes: Sequence[int], task_id: int, stats, *,
     return Experience(task_id, tuple(int(c) for c in classes), *pick("train"), *pick("test"))
 
 
-def check_split(num_tasks, classes_per_task, num_classes: int, what: str = "") -> None:
+def check_split(num_tasks: int | None, classes_per_task: int | None, num_classes: int,
+                what: str = "") -> None:
     """Raise ``ValueError`` unless ``num_tasks x classes_per_task`` is positive and at most
     ``num_classes`` (``what``: where the classes come from, for the message)."""
     if not (isinstance(num_tasks, int) and isinstance(classes_per_task, int)
@@ -109,7 +114,7 @@ def check_split(num_tasks, classes_per_task, num_classes: int, what: str = "") -
                          f"positive and at most the {num_classes} classes{what}")
 
 
-def ordered_stream(arrays, order: Sequence[int], *, seed: int, num_tasks: int,
+def ordered_stream(arrays: Arrays, order: Sequence[int], *, seed: int, num_tasks: int,
                    classes_per_task: int, corrupt: Sequence[Callable] | None = None,
                    ) -> list[Experience]:
     """Experience ``t`` takes classes ``order[t * classes_per_task:(t + 1) * classes_per_task]``
@@ -137,7 +142,7 @@ def seed_order(classes: Sequence[int], seed: int) -> np.ndarray:
                                                                  len(classes)))]
 
 
-def split_stream(arrays, *, seed: int, num_tasks: int, classes_per_task: int,
+def split_stream(arrays: Arrays, *, seed: int, num_tasks: int, classes_per_task: int,
                  num_classes: int, corrupt: Sequence[Callable] | None = None) -> list[Experience]:
     """Class-incremental splits of classes ``0..num_classes-1`` in the order drawn from ``seed``
     (:func:`seed_order`, :func:`ordered_stream`)."""

@@ -36,6 +36,7 @@ The builders of datasets TFDS's catalogue lacks, or reads from other files, are 
 from __future__ import annotations
 
 import contextlib
+import os
 import pathlib
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -271,8 +272,9 @@ LOADERS: dict[str, Callable[..., list[Experience]]] = {
 }
 
 
-def load_benchmark(name: str, *, seed: int, data_dir=None, manual_dir=None, download: bool = True,
-                   cache: ArrayCache | None = None, **options) -> list[Experience]:
+def load_benchmark(name: str, *, seed: int, data_dir: str | os.PathLike | None = None,
+                   manual_dir: str | os.PathLike | None = None, download: bool = True,
+                   cache: ArrayCache | None = None, **options: Any) -> list[Experience]:
     """The TFDS stream ``name`` (a key of :data:`LOADERS`) for ``seed``; the arguments are
     :func:`jaxcl.data.load_benchmark`'s."""
     from jaxcl.data import check_benchmark

@@ -49,7 +49,8 @@ def random_solarize(key: jax.Array, x: jax.Array, p: float = 1.0,
     return jnp.where(chosen, solarize(x, threshold), x)
 
 
-def gaussian_kernel(sigma: float | jax.Array, kernel_size: int = 5, dtype=jnp.float32) -> jax.Array:
+def gaussian_kernel(sigma: float | jax.Array, kernel_size: int = 5,
+                    dtype: jnp.dtype = jnp.float32) -> jax.Array:
     """torchvision's 1-D Gaussian kernel: ``exp(-0.5 (i / sigma)^2)`` over
     ``i = -(k-1)/2 .. (k-1)/2``, normalised to sum 1."""
     i = jnp.arange(kernel_size, dtype=dtype) - (kernel_size - 1) / 2

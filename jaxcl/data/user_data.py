@@ -28,6 +28,7 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from jaxcl.data.splits import check_split, ordered_stream, per_class_subset, seed_order
 from jaxcl.types import Experience
@@ -46,7 +47,8 @@ def _listed(values) -> str:
                                                if len(values) > 12 else "")
 
 
-def checked_arrays(x_train, y_train, x_test, y_test, where: str = "") -> dict:
+def checked_arrays(x_train: ArrayLike, y_train: ArrayLike, x_test: ArrayLike, y_test: ArrayLike,
+                   where: str = "") -> dict:
     """``{"train": (x, y), "test": (x, y)}`` as numpy arrays, labels int64, images ``(N, H, W)``
     given a channel axis; ``ValueError`` (prefixed with ``where``, e.g. the file) on bad input."""
     out = {}
@@ -97,7 +99,7 @@ def read_order(class_order: ClassOrder) -> np.ndarray | None:
     return order
 
 
-def user_stream(arrays, *, seed: int, classes_per_task: int | None, num_tasks: int | None = None,
+def user_stream(arrays: dict[str, np.ndarray], *, seed: int, classes_per_task: int | None, num_tasks: int | None = None,
                 class_order: ClassOrder = None, train_per_class: int = 0,
                 test_per_class: int = 0, where: str = "") -> list[Experience]:
     """The stream of checked arrays (:func:`checked_arrays`; module docstring). ``num_tasks``
@@ -147,7 +149,8 @@ def user_stream(arrays, *, seed: int, classes_per_task: int | None, num_tasks: i
                           classes_per_task=classes_per_task)
 
 
-def from_arrays(x_train, y_train, x_test, y_test, *, classes_per_task: int, seed: int,
+def from_arrays(x_train: ArrayLike, y_train: ArrayLike, x_test: ArrayLike, y_test: ArrayLike, *,
+                classes_per_task: int, seed: int,
                 class_order: ClassOrder = None, num_tasks: int | None = None,
                 train_per_class: int = 0, test_per_class: int = 0) -> list[Experience]:
     """The stream of arrays already in memory (module docstring), one
@@ -169,7 +172,7 @@ def from_arrays(x_train, y_train, x_test, y_test, *, classes_per_task: int, seed
                        test_per_class=test_per_class)
 
 
-def read_npz(path) -> tuple[dict, np.ndarray | None]:
+def read_npz(path: str | os.PathLike) -> tuple[dict, np.ndarray | None]:
     """The checked arrays of a ``.npz`` file and its ``tasks`` (``None`` when it has none)."""
     where = f"{path}: "
     try:
@@ -191,7 +194,7 @@ def read_npz(path) -> tuple[dict, np.ndarray | None]:
     return checked_arrays(*(content[k] for k in NPZ_KEYS), where=where), tasks
 
 
-def load_arrays(seed: int, *, path, num_tasks: int | None = None,
+def load_arrays(seed: int, *, path: str | os.PathLike, num_tasks: int | None = None,
                 classes_per_task: int | None = None, class_order: ClassOrder = None,
                 train_per_class: int = 0, test_per_class: int = 0,
                 cache: dict | None = None) -> list[Experience]:

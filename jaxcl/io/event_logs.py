@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import pathlib
 import shutil
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from jaxcl.train.loop import RunResult
 
-def summary_writer():
+
+def summary_writer() -> type:
     """tensorboardX's ``SummaryWriter`` class, or an ``ImportError`` that says how to install it
     (run options call this up front, so a missing writer stops a run before any work)."""
     try:
@@ -34,7 +38,7 @@ EVALUATIONS = {"accuracy": ("accuracy", "aca", False), "mse": ("mse", "mean_mse"
 entry of a row is written or only ``j <= i``)."""
 
 
-def write_events(folder: str | pathlib.Path, result) -> pathlib.Path:
+def write_events(folder: str | pathlib.Path, result: RunResult) -> pathlib.Path:
     """Write a :class:`jaxcl.train.loop.RunResult` as event files in ``folder`` (module
     docstring): ``result.step_metrics`` but ``"experience"`` as ``train/<name>``, ``result.matrix``
     per ``result.evaluation``, ``result.time_per_experience`` and ``result.compile_s``; return the

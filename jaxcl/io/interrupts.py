@@ -14,12 +14,13 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 
 _PENDING: list[int] = []
 
 
 @contextlib.contextmanager
-def kept():
+def kept() -> Iterator[None]:
     """While the block runs, a SIGINT raises ``KeyboardInterrupt`` and is remembered for
     :func:`raise_pending`. Only in the main thread (where Python delivers signals), and not
     where SIGINT is ignored (a command started in a shell's background stays deaf to it)."""

@@ -15,8 +15,10 @@ colour; experience axes have integer ticks; layouts are constrained, so that not
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 
@@ -33,7 +35,7 @@ def _ink(im, value: float) -> str:
     return "k" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.45 else "w"
 
 
-def accuracy_heatmap(matrix, title: str) -> bytes:
+def accuracy_heatmap(matrix: ArrayLike, title: str) -> bytes:
     r = np.asarray(matrix, dtype=float)
     n = r.shape[0]
     shown = np.where(np.tril(np.ones_like(r)) > 0, r, np.nan)
@@ -54,7 +56,7 @@ def accuracy_heatmap(matrix, title: str) -> bytes:
     return _png(fig)
 
 
-def matrix_heatmap(matrix, title: str, *, label: str, log: bool = True,
+def matrix_heatmap(matrix: ArrayLike, title: str, *, label: str, log: bool = True,
                    what: str = "task", limits: tuple[float, float] | None = None) -> bytes:
     """``M[i, j]`` (after training ``i``, on ``j``) with its values written in, in a colour that
     stands out from the cell's. ``log`` colours on a logarithmic scale (values must be > 0);
@@ -162,7 +164,7 @@ def learning_curves(panels: dict[str, dict[str, np.ndarray]], experience: np.nda
     return _png(fig)
 
 
-def lines(x, ys: dict[str, np.ndarray], xlabel: str, ylabel: str, title: str, *,
+def lines(x: Sequence[float], ys: dict[str, np.ndarray], xlabel: str, ylabel: str, title: str, *,
           errors: dict[str, np.ndarray] | None = None,
           references: dict[str, float] | None = None, xscale: str | None = None,
           yscale: str | None = None) -> bytes:

@@ -40,6 +40,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 from jaxcl.core import metrics as cl_metrics
@@ -87,7 +88,7 @@ def strategy_record(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def ci95(values) -> float | None:
+def ci95(values: ArrayLike) -> float | None:
     """Half-width of the 95 % confidence interval of the mean of ``values`` (Student's t):
     ``t_{0.975, n-1} s / sqrt(n)``, ``s`` the sample standard deviation; ``None`` for one value."""
     values = np.asarray(values, dtype=float)

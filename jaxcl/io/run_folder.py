@@ -29,6 +29,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -179,7 +180,7 @@ def config_json(config: dict[str, Any], experiment: str) -> dict[str, Any]:
     return {**config, "experiment": experiment, "provenance": {**provenance(), "date": day}}
 
 
-def csv_text(header: list[str], rows) -> str:
+def csv_text(header: list[str], rows: Iterable[Sequence[Any]]) -> str:
     """A CSV file's text: the header row, then ``rows``."""
     buf = io.StringIO()
     writer = csv.writer(buf)

@@ -69,16 +69,18 @@ class Naive(Classifier):
     def _penalty(self, state: FinetuneState, params: PyTree) -> jax.Array:
         return jnp.zeros(())
 
-    def init(self, key, sample_x):
+    def init(self, key: jax.Array, sample_x: jax.Array) -> FinetuneState:
         params, stats = split_variables(self.net.init(key, sample_x, 0))
         zeros = jax.tree.map(jnp.zeros_like, params)
         return FinetuneState(params, self.optimizer.init(params), zeros, zeros, jnp.zeros(()),
                              stats)
 
-    def begin_experience(self, state, task_id, key):
+    def begin_experience(self, state: FinetuneState, task_id: jax.Array,
+                         key: jax.Array) -> FinetuneState:
         return state._replace(opt_state=self.optimizer.init(state.params))
 
-    def train_step(self, state, batch, task_id, key, *, first):
+    def train_step(self, state: FinetuneState, batch: Batch, task_id: jax.Array, key: jax.Array, *,
+                   first: bool) -> tuple[FinetuneState, dict[str, jax.Array]]:
         def loss_fn(params):
             logits, stats = apply_model(self.net, params, state.stats, batch.x, task_id,
                                         train=True)
@@ -90,13 +92,14 @@ class Naive(Classifier):
         return (state._replace(params=params, opt_state=opt_state, stats=stats),
                 step_metrics(ce, acc))
 
-    def end_experience(self, state, data, task_id, key):
+    def end_experience(self, state: FinetuneState, data: Batch, task_id: jax.Array,
+                       key: jax.Array) -> FinetuneState:
         return state
 
-    def logits(self, state, x, task_id):
+    def logits(self, state: FinetuneState, x: jax.Array, task_id: jax.Array) -> jax.Array:
         return apply_model(self.net, state.params, state.stats, x, task_id, train=False)[0]
 
-    def memory_bytes(self, state):
+    def memory_bytes(self, state: FinetuneState) -> int:
         return 0
 
 
@@ -116,7 +119,7 @@ class EWC(Naive):
                             state.fisher_anchor, params)
         return self.ewc_lambda * (sum(jax.tree.leaves(quad)) + state.fisher_const)
 
-    def init(self, key, sample_x):
+    def init(self, key: jax.Array, sample_x: jax.Array) -> FinetuneState:
         state = super().init(key, sample_x)
         return state._replace(fisher_sum=jax.tree.map(jnp.zeros_like, state.params),
                               fisher_steps=jnp.zeros(()))
@@ -136,7 +139,8 @@ class EWC(Naive):
             fisher_sum=jax.tree.map(lambda t, gi: t + gi * gi, state.fisher_sum, g),
             fisher_steps=state.fisher_steps + 1)
 
-    def end_experience(self, state, data, task_id, key):
+    def end_experience(self, state: FinetuneState, data: Batch, task_id: jax.Array,
+                       key: jax.Array) -> FinetuneState:
         """Fold ``F = fisher_sum / fisher_steps`` (the diagonal empirical Fisher: the mean over
         the pass's minibatches of the squared minibatch gradient) into ``A``, ``B`` and ``C`` at
         ``theta* = params``, and empty the pass's sums. Without a pass ``F`` is 0."""
@@ -151,5 +155,5 @@ class EWC(Naive):
             fisher_steps=jnp.zeros_like(state.fisher_steps),
         )
 
-    def memory_bytes(self, state):
+    def memory_bytes(self, state: FinetuneState) -> int:
         return bytes32((state.fisher, state.fisher_anchor))

@@ -46,7 +46,7 @@ from jaxcl.core.losses import accuracy, cross_entropy
 from jaxcl.core.nnx_target import as_linen
 from jaxcl.learners.base import Classifier, apply_optimizer, step_metrics
 from jaxcl.models import apply_model, split_variables
-from jaxcl.types import PyTree
+from jaxcl.types import Batch, PyTree
 
 
 class ReplayBuffer(NamedTuple):
@@ -130,10 +130,11 @@ class Frozen(Classifier):
         opt_state = {"lower": self.optimizer.init(lower), "upper": self.optimizer.init(upper)}
         return FrozenState(lower, lower_stats, upper, upper_stats, opt_state), feats
 
-    def init(self, key, sample_x):
+    def init(self, key: jax.Array, sample_x: jax.Array) -> FrozenState:
         return self._init_parts(key, sample_x)[0]
 
-    def begin_experience(self, state, task_id, key):
+    def begin_experience(self, state: FrozenState, task_id: jax.Array,
+                         key: jax.Array) -> FrozenState:
         opt_state = {"lower": self.optimizer.init(state.lower),
                      "upper": self.optimizer.init(state.upper)}
         return state._replace(opt_state=opt_state)
@@ -185,19 +186,21 @@ class Frozen(Classifier):
                                opt_state={**state.opt_state, "upper": upper_opt})
         return state, step_metrics(ce, acc)
 
-    def train_step(self, state, batch, task_id, key, *, first):
+    def train_step(self, state: FrozenState, batch: Batch, task_id: jax.Array, key: jax.Array, *,
+                   first: bool) -> tuple[FrozenState, dict[str, jax.Array]]:
         if first:
             return self._first_step(state, batch, task_id)
         return self._later_step(state, batch, task_id)
 
-    def end_experience(self, state, data, task_id, key):
+    def end_experience(self, state: FrozenState, data: Batch, task_id: jax.Array,
+                       key: jax.Array) -> FrozenState:
         return state
 
-    def logits(self, state, x, task_id):
+    def logits(self, state: FrozenState, x: jax.Array, task_id: jax.Array) -> jax.Array:
         return apply_model(self.net, state.upper, state.upper_stats, self.features(state, x),
                            task_id, train=False)[0]
 
-    def memory_bytes(self, state):
+    def memory_bytes(self, state: FrozenState) -> int:
         return 0
 
 
@@ -229,7 +232,7 @@ class LatentReplay(Frozen):
         if not self.replay_coef >= 0:
             raise ValueError(f"replay_coef must be >= 0, got {self.replay_coef!r}")
 
-    def init(self, key, sample_x):
+    def init(self, key: jax.Array, sample_x: jax.Array) -> ReplayState:
         base, feats = self._init_parts(key, sample_x)
         m = self.memory_size
         buffer = ReplayBuffer(jnp.zeros((m, *feats.shape[1:]), feats.dtype),
@@ -237,7 +240,7 @@ class LatentReplay(Frozen):
                               jnp.zeros((m,), bool))
         return ReplayState(*base, buffer, jnp.arange(m, dtype=jnp.int32), jnp.int32(0))
 
-    def replay_indices(self, state: ReplayState, key: jax.Array):
+    def replay_indices(self, state: ReplayState, key: jax.Array) -> jax.Array:
         """The next replayed minibatch: ``(slots, weights, order, pos)``, the order drawn anew
         from ``key`` when this one has fewer than ``n`` entries left."""
         n, m = self.replay_batch_size, self.memory_size
@@ -248,7 +251,8 @@ class LatentReplay(Frozen):
         at = pos * n + jnp.arange(n)
         return order[at % m], (at < count).astype(jnp.float32), order, pos + 1
 
-    def train_step(self, state, batch, task_id, key, *, first):
+    def train_step(self, state: ReplayState, batch: Batch, task_id: jax.Array, key: jax.Array, *,
+                   first: bool) -> tuple[ReplayState, dict[str, jax.Array]]:
         if first:  # nothing to replay yet
             return self._first_step(state, batch, task_id)
         slots, weights, order, pos = self.replay_indices(state, key)
@@ -262,7 +266,8 @@ class LatentReplay(Frozen):
         ``x`` should be in a random order (batch statistics see mixed chunks)."""
         return map_chunks(lambda xb: self.features(state, xb), x, self.feature_batch_size)
 
-    def end_experience(self, state, data, task_id, key):
+    def end_experience(self, state: ReplayState, data: Batch, task_id: jax.Array,
+                       key: jax.Array) -> ReplayState:
         """Rebalance the buffer for the classes seen so far and add this experience's classes."""
         k_perm, k_order = jax.random.split(key)
         buf, m, c = state.buffer, self.memory_size, self.classes_per_task
@@ -298,7 +303,7 @@ class LatentReplay(Frozen):
         return state._replace(buffer=buffer, replay_order=_valid_first(k_order, buffer.valid),
                               replay_pos=jnp.int32(0))
 
-    def memory_bytes(self, state):
+    def memory_bytes(self, state: ReplayState) -> int:
         return 4 * int(state.buffer.features.size)
 
 

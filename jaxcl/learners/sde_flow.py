@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxcl.core.curvature import power_iteration
+from jaxcl.core.hypernet import Hypernetwork
 from jaxcl.core.lookahead import lookahead_grad, tree_cosine, virtual_step
 from jaxcl.core.regularizers import output_regularizer, task_outputs
 from jaxcl.learners.base import bytes32
@@ -153,12 +154,14 @@ class SdeFlowLearner:
         return SdeFlowState(psi, optimizer(self.variant).init(psi), self._targets(psi), memory,
                             weights, jnp.int32(0), probe)
 
-    def begin_experience(self, state: SdeFlowState, task_id, key) -> SdeFlowState:
+    def begin_experience(self, state: SdeFlowState, task_id: jax.Array,
+                         key: jax.Array) -> SdeFlowState:
         """AdamW afresh, the step count at 0, and the regulariser's targets from ``psi`` now."""
         return state._replace(opt_state=optimizer(self.variant).init(state.psi),
                               targets=self._targets(state.psi), step=jnp.zeros_like(state.step))
 
-    def train_step(self, state: SdeFlowState, batch: Batch, task_id, key, *, first: bool):
+    def train_step(self, state: SdeFlowState, batch: Batch, task_id: jax.Array, key: jax.Array,
+                   *, first: bool) -> tuple[SdeFlowState, dict[str, jax.Array]]:
         """One AdamW step along :func:`objective_grad`; with
         ``shared="frozen"`` the shared leaves do not move after task 0."""
         k = jnp.where(state.weights.anneal_per_task > 0, state.step,
@@ -176,7 +179,8 @@ class SdeFlowLearner:
         return state._replace(psi=optax.apply_updates(state.psi, updates), opt_state=opt_state,
                               step=state.step + 1, probe=probe), metrics
 
-    def end_experience(self, state: SdeFlowState, data: Batch, task_id, key) -> SdeFlowState:
+    def end_experience(self, state: SdeFlowState, data: Batch, task_id: jax.Array,
+                       key: jax.Array) -> SdeFlowState:
         """The memory gets task ``task_id``'s row: ``m`` of its training points, at random."""
         if not self.variant.memory_per_task:
             return state
@@ -184,7 +188,8 @@ class SdeFlowLearner:
         return state._replace(memory=state.memory.at[task_id].set(jnp.take(data.x, keep,
                                                                             axis=0)))
 
-    def evaluate(self, state: SdeFlowState, x, y, task_id, key, *, batch_size: int):
+    def evaluate(self, state: SdeFlowState, x: jax.Array, y: jax.Array, task_id: jax.Array,
+                 key: jax.Array, *, batch_size: int) -> jax.Array:
         """Test MSE of task ``task_id``'s points ``x``, decoded with ``theta_task_id``, with the
         loop's fixed noise ``key`` (one solve: ``batch_size`` is not needed for a few hundred
         points)."""
@@ -202,7 +207,8 @@ class SdeFlowLearner:
 # The gradient a step follows: plain, look-ahead, or probed.
 
 
-def virtual_optimizer(variant: Variant, weights: LossWeights, psi: PyTree, task_id):
+def virtual_optimizer(variant: Variant, weights: LossWeights, psi: PyTree,
+                      task_id: jax.Array) -> optax.GradientTransformation:
     """The repair's virtual step (``variant.virtual`` at ``eta``); with ``shared="frozen"`` it
     leaves the shared leaves where they are after task 0, as the real step does."""
     inner = virtual_step(variant.virtual, weights.virtual_lr)
@@ -212,7 +218,7 @@ def virtual_optimizer(variant: Variant, weights: LossWeights, psi: PyTree, task_
     return optax.chain(inner, optax.stateless(lambda u, _: hold_still(u, frozen)))
 
 
-def frozen_leaves(variant: Variant, psi: PyTree, task_id) -> PyTree:
+def frozen_leaves(variant: Variant, psi: PyTree, task_id: jax.Array) -> PyTree:
     """``True`` on the leaves that do not move in task ``task_id`` (shared ones after task 0,
     with ``shared="frozen"``)."""
     if variant.shared != "frozen":
@@ -239,8 +245,9 @@ def _objective(variant, weights, hnet, psi, x, task_id, memory, targets, progres
     return task_loss, reg_loss, virtual_optimizer(variant, weights, psi, task_id)
 
 
-def objective_grad(variant: Variant, weights: LossWeights, hnet, psi, x, task_id, memory,
-                   targets, progress, key):
+def objective_grad(variant: Variant, weights: LossWeights, hnet: Hypernetwork | None, psi: PyTree,
+                   x: jax.Array, task_id: jax.Array, memory: jax.Array, targets: PyTree,
+                   progress: jax.Array, key: jax.Array) -> tuple[PyTree, dict[str, jax.Array]]:
     """The gradient a training step follows, and the step's metrics.
 
     Order ``None``: ``grad L(psi)``. Orders 1 and 2: the look-ahead gradient of
@@ -262,8 +269,10 @@ def objective_grad(variant: Variant, weights: LossWeights, hnet, psi, x, task_id
     return grad, {"loss": loss, "reg": reg, **terms}
 
 
-def probed_grad(variant: Variant, weights: LossWeights, hnet, psi, x, task_id, memory, targets,
-                progress, key, vector):
+def probed_grad(variant: Variant, weights: LossWeights, hnet: Hypernetwork | None, psi: PyTree,
+                x: jax.Array, task_id: jax.Array, memory: jax.Array, targets: PyTree,
+                progress: jax.Array, key: jax.Array,
+                vector: PyTree) -> tuple[PyTree, dict[str, jax.Array], PyTree]:
     """:func:`objective_grad` of a repair (order 1 or 2) with what explains its order 2, and
     the power iteration's next vector: ``(grad, metrics, vector)``.
 
@@ -328,7 +337,7 @@ def _per_task_mse(x_hat, x, num_groups, used):
     return jnp.sum(err * rows[None, :], axis=1) / jnp.maximum(jnp.sum(rows) * x.shape[-1], 1.0)
 
 
-def nll_weight(variant: Variant, weights: LossWeights, progress) -> jax.Array:
+def nll_weight(variant: Variant, weights: LossWeights, progress: jax.Array) -> jax.Array:
     """``beta_k = beta min(1, k / (a K))`` at ``progress = k / K``, ``a`` the
     ``anneal_fraction``: ``k`` is the step within the current task (it restarts at 0 with every
     task) when ``weights.anneal_per_task`` is 1, the step since the run began when it is 0 (the
@@ -351,8 +360,9 @@ def _watch(cfg: SdeFlowConfig, theta, x, rec, log_vol=None, sde_gate=1.0) -> dic
             "encoder_log_det": jnp.mean(jax.lax.stop_gradient(log_vol))}
 
 
-def loss_terms(variant: Variant, weights: LossWeights, hnet, psi, x, task_id, memory, progress,
-               key, adjoint="scan"):
+def loss_terms(variant: Variant, weights: LossWeights, hnet: Hypernetwork | None, psi: PyTree,
+               x: jax.Array, task_id: jax.Array, memory: jax.Array, progress: jax.Array,
+               key: jax.Array, adjoint: str = "scan") -> tuple[jax.Array, dict[str, jax.Array]]:
     """``(L, terms)`` for one batch ``x`` of task ``task_id``; ``progress = k / K`` in [0, 1].
 
     The batch and the whole episodic memory go through the model together, each point with its

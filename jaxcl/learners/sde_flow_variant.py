@@ -58,7 +58,7 @@ from jaxcl.core.hypernet import (
     head_name,
 )
 from jaxcl.core.lookahead import VIRTUAL_STEPS, Order, check_order
-from jaxcl.models.sde_flow import PARTS, SdeFlowConfig, init_params, reconstruct
+from jaxcl.models.sde_flow import PARTS, Reconstruction, SdeFlowConfig, init_params, reconstruct
 from jaxcl.types import PyTree
 
 SHARED_MODES = ("trained", "frozen", "generated")
@@ -241,7 +241,9 @@ def _per_example_parts(variant: Variant) -> tuple[str, ...]:
     return ("encoder", "decoder")
 
 
-def reconstruct_tasks(variant: Variant, thetas, x, task_ids, key, adjoint="scan", sde_gate=1.0):
+def reconstruct_tasks(variant: Variant, thetas: PyTree, x: jax.Array, task_ids: jax.Array,
+                      key: jax.Array, adjoint: str = "scan",
+                      sde_gate: float | jax.Array = 1.0) -> Reconstruction:
     """The :class:`jaxcl.models.sde_flow.Reconstruction` of points ``x`` ``(n, d)`` of several
     tasks ``task_ids`` ``(n,)``, in one solve: every example goes through its own task's
     generated parts; shared parts are shared. ``thetas`` is :func:`all_task_params`;

@@ -186,7 +186,8 @@ class StrategyConfig:
         return "HN-F" if self.strategy == "hypernetwork" and self.k == 0 else f"{prefix}-{self.k}"
 
     @classmethod
-    def from_label(cls, label: str, *, preset: str | None = None, **settings) -> StrategyConfig:
+    def from_label(cls, label: str, *, preset: str | None = None,
+                   **settings: Any) -> StrategyConfig:
         """``"Naive"``, ``"EWC"``, ``"Frozen-k"``, ``"LR-k"``, ``"HN-k"`` or ``"HN-F"`` with
         ``settings``; ``preset`` (a key of :data:`HN_PRESETS`, e.g. ``"paper"``) fills the
         settings it names that ``settings`` does not give."""

@@ -13,7 +13,7 @@ Latent Replay: one linear head per task on shared features)::
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -124,7 +124,7 @@ def split_variables(variables: dict) -> tuple[dict, dict]:
     return params, {name: v for name, v in variables.items() if name != "params"}
 
 
-def apply_model(module: nn.Module, params: dict, stats: dict, x: jax.Array, *args,
+def apply_model(module: nn.Module, params: dict, stats: dict, x: jax.Array, *args: Any,
                 train: bool) -> tuple[jax.Array, dict]:
     """``module(x, *args, train)`` with ``params`` and ``stats`` (see :func:`split_variables`).
 

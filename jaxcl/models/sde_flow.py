@@ -39,6 +39,7 @@ the decoder's gain.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -178,7 +179,8 @@ PARTS = ("encoder", "decoder", "flow", "sde", "back_sde")
 """The top-level entries of the params pytree, the unit of ``per_example``."""
 
 
-def apply_stack(net: DenseStack, params: PyTree, x: jax.Array, per_example: bool = False):
+def apply_stack(net: DenseStack, params: PyTree, x: jax.Array,
+                per_example: bool = False) -> jax.Array:
     """``net`` on a batch ``x`` ``(n, features)``; with ``per_example``, every leaf of ``params``
     has a leading axis ``n`` and example ``i`` goes through its own weights (e.g. each example's
     task's generated weights)."""
@@ -187,12 +189,14 @@ def apply_stack(net: DenseStack, params: PyTree, x: jax.Array, per_example: bool
     return net.apply({"params": params}, x)
 
 
-def encode(config: SdeFlowConfig, params: PyTree, x: jax.Array, per_example=()) -> jax.Array:
+def encode(config: SdeFlowConfig, params: PyTree, x: jax.Array,
+           per_example: Sequence[str] = ()) -> jax.Array:
     net = config.stacks()["encoder"]
     return apply_stack(net, params["encoder"], x, "encoder" in per_example)
 
 
-def decode(config: SdeFlowConfig, params: PyTree, z: jax.Array, per_example=()) -> jax.Array:
+def decode(config: SdeFlowConfig, params: PyTree, z: jax.Array,
+           per_example: Sequence[str] = ()) -> jax.Array:
     net = config.stacks()["decoder"]
     return apply_stack(net, params["decoder"], z, "decoder" in per_example)
 
@@ -258,7 +262,7 @@ def encoder_log_volume(config: SdeFlowConfig, encoder_params: PyTree, x: jax.Arr
 
 
 def negative_log_likelihood(config: SdeFlowConfig, params: PyTree, x: jax.Array, z0: jax.Array,
-                            per_example=()) -> tuple[jax.Array, jax.Array]:
+                            per_example: Sequence[str] = ()) -> tuple[jax.Array, jax.Array]:
     """``(NLL, log_vol)`` per row of ``x``, ``z0 = Enc(x)``, ``u = F(z0)``, by ``config.nll``:
 
     * ``"paper"`` (the paper's Eq. 2, ``log p(x) = log p(u) + log|det du/dx|``)::
@@ -301,7 +305,8 @@ def _neural_sde(config: SdeFlowConfig, *, reverse: bool, per_example: bool) -> t
 
 
 def latent_path(config: SdeFlowConfig, params: PyTree, z0: jax.Array, key: jax.Array,
-                adjoint: str = "scan", per_example=(), sde_gate=1.0) -> tuple[jax.Array, jax.Array]:
+                adjoint: str = "scan", per_example: Sequence[str] = (),
+                sde_gate: float | jax.Array = 1.0) -> tuple[jax.Array, jax.Array]:
     """``(zT, y0)``: ``z0 -> zT`` through the forward SDE, then back through the decoder's SDE.
 
     ``sde_gate`` (a traced scalar) multiplies both SDEs' drift and diffusion: 0 makes them the
@@ -328,7 +333,8 @@ class Reconstruction(NamedTuple):
 
 
 def reconstruct(config: SdeFlowConfig, params: PyTree, x: jax.Array, key: jax.Array,
-                adjoint: str = "scan", per_example=(), sde_gate=1.0) -> Reconstruction:
+                adjoint: str = "scan", per_example: Sequence[str] = (),
+                sde_gate: float | jax.Array = 1.0) -> Reconstruction:
     """The :class:`Reconstruction` of a batch ``x`` ``(n, data_dim)`` (the MLP ignores ``key``).
 
     ``per_example`` names the :data:`PARTS` whose parameters carry a leading axis ``n`` (each
@@ -345,7 +351,7 @@ def reconstruct(config: SdeFlowConfig, params: PyTree, x: jax.Array, key: jax.Ar
 
 
 def collapse_metrics(config: SdeFlowConfig, params: PyTree, rec: Reconstruction,
-                     sde_gate=1.0) -> dict:
+                     sde_gate: float | jax.Array = 1.0) -> dict:
     """What shows a collapsing latent, for one task's ``params`` and a batch's ``rec``:
 
     * ``z0_std``: ``z0``'s scale, the standard deviation over the batch, mean over coordinates.

@@ -168,7 +168,7 @@ def _epochs_this_call(per_call: int | None, epoch: int, epochs: int, checkpoint_
 
 
 def train_stream(learner: Learner, stream: Sequence[Experience], *, key: jax.Array,
-                 **options) -> RunResult:
+                 **options: Any) -> RunResult:
     """:func:`train_seeds` for one stream and one key."""
     return train_seeds(learner, [stream], keys=[key], **options)[0]
 

@@ -36,7 +36,8 @@ def _consolidate_step(learner: Learner, mesh, state, batch: Batch, task_id, key)
     return learner.consolidate(state, shard_batch(batch, mesh), task_id, key), {}
 
 
-def learner_steps(learner: Learner, *, augment=None, mesh=None) -> dict[str, TaskStep]:
+def learner_steps(learner: Learner, *, augment: Callable | None = None,
+                  mesh: jax.sharding.Mesh | None = None) -> dict[str, TaskStep]:
     """The steps the loop runs over an experience's minibatches, per seed: ``"train"``
     (``train_step`` on the minibatch, augmented with a key split off the step's, sharded over
     ``mesh``) and, for a learner that has ``consolidate``, ``"consolidate"`` (no metrics)."""
@@ -86,7 +87,7 @@ class LoopPrograms:
 
     @classmethod
     def cached(cls, cache: MutableMapping[Any, LoopPrograms] | None, learner: Learner,
-               **options) -> LoopPrograms:
+               **options: Any) -> LoopPrograms:
         """The programs for ``learner`` and ``options`` from ``cache`` (made and kept there when
         new); fresh ones when ``cache`` is ``None``. The mesh is keyed by its devices."""
         if cache is None:

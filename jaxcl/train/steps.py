@@ -97,7 +97,7 @@ class CompiledPrograms:
     def __call__(self, *args, **static):
         return self.executable(*args, **static)(*args)
 
-    def executable(self, *args, **static) -> Callable:
+    def executable(self, *args: Any, **static: Any) -> Callable:
         """The compiled program for these arguments' signature (compiled now if new), to call
         with positional arguments of that signature."""
         leaves, tree = jax.tree.flatten(args)
