@@ -1,6 +1,11 @@
 """The experiment modules' command line: a flag for every setting of a module's config, generated
 from its fields (:mod:`jaxcl.config`), the layers of settings (defaults, ``--quick``,
-``--config FILE``, flags), and refusals in one line."""
+``--config FILE``, flags), and refusals in one line.
+
+A loop over the fields on :mod:`argparse` rather than a library that derives a command line from
+dataclasses (tyro, simple-parsing): what is jaxcl's own here is not the parsing but its rules
+(the four layers; a flag that has no effect in the run refused with the reason; ``all`` for a
+count; one-line errors), and the flags keep the flat names the docs and run folders use."""
 
 from __future__ import annotations
 

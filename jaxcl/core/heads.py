@@ -109,11 +109,17 @@ def linear(features: int, fan_in: int, scheme: str, *, lecun_fan_in: int, name: 
     return nn.Dense(features, kernel_init=_kernel_init(lecun_fan_in), name=name)
 
 
-class ChannelwiseConvHead(nn.Module):
-    """``W[..., c] = A [h_t; l_c] + b`` for each output channel ``c`` (lookup vectors ``l_c``)."""
+class Head(nn.Module):
+    """What every head is made for: the ``shape`` of the leaf it makes, and ``chunk_dim``, the
+    lookup dimension ``d`` (read by the conv head only); each head adds its own settings."""
 
     shape: tuple[int, ...]
     chunk_dim: int
+
+
+class ChannelwiseConvHead(Head):
+    """``W[..., c] = A [h_t; l_c] + b`` for each output channel ``c`` (lookup vectors ``l_c``)."""
+
     scheme: str = "lecun"
 
     @nn.compact
@@ -130,11 +136,9 @@ class ChannelwiseConvHead(nn.Module):
         return per_channel.T.reshape(self.shape)
 
 
-class LinearHead(nn.Module):
+class LinearHead(Head):
     """``W = reshape(A h_t + b)``: direct linear generation of a whole dense kernel."""
 
-    shape: tuple[int, ...]
-    chunk_dim: int
     scheme: str = "lecun"
 
     @nn.compact
@@ -145,12 +149,10 @@ class LinearHead(nn.Module):
         return flat.reshape(self.shape)
 
 
-class VectorHead(nn.Module):
+class VectorHead(Head):
     """``v = A h_t + b`` with ``A = 0`` and ``b = fill`` at initialisation: a generated bias or
     normalisation parameter that starts, for every task, where a table would."""
 
-    shape: tuple[int, ...]
-    chunk_dim: int
     fill: float = 0.0
 
     @nn.compact
@@ -161,11 +163,9 @@ class VectorHead(nn.Module):
         return flat.reshape(self.shape)
 
 
-class TaskTable(nn.Module):
+class TaskTable(Head):
     """``theta_t = T[t]``: a per-task table, 1 for normalisation scales and 0 for the rest."""
 
-    shape: tuple[int, ...]
-    chunk_dim: int
     num_tasks: int = 1
     fill: float = 0.0
 
@@ -178,11 +178,9 @@ class TaskTable(nn.Module):
         return table[task_id]
 
 
-class SharedParam(nn.Module):
+class SharedParam(Head):
     """One ordinary trained parameter, the same for every task (a leaf left out of generation)."""
 
-    shape: tuple[int, ...]
-    chunk_dim: int
     fill: float | None = None
 
     @nn.compact
