@@ -10,6 +10,7 @@ count; one-line errors), and the flags keep the flat names the docs and run fold
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pathlib
 import typing
 from collections.abc import Callable
@@ -47,6 +48,7 @@ def parse_config(config_cls: type, argv: list[str] | None, *, name: str, descrip
     defaults = settings.flat(config_cls())
     fields = settings.fields_by_name(config_cls)
     notes = getattr(config_cls, "NOTES", {})
+    groups = _groups(parser, config_cls)
     for field in fields.values():
         default = defaults[field.name]
         flag = "--" + field.name.replace("_", "-")
@@ -54,19 +56,20 @@ def parse_config(config_cls: type, argv: list[str] | None, *, name: str, descrip
         note = notes.get(field.name, field.metadata.get("note", ""))
         text = f"{field.metadata.get('help', '')} (default: {shown})" + (
             f"; {note}" if note else "")
+        group = groups[field.name]
         if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                                help=text)
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                               help=text)
         elif isinstance(default, tuple):
             kind = typing.get_args(_hint(config_cls, field.name))[0]
-            parser.add_argument(flag, type=kind, nargs="+", default=None, help=text)
+            group.add_argument(flag, type=kind, nargs="+", default=None, help=text)
         elif field.metadata.get("all_when_zero"):
-            parser.add_argument(flag, type=_count_or_all(field.name), default=None,
-                                help=text.replace("(default: 0)", "(default: all)"))
+            group.add_argument(flag, type=_count_or_all(field.name), default=None,
+                               help=text.replace("(default: 0)", "(default: all)"))
         else:
             parse = field.metadata.get("parse")
             kind = _argparse_type(parse) if parse is not None else type(default)
-            parser.add_argument(flag, type=kind, default=None, help=text)
+            group.add_argument(flag, type=kind, default=None, help=text)
     args = parser.parse_args(argv)
     given = [n for n in fields if getattr(args, n) is not None]
     if (args.resume is False and args.out is not None
@@ -92,6 +95,24 @@ def parse_config(config_cls: type, argv: list[str] | None, *, name: str, descrip
         raise ValueError(f"{'; '.join(flags)}; leave it out, so that config.json records only "
                          "what ran")
     return config, args.out
+
+
+def _groups(parser: argparse.ArgumentParser, config_cls: type) -> dict[str, Any]:
+    """``--help``'s group of every setting, by name: one per section (its name and its class's
+    summary line), and the experiment's own settings last."""
+    out, own = {}, None
+    for field in dataclasses.fields(config_cls):
+        if settings.is_section(field):
+            cls = type(field.default_factory())
+            about = (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ").rstrip(".")
+            group = parser.add_argument_group(f"{field.name}: {about}" if about else field.name)
+            out.update({f.name: group for _, f in settings.settings_of(cls)})
+        elif field.metadata.get("flag", True):
+            if own is None:
+                own = parser.add_argument_group(
+                    "this experiment", "what it runs, and the settings of its own")
+            out[field.name] = own
+    return out
 
 
 def _hint(config_cls: type, name: str) -> Any:

@@ -45,7 +45,9 @@ _WEIGHTS = LossWeights._field_defaults
 
 @dataclasses.dataclass(frozen=True)
 class PointsData:
-    """The five tasks of 3-D points (:func:`jaxcl.data.points.point_tasks`)."""
+    """The five tasks of 3-D points.
+
+    :func:`jaxcl.data.points.point_tasks`; its defaults are these settings' defaults."""
 
     train_per_task: int = setting(_POINTS["train_per_task"], "training points per task, >= 2")
     test_per_task: int = setting(_POINTS["test_per_task"], "test points per task, >= 2")
@@ -95,8 +97,9 @@ class StudyModel:
 
 @dataclasses.dataclass(frozen=True)
 class StudyWeights:
-    """The loss's weights (:class:`jaxcl.learners.sde_flow_variant.LossWeights`, traced: models
-    that differ only in these share one compiled program)."""
+    """The loss's weights, traced: models that differ only in these share one program.
+
+    :class:`jaxcl.learners.sde_flow_variant.LossWeights`, whose defaults these are."""
 
     nll_weight: float = setting(_WEIGHTS["nll"], "beta, the NLL's weight after annealing, >= 0")
     replay: float = setting(_WEIGHTS["replay"], "gamma, the replay term's weight, >= 0")

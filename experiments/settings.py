@@ -27,8 +27,9 @@ from jaxcl.train.steps import STEPS_IN
 
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
-    """Seeds, the training's length, and how a run is carried out (devices, the loop,
-    checkpoints, event files, progress bars, the compilation cache)."""
+    """Seeds, the training's length, and how the run is carried out.
+
+    How: devices, the loop, checkpoints, event files, progress bars, the compilation cache."""
 
     seeds: tuple[int, ...] = setting(
         (0,), "one run per seed, each its own data order and initialisation; distinct")
@@ -73,8 +74,9 @@ class RunOptions:
 
 @dataclasses.dataclass(frozen=True)
 class DataSettings:
-    """The stream: a benchmark of :func:`jaxcl.data.load_benchmark`, its shape and options, and
-    where its files are read from. ``synthetic`` needs no download (the study's Split-CIFAR100
+    """The stream: its benchmark, shape and options, and where its files are read from.
+
+    A benchmark of :func:`jaxcl.data.load_benchmark`. ``synthetic`` needs no download (the study's Split-CIFAR100
     shape, 20 experiences x 5 classes of 32x32 images); real benchmarks are read through TFDS;
     your own data are an image folder or an ``.npz`` file."""
 

@@ -14,8 +14,10 @@ Modules:
   train: the one loop that drives every learner (train.loop.train_seeds).
   data: benchmarks by name; streams: your own arrays as a stream (streams.from_arrays);
   io: checkpoints, run folders, config files, event files, plots, progress bars.
+  config: settings as data (dataclass fields with their help, in sections by owner), which the
+    strategies' config and the experiments' configs are made of.
 
-Arrows point one way: core <- models <- learners <- train <- io and the experiments.
+Arrows point one way: config <- core <- models <- learners <- train <- io and the experiments.
 
 ``import jaxcl`` never imports TensorFlow; dataset loading lives behind the ``data`` extra.
 """

@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the page to write (default: print it); plots are linked relative "
                              "to its folder")
     report.add_argument("--title", default="Results", help="the page's title")
+    report.add_argument("--intro", type=pathlib.Path, default=None,
+                        help="a Markdown file put under the title: what the runs are and how to "
+                             "read them (the numbers stay in the runs' tables)")
     report.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 if --out differs from the page the folders "
                              "give")
@@ -90,14 +93,15 @@ def main(argv: list[str] | None = None) -> int:
             if args.check:
                 if args.out is None:
                     raise ValueError("--check needs --out: the page to compare")
-                reason = reports.stale(args.folders, args.out, title=args.title)
+                reason = reports.stale(args.folders, args.out, title=args.title,
+                                       intro=args.intro)
                 if reason is not None:
                     print(f"jaxcl report: {reason}", file=sys.stderr)
                     return 1
             elif args.out is None:
-                print(reports.page(args.folders, title=args.title), end="")
+                print(reports.page(args.folders, title=args.title, intro=args.intro), end="")
             else:
-                reports.write(args.folders, args.out, title=args.title)
+                reports.write(args.folders, args.out, title=args.title, intro=args.intro)
                 print(f"wrote {args.out}")
         except (ValueError, OSError) as error:
             print(f"jaxcl report: {type(error).__name__}: {error}", file=sys.stderr)

@@ -80,10 +80,12 @@ METRICS_DOC = pathlib.Path("docs", "guide", "metrics.md")
 
 
 def page(folders: Sequence[pathlib.Path], *, out: pathlib.Path | None = None,
-         title: str = "Results") -> str:
+         title: str = "Results", intro: pathlib.Path | None = None) -> str:
     """The page for ``folders`` (paths as given, relative to the current directory), to be
     written at ``out`` (plot links are relative to its folder; the current directory when
-    None). Run from a jaxcl checkout, the page links to its metrics' definitions."""
+    None). ``intro``: a Markdown file put under the title, before the runs (what they are and
+    how to read them; it holds no number, each of which belongs to a run's tables). Run from a
+    jaxcl checkout, the page links to its metrics' definitions."""
     if not folders:
         raise ValueError("jaxcl report needs at least one run folder")
     folders = [pathlib.Path(f) for f in folders]
@@ -93,26 +95,31 @@ def page(folders: Sequence[pathlib.Path], *, out: pathlib.Path | None = None,
         command += ["--out", out.as_posix()]
     if title != "Results":
         command += ["--title", title]
+    if intro is not None:
+        command += ["--intro", pathlib.Path(intro).as_posix()]
     head = [f"{MARK}{shlex.join(command)} -->", f"# {title}", "",
             "Built by the command above from the run folders it names; do not edit by hand."]
     if METRICS_DOC.is_file():
         head[-1] += f" The metrics are defined in [metrics.md]({_relative(METRICS_DOC, page_dir)})."
+    if intro is not None:
+        head += ["", pathlib.Path(intro).read_text().strip()]
     return "\n".join([*head, "", *(run_section(f, page_dir) for f in folders)]).rstrip() + "\n"
 
 
-def write(folders: Sequence[pathlib.Path], out: pathlib.Path, *, title: str = "Results") -> None:
+def write(folders: Sequence[pathlib.Path], out: pathlib.Path, *, title: str = "Results",
+          intro: pathlib.Path | None = None) -> None:
     """Build the page of ``folders`` and write it to ``out``."""
-    text = page(folders, out=out, title=title)
+    text = page(folders, out=out, title=title, intro=intro)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
 
 
-def stale(folders: Sequence[pathlib.Path], out: pathlib.Path, *,
-          title: str = "Results") -> str | None:
+def stale(folders: Sequence[pathlib.Path], out: pathlib.Path, *, title: str = "Results",
+          intro: pathlib.Path | None = None) -> str | None:
     """Why the page at ``out`` is not what ``folders`` give now, or None when it is."""
     if not out.is_file():
         return f"{out} does not exist"
-    if out.read_text() != page(folders, out=out, title=title):
+    if out.read_text() != page(folders, out=out, title=title, intro=intro):
         return f"{out} differs from its run folders' page"
     return None
 

@@ -75,8 +75,10 @@ _SEE = "see docs/results/hn_learnability.md"
 
 @dataclasses.dataclass(frozen=True)
 class StrategyConfig:
-    """A strategy and every setting it reads (defaults: the study's, Hemati et al. 2023, Sec. 4 /
-    App. A, except HN-k's for new tasks, :data:`HN_PRESETS`). Each field is a
+    """A strategy and every setting it reads, shared by the strategies an experiment trains.
+
+    Defaults: the study's (Hemati et al. 2023, Sec. 4 / App. A), except HN-k's for new tasks
+    (:data:`HN_PRESETS`). Each field is a
     :func:`jaxcl.config.setting` with its help; an experiment's config holds one as its
     ``strategy`` section, the settings every strategy it trains shares (its labels choose
     ``strategy`` and ``k``). ``Frozen-3`` is ``StrategyConfig("frozen", k=3)``, ``HN-F``

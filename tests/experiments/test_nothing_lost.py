@@ -2,7 +2,6 @@
 other strategies, options or another experiment is refused before it can resume, overwrite or
 delete that run's checkpoints; a run that fails before its first checkpoint leaves nothing."""
 
-import dataclasses
 import json
 
 import pytest

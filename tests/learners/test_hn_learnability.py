@@ -7,7 +7,6 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from jaxcl.core.hypernet import HypernetConfig, task_param_labels, task_private

@@ -157,6 +157,10 @@ def test_cli_lists_runs_and_stops_non_zero_on_a_non_finite_loss(tmp_path, capsys
                  "HN-k's look-ahead order: 1, 2, or none"):
         assert line in " ".join(shown.split()), line
     assert "(default: None)" not in shown and shown.startswith("usage: jaxcl run split_benchmark")
+    # Grouped by the section that owns them, the module's own settings last.
+    headings = [line for line in shown.splitlines() if line and not line.startswith(" ")]
+    assert [h.split(":")[0] for h in headings[-4:]] == ["run", "data", "strategy",
+                                                        "this experiment"]
     # Adam at lr 1e30 overflows the logits on the second step.
     code = cli.main(["run", "split_benchmark", "--quick", "--strategies", "Naive",
                      "--learning-rate", "1e30", "--out", str(tmp_path / "nan")])
