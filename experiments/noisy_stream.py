@@ -6,7 +6,8 @@ learning accuracy of every experience (clean vs noisy) and the final ACA and for
 ours, the paper's learning accuracy per experience on its noisy stream (Table 1, 20 CIFAR-100
 classes, 4 x 5, mean ± std over 3 runs; rows for k = 2, 3, 4) when the benchmark is a noisy stream
 (``noisy_cifar``, ``synthetic_noisy``); ``metrics.json``'s ``paper`` also holds its normal-stream
-rows. A line under the table names where our setting differs from the paper's.
+rows. A line under the table names where our setting differs from the paper's. ``samples.png``
+shows the first training images of each experience (the paper's Figure 5).
 
     python -m experiments.noisy_stream --k 3
     python -m experiments.noisy_stream --benchmark noisy_cifar --data-dir ~/tensorflow_datasets
@@ -21,10 +22,18 @@ import sys
 import numpy as np
 
 from experiments import paper
-from experiments.runner import finish, markdown_table, module_main, run_strategies, strategy_for
+from experiments.runner import (
+    finish,
+    markdown_table,
+    module_main,
+    run_strategies,
+    stream_for,
+    strategy_for,
+)
 from experiments.settings import QUICK_SETTINGS, DataSettings, StrategyRun
 from jaxcl.config import section, setting
 from jaxcl.data.transforms import NOISE_NAMES
+from jaxcl.io import plots
 from jaxcl.io.records import mean_std
 
 NAME = "noisy_stream"
@@ -72,8 +81,22 @@ def run(config: Config, out=None) -> dict:
         note = paper.hn_departures(config)
     table = f"{source}\n\n{markdown_table(header, rows)}{note}"
     return finish(out, NAME, config, records, steps, table,
-                         paper={"source": "Hemati et al. (2023), Table 1",
-                                "rows_by_stream": published})
+                  paper={"source": "Hemati et al. (2023), Table 1", "rows_by_stream": published},
+                  extra_files={"samples.png": samples(config)})
+
+
+SAMPLES = 8
+"""Training images per experience in ``samples.png``."""
+
+
+def samples(config: Config) -> bytes:
+    """The paper's Figure 5: the first :data:`SAMPLES` training images of each experience of the
+    first seed's stream, one row per experience, named by its corruption."""
+    stream = stream_for(config, config.run.seeds[0])
+    rows = {f"{e + 1}: {NOISE_NAMES[e] if e < len(NOISE_NAMES) else ''}":
+            np.asarray(exp.x_train[:SAMPLES]) for e, exp in enumerate(stream)}
+    return plots.image_grid(rows, f"{NAME}: {config.data.benchmark}, seed "
+                                  f"{config.run.seeds[0]}, training images of each experience")
 
 
 main = module_main(NAME, Config, QUICK, run, __doc__)

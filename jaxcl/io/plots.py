@@ -7,6 +7,7 @@
   Hypernet-SDE-Flow study (logarithmic colours, the whole matrix shown, one colour scale for maps
   that are compared).
 * :func:`series_over_steps`: a per-step series such as the gradient cosine similarity (Figure 12).
+* :func:`image_grid`: rows of sample images, e.g. each experience of the noisy stream (Figure 5).
 
 Each returns the PNG bytes. Values written into cells take black or white against the cell's
 colour; experience axes have integer ticks; layouts are constrained, so that nothing is clipped.
@@ -195,4 +196,31 @@ def lines(x: Sequence[float], ys: dict[str, np.ndarray], xlabel: str, ylabel: st
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def image_grid(rows: dict[str, ArrayLike], title: str) -> bytes:
+    """One row of images ``(n, H, W, C)`` per entry of ``rows``, labelled by its key. A stream
+    holds normalised images: each is shown rescaled to its own range (min to max), which keeps
+    what a transform did to it (solarized, blurred, grey) visible."""
+    rows = {name: np.asarray(images, dtype=float) for name, images in rows.items()}
+    n = max(len(images) for images in rows.values())
+    fig = Figure(figsize=(1.1 * n + 1.6, 1.15 * len(rows) + 0.4), layout="constrained")
+    axes = np.asarray(fig.subplots(len(rows), n, squeeze=False))
+    for r, (name, images) in enumerate(rows.items()):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(images):
+                ax.axis("off")
+                continue
+            image = images[c]
+            low, high = image.min(), image.max()
+            image = (image - low) / (high - low) if high > low else np.zeros_like(image)
+            ax.imshow(image[..., 0] if image.shape[-1] == 1 else image,
+                      cmap="gray" if image.shape[-1] == 1 else None, vmin=0.0, vmax=1.0)
+            if c == 0:
+                ax.set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
+    fig.suptitle(title, fontsize=9)
     return _png(fig)

@@ -42,6 +42,11 @@ def test_training_module_quick_run(name, tmp_path):
         assert o2["mean_grad_rel_diff"] > 0 and saved["strategies"]["HN-1 order 1"][
             "mean_grad_rel_diff"] == 0
         assert "cosine_over_steps.png" in files and "grad_rel_diff_over_steps.png" in files
+    if name == "noisy_stream":  # the paper's Figure 5: a row of samples per experience
+        from matplotlib.image import imread
+
+        grid = imread(out / "samples.png")
+        assert grid.shape[0] > 4 * 60 and grid.shape[1] > 8 * 60  # 4 rows of 8 images
 
 
 @pytest.mark.parametrize("name", ["memory_usage", "compression"])

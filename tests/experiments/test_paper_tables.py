@@ -148,6 +148,13 @@ def no_training(monkeypatch):
                  "lookahead_ablation", "freeze_depth", "hn_learnability"):
         monkeypatch.setattr(importlib.import_module(f"experiments.{name}"), "run_strategies",
                             fake_train)
+    # The noisy stream's sample figure reads the stream: a small synthetic one stands in.
+    from jaxcl.data import load_benchmark
+
+    monkeypatch.setattr(importlib.import_module("experiments.noisy_stream"), "stream_for",
+                        lambda config, seed: load_benchmark(
+                            "synthetic_noisy", seed=seed, classes_per_task=2, image_size=8,
+                            train_per_class=4, test_per_class=2))
 
 
 def run_module(name, tmp_path, **settings):
