@@ -52,7 +52,8 @@ def rerun_command(folder: pathlib.Path, experiment: str) -> str:
 
 
 def run_section(folder: pathlib.Path, page_dir: pathlib.Path) -> str:
-    """One run's part of a page: heading, command, tables, provenance, plots."""
+    """One run's part of a page: heading (the folder's name and the run's title), command,
+    tables, provenance, plots."""
     config_path, summary_path = folder / "config.json", folder / "summary.md"
     for path in (config_path, summary_path):
         if not path.is_file():
@@ -67,7 +68,7 @@ def run_section(folder: pathlib.Path, page_dir: pathlib.Path) -> str:
     body = "\n".join("#" + line if line.startswith("#") else line
                       for line in body.splitlines())
     plots = sorted(folder.glob("*.png"))
-    parts = [f"## {caption}", "", "Re-run (the folder's `config.json` holds every setting):", "",
+    parts = [f"## {folder.name}: {caption}", "", "Re-run (the folder's `config.json` holds every setting):", "",
              "```", rerun_command(folder, experiment), "```", "", body.strip(), "",
              provenance_line(config.get("provenance", {})), ""]
     for png in plots:
