@@ -66,11 +66,12 @@ def test_the_checker_sees_a_backward_arrow_and_a_print():
     assert "print" in calls
 
 
-@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")),
-                         ids=lambda p: str(p.relative_to(PACKAGE)))
+@pytest.mark.parametrize("path", [*sorted(PACKAGE.rglob("*.py")),
+                                  *sorted((PACKAGE.parent / "experiments").glob("*.py"))],
+                         ids=lambda p: str(p.relative_to(PACKAGE.parent)))
 def test_every_module_is_small_and_says_why_it_exists(path):
     text = path.read_text()
-    assert len(text.splitlines()) <= 400, f"{len(text.splitlines())} lines"
+    assert len(text.splitlines()) < 400, f"{len(text.splitlines())} lines"
     doc = ast.get_docstring(ast.parse(text))
     assert doc and len(doc.split()) >= 8, "no opening paragraph"
 
