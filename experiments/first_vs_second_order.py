@@ -58,7 +58,7 @@ def run(config: Config, out=None) -> dict:
                            rows)
     if cifar:
         source = "paper columns: Hemati et al. (2023), Table 5, split_cifar100"
-        table = f"{source}\n\n{table}\n\n{paper.differences(config, PAPER_SETTING)}"
+        table = f"{source}\n\n{table}\n\n{paper.paper_notes(config, PAPER_SETTING)}"
     else:
         source = paper.no_columns("the paper's Table 5", "split_cifar100", config)
         table = f"{source}\n\n{table}{paper.hn_departures(config)}"

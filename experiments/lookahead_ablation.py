@@ -49,7 +49,7 @@ def run(config: Config, out=None) -> dict:
                             "paper", "train time (s)", "paper"], rows)
     if cifar:
         source = "paper columns: Hemati et al. (2023), Table 4, split_cifar100, one run"
-        note = f"\n\n{paper.differences(config, PAPER_SETTING)}"
+        note = f"\n\n{paper.paper_notes(config, PAPER_SETTING)}"
     else:
         source = paper.no_columns("the paper's Table 4", "split_cifar100", config)
         note = paper.hn_departures(config)

@@ -75,7 +75,7 @@ def run(config: Config, out=None) -> dict:
     if noisy:
         source = ("paper columns: Hemati et al. (2023), Table 1, noisy stream, learning accuracy "
                   "(mean ± std over 3 runs; k = 2, 3, 4 only)")
-        note = f"\n\n{paper.differences(config, PAPER_SETTING)}"
+        note = f"\n\n{paper.paper_notes(config, PAPER_SETTING)}"
     else:
         source = paper.no_columns("the paper's Table 1", "noisy_cifar", config)
         note = paper.hn_departures(config)

@@ -224,3 +224,20 @@ def differences(config: Any, paper: Mapping[str, Any]) -> str:
     if not diffs:
         return f"setting as the paper's ({', '.join(paper)})"
     return "differs from the paper's setting: " + "; ".join(diffs)
+
+
+LOWER_PART = ("HN-k's lower part g_phi is trained here on the first experience, as the paper's "
+              "Algorithm 1 says; the reference's scripts load it from a checkpoint they do not "
+              "publish and train only the hypernetwork in the stream")
+"""A setup difference from the reference that no setting expresses, printed under every table
+with the paper's HN-k numbers beside ours."""
+
+
+def paper_notes(config: Any, paper: Mapping[str, Any]) -> str:
+    """The lines under a table with the paper's columns: :func:`differences` from the paper's
+    setting ``paper`` and, when HN-k ran, :data:`LOWER_PART`."""
+    unused = config.unused() if hasattr(config, "unused") else {}
+    lines = [differences(config, paper)]
+    if "order" not in unused:
+        lines.append(LOWER_PART)
+    return "\n\n".join(lines)

@@ -66,7 +66,7 @@ def run(config: Config, out=None) -> dict:
         note = paper.hn_departures(config)
     else:
         source = f"paper columns: Hemati et al. (2023), Table 2, {bench}, mean ± std over 3 runs"
-        note = f"\n\n{paper.differences(config, PAPER_SETTING[bench])}"
+        note = f"\n\n{paper.paper_notes(config, PAPER_SETTING[bench])}"
     table = f"{source}\n\n{table}{note}"
     return finish(out, NAME, config, records, steps, table,
                          paper={"source": "Hemati et al. (2023), Table 2", "benchmark": bench,

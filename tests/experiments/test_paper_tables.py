@@ -178,6 +178,8 @@ def test_split_benchmark_prints_table2(no_training, tmp_path):
     assert saved["paper"]["rows"]["Naive"]["aca"] == [33.7, 0.7]
     assert "order 2 (paper: 1)" in summary and "seeds 1 (paper: 3)" in summary
     assert "epochs 20 (paper: 100)" in summary
+    # A setup difference no setting expresses, said where HN-k's numbers are printed.
+    assert paper.LOWER_PART in summary
 
     _, summary = run_module("split_benchmark", tmp_path / "tiny", benchmark="split_tinyimagenet",
                             strategies=("EWC", "HN-F"), memory_size=200)
@@ -190,6 +192,7 @@ def test_split_benchmark_prints_table2(no_training, tmp_path):
     _, summary = run_module("split_benchmark", tmp_path / "tiny_lr", benchmark="split_tinyimagenet",
                             strategies=("LR-2",), memory_size=200)
     assert "memory_size 200 (paper: 400)" in summary
+    assert paper.LOWER_PART not in summary  # no HN-k ran
 
 
 def test_split_benchmark_setting_as_the_papers(no_training, tmp_path):
