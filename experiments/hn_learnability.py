@@ -35,14 +35,8 @@ from typing import Any
 import numpy as np
 
 from experiments import paper
-from experiments.runner import (
-    finish,
-    markdown_table,
-    module_main,
-    run_strategies,
-    stream_for,
-    strategy_for,
-)
+from experiments.runner import (finish, markdown_table, module_main, run_strategies,
+                                stream_for, strategy_for)
 from experiments.settings import QUICK_SETTINGS, StrategyRun
 from jaxcl import config as settings
 from jaxcl.config import setting

@@ -22,14 +22,8 @@ import sys
 import numpy as np
 
 from experiments import paper
-from experiments.runner import (
-    finish,
-    markdown_table,
-    module_main,
-    run_strategies,
-    stream_for,
-    strategy_for,
-)
+from experiments.runner import (finish, markdown_table, module_main, run_strategies,
+                                stream_for, strategy_for)
 from experiments.settings import QUICK_SETTINGS, DataSettings, StrategyRun
 from jaxcl.config import section, setting
 from jaxcl.data.transforms import NOISE_NAMES
