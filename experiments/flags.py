@@ -49,6 +49,7 @@ def parse_config(config_cls: type, argv: list[str] | None, *, name: str, descrip
     fields = settings.fields_by_name(config_cls)
     notes = getattr(config_cls, "NOTES", {})
     groups = _groups(parser, config_cls)
+    types = settings.types_of(config_cls)
     for field in fields.values():
         default = defaults[field.name]
         flag = "--" + field.name.replace("_", "-")
@@ -61,7 +62,7 @@ def parse_config(config_cls: type, argv: list[str] | None, *, name: str, descrip
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                                help=text)
         elif isinstance(default, tuple):
-            kind = typing.get_args(_hint(config_cls, field.name))[0]
+            kind = typing.get_args(types[field.name])[0]
             group.add_argument(flag, type=kind, nargs="+", default=None, help=text)
         elif field.metadata.get("all_when_zero"):
             group.add_argument(flag, type=_count_or_all(field.name), default=None,
@@ -103,7 +104,7 @@ def _groups(parser: argparse.ArgumentParser, config_cls: type) -> dict[str, Any]
     out, own = {}, None
     for field in dataclasses.fields(config_cls):
         if settings.is_section(field):
-            cls = type(field.default_factory())
+            cls = settings.section_type(field)
             about = (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ").rstrip(".")
             group = parser.add_argument_group(f"{field.name}: {about}" if about else field.name)
             out.update({f.name: group for _, f in settings.settings_of(cls)})
@@ -113,14 +114,6 @@ def _groups(parser: argparse.ArgumentParser, config_cls: type) -> dict[str, Any]
                     "this experiment", "what it runs, and the settings of its own")
             out[field.name] = own
     return out
-
-
-def _hint(config_cls: type, name: str) -> Any:
-    """The type annotation of setting ``name``, in whatever section of ``config_cls``."""
-    for owner, field in settings.settings_of(config_cls):
-        if field.name == name:
-            return typing.get_type_hints(owner if isinstance(owner, type) else type(owner))[name]
-    raise KeyError(name)
 
 
 def _argparse_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:

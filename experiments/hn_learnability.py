@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 
 from experiments import paper
-from experiments.runner import (finish, markdown_table, module_main, run_strategies,
-                                stream_for, strategy_for)
+from experiments.runner import (finish, load_streams, markdown_table, module_main,
+                                run_strategies, strategy_for)
 from experiments.settings import QUICK_SETTINGS, StrategyRun
 from jaxcl import config as settings
 from jaxcl.config import setting
@@ -227,8 +227,8 @@ HEADER = ["strategy", "epochs (steps) / exp.", "learning acc. (%)", "vs Naive (p
 
 def run(config: Config, out=None) -> dict:
     budgets = config.budgets or (config.run.epochs,)
-    stream = stream_for(config, config.run.seeds[0])
-    per_epoch = stream[0].x_train.shape[0] // config.strategy.batch_size
+    streams = load_streams(config)  # once for every budget
+    per_epoch = streams[0][0].x_train.shape[0] // config.strategy.batch_size
     all_rows, extra, steps_out, records_out = [], {"budgets": {}}, {}, {}
     figures: dict[str, Any] = {}
     curves: dict[str, list[float]] = {}
@@ -236,7 +236,8 @@ def run(config: Config, out=None) -> dict:
         run_config = settings.replace(config, epochs=epochs)
         steps_per_experience = epochs * per_epoch
         records, steps = run_strategies(run_config, strategies(run_config),
-                                        None if out is None or len(budgets) > 1 else out)
+                                        None if out is None or len(budgets) > 1 else out,
+                                        streams=streams)
         diag = {label: diagnostics(steps[label]) for label in records}
         all_rows += budget_rows(config, records, diag, steps_per_experience, epochs)
         extra["budgets"][str(epochs)] = {

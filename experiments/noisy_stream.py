@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Sequence
 
 import numpy as np
 
 from experiments import paper
-from experiments.runner import (finish, markdown_table, module_main, run_strategies,
-                                stream_for, strategy_for)
+from experiments.runner import (finish, load_streams, markdown_table, module_main,
+                                run_strategies, strategy_for)
 from experiments.settings import QUICK_SETTINGS, DataSettings, StrategyRun
 from jaxcl.config import section, setting
 from jaxcl.data.transforms import NOISE_NAMES
 from jaxcl.io import plots
 from jaxcl.io.records import mean_std
+from jaxcl.types import Experience
 
 NAME = "noisy_stream"
 PAPER_SETTING = {"benchmark": "noisy_cifar", "classes_per_task": 5, "memory_size": 200,
@@ -49,7 +51,8 @@ QUICK = {**QUICK_SETTINGS, "num_tasks": 0, "k": 1}
 
 def run(config: Config, out=None) -> dict:
     strategies = {label: strategy_for(config, label) for label in config.labels()}
-    records, steps = run_strategies(config, strategies, out)
+    streams = load_streams(config)
+    records, steps = run_strategies(config, strategies, out, streams=streams)
     n = len(records[config.labels()[0]]["accuracy_matrix"])
     names = [NOISE_NAMES[j] if j < len(NOISE_NAMES) else "" for j in range(n)]
     header = ["strategy", *[h for j in range(n) for h in (f"LA exp {j + 1}: {names[j]} (%)",
@@ -76,17 +79,16 @@ def run(config: Config, out=None) -> dict:
     table = f"{source}\n\n{markdown_table(header, rows)}{note}"
     return finish(out, NAME, config, records, steps, table,
                   paper={"source": "Hemati et al. (2023), Table 1", "rows_by_stream": published},
-                  extra_files={"samples.png": samples(config)})
+                  extra_files={"samples.png": samples(config, streams[0])})
 
 
 SAMPLES = 8
 """Training images per experience in ``samples.png``."""
 
 
-def samples(config: Config) -> bytes:
-    """The paper's Figure 5: the first :data:`SAMPLES` training images of each experience of the
-    first seed's stream, one row per experience, named by its corruption."""
-    stream = stream_for(config, config.run.seeds[0])
+def samples(config: Config, stream: Sequence[Experience]) -> bytes:
+    """The paper's Figure 5: the first :data:`SAMPLES` training images of each experience of
+    ``stream`` (the first seed's), one row per experience, named by its corruption."""
     rows = {f"{e + 1}: {NOISE_NAMES[e] if e < len(NOISE_NAMES) else ''}":
             np.asarray(exp.x_train[:SAMPLES]) for e, exp in enumerate(stream)}
     return plots.image_grid(rows, f"{NAME}: {config.data.benchmark}, seed "

@@ -209,11 +209,11 @@ def differences(config: Any, paper: Mapping[str, Any]) -> str:
     (``config.unused()``, e.g. HN-k's when no HN-k ran) is not a difference.
     """
     unused = config.unused() if hasattr(config, "unused") else {}
-    diffs = []
+    settings, diffs = flat(config), []
     for name, want in paper.items():
         if name in unused:
             continue
-        have = flat(config)[name]
+        have = settings[name]
         if name == "seeds":
             have = len(have)
         elif name in ("num_tasks", "classes_per_task", "memory_size", "train_per_class",

@@ -80,8 +80,8 @@ def train_learners(jobs: dict[str, Job], streams: Sequence[Sequence[Experience]]
     ``run.tensorboard``. A checkpoint's fingerprint holds the job's ``settings``, ``options``
     (the run's settings that can change a number) and the content hash of every seed's stream,
     so that resuming another run's checkpoints is refused. ``describe(label, seed, result)``
-    prints a line per seed; ``label_lines(label, seeds)`` adds to what the loop reports to; ``cache``
-    shares compiled programs between jobs. Returns ``{label: [(seed, result), ...]}``.
+    prints a line per seed; ``label_lines(label, seeds)`` adds to what the loop reports to;
+    ``cache`` shares compiled programs between jobs. Returns ``{label: [(seed, result), ...]}``.
     """
     interrupts.raise_pending()  # a Ctrl-C swallowed while the data loaded
     stack = together and stackable(streams)
@@ -100,7 +100,7 @@ def train_learners(jobs: dict[str, Job], streams: Sequence[Sequence[Experience]]
                     job.build(streams[group[0]]), [streams[i] for i in group],
                     keys=[jax.random.key(seed) for seed in group_seeds], epochs=run.epochs,
                     batch_size=batch_size, eval_batch_size=eval_batch_size,
-                    on_event=on_event(run, label_lines(label, group_seeds) if label_lines else None),
+                    on_event=on_event(run, label_lines and label_lines(label, group_seeds)),
                     label=f"{label} seeds {group_seeds}", devices=run.devices,
                     augment=random_crop_flip if augment else None,
                     checkpoints=None if out is None else RunCheckpoints(
@@ -143,14 +143,22 @@ def stream_for(config: StrategyRun, seed: int, cache: dict | None = None) -> lis
                           cache=cache, **options)
 
 
+def load_streams(config: StrategyRun) -> list[list[Experience]]:
+    """Every seed's stream (:func:`stream_for`), a TFDS dataset read once for all of them."""
+    arrays: dict = {}
+    return [stream_for(config, seed, cache=arrays) for seed in config.run.seeds]
+
+
 def run_strategies(config: StrategyRun, strategies: dict[str, StrategyConfig],
-                   out: pathlib.Path | None = None):
-    """Train ``strategies`` on ``config``'s seeded streams (:func:`train_learners`), checkpointed
-    in ``out`` when given. Returns ``(records, steps)``:
-    :func:`jaxcl.io.records.strategy_record` per label (with its resolved settings, normalisation
-    included), and the per-step logs ``steps[label][seed]``."""
-    data, arrays = config.data, {}  # every seed's stream reads a TFDS dataset once
-    streams = [stream_for(config, seed, cache=arrays) for seed in config.run.seeds]
+                   out: pathlib.Path | None = None, *,
+                   streams: Sequence[Sequence[Experience]] | None = None):
+    """Train ``strategies`` on ``config``'s seeded streams (:func:`train_learners`; ``streams``:
+    those :func:`load_streams` gives, when the module has already loaded them), checkpointed in
+    ``out`` when given. Returns ``(records, steps)``: :func:`jaxcl.io.records.strategy_record`
+    per label (with its resolved settings, normalisation included), and the per-step logs
+    ``steps[label][seed]``."""
+    data = config.data
+    streams = load_streams(config) if streams is None else streams
     shape = streams[0][0].x_train.shape
     if data.augment and len(shape) != 4:
         raise ValueError(f"augment crops and flips images (N, H, W, C), but the stream's inputs "
@@ -163,8 +171,11 @@ def run_strategies(config: StrategyRun, strategies: dict[str, StrategyConfig],
                        sample_x=stream[0].x_train[:batch]),
                    settings={"strategy": dataclasses.asdict(strategy)}, run_name=label)
 
+    per_seed: dict[str, list[dict]] = {label: [] for label in strategies}
+
     def describe(label, seed, result):
         record = seed_record(seed, result)
+        per_seed[label].append(record)
         return (f"  {label} seed {seed}: ACA {record['aca']:.3f}, forgetting "
                 f"{record['forgetting']:.3f}, {record['time_s']:.1f} s "
                 f"(+{record['compile_s']:.1f} s compile)")
@@ -174,8 +185,7 @@ def run_strategies(config: StrategyRun, strategies: dict[str, StrategyConfig],
                              options=settings.fingerprint(config),
                              eval_batch_size=config.eval_batch_size, augment=data.augment,
                              together=config.seeds_together, describe=describe)
-    records = {label: strategy_record([seed_record(s, r) for s, r in runs])
-               for label, runs in results.items()}
+    records = {label: strategy_record(rows) for label, rows in per_seed.items()}
     steps = {label: {s: r.step_metrics for s, r in runs} for label, runs in results.items()}
     for label, strategy in strategies.items():
         records[label]["settings"] = {**dataclasses.asdict(strategy), "norms": list(strategy.norms)}
@@ -279,6 +289,6 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Job", "config_dict", "default_out", "finish", "finish_tables", "markdown_table",
-           "module_main", "on_event", "run_strategies", "stream_for", "strategy_for", "train_learners",
-           "use_compile_cache", "write_run"]
+__all__ = ["Job", "config_dict", "default_out", "finish", "finish_tables", "load_streams",
+           "markdown_table", "module_main", "on_event", "run_strategies", "stream_for",
+           "strategy_for", "train_learners", "use_compile_cache", "write_run"]

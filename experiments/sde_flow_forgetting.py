@@ -22,12 +22,14 @@ regulariser's targets), counted by ``memory_bytes``.
 
 The NLL (``--nll``, :func:`jaxcl.models.sde_flow.negative_log_likelihood`): ``paper`` (the
 default) is the paper's Eq. 2, ``-log p(x) = -log N(u; 0, I) - log|det du/dz0| - log_vol(x)``
-with ``u = F(Enc(x))`` through the encoder and the flow; ``flow_only`` is ``-log p(z0)``, the encoder's Jacobian dropped, which rewards shrinking ``z0``.
+with ``u = F(Enc(x))`` through the encoder and the flow; ``flow_only`` is ``-log p(z0)``, the
+encoder's Jacobian dropped, which rewards shrinking ``z0``.
 ``--latent`` (1, 2 or 3; the paper gives no size) sets both models' latent; below 3, ``log_vol``
 is ``0.5 log det(J J^T)`` of the ``latent x 3`` encoder Jacobian ``J`` (rectangular flows).
 
 ``--sweep`` trains a grid of cells beside the MLP instead of ``--variants``
-(:func:`experiments.sde_flow_settings.cells`); cells that differ only in traced weights share one compiled program:
+(:func:`experiments.sde_flow_settings.cells`); cells that differ only in traced weights share
+one compiled program:
 
 * ``replay``: the study's model with 0, 1, 2, 5 or 20 replayed points per finished task times
   ``gamma`` 0.1 or 1, then at all 20 points without separation, with ``beta`` ramped once per run
@@ -84,7 +86,6 @@ last task; positive is forgetting); ``mean_forgetting`` averages ``M[4, j] - M[j
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import pathlib
 import sys
@@ -92,7 +93,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.runner import Job, module_main, train_learners, write_run
+from experiments.runner import Job, config_dict, module_main, train_learners, write_run
 from experiments.sde_flow_settings import QUICK, Config, cells, learner, tasks
 from experiments.sde_flow_tables import (
     REFERENCE,
@@ -134,8 +135,7 @@ def _task_lines(config: Config, name: str, seeds: list[int]):
 
 
 def run(config: Config, out) -> dict:
-    out = pathlib.Path(out)
-    run_folder.check_out(out)
+    out = pathlib.Path(out)  # module_main has checked it holds no finished run
     seeds = list(config.run.seeds)
     models = cells(config)
     programs_before = len(_program_cache())
@@ -174,7 +174,8 @@ def run(config: Config, out) -> dict:
         summary += (f"\n\n{sweep_md}\n\n{len(models)} models trained by {programs} compiled "
                     "loop programs (cells that differ only in traced weights share one).")
     study_ratio = REFERENCE["hypernet_sde_flow"] / REFERENCE["mlp"]
-    metrics = {"schema": SCHEMA, "experiment": NAME, "config": dataclasses.asdict(config),
+    written = config_dict(config)
+    metrics = {"schema": SCHEMA, "experiment": NAME, "config": written,
                "seeds": seeds,
                "reference": {"mlp": {"forgetting_t0": REFERENCE["mlp"]},
                              "hypernet_sde_flow": {"forgetting_t0": REFERENCE["hypernet_sde_flow"]},
@@ -194,7 +195,7 @@ def run(config: Config, out) -> dict:
                       for s in range(len(log["loss"]))]
     n = len(next(iter(records.values()))["mse_matrix"])
     files: dict[str, Any] = {
-        "config.json": run_folder.config_json(dataclasses.asdict(config), NAME),
+        "config.json": run_folder.config_json(written, NAME),
         "metrics.json": metrics,
         "summary.md": f"# {title}\n\n{summary}\n",
         "mse_matrices.csv": run_folder.csv_text(

@@ -235,8 +235,8 @@ def tables(config: Config, records: dict[str, dict]) -> tuple[str, list[list]]:
                   "forgetting_t0_over_mlp",
                   "mean_forgetting", "mean_forgetting_std", "train_s", "compile_s"]
     return ("## Forgetting (MSE increase; positive is forgetting)\n\n" + forgetting_md + "\n\n"
-            + f"## The latent at the end of each task (NLL {config.model.nll}, latent {config.model.latent}; "
-            "mean of its last 10 steps and the seeds)\n\nz0_std: z0's standard deviation over "
+            + f"## The latent at the end of each task (NLL {config.model.nll}, latent "
+            f"{config.model.latent}; mean of its last 10 steps and the seeds)\n\nz0_std: z0's standard deviation over "
             "the batch, mean over coordinates; sigma: the mean diffusion; decoder_gain: the "
             "largest singular value of dx_hat/dy, mean over the batch; encoder_log_det: the "
             "encoder's mean log volume.\n\n" + collapse + "\n\n"

@@ -18,9 +18,10 @@ from typing import Any
 
 import jax
 
-from jaxcl.config import check_distinct, flat, repeated, section, setting
+from jaxcl.config import check_distinct, repeated, section, setting
 from jaxcl.io.event_logs import summary_writer
 from jaxcl.learners import HN_PRESETS, LABELS, StrategyConfig
+from jaxcl.learners.strategies import PAPER_MEMORY_SIZE
 from jaxcl.train.parallel import check_devices
 from jaxcl.train.steps import STEPS_IN
 
@@ -76,9 +77,9 @@ class RunOptions:
 class DataSettings:
     """The stream: its benchmark, shape and options, and where its files are read from.
 
-    A benchmark of :func:`jaxcl.data.load_benchmark`. ``synthetic`` needs no download (the study's Split-CIFAR100
-    shape, 20 experiences x 5 classes of 32x32 images); real benchmarks are read through TFDS;
-    your own data are an image folder or an ``.npz`` file."""
+    A benchmark of :func:`jaxcl.data.load_benchmark`. ``synthetic`` needs no download (the
+    study's Split-CIFAR100 shape, 20 experiences x 5 classes of 32x32 images); real benchmarks
+    are read through TFDS; your own data are an image folder or an ``.npz`` file."""
 
     benchmark: str = setting(
         "synthetic", "the stream: synthetic, synthetic_images, synthetic_noisy, split_cifar100, "
@@ -252,7 +253,7 @@ def strategy_for(config: StrategyRun, label: str, **overrides: Any) -> StrategyC
     shared = {f.name: getattr(config.strategy, f.name) for f in dataclasses.fields(StrategyConfig)
               if f.metadata.get("flag", True)}
     shared["memory_size"] = config.strategy.memory_size or (
-        400 if config.data.benchmark == "split_tinyimagenet" else 200)
+        400 if config.data.benchmark == "split_tinyimagenet" else PAPER_MEMORY_SIZE)
     return StrategyConfig.from_label(label, **{**shared, **overrides})
 
 
@@ -346,4 +347,4 @@ def check_memory(config: StrategyRun) -> None:
 
 
 __all__ = ["DataSettings", "HypernetRun", "QUICK_SETTINGS", "RunOptions", "StrategyRun",
-           "check_memory", "flat", "memory_estimate", "stream_options", "strategy_for", "title"]
+           "check_memory", "memory_estimate", "stream_options", "strategy_for", "title"]

@@ -2,7 +2,8 @@
 
 Every module's imports are read from its source (``ast``): a module of a layer may import its
 own layer and the layers below it, never one above (``types`` <- ``names`` <- ``config`` <-
-``core`` <- ``models`` <- ``learners`` <- ``train`` <- ``io``). Below ``io`` nothing prints, draws a progress bar, opens a socket or a file.
+``core`` <- ``models`` <- ``learners`` <- ``train`` <- ``io``). Below ``io`` nothing prints, draws
+a progress bar, opens a socket or a file.
 """
 
 import ast
@@ -13,8 +14,9 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "jaxcl"
 LAYERS = ["types", "names", "config", "core", "models", "learners", "train", "io"]
 """From the bottom up (``names``: the names a user types and their suggestions, pure
-functions; ``config``: settings as dataclass fields, imports nothing of ours); ``data`` may use ``types``, ``names`` and ``core`` only, ``streams`` (the public entry
-for a user's arrays) ``data`` and what it may, ``cli`` anything."""
+functions; ``config``: settings as dataclass fields, imports nothing of ours); ``data`` may use
+``types``, ``names`` and ``core`` only, ``streams`` (the public entry for a user's arrays)
+``data`` and what it may, ``cli`` anything."""
 ALLOWED = {layer: set(LAYERS[: i + 1]) for i, layer in enumerate(LAYERS)}
 ALLOWED["data"] = {"types", "names", "core", "data"}
 ALLOWED["streams"] = {*ALLOWED["data"], "streams"}

@@ -7,9 +7,9 @@ An experiment's settings are a frozen dataclass of sections (:mod:`jaxcl.config`
 subset of them, in their sections (``{"run": {"seeds": [0, 1]}, "strategy": {"order": 2}}``) or
 by name alone (``{"seeds": [0, 1], "order": 2}``, the flat layout run folders held before the
 sections; names are unique across sections): the ``config.json`` a run writes is one, so
-``jaxcl run NAME --config runs/X/config.json`` re-runs ``X``. JSON and not a Python file (``ml_collections``, as the Flax
-examples and big_vision use): the file a run writes is then the file a user edits, it runs no
-code, and the dataclass is already the schema. Reading refuses unknown keys and values of the
+``jaxcl run NAME --config runs/X/config.json`` re-runs ``X``. JSON and not a Python file
+(``ml_collections``, as the Flax examples and big_vision use): the file a run writes is then the
+file a user edits, it runs no code, and the dataclass is already the schema. Reading refuses unknown keys and values of the
 wrong type with the key named; the dataclass's own checks then see the values as flags give them.
 
 ``config.json`` also holds, under :data:`DERIVED` keys, what a run worked out or ran on: each
@@ -29,6 +29,8 @@ import subprocess
 import types
 import typing
 from typing import Any
+
+from jaxcl import config as settings
 
 DERIVED = ("strategy_settings", "provenance", "unused", "experiment")
 """Keys of a written ``config.json`` that are not settings: read back, they are skipped."""
@@ -112,11 +114,9 @@ def read_config(config_cls: type, path: str | pathlib.Path, *, experiment: str |
     if experiment is not None and theirs is not None and theirs != experiment:
         raise ValueError(f"config {path} is the config.json of a {theirs} run, not of "
                          f"{experiment}; re-run it with jaxcl run {theirs} --config {path}")
-    from jaxcl import config as settings
-
     fields = settings.fields_by_name(config_cls)
-    hints = _hints(config_cls)
-    sections = {f.name: f.default_factory() for f in dataclasses.fields(config_cls)
+    hints = settings.types_of(config_cls)
+    sections = {f.name: settings.section_type(f) for f in dataclasses.fields(config_cls)
                 if settings.is_section(f)}
     items = []
     for key, value in data.items():
@@ -137,17 +137,6 @@ def read_config(config_cls: type, path: str | pathlib.Path, *, experiment: str |
             raise ValueError(f"config {path}: {key!r} must be {_type_name(hints[key])}, got "
                              f"{value!r}")
     return values
-
-
-def _hints(config_cls: type) -> dict[str, Any]:
-    """The type of every setting of ``config_cls``, by name, whatever section holds it."""
-    from jaxcl import config as settings
-
-    out = {}
-    for owner, field in settings.settings_of(config_cls):
-        cls = owner if isinstance(owner, type) else type(owner)
-        out[field.name] = typing.get_type_hints(cls)[field.name]
-    return out
 
 
 def _git(*args: str, cwd: pathlib.Path) -> str | None:

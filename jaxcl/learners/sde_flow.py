@@ -56,11 +56,11 @@ STEP_METRICS = ("loss", "mse", "nll", "replay", "separation", "reg", "z0_std", "
 """What every training step logs: the loss and its terms (:func:`loss_terms`), then what shows a
 collapsing latent, for the batch of the current task
 (:func:`jaxcl.models.sde_flow.collapse_metrics`): ``z0``'s standard deviation over the batch (mean
-over coordinates), the diffusion's mean ``sigma``, the decoder's gain (the mean largest singular value of ``dx_hat/dy``) and the
-encoder's mean log volume (:func:`jaxcl.models.sde_flow.encoder_log_volume`; ``nll`` under
-``nll="paper"`` is the ``nll="flow_only"`` value minus it). The collapse metrics look at the
-batch's first :data:`WATCH_ROWS` points. A probed repair (``Variant.probe``) logs
-:data:`PROBE_METRICS` too."""
+over coordinates), the diffusion's mean ``sigma``, the decoder's gain (the mean largest singular
+value of ``dx_hat/dy``) and the encoder's mean log volume
+(:func:`jaxcl.models.sde_flow.encoder_log_volume`; ``nll`` under ``nll="paper"`` is the
+``nll="flow_only"`` value minus it). The collapse metrics look at the batch's first
+:data:`WATCH_ROWS` points. A probed repair (``Variant.probe``) logs :data:`PROBE_METRICS` too."""
 
 PROBE_METRICS = ("curvature", "step_curvature", "virtual_move", "correction_ratio",
                  "correction_cosine")

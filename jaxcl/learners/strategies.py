@@ -70,6 +70,10 @@ task's embedding a copy of the previous task's, the regulariser on from the firs
 ``nn.Linear`` initialisation). Each of jaxcl's departures was chosen under a protocol committed
 before its runs; ``docs/results/hn_learnability.md`` holds the measurements."""
 
+PAPER_MEMORY_SIZE = 200
+"""LR-k's buffer entries when ``memory_size`` is 0: the paper's on Split-CIFAR100 (experiments on
+Split-TinyImageNet resolve 0 to its 400 themselves, :func:`experiments.settings.strategy_for`)."""
+
 _SEE = "see docs/results/hn_learnability.md"
 
 
@@ -244,7 +248,7 @@ def _frozen(config, num_tasks, classes_per_task, sample_x, optimizer):
 def _latent_replay(config, num_tasks, classes_per_task, sample_x, optimizer):
     lower, net = _multi_head(config, num_tasks, classes_per_task)
     return LatentReplay(lower, net, optimizer, classes_per_task=classes_per_task,
-                        memory_size=config.memory_size or 200, replay_coef=config.replay_coef,
+                        memory_size=config.memory_size or PAPER_MEMORY_SIZE, replay_coef=config.replay_coef,
                         replay_batch_size=config.batch_size)
 
 

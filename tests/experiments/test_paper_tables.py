@@ -124,7 +124,7 @@ def test_quick_model_only_modules_carry_paper(module, tmp_path):
 # -- the training modules' tables, on made-up records ---------------------------------------------
 
 
-def fake_train(config, strategies, out=None):
+def fake_train(config, strategies, out=None, streams=None):
     """Stands in for :func:`experiments.runner.run_strategies`: one record per label, one per
     seed, no training."""
     n = 4
@@ -151,10 +151,10 @@ def no_training(monkeypatch):
     # The noisy stream's sample figure reads the stream: a small synthetic one stands in.
     from jaxcl.data import load_benchmark
 
-    monkeypatch.setattr(importlib.import_module("experiments.noisy_stream"), "stream_for",
-                        lambda config, seed: load_benchmark(
+    monkeypatch.setattr(importlib.import_module("experiments.noisy_stream"), "load_streams",
+                        lambda config: [load_benchmark(
                             "synthetic_noisy", seed=seed, classes_per_task=2, image_size=8,
-                            train_per_class=4, test_per_class=2))
+                            train_per_class=4, test_per_class=2) for seed in config.run.seeds])
 
 
 def run_module(name, tmp_path, **settings):
