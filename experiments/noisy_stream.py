@@ -1,15 +1,19 @@
-"""Latent replay vs partial hypernetwork on the noisy stream (the study's Table 1 and Figure 7).
+"""Latent replay vs partial hypernetwork on the noisy stream (the study's Table 1, Figures 5,
+7 and 8).
 
 Four experiences: clean, solarize, Gaussian blur, autocontrast + grayscale + blur
-(:mod:`jaxcl.data.transforms`). LR-k and HN-k share the frozen depth k; the table gives the
-learning accuracy of every experience (clean vs noisy) and the final ACA and forgetting. Beside
-ours, the paper's learning accuracy per experience on its noisy stream (Table 1, 20 CIFAR-100
-classes, 4 x 5, mean ± std over 3 runs; rows for k = 2, 3, 4) when the benchmark is a noisy stream
-(``noisy_cifar``, ``synthetic_noisy``); ``metrics.json``'s ``paper`` also holds its normal-stream
-rows. A line under the table names where our setting differs from the paper's. ``samples.png``
-shows the first training images of each experience (the paper's Figure 5).
+(:mod:`jaxcl.data.transforms`), and the normal stream beside it: the same classes and images
+uncorrupted (``--streams``). LR-k and HN-k share the frozen depth k (``--k``, one or several);
+LR-k is trained once per replay coefficient c (``--replay-coefs``). The table gives the learning
+accuracy of every experience on each stream and the final ACA and forgetting. Beside ours, the
+paper's learning accuracy per experience (Table 1, 20 CIFAR-100 classes, 4 x 5, mean ± std over
+3 runs; rows for k = 2, 3, 4) when the benchmark is ``noisy_cifar``. A line under the table names
+where our setting differs from the paper's. ``samples.png`` shows the first training images of
+each experience (Figure 5); ``first_experience.png``, ``aca_by_depth.png`` and
+``forgetting_by_depth.png`` Figure 7; ``accuracy_over_stream.png`` Figure 8.
 
     python -m experiments.noisy_stream --k 3
+    python -m experiments.noisy_stream --benchmark noisy_fashion_mnist --manual-dir /usr/share/datasets/fashion-mnist
     python -m experiments.noisy_stream --benchmark noisy_cifar --data-dir ~/tensorflow_datasets
     python -m experiments.noisy_stream --quick
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import typing
 from collections.abc import Sequence
 
 import numpy as np
@@ -26,7 +31,7 @@ from experiments import paper
 from experiments.runner import (finish, load_streams, markdown_table, module_main,
                                 run_strategies, strategy_for)
 from experiments.settings import QUICK_SETTINGS, DataSettings, StrategyRun
-from jaxcl.config import section, setting
+from jaxcl.config import replace, section, setting
 from jaxcl.data.transforms import NOISE_NAMES
 from jaxcl.io import plots
 from jaxcl.io.records import mean_std
@@ -35,51 +40,124 @@ from jaxcl.types import Experience
 NAME = "noisy_stream"
 PAPER_SETTING = {"benchmark": "noisy_cifar", "classes_per_task": 5, "memory_size": 200,
                  **paper.TRAINING, "seeds": 3}
+NOISY = ("noisy_cifar", "noisy_fashion_mnist", "synthetic_noisy")
+"""The benchmarks this module trains: the noisy streams, each with its clean twin."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Config(StrategyRun):
+    SET_BY_MODULE: typing.ClassVar[dict[str, str]] = {
+        "clean": "this module trains each stream of --streams",
+        "replay_coef": "each LR-k takes its c from --replay-coefs"}
+
     data: DataSettings = section(DataSettings, benchmark="synthetic_noisy")
-    k: int = setting(3, "freeze depth of LR-k and HN-k, 1..4", effect="selection")
+    k: tuple[int, ...] = setting((3,), "freeze depths of LR-k and HN-k, each 1..4",
+                                 effect="selection", distinct=True)
+    streams: tuple[str, ...] = setting(
+        paper.STREAMS, "Table 1's streams, normal and/or noisy: normal is the noisy stream's "
+        "classes and images uncorrupted", effect="selection", distinct=True)
+    replay_coefs: tuple[float, ...] = setting(
+        (1.0,), "LR-k's replay coefficient c, one LR-k per value (the paper's c = 1; its Figure "
+        "8 sets c = 0 beside it)", effect="selection", distinct=True)
+
+    def __post_init__(self):
+        if self.data.benchmark not in NOISY:
+            raise ValueError(f"benchmark={self.data.benchmark!r}: this module trains a noisy "
+                             f"stream, one of {NOISY}")
+        bad = [s for s in self.streams if s not in paper.STREAMS]
+        if bad or not self.streams:
+            raise ValueError(f"streams {list(self.streams)}: each must be one of {paper.STREAMS}")
+        if not self.replay_coefs or any(c < 0 for c in self.replay_coefs):
+            raise ValueError(f"replay_coefs {list(self.replay_coefs)}: one or more c >= 0")
+        super().__post_init__()
 
     def labels(self):
-        return (f"LR-{self.k}", f"HN-{self.k}")
+        return tuple(f"{kind}-{k}" for k in self.k for kind in ("LR", "HN"))
+
+    def runs(self) -> dict[str, tuple[str, dict]]:
+        """Each trained strategy: its row label -> (strategy label, overrides): LR-k once per
+        replay coefficient (named by c when there are several), HN-k once."""
+        out = {}
+        for k in self.k:
+            for c in self.replay_coefs:
+                name = f"LR-{k}" if len(self.replay_coefs) == 1 else f"LR-{k} c={c:g}"
+                out[name] = (f"LR-{k}", {"replay_coef": c})
+            out[f"HN-{k}"] = (f"HN-{k}", {})
+        return out
 
 
-QUICK = {**QUICK_SETTINGS, "num_tasks": 0, "k": 1}
+QUICK = {**QUICK_SETTINGS, "num_tasks": 0, "k": (1,)}
 
 
 def run(config: Config, out=None) -> dict:
-    strategies = {label: strategy_for(config, label) for label in config.labels()}
-    streams = load_streams(config)
-    records, steps = run_strategies(config, strategies, out, streams=streams)
-    n = len(records[config.labels()[0]]["accuracy_matrix"])
+    records, steps, streams = {}, {}, {}
+    for stream in config.streams:  # Table 1's rows: the same classes, clean and noisy
+        this = replace(config, clean=stream == "normal")
+        streams[stream] = load_streams(this)
+        strategies = {f"{name} {stream}": strategy_for(this, label, **overrides)
+                      for name, (label, overrides) in config.runs().items()}
+        r, s = run_strategies(this, strategies, out, streams=streams[stream])
+        records.update(r)
+        steps.update(s)
+    n = len(next(iter(records.values()))["accuracy_matrix"])
     names = [NOISE_NAMES[j] if j < len(NOISE_NAMES) else "" for j in range(n)]
-    header = ["strategy", *[h for j in range(n) for h in (f"LA exp {j + 1}: {names[j]} (%)",
-                                                          "paper")],
-              "ACA (%)", "forgetting (%)"]
-    noisy = paper.BENCHMARKS.get(config.data.benchmark) == "noisy_cifar"
-    published = {stream: paper.paper_rows(paper.TABLE1 if noisy else {},
-                                          {label: (label, stream) for label in records})
-                 for stream in paper.STREAMS}
+    header = ["strategy", "stream", *[h for j in range(n) for h in (
+        f"LA exp {j + 1}: {names[j]} (%)", "paper")], "ACA (%)", "forgetting (%)"]
+    published = paper.BENCHMARKS.get(config.data.benchmark) == "noisy_cifar"
     rows = []
-    for label, r in records.items():
-        theirs = published["noisy"][label] if noisy else None
-        theirs = tuple(theirs or ()) + (None,) * n
-        rows.append([label, *[cell for j in range(n) for cell in (
-            f"{100 * np.diag(r['accuracy_matrix'])[j]:.2f}", paper.paper_cell(theirs[j]))],
-            mean_std(r, "aca", 100), mean_std(r, "forgetting", 100)])
-    if noisy:
-        source = ("paper columns: Hemati et al. (2023), Table 1, noisy stream, learning accuracy "
-                  "(mean ± std over 3 runs; k = 2, 3, 4 only)")
+    for name, (label, overrides) in config.runs().items():
+        as_paper = published and overrides.get("replay_coef", 1.0) == 1.0  # the paper's c
+        for stream in config.streams:
+            r = records[f"{name} {stream}"]
+            theirs = paper.TABLE1.get((label, stream)) if as_paper else None
+            theirs = tuple(theirs or ()) + (None,) * n
+            rows.append([name, stream, *[cell for j in range(n) for cell in (
+                f"{100 * np.diag(r['accuracy_matrix'])[j]:.2f}", paper.paper_cell(theirs[j]))],
+                mean_std(r, "aca", 100), mean_std(r, "forgetting", 100)])
+    if published:
+        source = ("paper columns: Hemati et al. (2023), Table 1, learning accuracy "
+                  "(mean ± std over 3 runs; k = 2, 3, 4, c = 1 only)")
         note = f"\n\n{paper.paper_notes(config, PAPER_SETTING)}"
     else:
         source = paper.no_columns("the paper's Table 1", "noisy_cifar", config)
         note = paper.hn_departures(config)
-    table = f"{source}\n\n{markdown_table(header, rows)}{note}"
+    table = f"{source}\n\n{markdown_table(header, rows)}{note}\n\n{OVER_TIME}"
+    first = next(iter(streams.values()))[0]
     return finish(out, NAME, config, records, steps, table,
-                  paper={"source": "Hemati et al. (2023), Table 1", "rows_by_stream": published},
-                  extra_files={"samples.png": samples(config, streams[0])})
+                  paper={"source": "Hemati et al. (2023), Table 1",
+                         "rows_by_stream": {s: paper.paper_rows(
+                             paper.TABLE1 if published else {},
+                             {name: (label, s) for name, (label, _) in config.runs().items()})
+                             for s in paper.STREAMS}},
+                  extra_files={"samples.png": samples(config, first),
+                               **figures(config, records)})
+
+
+OVER_TIME = ("Over time: accuracy is measured after each experience (the paper evaluates every "
+             "epoch): first_experience.png (the paper's Figure 7, left), "
+             "accuracy_over_stream.png (Figure 8 with --k 3 --replay-coefs 0 1), and with "
+             "several --k, aca_by_depth.png and forgetting_by_depth.png (Figure 7, right).")
+
+
+def figures(config: Config, records: dict) -> dict[str, bytes]:
+    """The paper's Figure 7: the first experience's accuracy after each experience, a line per
+    strategy and stream; with several depths, ACA and forgetting against k."""
+    first = {label: np.asarray(r["accuracy_matrix"])[:, 0] for label, r in records.items()}
+    n = len(next(iter(first.values())))
+    out = {"first_experience.png": plots.lines(
+        list(range(n)), first, "after training experience", "accuracy, experience 0",
+        f"{NAME}: {config.data.benchmark}, the first experience over the stream")}
+    if len(config.k) > 1:
+        lr = {k: next(name for name, (label, _) in config.runs().items() if label == f"LR-{k}")
+              for k in config.k}  # the first c's LR-k
+        for key, what in (("aca", "ACA"), ("forgetting", "forgetting")):
+            ys = {f"{kind} {stream}": [records[f"{lr[k] if kind == 'LR' else f'HN-{k}'} "
+                                               f"{stream}"][key] for k in config.k]
+                  for kind in ("LR", "HN") for stream in config.streams}
+            out[f"{key}_by_depth.png"] = plots.lines(
+                list(config.k), ys, "freeze depth k", what,
+                f"{NAME}: {config.data.benchmark}, {what} against k")
+    return out
 
 
 SAMPLES = 8

@@ -83,7 +83,8 @@ class DataSettings:
 
     benchmark: str = setting(
         "synthetic", "the stream: synthetic, synthetic_images, synthetic_noisy, split_cifar100, "
-        "split_tinyimagenet, noisy_cifar, cross_dataset, split_fashion_mnist, split_digits "
+        "split_tinyimagenet, noisy_cifar, noisy_fashion_mnist, cross_dataset, split_fashion_mnist, "
+        "split_digits "
         "(scikit-learn's 8x8 digits, offline); your own data: image_folder (--data-path DIR "
         "holding DIR/train/<class>/*.png (.jpg, .jpeg, .ppm) and DIR/test/<class>/...) or arrays "
         "(--data-path FILE.npz holding x_train, y_train, x_test, y_test, optionally tasks), with "
@@ -99,7 +100,8 @@ class DataSettings:
                              "--data-dir nor in --manual-dir; --no-download refuses such a "
                              "dataset at once (offline)", effect="source")
     datasets: tuple[str, ...] = setting((), "cross_dataset's datasets, two or more of "
-                                        "fashion_mnist, svhn, gtsrb, cifar10, cifar100")
+                                        "fashion_mnist, svhn, gtsrb, cifar10, cifar100, digits "
+                                        "(scikit-learn's, offline)")
     data_path: str = setting("", "image_folder's folder or arrays' .npz file")
     class_order: tuple[int, ...] = setting(
         (), "image_folder's or arrays' classes in experience order (labels; an image folder's "
@@ -117,6 +119,9 @@ class DataSettings:
                                   note="0: synthetic 100, split_digits 50, real data all")
     rgb32: bool = setting(False, "bring Split-Fashion-MNIST to 32x32x3")
     noise: float = setting(1.0, "the synthetic streams' noise around each class prototype")
+    clean: bool = setting(False, "the noisy streams (noisy_cifar, noisy_fashion_mnist, "
+                          "synthetic_noisy) without their corruptions: the paper's normal stream "
+                          "of Table 1, the same classes and images")
     augment: bool = setting(True, "random crop (padding 4) and horizontal flip of every "
                             "training minibatch")
 
@@ -143,7 +148,7 @@ def stream_options(data: DataSettings) -> dict[str, Any]:
 
     options = {n: getattr(data, n) for n in ("num_tasks", "classes_per_task", "datasets",
                                              "class_order", "train_per_class", "test_per_class",
-                                             "rgb32") if getattr(data, n)}
+                                             "rgb32", "clean") if getattr(data, n)}
     if data.data_path:
         options["path"] = data.data_path
     if data.benchmark == "image_folder":
@@ -218,7 +223,7 @@ class StrategyRun:
         out = dict(self.SET_BY_MODULE)
         data, strategy = self.data, self.strategy
         takes = BENCHMARK_OPTIONS.get(data.benchmark, ())
-        for name in ("image_size", "noise"):
+        for name in ("image_size", "noise", "clean"):
             if name not in takes:
                 out[name] = f"benchmark {data.benchmark} does not take it"
         if data.benchmark in (*SYNTHETIC, *OWN_DATA, "split_digits"):

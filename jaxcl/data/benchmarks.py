@@ -46,9 +46,11 @@ def _synthetic(seed: int, *, num_tasks: int = 20, classes_per_task: int = 5, ima
         image_shape=(image_size, image_size, 3))
 
 
-def _synthetic_noisy(seed: int, *, classes_per_task: int = 5, **options) -> list[Experience]:
+def _synthetic_noisy(seed: int, *, classes_per_task: int = 5, clean: bool = False,
+                     **options) -> list[Experience]:
     """Four synthetic experiences corrupted as the noisy stream's (:mod:`jaxcl.data.transforms`):
-    images squashed to [0, 1] with a sigmoid, corrupted, then centred, ``(x - 0.5) / 0.25``."""
+    images squashed to [0, 1] with a sigmoid, corrupted (not with ``clean``: Table 1's normal
+    stream), then centred, ``(x - 0.5) / 0.25``."""
     from jaxcl.data.transforms import NOISY_STREAM
 
     options = {**options, "num_tasks": len(NOISY_STREAM)}
@@ -56,6 +58,8 @@ def _synthetic_noisy(seed: int, *, classes_per_task: int = 5, **options) -> list
     key = jax.random.key(seed + 10_000)
     out = []
     for exp, corrupt in zip(stream, NOISY_STREAM):
+        if clean:
+            corrupt = lambda k, x: x  # noqa: E731
         k_train, k_test = jax.random.split(jax.random.fold_in(key, exp.task_id))
         fix = lambda k, x, corrupt=corrupt: (corrupt(k, jax.nn.sigmoid(x)) - 0.5) / 0.25  # noqa: E731
         out.append(exp._replace(x_train=fix(k_train, exp.x_train), x_test=fix(k_test, exp.x_test)))
@@ -72,12 +76,13 @@ _SUBSET_OPTIONS = ("train_per_class", "test_per_class")  # real data: at most th
 BENCHMARK_OPTIONS: dict[str, tuple[str, ...]] = {
     "synthetic": ("num_tasks", *_SYNTHETIC_OPTIONS),
     "synthetic_images": ("num_tasks", *_SYNTHETIC_OPTIONS),
-    "synthetic_noisy": _SYNTHETIC_OPTIONS,
+    "synthetic_noisy": (*_SYNTHETIC_OPTIONS, "clean"),
     "split_cifar100": ("num_tasks", "classes_per_task", *_SUBSET_OPTIONS),
     "split_tinyimagenet": ("num_tasks", "classes_per_task", *_SUBSET_OPTIONS),
     "split_fashion_mnist": ("num_tasks", "classes_per_task", "rgb32", *_SUBSET_OPTIONS),
-    "noisy_cifar": ("classes_per_task",),
-    "cross_dataset": ("datasets", "classes_per_task"),
+    "noisy_cifar": ("classes_per_task", "clean", *_SUBSET_OPTIONS),
+    "noisy_fashion_mnist": ("classes_per_task", "clean", *_SUBSET_OPTIONS),
+    "cross_dataset": ("datasets", "classes_per_task", *_SUBSET_OPTIONS),
     "image_folder": ("path", "num_tasks", "classes_per_task", "class_order", "image_size",
                      "channels", *_SUBSET_OPTIONS),
     "arrays": ("path", "num_tasks", "classes_per_task", "class_order", *_SUBSET_OPTIONS),

@@ -8,6 +8,9 @@
 * ``noisy_cifar``: the study's noisy stream (Section 4.2) on CIFAR-100, 4 experiences x 5
   classes, each corrupted by its transform of :mod:`jaxcl.data.transforms`.
 * ``split_fashion_mnist``: Fashion-MNIST, 5 experiences x 2 classes, 28x28x1.
+* ``noisy_fashion_mnist``: the noisy stream on Fashion-MNIST at 32x32x3, 4 experiences x 2
+  classes. Both noisy streams take ``clean=True``: the same classes and images uncorrupted, the
+  paper's normal stream of Table 1.
 
 Every split draws its class order from ``seed`` (``jax.random.permutation``), gives each
 experience its classes' training and test examples, labels restarting at 0, and normalises the
@@ -186,14 +189,33 @@ def _split_cifar100(seed, source, num_tasks=20, classes_per_task=5, train_per_cl
                   train_per_class=train_per_class, test_per_class=test_per_class)
 
 
-def _noisy_cifar(seed, source, classes_per_task=5):
-    """The study's noisy stream: the first 20 CIFAR-100 classes in seed order, 4 experiences x 5;
-    clean, solarize (every image), Gaussian blur (sigma 0.9), autocontrast + grayscale + blur
-    (:data:`jaxcl.data.transforms.NOISY_STREAM`)."""
+def _noisy(builder, source, seed, classes_per_task, *, clean=False, rgb32=False,
+           train_per_class=0, test_per_class=0):
+    """The study's noisy stream on ``builder``'s dataset: its first ``4 * classes_per_task``
+    classes in seed order, 4 experiences, each corrupted by its transform of
+    :data:`jaxcl.data.transforms.NOISY_STREAM` (clean, solarize, Gaussian blur, autocontrast +
+    grayscale + blur); ``clean``: the same classes and images uncorrupted (Table 1's normal
+    stream)."""
     from jaxcl.data.transforms import NOISY_STREAM
 
-    return _split(_cifar100(source), source, seed, len(NOISY_STREAM), classes_per_task,
-                  corrupt=NOISY_STREAM)
+    return _split(builder, source, seed, len(NOISY_STREAM), classes_per_task,
+                  corrupt=None if clean else NOISY_STREAM, rgb32=rgb32,
+                  train_per_class=train_per_class, test_per_class=test_per_class)
+
+
+def _noisy_cifar(seed, source, classes_per_task=5, clean=False, train_per_class=0,
+                 test_per_class=0):
+    """The study's noisy stream (:func:`_noisy`) on CIFAR-100, 4 experiences x 5 classes."""
+    return _noisy(_cifar100(source), source, seed, classes_per_task, clean=clean,
+                  train_per_class=train_per_class, test_per_class=test_per_class)
+
+
+def _noisy_fashion_mnist(seed, source, classes_per_task=2, clean=False, train_per_class=0,
+                         test_per_class=0):
+    """The noisy stream (:func:`_noisy`) on Fashion-MNIST at 32x32x3 (:func:`to_rgb32`), 4
+    experiences x 2 classes: the paper's Table 1 on data that can be had offline."""
+    return _noisy(_fashion_mnist_builder(source), source, seed, classes_per_task, clean=clean,
+                  rgb32=True, train_per_class=train_per_class, test_per_class=test_per_class)
 
 
 def _fashion_mnist_builder(source: Source):
@@ -240,23 +262,48 @@ def to_rgb32(x_u8: np.ndarray, chunk: int = 4096) -> np.ndarray:
     return np.repeat(x_u8, 3, axis=-1) if x_u8.shape[-1] == 1 else x_u8
 
 
-def _cross_dataset(seed, source, datasets=("cifar10", "svhn"), classes_per_task=5):
+def _digits_u8(source: Source) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int]:
+    """scikit-learn's bundled 8x8 digits (:func:`jaxcl.data.digits.digits_arrays`) as uint8
+    splits, and their 10 classes: a cross-dataset stream's dataset that needs no download."""
+    from jaxcl.data.digits import digits_arrays
+
+    x_train, y_train, x_test, y_test = digits_arrays()
+    u8 = lambda x: np.rint(x * 255).astype(np.uint8)  # noqa: E731
+    return {"train": (u8(x_train), y_train.astype(np.int32)),
+            "test": (u8(x_test), y_test.astype(np.int32))}, 10
+
+
+CROSS_OFFLINE: dict[str, Callable] = {"digits": _digits_u8}
+"""Cross-dataset streams' datasets read without TFDS: name -> ``arrays(source)``."""
+
+
+def _cross_arrays(name: str, source: Source):
+    if name in CROSS_OFFLINE:
+        return CROSS_OFFLINE[name](source)
+    builder = CROSS_DATASETS[name](source)
+    return _arrays(builder, source.cache), builder.info.features["label"].num_classes
+
+
+def _cross_dataset(seed, source, datasets=("cifar10", "svhn"), classes_per_task=5,
+                   train_per_class=0, test_per_class=0):
     """The study's two-experience cross-dataset stream (Section 4.1): experience ``t`` takes
     ``classes_per_task`` classes of ``datasets[t]`` drawn with ``fold_in(key(seed), t)``; every
-    dataset is brought to 32x32x3 (:func:`to_rgb32`) and normalised with its own training split's
-    statistics. ``Experience.classes`` are indices within the experience's dataset."""
+    dataset is brought to 32x32x3 (:func:`to_rgb32`), subset per class where asked, and
+    normalised with its own training split's statistics. ``Experience.classes`` are indices
+    within the experience's dataset."""
     datasets = tuple(datasets)
-    unknown = [d for d in datasets if d not in CROSS_DATASETS]
+    known = (*CROSS_DATASETS, *CROSS_OFFLINE)
+    unknown = [d for d in datasets if d not in known]
     if unknown or len(datasets) < 2 or len(set(datasets)) != len(datasets):
         raise ValueError(f"datasets={datasets!r} must name two or more different datasets of "
-                         f"{tuple(CROSS_DATASETS)}")
+                         f"{known}")
     stream = []
     for t, name in enumerate(datasets):
-        builder = CROSS_DATASETS[name](source)
-        num_classes = builder.info.features["label"].num_classes
+        arrays, num_classes = _cross_arrays(name, source)
         check_split(1, classes_per_task, num_classes, f" of {name}")
-        arrays = {split: (to_rgb32(x), y)
-                  for split, (x, y) in _arrays(builder, source.cache).items()}
+        arrays = {split: (to_rgb32(x), y) for split, (x, y) in arrays.items()}
+        arrays = per_class_subset(arrays, {"train": train_per_class, "test": test_per_class},
+                                  seed)
         key = jax.random.fold_in(jax.random.key(seed), t)
         classes = np.asarray(jax.random.permutation(key, num_classes))[:classes_per_task]
         stream.append(class_experience(arrays, classes, t, channel_stats(arrays["train"][0])))
@@ -266,6 +313,7 @@ def _cross_dataset(seed, source, datasets=("cifar10", "svhn"), classes_per_task=
 LOADERS: dict[str, Callable[..., list[Experience]]] = {
     "split_cifar100": _split_cifar100,
     "noisy_cifar": _noisy_cifar,
+    "noisy_fashion_mnist": _noisy_fashion_mnist,
     "split_fashion_mnist": _split_fashion_mnist,
     "split_tinyimagenet": _split_tinyimagenet,
     "cross_dataset": _cross_dataset,

@@ -212,7 +212,11 @@ class StrategyConfig:
                 allowed = "a digit or F" if name == "HN" else "a digit or F (HN only)"
                 raise ValueError(f"strategy label {label!r}: the freeze depth must be {allowed}")
             settings["k"] = 0 if depth == "F" else int(depth)
-        return cls(**settings)
+        config = cls(**settings)
+        if depth and config.model == "mlp" and config.k > len(config.hidden):
+            raise ValueError(f"strategy label {label!r}: the MLP with hidden="
+                             f"{tuple(config.hidden)} has freeze depths 0..{len(config.hidden)}")
+        return config
 
 
 def _split(config: StrategyConfig, num_classes: int, *, head: bool):

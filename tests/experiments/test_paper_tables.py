@@ -206,18 +206,36 @@ def test_split_benchmark_setting_as_the_papers(no_training, tmp_path):
     assert "setting as the paper's" in summary and "differs" not in summary
 
 
+def stream_row(summary: str, label: str, stream: str) -> list[str]:
+    """The cells of noisy_stream's row for ``label`` on ``stream``."""
+    for line in summary.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[:2] == [label, stream]:
+            return cells
+    raise AssertionError(f"no row {label!r} {stream!r} in\n{summary}")
+
+
 def test_noisy_stream_prints_table1(no_training, tmp_path):
-    saved, summary = run_module("noisy_stream", tmp_path, benchmark="noisy_cifar", k=2)
-    assert "Table 1, noisy stream" in summary
-    assert header(summary)[2] == "paper"
-    # learning accuracy of experiences 1-4 on the noisy stream, paper beside ours
-    assert table_row(summary, "LR-2")[2:9:2] == ["93.2 ± 0.2", "91.2 ± 0.6", "89.1 ± 1.3",
-                                                 "91.2 ± 0.9"]
-    assert table_row(summary, "HN-2")[2:9:2] == ["88.2 ± 1.4", "76.6 ± 1.3", "65.0 ± 2.1",
-                                                 "50.0 ± 0.8"]
+    saved, summary = run_module("noisy_stream", tmp_path, benchmark="noisy_cifar", k=(2,))
+    assert "Table 1, learning accuracy" in summary
+    assert header(summary)[:4] == ["strategy", "stream", "LA exp 1: clean (%)", "paper"]
+    # learning accuracy of experiences 1-4 on both streams, paper beside ours
+    assert stream_row(summary, "LR-2", "noisy")[3:10:2] == ["93.2 ± 0.2", "91.2 ± 0.6",
+                                                            "89.1 ± 1.3", "91.2 ± 0.9"]
+    assert stream_row(summary, "HN-2", "noisy")[3:10:2] == ["88.2 ± 1.4", "76.6 ± 1.3",
+                                                            "65.0 ± 2.1", "50.0 ± 0.8"]
+    assert stream_row(summary, "HN-2", "normal")[3:10:2] == ["88.2 ± 1.4", "77.2 ± 0.3",
+                                                             "76.6 ± 0.7", "64.6 ± 0.3"]
     assert saved["paper"]["rows_by_stream"]["normal"]["HN-2"][3] == [64.6, 0.3]
-    _, summary = run_module("noisy_stream", tmp_path / "k1", benchmark="noisy_cifar", k=1)
-    assert table_row(summary, "LR-1")[2:9:2] == ["—"] * 4  # the paper has no k = 1 rows
+    _, summary = run_module("noisy_stream", tmp_path / "k1", benchmark="noisy_cifar", k=(1,))
+    assert stream_row(summary, "LR-1", "noisy")[3:10:2] == ["—"] * 4  # no k = 1 rows
+    # Figure 8's setting: LR-k with c = 0 and 1 beside HN-k; the paper prints c = 1 alone.
+    _, summary = run_module("noisy_stream", tmp_path / "c", benchmark="noisy_cifar", k=(3,),
+                            replay_coefs=(0.0, 1.0), streams=("noisy",))
+    assert stream_row(summary, "LR-3 c=1", "noisy")[3] == "93.1 ± 0.8"
+    assert stream_row(summary, "LR-3 c=0", "noisy")[3] == "—"
+    with pytest.raises(AssertionError):
+        stream_row(summary, "HN-3", "normal")  # --streams noisy alone
 
 
 def test_lookahead_ablation_prints_table4(no_training, tmp_path):
