@@ -75,7 +75,10 @@ def run(config: Config, out=None) -> dict:
     curves = {f"{kind}-k": [np.mean(second[label(kind, k)]) for k in config.depths]
               for kind in config.kinds}
     figure = plots.lines(list(config.depths), curves, "frozen blocks k",
-                         "learning accuracy, experience 2", f"{NAME}: {config.data.benchmark}")
+                         "learning accuracy, experience 2",
+                         f"{NAME}: {config.data.benchmark}"
+                         + (f" ({' then '.join(config.data.datasets)})"
+                            if config.data.datasets else ""))
     return finish(out, NAME, config, records, steps, table,
                          extra={"learning_accuracy_exp2": second},
                          extra_files={"learning_accuracy_vs_k.png": figure})

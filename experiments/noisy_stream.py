@@ -1,5 +1,4 @@
-"""Latent replay vs partial hypernetwork on the noisy stream (the study's Table 1, Figures 5,
-7 and 8).
+"""Latent replay vs partial hypernetwork on the noisy stream (the study's Table 1, Figures 5-8).
 
 Four experiences: clean, solarize, Gaussian blur, autocontrast + grayscale + blur
 (:mod:`jaxcl.data.transforms`), and the normal stream beside it: the same classes and images
@@ -9,8 +8,9 @@ accuracy of every experience on each stream and the final ACA and forgetting. Be
 paper's learning accuracy per experience (Table 1, 20 CIFAR-100 classes, 4 x 5, mean ± std over
 3 runs; rows for k = 2, 3, 4) when the benchmark is ``noisy_cifar``. A line under the table names
 where our setting differs from the paper's. ``samples.png`` shows the first training images of
-each experience (Figure 5); ``first_experience.png``, ``aca_by_depth.png`` and
-``forgetting_by_depth.png`` Figure 7; ``accuracy_over_stream.png`` Figure 8.
+each experience (Figure 5); ``filters.png`` the first generated convolution of HN-k for
+experiences 2 and 3 (Figure 6, on the ResNet); ``first_experience.png``, ``aca_by_depth.png``
+and ``forgetting_by_depth.png`` Figure 7; ``accuracy_over_stream.png`` Figure 8.
 
     python -m experiments.noisy_stream --k 3
     python -m experiments.noisy_stream --benchmark noisy_fashion_mnist --manual-dir /usr/share/datasets/fashion-mnist
@@ -25,6 +25,7 @@ import sys
 import typing
 from collections.abc import Sequence
 
+import jax
 import numpy as np
 
 from experiments import paper
@@ -90,15 +91,16 @@ QUICK = {**QUICK_SETTINGS, "num_tasks": 0, "k": (1,)}
 
 
 def run(config: Config, out=None) -> dict:
-    records, steps, streams = {}, {}, {}
+    records, steps, streams, results, strategies = {}, {}, {}, {}, {}
     for stream in config.streams:  # Table 1's rows: the same classes, clean and noisy
         this = replace(config, clean=stream == "normal")
         streams[stream] = load_streams(this)
-        strategies = {f"{name} {stream}": strategy_for(this, label, **overrides)
-                      for name, (label, overrides) in config.runs().items()}
-        r, s = run_strategies(this, strategies, out, streams=streams[stream])
+        these = {f"{name} {stream}": strategy_for(this, label, **overrides)
+                 for name, (label, overrides) in config.runs().items()}
+        r, s = run_strategies(this, these, out, streams=streams[stream], results=results)
         records.update(r)
         steps.update(s)
+        strategies.update(these)
     n = len(next(iter(records.values()))["accuracy_matrix"])
     names = [NOISE_NAMES[j] if j < len(NOISE_NAMES) else "" for j in range(n)]
     header = ["strategy", "stream", *[h for j in range(n) for h in (
@@ -130,7 +132,8 @@ def run(config: Config, out=None) -> dict:
                              {name: (label, s) for name, (label, _) in config.runs().items()})
                              for s in paper.STREAMS}},
                   extra_files={"samples.png": samples(config, first),
-                               **figures(config, records)})
+                               **figures(config, records),
+                               **generated_filters(config, strategies, results, streams)})
 
 
 OVER_TIME = ("Over time: accuracy is measured after each experience (the paper evaluates every "
@@ -158,6 +161,50 @@ def figures(config: Config, records: dict) -> dict[str, bytes]:
                 list(config.k), ys, "freeze depth k", what,
                 f"{NAME}: {config.data.benchmark}, {what} against k")
     return out
+
+
+FILTERS = 16
+"""Output channels shown per experience in ``filters.png``."""
+
+
+def generated_filters(config: Config, strategies: dict, results: dict,
+                      streams: dict) -> dict[str, bytes]:
+    """The paper's Figure 6: the first generated convolution of the first HN-k (with k = 2, the
+    first of block 3) as the hypernetwork generates it, after the whole stream, for experiences 2
+    and 3 and their difference, on the noisy stream (the first seed); for each of the first
+    :data:`FILTERS` output channels, its 3x3 kernel over the first input channel. Nothing for
+    the MLP or a stream of fewer than 3 experiences."""
+    from jaxcl.learners import build_strategy
+
+    stream = "noisy" if "noisy" in config.streams else config.streams[0]
+    hn = next((f"{name} {stream}" for name, (label, _) in config.runs().items()
+               if label.startswith("HN-")), None)
+    first = streams[stream][0]
+    if hn not in results or config.strategy.model != "resnet" or len(first) < 3:
+        return {}
+    seed = config.run.seeds[0]
+    learner = build_strategy(strategies[hn], num_tasks=len(first),
+                             classes_per_task=len(first[0].classes),
+                             sample_x=first[0].x_train[:config.strategy.batch_size])
+    psi = results[hn][seed].state.psi
+    omega = {t: learner.hnet.apply(psi, t) for t in (1, 2)}
+    paths = [path for path, leaf in jax.tree_util.tree_leaves_with_path(omega[1])
+             if leaf.ndim == 4]
+    if not paths:
+        return {}
+    kernel = {t: np.asarray(_at(omega[t], paths[0]))[:, :, 0, :FILTERS].transpose(2, 0, 1)
+              for t in (1, 2)}
+    where = jax.tree_util.keystr(paths[0])
+    return {"filters.png": plots.filters(
+        {"experience 2": kernel[1], "experience 3": kernel[2],
+         "difference": kernel[2] - kernel[1]},
+        f"{NAME}: {hn}, seed {seed}, generated {where} (input channel 0), after the stream")}
+
+
+def _at(tree, path):
+    for key in path:
+        tree = tree[getattr(key, "key", getattr(key, "idx", None))]
+    return tree
 
 
 SAMPLES = 8

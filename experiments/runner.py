@@ -19,7 +19,7 @@ import jax
 from experiments.flags import parse_config
 from experiments.settings import RunOptions, StrategyRun, stream_options, strategy_for, title
 from jaxcl import config as settings
-from jaxcl.data.augment import random_crop_flip
+from jaxcl.data.augment import FLIP_ONLY, random_crop_flip
 from jaxcl.io import compile_cache, interrupts, run_folder
 from jaxcl.io.checkpoints import RunCheckpoints, content_digest
 from jaxcl.io.progress import ProgressBar
@@ -66,7 +66,7 @@ class Job:
 def train_learners(jobs: dict[str, Job], streams: Sequence[Sequence[Experience]], *,
                    seeds: Sequence[int], run: RunOptions, out: pathlib.Path | None,
                    batch_size: int, options: dict[str, Any], eval_batch_size: int = 256,
-                   augment: bool = False, together: bool = True,
+                   augment: bool = False, crop: bool = True, together: bool = True,
                    describe: Callable[[str, int, RunResult], str] | None = None,
                    label_lines: Callable[[str, list[int]], Callable] | None = None,
                    cache: dict | None = None) -> dict[str, list[tuple[int, RunResult]]]:
@@ -80,7 +80,8 @@ def train_learners(jobs: dict[str, Job], streams: Sequence[Sequence[Experience]]
     ``run.tensorboard``. A checkpoint's fingerprint holds the job's ``settings``, ``options``
     (the run's settings that can change a number) and the content hash of every seed's stream,
     so that resuming another run's checkpoints is refused. ``describe(label, seed, result)``
-    prints a line per seed; ``label_lines(label, seeds)`` adds to what the loop reports to;
+    prints a line per seed; ``augment`` crops and flips every training minibatch (``crop=False``:
+    flips only); ``label_lines(label, seeds)`` adds to what the loop reports to;
     ``cache`` shares compiled programs between jobs. Returns ``{label: [(seed, result), ...]}``.
     """
     interrupts.raise_pending()  # a Ctrl-C swallowed while the data loaded
@@ -102,7 +103,7 @@ def train_learners(jobs: dict[str, Job], streams: Sequence[Sequence[Experience]]
                     batch_size=batch_size, eval_batch_size=eval_batch_size,
                     on_event=on_event(run, label_lines and label_lines(label, group_seeds)),
                     label=f"{label} seeds {group_seeds}", devices=run.devices,
-                    augment=random_crop_flip if augment else None,
+                    augment=(random_crop_flip if crop else FLIP_ONLY) if augment else None,
                     checkpoints=None if out is None else RunCheckpoints(
                         out / run_folder.CHECKPOINTS / name, name=f"{label} seeds {group_seeds}",
                         report=print),
@@ -151,12 +152,14 @@ def load_streams(config: StrategyRun) -> list[list[Experience]]:
 
 def run_strategies(config: StrategyRun, strategies: dict[str, StrategyConfig],
                    out: pathlib.Path | None = None, *,
-                   streams: Sequence[Sequence[Experience]] | None = None):
+                   streams: Sequence[Sequence[Experience]] | None = None,
+                   results: dict | None = None):
     """Train ``strategies`` on ``config``'s seeded streams (:func:`train_learners`; ``streams``:
     those :func:`load_streams` gives, when the module has already loaded them), checkpointed in
     ``out`` when given. Returns ``(records, steps)``: :func:`jaxcl.io.records.strategy_record`
     per label (with its resolved settings, normalisation included), and the per-step logs
-    ``steps[label][seed]``."""
+    ``steps[label][seed]``; ``results``, when given, receives each run's
+    :class:`jaxcl.train.loop.RunResult` (its final ``state`` too) as ``results[label][seed]``."""
     data = config.data
     streams = load_streams(config) if streams is None else streams
     shape = streams[0][0].x_train.shape
@@ -180,13 +183,16 @@ def run_strategies(config: StrategyRun, strategies: dict[str, StrategyConfig],
                 f"{record['forgetting']:.3f}, {record['time_s']:.1f} s "
                 f"(+{record['compile_s']:.1f} s compile)")
 
-    results = train_learners({label: job(label, s) for label, s in strategies.items()}, streams,
+    trained = train_learners({label: job(label, s) for label, s in strategies.items()}, streams,
                              seeds=config.run.seeds, run=config.run, out=out, batch_size=batch,
                              options=settings.fingerprint(config),
                              eval_batch_size=config.eval_batch_size, augment=data.augment,
+                             crop=data.crop,
                              together=config.seeds_together, describe=describe)
     records = {label: strategy_record(rows) for label, rows in per_seed.items()}
-    steps = {label: {s: r.step_metrics for s, r in runs} for label, runs in results.items()}
+    steps = {label: {s: r.step_metrics for s, r in runs} for label, runs in trained.items()}
+    if results is not None:
+        results.update({label: dict(runs) for label, runs in trained.items()})
     for label, strategy in strategies.items():
         records[label]["settings"] = {**dataclasses.asdict(strategy), "norms": list(strategy.norms)}
     return records, steps

@@ -20,7 +20,7 @@ import jax
 
 from jaxcl.config import check_distinct, repeated, section, setting
 from jaxcl.io.event_logs import summary_writer
-from jaxcl.learners import HN_PRESETS, LABELS, StrategyConfig
+from jaxcl.learners import HN_PRESETS, LABELS, REFERENCE_SETUP, StrategyConfig
 from jaxcl.learners.strategies import PAPER_MEMORY_SIZE
 from jaxcl.train.parallel import check_devices
 from jaxcl.train.steps import STEPS_IN
@@ -124,13 +124,19 @@ class DataSettings:
                           "of Table 1, the same classes and images")
     augment: bool = setting(True, "random crop (padding 4) and horizontal flip of every "
                             "training minibatch")
+    crop: bool = setting(True, "--augment's random crop beside its flip; --no-crop: flips "
+                         "only", note="the reference flips Split-TinyImageNet only")
+    resize: int = setting(0, "Split-TinyImageNet's images brought to this side (bilinear), >= 0",
+                          note="0: its own 64, as the paper's text says; the reference's code "
+                               "runs 32")
 
     def __post_init__(self):
         from jaxcl.data import check_benchmark
 
         if not (isinstance(self.image_size, int) and self.image_size >= 1):
             raise ValueError(f"image_size must be a positive integer, got {self.image_size!r}")
-        for name in ("num_tasks", "classes_per_task", "train_per_class", "test_per_class"):
+        for name in ("num_tasks", "classes_per_task", "train_per_class", "test_per_class",
+                     "resize"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 0):
                 raise ValueError(f"{name} must be a positive integer (or 0, the default), got "
@@ -148,7 +154,7 @@ def stream_options(data: DataSettings) -> dict[str, Any]:
 
     options = {n: getattr(data, n) for n in ("num_tasks", "classes_per_task", "datasets",
                                              "class_order", "train_per_class", "test_per_class",
-                                             "rgb32", "clean") if getattr(data, n)}
+                                             "rgb32", "clean", "resize") if getattr(data, n)}
     if data.data_path:
         options["path"] = data.data_path
     if data.benchmark == "image_folder":
@@ -185,15 +191,19 @@ class StrategyRun:
     """Options a module gives the synthetic streams where the data settings give none (e.g.
     ``freeze_depth``: two experiences)."""
 
-    PRESETS: typing.ClassVar[dict[str, dict[str, Any]]] = HN_PRESETS
-    """``--preset NAME``: HN-k's new-task settings, under the file's and the flags'."""
+    PRESETS: typing.ClassVar[dict[str, dict[str, Any]]] = {
+        name: {**HN_PRESETS[name], **REFERENCE_SETUP[name]} for name in HN_PRESETS}
+    """``--preset NAME``: HN-k's new-task settings and the rest of the reference's setup where
+    jaxcl differs (:data:`jaxcl.learners.REFERENCE_SETUP`), under the file's and the flags'."""
 
     run: RunOptions = section(RunOptions, epochs=100)
     data: DataSettings = section(DataSettings)
     strategy: StrategyConfig = section(StrategyConfig)
-    preset: str = setting("jaxcl", "HN-k's settings for new tasks, one of " + ", ".join(HN_PRESETS)
-                          + ": jaxcl (the defaults below) or paper (the reference's: copy_prev, "
-                          "torch, 1, 0.0); flags and --config win over it", effect="selection")
+    preset: str = setting("jaxcl", "HN-k's settings for new tasks and the reference's setup, one "
+                          "of " + ", ".join(HN_PRESETS) + ": jaxcl (the defaults below) or paper "
+                          "(the reference's: copy_prev, torch, 1, 0.0; LR-k's lower part in "
+                          "training mode, Avalanche's quotas; 10 HN outputs); flags and --config "
+                          "win over it", effect="selection")
     eval_batch_size: int = setting(256, "evaluation minibatch, >= 1")
     seeds_together: bool = setting(True, "train all seeds as one vmapped program")
 
@@ -223,9 +233,11 @@ class StrategyRun:
         out = dict(self.SET_BY_MODULE)
         data, strategy = self.data, self.strategy
         takes = BENCHMARK_OPTIONS.get(data.benchmark, ())
-        for name in ("image_size", "noise", "clean"):
+        for name in ("image_size", "noise", "clean", "resize"):
             if name not in takes:
                 out[name] = f"benchmark {data.benchmark} does not take it"
+        if not data.augment:
+            out["crop"] = "--no-augment: no minibatch is cropped or flipped"
         if data.benchmark in (*SYNTHETIC, *OWN_DATA, "split_digits"):
             out["download"] = f"benchmark {data.benchmark} downloads nothing"
         labels = self.labels()
@@ -233,10 +245,12 @@ class StrategyRun:
         named = ", ".join(labels)
         for kind, names, what in (("hypernetwork", HN_ONLY, "HN-k"),
                                   ("ewc", ("ewc_lambda",), "EWC"),
-                                  ("latent_replay", ("memory_size", "replay_coef"), "LR-k")):
+                                  ("latent_replay", LR_ONLY, "LR-k")):
             if kind not in kinds:
                 out.update({n: f"no {what} among the strategies ({named})" for n in names
                             if n not in out})
+        if not kinds & {"hypernetwork", "latent_replay"} and "preset" not in out:
+            out["preset"] = f"no HN-k or LR-k among the strategies ({named})"
         if strategy.model != "resnet":
             out.update(nf=f"model {strategy.model} is not the ResNet",
                        norm=f"model {strategy.model} has no normalisation",
@@ -246,9 +260,11 @@ class StrategyRun:
         return out
 
 
-HN_ONLY = ("order", "coef", "chunk_dim", "max_prev_tasks", "embedding_dim", "preset",
-           "new_task_init", "hnet_init", "task_lr_scale", "reg_warmup")
+HN_ONLY = ("order", "coef", "chunk_dim", "max_prev_tasks", "embedding_dim", "new_task_init",
+           "hnet_init", "task_lr_scale", "reg_warmup", "hn_outputs")
 """The settings only HN-k reads."""
+LR_ONLY = ("memory_size", "replay_coef", "lower_train", "buffer_quotas")
+"""The settings only LR-k reads."""
 
 
 def strategy_for(config: StrategyRun, label: str, **overrides: Any) -> StrategyConfig:

@@ -29,7 +29,7 @@ PAPER_SETTING = {
                        "seeds": 3},
     "split_tinyimagenet": {"benchmark": "split_tinyimagenet", "num_tasks": 20,
                            "classes_per_task": 10, "memory_size": 400, **paper.TRAINING,
-                           "ewc_lambda": 1.0, "order": 1, "seeds": 3},
+                           **paper.TINYIMAGENET, "ewc_lambda": 1.0, "order": 1, "seeds": 3},
 }
 
 

@@ -9,6 +9,8 @@ of an explicit key: the engine draws a fresh key for every minibatch
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -33,3 +35,7 @@ def random_crop_flip(key: jax.Array, x: jax.Array, padding: int = 4,
     cropped = jax.vmap(crop)(padded, rows, cols)
     flip = jax.random.bernoulli(k_flip, flip_prob, (n, 1, 1, 1))
     return jnp.where(flip, cropped[:, :, ::-1], cropped)
+
+
+FLIP_ONLY = functools.partial(random_crop_flip, padding=0)
+"""Random horizontal flips alone (the reference's Split-TinyImageNet augmentation)."""

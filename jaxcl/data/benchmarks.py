@@ -78,7 +78,7 @@ BENCHMARK_OPTIONS: dict[str, tuple[str, ...]] = {
     "synthetic_images": ("num_tasks", *_SYNTHETIC_OPTIONS),
     "synthetic_noisy": (*_SYNTHETIC_OPTIONS, "clean"),
     "split_cifar100": ("num_tasks", "classes_per_task", *_SUBSET_OPTIONS),
-    "split_tinyimagenet": ("num_tasks", "classes_per_task", *_SUBSET_OPTIONS),
+    "split_tinyimagenet": ("num_tasks", "classes_per_task", "resize", *_SUBSET_OPTIONS),
     "split_fashion_mnist": ("num_tasks", "classes_per_task", "rgb32", *_SUBSET_OPTIONS),
     "noisy_cifar": ("classes_per_task", "clean", *_SUBSET_OPTIONS),
     "noisy_fashion_mnist": ("classes_per_task", "clean", *_SUBSET_OPTIONS),

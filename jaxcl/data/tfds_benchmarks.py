@@ -143,10 +143,12 @@ def _manual_with(expected: tuple[str, ...], source: Source) -> pathlib.Path | No
 
 
 def _split(builder, source: Source, seed, num_tasks, classes_per_task, corrupt=None, *,
-           rgb32=False, train_per_class=0, test_per_class=0) -> list[Experience]:
+           rgb32=False, train_per_class=0, test_per_class=0, side=0) -> list[Experience]:
     arrays = _arrays(builder, source.cache)
     if rgb32:
         arrays = {split: (to_rgb32(x), y) for split, (x, y) in arrays.items()}
+    if side:
+        arrays = {split: (resize(x, side), y) for split, (x, y) in arrays.items()}
     arrays = per_class_subset(arrays, {"train": train_per_class, "test": test_per_class}, seed)
     return split_stream(arrays, seed=seed, num_tasks=num_tasks,
                         classes_per_task=classes_per_task,
@@ -234,10 +236,11 @@ def _split_fashion_mnist(seed, source, num_tasks=5, classes_per_task=2, rgb32=Fa
 
 
 def _split_tinyimagenet(seed, source, num_tasks=20, classes_per_task=10, train_per_class=0,
-                        test_per_class=0):
+                        test_per_class=0, resize=0):
+    """Split-TinyImageNet at 64x64, or at ``resize`` (the reference's code runs it at 32)."""
     builder = _prepared_builder("tiny_imagenet", (TINY_IMAGENET_ZIP,), source, downloadable=False)
     return _split(builder, source, seed, num_tasks, classes_per_task,
-                  train_per_class=train_per_class, test_per_class=test_per_class)
+                  train_per_class=train_per_class, test_per_class=test_per_class, side=resize)
 
 
 CROSS_DATASETS: dict[str, Callable] = {
@@ -250,15 +253,21 @@ CROSS_DATASETS: dict[str, Callable] = {
 """The cross-dataset streams' datasets: name -> ``builder(source)`` (a :class:`Source`)."""
 
 
+def resize(x_u8: np.ndarray, side: int, chunk: int = 4096) -> np.ndarray:
+    """NHWC uint8 images brought to ``side x side`` (bilinear, ``jax.image.resize``, rounded
+    back to uint8); unchanged where they are that size already."""
+    if x_u8.shape[1:3] == (side, side):
+        return x_u8
+    fn = jax.jit(lambda x: jax.image.resize(
+        x.astype(jnp.float32), (x.shape[0], side, side, x.shape[3]), "bilinear"))
+    return np.concatenate([np.clip(np.rint(np.asarray(fn(x_u8[i:i + chunk]))), 0,
+                                   255).astype(np.uint8) for i in range(0, len(x_u8), chunk)])
+
+
 def to_rgb32(x_u8: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """NHWC uint8 images as 32x32x3 uint8: bilinear resize (``jax.image.resize``) where the size
+    """NHWC uint8 images as 32x32x3 uint8: bilinear resize (:func:`resize`) where the size
     differs, grey channels repeated three times."""
-    if x_u8.shape[1:3] != (32, 32):
-        resize = jax.jit(lambda x: jax.image.resize(
-            x.astype(jnp.float32), (x.shape[0], 32, 32, x.shape[3]), "bilinear"))
-        x_u8 = np.concatenate([
-            np.clip(np.rint(np.asarray(resize(x_u8[i:i + chunk]))), 0, 255).astype(np.uint8)
-            for i in range(0, len(x_u8), chunk)])
+    x_u8 = resize(x_u8, 32, chunk)
     return np.repeat(x_u8, 3, axis=-1) if x_u8.shape[-1] == 1 else x_u8
 
 

@@ -7,6 +7,7 @@
   Hypernet-SDE-Flow study (logarithmic colours, the whole matrix shown, one colour scale for maps
   that are compared).
 * :func:`series_over_steps`: a per-step series such as the gradient cosine similarity (Figure 12).
+* :func:`filters`: convolution filters side by side on one colour scale (Figure 6).
 * :func:`image_grid`: rows of sample images, e.g. each experience of the noisy stream (Figure 5).
 
 Each returns the PNG bytes. Values written into cells take black or white against the cell's
@@ -110,17 +111,21 @@ def accuracy_over_stream(matrices: dict[str, np.ndarray], title: str) -> bytes:
     return _png(fig)
 
 
-def series_over_steps(series: dict[str, np.ndarray], ylabel: str, title: str) -> bytes:
+def series_over_steps(series: dict[str, np.ndarray], ylabel: str, title: str, *,
+                      xlabel: str = "training step (after the first experience)",
+                      zero_line: bool = True) -> bytes:
     """One line per series; past ten series the colours repeat with another line style, and the
-    legend stands outside the axes, so that many strategies stay apart."""
+    legend stands outside the axes, so that many strategies stay apart. ``zero_line`` draws
+    ``y = 0`` (off: the axis spans the values alone, e.g. cosines near 1)."""
     fig = Figure(figsize=(6.0 if len(series) <= 4 else 8.0, 3.2), layout="constrained")
     ax = fig.subplots()
     styles = ["-", "--", ":", "-."]
     for i, (name, values) in enumerate(series.items()):
         ax.plot(np.asarray(values), lw=0.8, color=f"C{i % 10}", ls=styles[i // 10 % 4],
                 label=name)
-    ax.axhline(0.0, color="k", lw=0.5)
-    ax.set_xlabel("training step (after the first experience)")
+    if zero_line:
+        ax.axhline(0.0, color="k", lw=0.5)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     if len(series) <= 4:
@@ -222,5 +227,30 @@ def image_grid(rows: dict[str, ArrayLike], title: str) -> bytes:
                       cmap="gray" if image.shape[-1] == 1 else None, vmin=0.0, vmax=1.0)
             if c == 0:
                 ax.set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
+    fig.suptitle(title, fontsize=9)
+    return _png(fig)
+
+
+def filters(rows: dict[str, ArrayLike], title: str) -> bytes:
+    """One row of ``(n, h, w)`` convolution filters per entry of ``rows`` (e.g. the same layer
+    generated for two tasks), on one colour scale symmetric about 0 for the whole figure, so
+    that rows compare weight for weight (the paper's Figure 6)."""
+    rows = {name: np.asarray(f, dtype=float) for name, f in rows.items()}
+    n = max(len(f) for f in rows.values())
+    scale = max(float(np.abs(f).max()) for f in rows.values()) or 1.0
+    fig = Figure(figsize=(0.7 * n + 1.8, 0.8 * len(rows) + 0.6), layout="constrained")
+    axes = np.asarray(fig.subplots(len(rows), n, squeeze=False))
+    for r, (name, f) in enumerate(rows.items()):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(f):
+                ax.axis("off")
+                continue
+            shown = ax.imshow(f[c], cmap="RdBu_r", vmin=-scale, vmax=scale)
+            if c == 0:
+                ax.set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
+    fig.colorbar(shown, ax=axes, shrink=0.8)
     fig.suptitle(title, fontsize=9)
     return _png(fig)

@@ -18,12 +18,13 @@ from jaxcl.learners.strategies import (
     LABELS,
     NORM_CHOICES,
     REFERENCE_NORMS,
+    REFERENCE_SETUP,
     STRATEGIES,
     StrategyConfig,
     build_strategy,
 )
 
 __all__ = ["BUILDERS", "Consolidating", "EWC", "EXAMPLE_LABELS", "HN_PRESETS", "LABELS",
-           "METRIC_KEYS", "NORM_CHOICES", "REFERENCE_NORMS", "STRATEGIES", "FinetuneState", "Frozen",
+           "METRIC_KEYS", "NORM_CHOICES", "REFERENCE_NORMS", "REFERENCE_SETUP", "STRATEGIES", "FinetuneState", "Frozen",
            "FrozenState", "HypernetState", "LatentReplay", "Naive", "PartialHypernet",
            "ReplayBuffer", "ReplayState", "Learner", "StrategyConfig", "build_strategy"]

@@ -77,7 +77,7 @@ look-ahead (the paper's Table 2), ``lambda`` 0.5 and 20 previous tasks a step (t
 regulariser off for the first quarter of each later experience and one learning rate for the
 per-task leaves (jaxcl's; the paper's ``reg_warmup`` is 0, :data:`jaxcl.learners.HN_PRESETS`)."""
 
-DIAGNOSTICS = ("reg_share", "embedding_shift", "table_shift")
+DIAGNOSTICS = ("reg_share", "embedding_shift", "table_shift", "order_cosine")
 """HN-k's step metrics beyond :data:`jaxcl.learners.base.METRIC_KEYS`: ``reg_share``, the
 regulariser's share ``lambda L_H / (L_CE + lambda L_H)`` of the step's objective (0 in the first
 experience and while the regulariser is warming up); ``embedding_shift`` and ``table_shift``, how
@@ -342,6 +342,7 @@ class PartialHypernet(Classifier):
             "grad_norm": optax.tree.norm(grads),
             "grad_rel_diff": jnp.zeros_like(loss),
             "reg_share": jnp.zeros_like(loss),
+            "order_cosine": jnp.zeros_like(loss),
         }
         return state._replace(psi=new["psi"], phi=new["phi"], opt_state=opt_state), metrics
 
@@ -372,10 +373,13 @@ class PartialHypernet(Classifier):
         )
         psi, psi_opt = apply_optimizer(self.optimizer, grads, state.opt_state["psi"], state.psi)
         if info.hessian_term is None:
-            rel_diff = jnp.zeros_like(info.task_loss)
-        else:  # |g_order2 - g_order1| / |g_order1| at the same psi, from the same pass
-            first_order = optax.tree.norm(optax.tree.sub(grads, info.hessian_term))
+            rel_diff = order_cosine = jnp.zeros_like(info.task_loss)
+        else:  # order 2 against order 1 at the same psi, from the same pass
+            g1 = optax.tree.sub(grads, info.hessian_term)
+            first_order = optax.tree.norm(g1)
             rel_diff = optax.tree.norm(info.hessian_term) / jnp.maximum(first_order, 1e-30)
+            order_cosine = optax.tree.vdot(grads, g1) / jnp.maximum(
+                optax.tree.norm(grads) * first_order, 1e-30)
         metrics = {
             "loss": info.task_loss,
             "accuracy": info.aux,
@@ -383,6 +387,7 @@ class PartialHypernet(Classifier):
             "cosine": info.cosine,
             "grad_norm": optax.tree.norm(grads),
             "grad_rel_diff": rel_diff,
+            "order_cosine": order_cosine,
             "reg_share": coef * info.reg_loss / jnp.maximum(info.task_loss + coef * info.reg_loss,
                                                             1e-30),
         }

@@ -13,9 +13,11 @@ the reference, so that with batch statistics neither normalises the other.
 
 The buffer (the study: 200 entries for CIFAR-100, 400 for Tiny-ImageNet) is class-balanced with
 a fixed capacity ``M`` (Avalanche's ``ClassBalancedBuffer``): after experience ``t`` every class
-seen so far holds ``q = M // (classes seen)`` slots. Old classes keep their first ``q`` entries;
-each new class gets ``q`` of its examples drawn at random. Slots of class ``c`` are
-``c*q .. c*q + q - 1``, so the whole update is a fixed-shape scatter and compiles once.
+seen so far holds ``q = M // (classes seen)`` slots, and with ``quotas="avalanche"`` (the
+reference's) the first ``M mod (classes seen)`` classes one more, so that all ``M`` are used
+(``"equal"``, the default: 195 of 200 slots with 15 classes). Old classes keep their first
+entries; each new class gets its quota of its examples drawn at random. Each class's slots are
+one contiguous run, so the whole update is a fixed-shape scatter and compiles once.
 
 What the buffer stores is exactly ``g_phi(x)`` as the rest of the network will see it in every
 later step and in evaluation: ``g_phi`` is applied with ``train=False`` (running statistics as
@@ -23,7 +25,9 @@ frozen at the end of the first experience, or per-sample statistics), and the ex
 a random order, so that with batch statistics no chunk is one class. The reference computes the
 features in evaluation mode too, but keeps ``g_phi`` in training mode afterwards: its running
 statistics keep moving and the current minibatch is normalised by its own statistics, so its
-stored and its live features differ; here ``g_phi`` is frozen whole.
+stored and its live features differ. Here ``g_phi`` is frozen whole, or, with
+``lower_train=True``, kept in training mode as the reference keeps it (the statistics still
+change nothing but themselves: ``phi`` gets no gradient).
 
 Replayed minibatches are drawn from the buffer without replacement, as the reference's shuffled
 ``DataLoader(drop_last=True)`` over the buffer does: a random order of the valid entries is
@@ -47,6 +51,10 @@ from jaxcl.core.nnx_target import as_linen
 from jaxcl.learners.base import Classifier, apply_optimizer, step_metrics
 from jaxcl.models import apply_model, split_variables
 from jaxcl.types import Batch, PyTree
+
+
+QUOTAS = ("equal", "avalanche")
+"""How the buffer's slots are shared among the classes seen (:class:`LatentReplay`)."""
 
 
 class ReplayBuffer(NamedTuple):
@@ -94,11 +102,16 @@ class Frozen(Classifier):
       net: a :class:`jaxcl.models.MultiHeadClassifier` of the upper part over ``g_phi``'s
         features.
       optimizer: optax optimizer, reset at each experience.
+      lower_train: keep ``g_phi`` in training mode after the first experience, as the reference
+        does: each current minibatch is normalised with its own statistics and the running ones
+        (running normalisation only) follow every later experience's batches; evaluation and
+        the buffer's features use them as they have drifted. ``False``: frozen whole.
     """
 
     lower: nn.Module | None
     net: nn.Module
     optimizer: optax.GradientTransformation
+    lower_train: bool = False
     name: str = "frozen"
 
     @property
@@ -163,7 +176,12 @@ class Frozen(Classifier):
     def _later_step(self, state, batch, task_id, replay=None):
         """Train the upper part on ``g_phi``'s features, a constant (``phi`` is frozen); ``replay``:
         ``(features, labels, task_ids, weights)`` of a replayed minibatch, weighted by ``c``."""
-        feats = self.features(state, batch.x)
+        if self.lower_train:  # the reference's: batch statistics, the running ones drift
+            feats, lower_stats = self._features(state.lower, state.lower_stats, batch.x,
+                                                train=True)
+            state = state._replace(lower_stats=lower_stats)
+        else:
+            feats = self.features(state, batch.x)
 
         def loss_fn(upper):
             logits, stats = apply_model(self.net, upper, state.upper_stats, feats, task_id,
@@ -214,6 +232,8 @@ class LatentReplay(Frozen):
       replay_coef: ``c``.
       replay_batch_size: replayed examples per step ``n``, drawn without replacement.
       feature_batch_size: minibatch of the pass that fills the buffer.
+      quotas: ``"equal"`` (every class ``M // classes seen`` slots) or ``"avalanche"`` (the
+        remainder to the first classes, Avalanche's ``ClassBalancedBuffer``).
     """
 
     classes_per_task: int = 2
@@ -221,6 +241,7 @@ class LatentReplay(Frozen):
     replay_coef: float = 1.0
     replay_batch_size: int = 64
     feature_batch_size: int = 256
+    quotas: str = "equal"
     name: str = "latent_replay"
 
     def __post_init__(self):
@@ -231,6 +252,8 @@ class LatentReplay(Frozen):
             raise ValueError(f"memory_size must be >= 1, got {self.memory_size!r}")
         if not self.replay_coef >= 0:
             raise ValueError(f"replay_coef must be >= 0, got {self.replay_coef!r}")
+        if self.quotas not in QUOTAS:
+            raise ValueError(f"quotas={self.quotas!r} is not one of {QUOTAS}")
 
     def init(self, key: jax.Array, sample_x: jax.Array) -> ReplayState:
         base, feats = self._init_parts(key, sample_x)
@@ -271,23 +294,23 @@ class LatentReplay(Frozen):
         """Rebalance the buffer for the classes seen so far and add this experience's classes."""
         k_perm, k_order = jax.random.split(key)
         buf, m, c = state.buffer, self.memory_size, self.classes_per_task
-        seen = (task_id + 1) * c
-        q_old = m // jnp.maximum(task_id * c, 1)
-        q_new = m // seen
-        # Old entries: class slot cls, rank i - cls*q_old within it; keep the first q_new.
+        quota_old, offset_old = self._quotas(task_id * c)
+        quota_new, offset_new = self._quotas((task_id + 1) * c)
+        # Old entries: class cls, rank i - offset within its run; keep as many as its new quota.
         cls = buf.task_ids * c + buf.labels
-        rank = jnp.arange(m) - cls * q_old
-        keep = buf.valid & (rank < q_new)
-        pos_old = jnp.where(keep, cls * q_new + rank, m)
+        rank = jnp.arange(m) - offset_old(cls)
+        keep = buf.valid & (rank < quota_new(cls))
+        pos_old = jnp.where(keep, offset_new(cls) + rank, m)
         # New entries: features of a random permutation, then grouped by label (stable), the
-        # first q_new of each class kept.
+        # first of each class kept up to its quota.
         perm = jax.random.permutation(k_perm, data.y.shape[0])
         feats_perm = self.buffer_features(state, data.x[perm])
         by_label = jnp.argsort(data.y[perm], stable=True)
         feats, labels = feats_perm[by_label], data.y[perm][by_label]
         start = jnp.searchsorted(labels, labels, side="left")
         rank_new = jnp.arange(labels.shape[0]) - start
-        pos_new = jnp.where(rank_new < q_new, (task_id * c + labels) * q_new + rank_new, m)
+        new_cls = task_id * c + labels
+        pos_new = jnp.where(rank_new < quota_new(new_cls), offset_new(new_cls) + rank_new, m)
 
         def scatter(old, new, fill):
             out = jnp.full_like(old, fill)
@@ -302,6 +325,15 @@ class LatentReplay(Frozen):
         )
         return state._replace(buffer=buffer, replay_order=_valid_first(k_order, buffer.valid),
                               replay_pos=jnp.int32(0))
+
+    def _quotas(self, seen: jax.Array):
+        """``(quota, offset)``: class ``cls``'s slots and where its run starts when ``seen``
+        classes share the buffer (:attr:`quotas`)."""
+        m = self.memory_size
+        q = m // jnp.maximum(seen, 1)
+        extra = m - q * jnp.maximum(seen, 1) if self.quotas == "avalanche" else 0
+        return (lambda cls: q + (cls < extra),
+                lambda cls: cls * q + jnp.minimum(cls, extra))
 
     def memory_bytes(self, state: ReplayState) -> int:
         return 4 * int(state.buffer.features.size)

@@ -22,7 +22,7 @@ from jaxcl.learners.base import Learner
 from jaxcl.learners.finetune import EWC, Naive
 from jaxcl.learners.hypernetwork import DEFAULTS as HN_DEFAULTS
 from jaxcl.learners.hypernetwork import PartialHypernet
-from jaxcl.learners.latent_replay import Frozen, LatentReplay
+from jaxcl.learners.latent_replay import QUOTAS, Frozen, LatentReplay
 from jaxcl.models import (
     CONVS,
     FREEZE_DEPTHS,
@@ -69,6 +69,15 @@ experience, LeCun-variance heads), and ``"paper"``, the reference implementation
 task's embedding a copy of the previous task's, the regulariser on from the first step, PyTorch's
 ``nn.Linear`` initialisation). Each of jaxcl's departures was chosen under a protocol committed
 before its runs; ``docs/results/hn_learnability.md`` holds the measurements."""
+
+REFERENCE_SETUP: dict[str, dict[str, Any]] = {
+    "jaxcl": {"lower_train": False, "buffer_quotas": "equal", "hn_outputs": 0},
+    "paper": {"lower_train": True, "buffer_quotas": "avalanche", "hn_outputs": 10},
+}
+"""The rest of the reference implementation's setup where jaxcl differs, by preset: LR-k's lower
+part kept in training mode (its running statistics drift with each experience), its buffer's
+spare slots given out as Avalanche does, HN-k's generated classifier with 10 outputs whatever the
+experience holds. ``--preset paper`` sets these beside :data:`HN_PRESETS` ``["paper"]``."""
 
 PAPER_MEMORY_SIZE = 200
 """LR-k's buffer entries when ``memory_size`` is 0: the paper's on Split-CIFAR100 (experiments on
@@ -134,6 +143,19 @@ class StrategyConfig:
         HN_PRESETS["jaxcl"]["reg_warmup"], "the fraction of each later experience, at its "
         "start, with HN-k's regulariser off, in [0, 1)",
         note=f"the paper's is 0 (--preset paper), {_SEE}")
+    lower_train: bool = setting(
+        REFERENCE_SETUP["jaxcl"]["lower_train"], "keep LR-k's frozen lower part in training mode "
+        "after the first experience: current batches normalised by their own statistics, the "
+        "running ones drifting towards each new experience (evaluation uses them)",
+        note="the reference's (--preset paper); jaxcl freezes the statistics with the weights")
+    buffer_quotas: str = setting(
+        REFERENCE_SETUP["jaxcl"]["buffer_quotas"], "LR-k's buffer slots per class seen: equal "
+        "(M // classes) or avalanche (the remainder to the first classes, all M used)",
+        note="avalanche is the reference's (--preset paper)")
+    hn_outputs: int = setting(
+        REFERENCE_SETUP["jaxcl"]["hn_outputs"], "HN-k's generated classifier's outputs, >= the "
+        "classes per experience; 0: the classes per experience",
+        note="the reference generates 10 (--preset paper)")
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -158,6 +180,11 @@ class StrategyConfig:
             raise ValueError(f"new_task_init={self.new_task_init!r} is not one of {NEW_TASK_INITS}")
         if self.hnet_init not in INITS:
             raise ValueError(f"hnet_init={self.hnet_init!r} is not one of {INITS}")
+        if self.buffer_quotas not in QUOTAS:
+            raise ValueError(f"buffer_quotas={self.buffer_quotas!r} is not one of {QUOTAS}")
+        if not (isinstance(self.hn_outputs, int) and self.hn_outputs >= 0):
+            raise ValueError(f"hn_outputs must be 0 or a positive integer, got "
+                             f"{self.hn_outputs!r}")
         if not self.task_lr_scale > 0:
             raise ValueError(f"task_lr_scale must be > 0, got {self.task_lr_scale!r}")
         if not 0.0 <= self.reg_warmup < 1.0:
@@ -251,13 +278,18 @@ def _frozen(config, num_tasks, classes_per_task, sample_x, optimizer):
 
 def _latent_replay(config, num_tasks, classes_per_task, sample_x, optimizer):
     lower, net = _multi_head(config, num_tasks, classes_per_task)
-    return LatentReplay(lower, net, optimizer, classes_per_task=classes_per_task,
-                        memory_size=config.memory_size or PAPER_MEMORY_SIZE, replay_coef=config.replay_coef,
-                        replay_batch_size=config.batch_size)
+    return LatentReplay(lower, net, optimizer, lower_train=config.lower_train,
+                        classes_per_task=classes_per_task,
+                        memory_size=config.memory_size or PAPER_MEMORY_SIZE,
+                        replay_coef=config.replay_coef, replay_batch_size=config.batch_size,
+                        quotas=config.buffer_quotas)
 
 
 def _hypernetwork(config, num_tasks, classes_per_task, sample_x, optimizer):
-    split = _split(config, classes_per_task, head=True)
+    if config.hn_outputs and config.hn_outputs < classes_per_task:
+        raise ValueError(f"hn_outputs={config.hn_outputs} is fewer than the {classes_per_task} "
+                         "classes of an experience; 0 gives one output per class")
+    split = _split(config, config.hn_outputs or classes_per_task, head=True)
     del optimizer  # HN-k's own: Adam, the per-task leaves at their own rate
     hnet_config = HypernetConfig(num_tasks=num_tasks, embedding_dim=config.embedding_dim,
                                  chunk_dim=config.chunk_dim, new_task_init=config.new_task_init,

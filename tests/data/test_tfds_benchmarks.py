@@ -366,6 +366,7 @@ def test_cross_dataset_and_tinyimagenet_on_mock_data(tmp_path):
         stream = tb.load_benchmark("cross_dataset", seed=0, datasets=tuple(tb.CROSS_DATASETS), **kw)
         other = tb.load_benchmark("cross_dataset", seed=1, datasets=tuple(tb.CROSS_DATASETS), **kw)
         tiny = tb.load_benchmark("split_tinyimagenet", seed=0, **kw)
+        tiny32 = tb.load_benchmark("split_tinyimagenet", seed=0, resize=32, **kw)
     assert len(stream) == 5
     for exp in stream:
         assert exp.x_train.shape[1:] == (32, 32, 3) and len(set(exp.classes)) == 5
@@ -373,6 +374,8 @@ def test_cross_dataset_and_tinyimagenet_on_mock_data(tmp_path):
     assert [e.classes for e in other] != [e.classes for e in stream]
     assert len(tiny) == 20 and len({c for e in tiny for c in e.classes}) == 200
     assert tiny[0].x_train.shape[1:] == (64, 64, 3)
+    assert tiny32[0].x_train.shape[1:] == (32, 32, 3)  # the reference's code's size
+    assert [e.classes for e in tiny32] == [e.classes for e in tiny]
     with pytest.raises(ValueError, match="two or more different datasets"):
         tb.load_benchmark("cross_dataset", seed=0, datasets=("cifar10", "mnist"))
 
@@ -472,3 +475,59 @@ def test_loading_a_tfds_benchmark_prints_no_tensorflow_log_lines_and_distrax_sti
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "5"
     assert "oneDNN" not in done.stderr and "absl::InitializeLog" not in done.stderr, done.stderr
+
+
+def test_noisy_fashion_mnist_and_its_normal_twin(fashion):
+    """The noisy stream on real Fashion-MNIST (32x32x3, 4 experiences x 2 classes) and, with
+    ``clean``, the same classes and images uncorrupted (the paper's Table 1 rows)."""
+    data_dir, _ = fashion
+    kw = dict(data_dir=str(data_dir), manual_dir=str(builders.DEBIAN_FASHION_MNIST),
+              train_per_class=20, test_per_class=10, cache=ARRAYS)
+    noisy = tb.load_benchmark("noisy_fashion_mnist", seed=2, **kw)
+    normal = tb.load_benchmark("noisy_fashion_mnist", seed=2, clean=True, **kw)
+    plain = tb.load_benchmark("split_fashion_mnist", seed=2, rgb32=True, **kw)
+    assert len(noisy) == len(normal) == 4
+    assert [e.classes for e in noisy] == [e.classes for e in normal] == [
+        e.classes for e in plain[:4]]
+    for e, (a, b, c) in enumerate(zip(noisy, normal, plain)):
+        assert a.x_train.shape == (40, 32, 32, 3) and a.x_test.shape == (20, 32, 32, 3)
+        np.testing.assert_array_equal(np.asarray(b.x_train), np.asarray(c.x_train))
+        same = np.array_equal(np.asarray(a.x_train), np.asarray(b.x_train))
+        assert same == (e == 0), e  # the first experience is the clean one
+    with pytest.raises(ValueError, match="does not take 'rgb32'"):
+        tb.load_benchmark("noisy_fashion_mnist", seed=0, rgb32=True, **kw)
+
+
+def test_cross_dataset_digits_then_fashion_mnist(fashion):
+    """scikit-learn's digits, offline, as a cross-dataset stream's dataset: 32x32x3, per-class
+    subsets drawn from the seed, normalised with the subset's own statistics."""
+    from jaxcl.data.digits import digits_arrays
+
+    data_dir, _ = fashion
+    kw = dict(data_dir=str(data_dir), manual_dir=str(builders.DEBIAN_FASHION_MNIST),
+              datasets=("digits", "fashion_mnist"), train_per_class=30, test_per_class=10,
+              cache=ARRAYS)
+    stream = tb.load_benchmark("cross_dataset", seed=1, **kw)
+    assert [len(e.classes) for e in stream] == [5, 5]
+    for exp in stream:
+        assert exp.x_train.shape == (150, 32, 32, 3) and exp.x_test.shape == (50, 32, 32, 3)
+        np.testing.assert_array_equal(np.bincount(exp.y_train), [30] * 5)
+        x = np.asarray(exp.x_train)
+        assert np.array_equal(x[..., 0], x[..., 2])  # grey on three channels
+    # The digits experience holds digits of its classes brought to 32x32x3: each image, up to
+    # the normalisation's affine map (z-scored), is one of them.
+    x_train, y_train, _, _ = digits_arrays()
+    kept = np.isin(y_train, stream[0].classes)
+    big = tb.to_rgb32(np.rint(x_train[kept] * 255).astype(np.uint8))[..., 0].reshape(
+        int(kept.sum()), -1).astype(float)
+
+    def z(a):
+        return (a - a.mean(axis=1, keepdims=True)) / a.std(axis=1, keepdims=True)
+
+    ours = z(np.asarray(stream[0].x_train)[..., 0].reshape(150, -1).astype(float))
+    nearest = ((ours[:, None, :] - z(big)[None]) ** 2).mean(axis=-1).min(axis=1)
+    assert nearest.max() < 1e-6
+    again = tb.load_benchmark("cross_dataset", seed=1, **kw)
+    np.testing.assert_array_equal(np.asarray(again[0].x_train), np.asarray(stream[0].x_train))
+    other = tb.load_benchmark("cross_dataset", seed=2, **kw)
+    assert [e.classes for e in other] != [e.classes for e in stream]

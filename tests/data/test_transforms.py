@@ -135,6 +135,11 @@ def test_synthetic_noisy_stream_applies_the_transforms_before_centring():
     grey = unit[3]
     np.testing.assert_allclose(grey[..., 0], grey[..., 1], atol=1e-6)  # grayscale experience
     np.testing.assert_allclose(grey[..., 1], grey[..., 2], atol=1e-6)
+    # Table 1's normal stream: the same images squashed and centred, none corrupted.
+    normal = make_stream("synthetic_noisy", seed=3, clean=True, **kw)
+    for e, plain in zip(normal, squashed):
+        np.testing.assert_allclose(np.asarray(e.x_train) * 0.25 + 0.5, plain, atol=1e-6)
+    assert [e.classes for e in normal] == [e.classes for e in a]
 
 
 def test_random_crop_flip_is_a_window_of_the_padded_image_maybe_mirrored():
@@ -160,3 +165,14 @@ def test_random_crop_flip_is_a_window_of_the_padded_image_maybe_mirrored():
     assert not np.array_equal(out, random_crop_flip(jax.random.key(3), x, padding=2))
     with pytest.raises(ValueError, match="NHWC"):
         random_crop_flip(jax.random.key(0), x[0])
+
+
+def test_flip_only_mirrors_or_keeps_each_image():
+    """``--no-crop`` (the reference's Split-TinyImageNet): each image as it is or mirrored."""
+    from jaxcl.data.augment import FLIP_ONLY
+
+    x = jax.random.normal(jax.random.key(0), (32, 5, 5, 3))
+    out = np.asarray(FLIP_ONLY(jax.random.key(1), x))
+    kept = [np.array_equal(o, a) for o, a in zip(out, np.asarray(x))]
+    mirrored = [np.array_equal(o, a[:, ::-1]) for o, a in zip(out, np.asarray(x))]
+    assert all(k or m for k, m in zip(kept, mirrored)) and 0 < sum(mirrored) < 32

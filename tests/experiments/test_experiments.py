@@ -42,6 +42,14 @@ def test_training_module_quick_run(name, tmp_path):
         assert o2["mean_grad_rel_diff"] > 0 and saved["strategies"]["HN-1 order 1"][
             "mean_grad_rel_diff"] == 0
         assert "cosine_over_steps.png" in files and "grad_rel_diff_over_steps.png" in files
+        # Figure 12: cos(g2, g1) over experience 2's first epoch, each seed: 1 while the
+        # regulariser warms up (no Hessian term), then near 1 but below
+        cosines = saved["extra"]["order_cosine_first_epoch_exp2"]
+        assert list(cosines) == [str(s) for s in saved["seeds"]]
+        for values in cosines.values():
+            assert len(values) > 1 and all(0.5 < v <= 1 for v in values)
+            assert values[0] == 1 and min(values) < 1
+        assert "order_cosine_over_steps.png" in files
     if name == "noisy_stream":  # the paper's Figure 5: a row of samples per experience
         from matplotlib.image import imread
 
@@ -141,6 +149,12 @@ def test_augment_flag_reaches_training(tmp_path):
     assert plain["config"]["data"]["augment"] is False
     assert (augmented["strategies"]["Naive"]["accuracy_matrix"]
             != plain["strategies"]["Naive"]["accuracy_matrix"])
+    flipped = split_benchmark.main([*argv, "--augment", "--no-crop", "--out", str(tmp_path / "c")])
+    assert flipped["config"]["data"]["crop"] is False
+    assert (flipped["strategies"]["Naive"]["accuracy_matrix"]
+            != augmented["strategies"]["Naive"]["accuracy_matrix"])
+    with pytest.raises(ValueError, match="--no-crop does nothing in this run: --no-augment"):
+        split_benchmark.main([*argv, "--no-crop", "--out", str(tmp_path / "d")])
 
 
 def test_defaults_are_the_papers_settings():
@@ -176,11 +190,15 @@ def test_defaults_are_the_papers_settings():
     # ... except where a gain at practical budgets was measured: listed, one switch away.
     assert paper_tables.differences(config, paper_tables.TRAINING) == (
         "differs from the paper's setting: new_task_init random (paper: copy_prev); hnet_init "
-        "lecun (paper: torch); reg_warmup 0.25 (paper: 0.0)")
+        "lecun (paper: torch); reg_warmup 0.25 (paper: 0.0); lower_train False (paper: True); "
+        "buffer_quotas equal (paper: avalanche); hn_outputs 0 (paper: 10)")
     as_paper, _ = parse_config(split_benchmark.Config, ["--preset", "paper"], name="x",
                                description="", quick={})
     assert paper_tables.differences(as_paper, paper_tables.TRAINING).startswith("setting as the")
     assert strategy_for(as_paper, "HN-2").new_task_init == "copy_prev"
+    assert strategy_for(as_paper, "HN-2").hn_outputs == 10  # the reference's whole setup
+    lr = strategy_for(as_paper, "LR-2")
+    assert (lr.lower_train, lr.buffer_quotas) == (True, "avalanche")
     flagged, _ = parse_config(split_benchmark.Config, ["--preset", "paper", "--reg-warmup", "0.5"],
                               name="x", description="", quick={})
     assert (flagged.strategy.new_task_init, flagged.strategy.reg_warmup) == ("copy_prev", 0.5)

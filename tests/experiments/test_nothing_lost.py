@@ -136,7 +136,7 @@ def _npz(tmp_path):
     ("first_vs_second_order", ["--order", "2"],
      "--order 2 does nothing in this run: this module trains order 1 beside order 2"),
     ("freeze_depth", ["--kinds", "Frozen", "--preset", "paper"],
-     "--preset paper does nothing in this run: no HN-k among the strategies"),
+     "--preset paper does nothing in this run: no HN-k or LR-k among the strategies"),
 ])
 def test_an_option_that_does_nothing_is_refused_in_one_line(module, argv, message, tmp_path,
                                                             capsys):

@@ -124,9 +124,9 @@ def test_quick_model_only_modules_carry_paper(module, tmp_path):
 # -- the training modules' tables, on made-up records ---------------------------------------------
 
 
-def fake_train(config, strategies, out=None, streams=None):
+def fake_train(config, strategies, out=None, streams=None, results=None):
     """Stands in for :func:`experiments.runner.run_strategies`: one record per label, one per
-    seed, no training."""
+    seed, no training (and so no trained states in ``results``)."""
     n = 4
     records, steps = {}, {}
     for label in strategies:
@@ -135,7 +135,8 @@ def fake_train(config, strategies, out=None, streams=None):
                      "transfer": [0.5] * n,
                      "time_per_experience_s": [1.0] * n, "memory_bytes": 8} for s in config.run.seeds]
         records[label] = strategy_record(per_seed)
-        steps[label] = {s: {name: np.zeros(2 * n) for name in ("loss", "cosine", "grad_rel_diff")}
+        steps[label] = {s: {name: np.zeros(2 * n) for name in ("loss", "cosine", "grad_rel_diff",
+                                                               "order_cosine")}
                         | {"experience": np.repeat(np.arange(n), 2)} for s in config.run.seeds}
     return records, steps
 
@@ -178,12 +179,14 @@ def test_split_benchmark_prints_table2(no_training, tmp_path):
     assert saved["paper"]["rows"]["Naive"]["aca"] == [33.7, 0.7]
     assert "order 2 (paper: 1)" in summary and "seeds 1 (paper: 3)" in summary
     assert "epochs 20 (paper: 100)" in summary
-    # A setup difference no setting expresses, said where HN-k's numbers are printed.
-    assert paper.LOWER_PART in summary
+    # The setup differences no setting expresses, said where the numbers are printed.
+    assert paper.LOWER_PART in summary and paper.PARTIAL_BATCH in summary
 
     _, summary = run_module("split_benchmark", tmp_path / "tiny", benchmark="split_tinyimagenet",
                             strategies=("EWC", "HN-F"), memory_size=200)
     assert "Table 2, split_tinyimagenet" in summary
+    # the reference's code ran Split-TinyImageNet at 32x32, flipped but not cropped
+    assert "resize 0 (paper: 32)" in summary and "crop True (paper: False)" in summary
     assert table_row(summary, "EWC")[2] == "22.4 ± 1.1"
     assert table_row(summary, "EWC")[4] == "34.5 ± 0.5"
     assert table_row(summary, "HN-F")[7] == "1,200 min"
@@ -198,7 +201,8 @@ def test_split_benchmark_prints_table2(no_training, tmp_path):
 def test_split_benchmark_setting_as_the_papers(no_training, tmp_path):
     settings = dict(model="resnet", nf=20, epochs=100, batch_size=64, learning_rate=1e-3,
                     coef=0.5, chunk_dim=32, augment=True, ewc_lambda=1.0, order=1, memory_size=200,
-                    preset="paper", new_task_init="copy_prev", reg_warmup=0.0)
+                    preset="paper", new_task_init="copy_prev", reg_warmup=0.0, lower_train=True,
+                    buffer_quotas="avalanche")
     _, summary = run_module("split_benchmark", tmp_path, benchmark="split_cifar100",
                             strategies=("LR-4",), seeds=(0, 1, 2), **settings)
     assert table_row(summary, "LR-4")[2] == "51.4 ± 1.3"

@@ -241,6 +241,10 @@ def test_lookahead_step_by_hand(key, x64):
     np.testing.assert_allclose(metrics["grad_rel_diff"], _norm(hessian) / _norm(first_order),
                                rtol=1e-6)
     assert float(metrics["grad_rel_diff"]) > 0
+    # the paper's Figure 12: the cosine of the order-2 and order-1 gradients at the same psi
+    np.testing.assert_allclose(metrics["order_cosine"], _tree_vdot(g, first_order) / (
+        _norm(g) * _norm(first_order)), rtol=1e-9)
+    assert 0 < float(metrics["order_cosine"]) < 1
 
 
 def test_default_optimizer_is_adam_written_out(key, x64):
@@ -309,8 +313,9 @@ def test_mlp_target_without_lower_part(key):
     ids, mask = previous_tasks(jnp.int32(1), 3, 2, key)
     new, metrics = _phase_step(learner)(state, batch, jnp.int32(1), ids, mask, first=False)
     assert set(metrics) == {"loss", "accuracy", "reg_loss", "cosine", "grad_norm", "grad_rel_diff",
-                            "reg_share", "embedding_shift", "table_shift"}
+                            "reg_share", "embedding_shift", "table_shift", "order_cosine"}
     assert float(metrics["grad_rel_diff"]) == 0.0  # order 1 has no Hessian term
+    assert float(metrics["order_cosine"]) == 0.0
 
 
 def test_without_lookahead_regularises_psi_itself(key, x64):

@@ -163,3 +163,66 @@ def test_latent_replay_learns_every_experience_given_the_steps():
     r = result.matrix
     assert np.diag(r).min() > 0.8, r
     assert r[-1].min() > 0.75, r
+
+
+def test_latent_replay_avalanche_quotas_use_every_slot(key):
+    """``buffer_quotas="avalanche"`` (the reference's): ``M mod (classes seen)`` classes hold one
+    slot more, so that all ``M`` are used; old classes keep a prefix of what they held."""
+    stream = _stream(num_tasks=3)
+    counts = {}
+    for quotas in ("equal", "avalanche"):
+        lr = _build("LR-1", stream, memory_size=10, buffer_quotas=quotas)
+        state = lr.init(key, stream[0].x_train[:16])
+        end = jax.jit(lr.end_experience)
+        held, counts[quotas] = None, []
+        for t, exp in enumerate(stream):
+            state = end(state, Batch(exp.x_train, exp.y_train), jnp.int32(t),
+                        jax.random.fold_in(key, t))
+            buf = jax.device_get(state.buffer)
+            classes = buf.task_ids[buf.valid] * 2 + buf.labels[buf.valid]
+            counts[quotas].append(np.bincount(classes, minlength=2 * (t + 1)).tolist())
+            if held is not None:  # an old class's entries are some of those it held before
+                for feature, cls in zip(buf.features[buf.valid], classes):
+                    if cls < 2 * t:
+                        assert any(np.array_equal(feature, f) for f in held[cls])
+            held = {c: buf.features[buf.valid][classes == c] for c in set(classes.tolist())}
+    assert counts["equal"] == [[5, 5], [2, 2, 2, 2], [1] * 6]
+    assert counts["avalanche"] == [[5, 5], [3, 3, 2, 2], [2, 2, 2, 2, 1, 1]]
+    with pytest.raises(ValueError, match="buffer_quotas='fifo'"):
+        StrategyConfig.from_label("LR-1", buffer_quotas="fifo")
+
+
+def test_latent_replay_lower_part_in_training_mode(key):
+    """``lower_train=True`` (the reference's): after the first experience ``g_phi``'s weights stay
+    put while its running statistics follow the new batches, and evaluation uses them;
+    ``False``: the statistics are frozen with the weights."""
+    stream = make_stream("synthetic", seed=0, num_tasks=2, classes_per_task=2, image_size=8,
+                         train_per_class=16, test_per_class=8)
+    x, batch = stream[0].x_train[:16], Batch(stream[1].x_train[:16], stream[1].y_train[:16])
+    after = {}
+    for lower_train in (False, True):
+        lr = _build("LR-1", stream, model="resnet", nf=4, lower_train=lower_train)
+        assert lr.lower_train is lower_train and lr.net is not None
+        state = lr.init(key, x)
+        state = lr.end_experience(state, Batch(stream[0].x_train, stream[0].y_train),
+                                  jnp.int32(0), key)
+        assert jax.tree.leaves(state.lower_stats)  # running statistics to move
+        new, _ = jax.jit(lambda s: lr.train_step(s, batch, jnp.int32(1), key, first=False))(state)
+        jax.tree.map(np.testing.assert_array_equal, new.lower, state.lower)
+        moved = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(new.lower_stats),
+                                                          jax.tree.leaves(state.lower_stats))]
+        assert any(moved) == lower_train and (all(moved) or not lower_train)
+        after[lower_train] = np.asarray(lr.logits(new, stream[0].x_test, jnp.int32(0)))
+    assert not np.allclose(after[False], after[True])  # evaluation sees the drifted statistics
+
+
+@pytest.mark.filterwarnings("ignore:hypernetwork. experiences")  # one epoch: unused outputs win
+def test_hn_outputs_as_the_reference_generates_ten(key):
+    stream = _stream(num_tasks=2)
+    hn = _build("HN-1", stream, hn_outputs=10)
+    state = hn.init(key, stream[0].x_train[:16])
+    assert hn.logits(state, stream[0].x_test, jnp.int32(0)).shape == (64, 10)
+    result = train_stream(hn, stream, key=key, epochs=1, batch_size=16)
+    assert np.all((0 <= result.matrix) & (result.matrix <= 1))
+    with pytest.raises(ValueError, match="hn_outputs=1 is fewer than the 2 classes"):
+        _build("HN-1", stream, hn_outputs=1)
