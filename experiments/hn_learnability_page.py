@@ -20,8 +20,10 @@ import sys
 
 import numpy as np
 
+
 from experiments.hn_learnability_rules import QUESTIONS, Question, budget_of, rule
 from jaxcl.io.records import ci95
+from jaxcl.io.report import write_or_check
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUNS = ROOT / "docs" / "runs" / "hn_learnability"
@@ -352,17 +354,8 @@ def cli(argv: list[str] | None = None) -> int:
                              "differs from what the records give")
     args = parser.parse_args(argv)
     pages = {PAGE: page(), README: readme_with_headline(README.read_text())}
-    if args.check:
-        stale = [path for path, text in pages.items()
-                 if not path.exists() or path.read_text() != text]
-        for path in stale:
-            print(f"{path.relative_to(ROOT)} is stale: run python -m "
-                  "experiments.hn_learnability_page", file=sys.stderr)
-        return 1 if stale else 0
-    for path, text in pages.items():
-        path.write_text(text)
-        print(f"wrote {path.relative_to(ROOT)}")
-    return 0
+    return write_or_check(pages, root=ROOT, rebuild="python -m experiments.hn_learnability_page",
+                          check=args.check)
 
 
 if __name__ == "__main__":

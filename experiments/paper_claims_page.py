@@ -22,6 +22,7 @@ import sys
 
 import numpy as np
 
+
 from experiments.paper_claims_rules import (
     CLAIMS,
     FREEZE_STREAMS,
@@ -34,6 +35,7 @@ from experiments.paper_claims_rules import (
     same_run_differences,
     verdict,
 )
+from jaxcl.io.report import write_or_check
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUNS = ROOT / "docs" / "runs" / "paper_claims"
@@ -276,17 +278,8 @@ def cli(argv: list[str] | None = None) -> int:
                              "records give")
     args = parser.parse_args(argv)
     pages = {PAGE: page(), README: readme_with_verdicts(README.read_text())}
-    if args.check:
-        stale = [path for path, text in pages.items()
-                 if not path.exists() or path.read_text() != text]
-        for path in stale:
-            print(f"{path.relative_to(ROOT)} is stale: run python -m "
-                  "experiments.paper_claims_page", file=sys.stderr)
-        return 1 if stale else 0
-    for path, text in pages.items():
-        path.write_text(text)
-        print(f"wrote {path.relative_to(ROOT)}")
-    return 0
+    return write_or_check(pages, root=ROOT, rebuild="python -m experiments.paper_claims_page",
+                          check=args.check)
 
 
 if __name__ == "__main__":

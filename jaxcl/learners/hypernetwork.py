@@ -77,12 +77,14 @@ look-ahead (the paper's Table 2), ``lambda`` 0.5 and 20 previous tasks a step (t
 regulariser off for the first quarter of each later experience and one learning rate for the
 per-task leaves (jaxcl's; the paper's ``reg_warmup`` is 0, :data:`jaxcl.learners.HN_PRESETS`)."""
 
-DIAGNOSTICS = ("reg_share", "embedding_shift", "table_shift", "order_cosine")
+DIAGNOSTICS = ("reg_share", "embedding_shift", "table_shift")
 """HN-k's step metrics beyond :data:`jaxcl.learners.base.METRIC_KEYS`: ``reg_share``, the
 regulariser's share ``lambda L_H / (L_CE + lambda L_H)`` of the step's objective (0 in the first
 experience and while the regulariser is warming up); ``embedding_shift`` and ``table_shift``, how
 far (L2) the current task's embedding ``e_t`` and its rows of the per-task tables have moved
-from where :meth:`PartialHypernet.begin_experience` started them."""
+from where :meth:`PartialHypernet.begin_experience` started them. Beside them, ``order_cosine``:
+the cosine of the order-2 and order-1 gradients at the same ``psi`` (0 unless order 2; the
+paper's Figure 12)."""
 
 
 class HypernetState(NamedTuple):
@@ -147,7 +149,7 @@ class PartialHypernet(Classifier):
     prev_chunk: int | None = 1
     reg_warmup: float = DEFAULTS["reg_warmup"]
     name: str = "hypernetwork"
-    step_metrics = (*METRIC_KEYS, *DIAGNOSTICS)
+    step_metrics = (*METRIC_KEYS, *DIAGNOSTICS, "order_cosine")
 
     def __post_init__(self):
         check_order(self.order)
@@ -270,7 +272,7 @@ class PartialHypernet(Classifier):
         state, m = self.phase_step(state, batch, task_id, ids, mask, first=first)
         return state, step_metrics(m["loss"], m["accuracy"], cosine=m["cosine"],
                                    grad_rel_diff=m["grad_rel_diff"],
-                                   **{name: m[name] for name in DIAGNOSTICS})
+                                   **{name: m[name] for name in (*DIAGNOSTICS, "order_cosine")})
 
     def end_experience(
         self, state: HypernetState, data: Batch, task_id: jax.Array, key: jax.Array
