@@ -92,14 +92,30 @@ beside it.
 """
 
 
+SPLIT = {"split_fmnist": ("split_fmnist_naive", "split_fmnist_rest")}
+"""Runs the protocol made as several commands (amendment 3): name -> their folders."""
+
+
+def folders(name: str) -> tuple[str, ...]:
+    """The run folders that make the protocol's run ``name``."""
+    return SPLIT.get(name, (name,))
+
+
 def load(folder: str) -> dict:
     """A run folder's ``metrics.json``."""
     return json.loads((RUNS / folder / "metrics.json").read_text())
 
 
 def records() -> dict[str, dict]:
-    """Every committed run of the protocol, by folder."""
-    return {f: load(f) for f in SECTIONS if (RUNS / f / "metrics.json").exists()}
+    """Every committed run of the protocol, by name; a run made by several commands is their
+    strategies together, once all are committed."""
+    out = {}
+    for name in SECTIONS:
+        if all((RUNS / f / "metrics.json").exists() for f in folders(name)):
+            parts = [load(f) for f in folders(name)]
+            out[name] = {**parts[0], "strategies": {
+                label: r for part in parts for label, r in part["strategies"].items()}}
+    return out
 
 
 def verdict_lines(recs: dict[str, dict]) -> tuple[list[str], list[str]]:
@@ -250,14 +266,17 @@ def _command(folder: str) -> str:
             f"--out runs/{folder}-again")
 
 
-def run_section(folder: str, title: str) -> str:
-    """A run's table as it printed it, the command that re-runs it, and its figures."""
-    summary = (RUNS / folder / "summary.md").read_text().split("\n", 1)[1].strip()
-    parts = [f"## {title}", "", "Re-run (the folder's `config.json` holds every setting):", "",
-             "```", _command(folder), "```", "", summary, ""]
-    for png in FIGURES:
-        if (RUNS / folder / png).exists():
-            parts += [f"![{png}](../runs/paper_claims/{folder}/{png})", ""]
+def run_section(name: str, title: str) -> str:
+    """A run's table as it printed it (each command's, for a run made by several), the commands
+    that re-run it, and its figures."""
+    made = folders(name)
+    parts = [f"## {title}", "", "Re-run (each folder's `config.json` holds every setting):", "",
+             "```", *map(_command, made), "```", ""]
+    for folder in made:
+        parts += [(RUNS / folder / "summary.md").read_text().split("\n", 1)[1].strip(), ""]
+        for png in FIGURES:
+            if (RUNS / folder / png).exists():
+                parts += [f"![{png}](../runs/paper_claims/{folder}/{png})", ""]
     return "\n".join(parts)
 
 

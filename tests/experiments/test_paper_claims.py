@@ -117,6 +117,9 @@ def test_each_claims_verdict_by_the_protocols_rules():
 
 def test_page_from_records(tmp_path, monkeypatch):
     recs = made_up_records()
+    resnet = recs.pop("split_fmnist")["strategies"]  # R1: two commands (amendment 3)
+    recs["split_fmnist_naive"] = {"strategies": {"Naive": resnet.pop("Naive")}}
+    recs["split_fmnist_rest"] = {"strategies": resnet}
     for folder, metrics in recs.items():
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "metrics.json").write_text(json.dumps(metrics))
@@ -130,6 +133,7 @@ def test_page_from_records(tmp_path, monkeypatch):
     assert "their accuracy matrices are equal" in text
     assert "What freezing both hidden layers costs it (D, points): S 1.0, E 1.7, H 35.0" in text
     assert "jaxcl run x --config docs/runs/paper_claims/mlp_noisy/config.json" in text
+    assert "docs/runs/paper_claims/split_fmnist_rest/config.json" in text
     (tmp_path / "mlp_orders" / "metrics.json").unlink()
     assert "First- and second-order look-ahead are close** (Table 5): not run yet" in page.page()
 
