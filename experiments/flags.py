@@ -135,9 +135,23 @@ def _flag(name: str, value: Any) -> str:
     return f"--{flag} " + (" ".join(map(str, value)) if isinstance(value, list) else str(value))
 
 
+class WholeFlagsFormatter(argparse.HelpFormatter):
+    """Help text wrapped at spaces only, so that a flag named in it (``--data-path``) is never
+    split at its hyphen."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        import textwrap
+
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose refusal is one line (the bad flag and value, and where the
-    options are listed) and exit status 2, not the usage block before it."""
+    options are listed) and exit status 2, not the usage block before it; its help never splits
+    a flag (:class:`WholeFlagsFormatter`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, formatter_class=WholeFlagsFormatter, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}; `{self.prog} --help` lists every option\n")

@@ -420,8 +420,8 @@ def test_benchmark_options_are_the_loaders_keywords():
                     if p.default is not inspect.Parameter.empty
                     or p.kind is inspect.Parameter.KEYWORD_ONLY} - {"cache"}
         if name == "synthetic_noisy":  # passes the synthetic options on, less num_tasks
-            keywords = {"classes_per_task", *inspect.signature(data.BENCHMARKS["synthetic"])
-                        .parameters} - {"seed", "num_tasks"}
+            keywords = {"classes_per_task", "clean", *inspect.signature(
+                data.BENCHMARKS["synthetic"]).parameters} - {"seed", "num_tasks"}
         assert keywords == set(data.BENCHMARK_OPTIONS[name]), name
 
 

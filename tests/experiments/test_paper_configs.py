@@ -18,14 +18,14 @@ TINY = ["--seeds", "0", "--epochs", "1", "--nf", "4", "--batch-size", "4",
         "--no-progress"]
 """Every config's tiny run: one seed and epoch, a narrow ResNet, four images a class."""
 SMALLER = {
-    "split_benchmark": ["--num-tasks", "2", "--strategies", "Naive", "LR-2", "HN-2"],
+    "split_benchmark": ["--num-tasks", "2", "--strategies", "LR-2", "HN-2"],
     "noisy_stream": ["--k", "2", "--streams", "noisy"],
     "lookahead_ablation": ["--num-tasks", "2", "--k", "4"],
     "first_vs_second_order": ["--num-tasks", "2", "--k", "4"],
-    "freeze_depth": ["--depths", "0", "4"],
+    "freeze_depth": ["--depths", "4"],
 }
 """What each experiment's tiny run trains less of (the full lists are parsed at full scale)."""
-FEWEST = {"table2_split_tinyimagenet": ["--strategies", "HN-2"]}
+FEWEST = {"table2_split_tinyimagenet": ["--strategies", "Naive"]}
 """A config whose module another config's tiny run already covers: its own data path alone."""
 
 
