@@ -184,10 +184,15 @@ def reading_section(recs: dict[str, dict]) -> str:
             "rises after it, as replay keeps training the layers above the freeze, its head "
             "among them); "
             "learning accuracy LR-2 {:.1f}, HN-2 {:.1f} (LR-2 trains the classifier alone over "
-            "frozen features).".format(
+            "frozen features). Memory is what each keeps against forgetting: LR-k's buffer "
+            "of 200 features of 100 floats, {:.2f} MiB; HN-k's frozen copy of its hypernetwork, "
+            "{:.2f} MiB for HN-1 (it generates the second hidden layer and the classifier) and "
+            "{:.2f} MiB for HN-2 (the classifier alone).".format(
                 *(_mean(m, x, "forgetting") for x in ("Naive", "EWC", "HN-1", "HN-2", "LR-1",
                                                         "LR-2")),
-                *(_mean(m, x, "learning_accuracy") for x in ("LR-2", "HN-2"))))
+                *(_mean(m, x, "learning_accuracy") for x in ("LR-2", "HN-2")),
+                *(m["strategies"][x]["memory_bytes"] / 2**20 for x in ("LR-1", "HN-1",
+                                                                       "HN-2"))))
     if "mlp_noisy" in recs:
         m = recs["mlp_noisy"]
         low = {label: _diag(m, label).min() for label in m["strategies"]}
