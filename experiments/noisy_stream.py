@@ -187,24 +187,17 @@ def generated_filters(config: Config, strategies: dict, results: dict,
                              classes_per_task=len(first[0].classes),
                              sample_x=first[0].x_train[:config.strategy.batch_size])
     psi = results[hn][seed].state.psi
-    omega = {t: learner.hnet.apply(psi, t) for t in (1, 2)}
-    paths = [path for path, leaf in jax.tree_util.tree_leaves_with_path(omega[1])
-             if leaf.ndim == 4]
-    if not paths:
+    leaves = {t: jax.tree_util.tree_leaves_with_path(learner.hnet.apply(psi, t)) for t in (1, 2)}
+    conv = next((i for i, (_, leaf) in enumerate(leaves[1]) if leaf.ndim == 4), None)
+    if conv is None:
         return {}
-    kernel = {t: np.asarray(_at(omega[t], paths[0]))[:, :, 0, :FILTERS].transpose(2, 0, 1)
+    kernel = {t: np.asarray(leaves[t][conv][1])[:, :, 0, :FILTERS].transpose(2, 0, 1)
               for t in (1, 2)}
-    where = jax.tree_util.keystr(paths[0])
+    where = jax.tree_util.keystr(leaves[1][conv][0])
     return {"filters.png": plots.filters(
         {"experience 2": kernel[1], "experience 3": kernel[2],
          "difference": kernel[2] - kernel[1]},
         f"{NAME}: {hn}, seed {seed}, generated {where} (input channel 0), after the stream")}
-
-
-def _at(tree, path):
-    for key in path:
-        tree = tree[getattr(key, "key", getattr(key, "idx", None))]
-    return tree
 
 
 SAMPLES = 8
