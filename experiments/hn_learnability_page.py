@@ -23,7 +23,7 @@ import numpy as np
 
 from experiments.hn_learnability_rules import QUESTIONS, Question, budget_of, rule
 from jaxcl.io.records import ci95
-from jaxcl.io.report import write_or_check
+from jaxcl.io.report import page_builder_cli
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUNS = ROOT / "docs" / "runs" / "hn_learnability"
@@ -348,14 +348,11 @@ def page() -> str:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 if docs/results/hn_learnability.md or the README's headline "
-                             "differs from what the records give")
-    args = parser.parse_args(argv)
-    pages = {PAGE: page(), README: readme_with_headline(README.read_text())}
-    return write_or_check(pages, root=ROOT, rebuild="python -m experiments.hn_learnability_page",
-                          check=args.check)
+    """``python -m experiments.hn_learnability_page [--check]``."""
+    return page_builder_cli(argv, module="experiments.hn_learnability_page",
+                            description=__doc__.splitlines()[0], root=ROOT,
+                            pages=lambda: {PAGE: page(),
+                                           README: readme_with_headline(README.read_text())})
 
 
 if __name__ == "__main__":

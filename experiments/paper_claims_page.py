@@ -15,7 +15,6 @@ fails CI.
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import sys
@@ -35,7 +34,7 @@ from experiments.paper_claims_rules import (
     same_run_differences,
     verdict,
 )
-from jaxcl.io.report import write_or_check
+from jaxcl.io.report import page_builder_cli
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUNS = ROOT / "docs" / "runs" / "paper_claims"
@@ -295,15 +294,11 @@ def page() -> str:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.paper_claims_page",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 if docs/results/paper_claims.md differs from what the "
-                             "records give")
-    args = parser.parse_args(argv)
-    pages = {PAGE: page(), README: readme_with_verdicts(README.read_text())}
-    return write_or_check(pages, root=ROOT, rebuild="python -m experiments.paper_claims_page",
-                          check=args.check)
+    """``python -m experiments.paper_claims_page [--check]``."""
+    return page_builder_cli(argv, module="experiments.paper_claims_page",
+                            description=__doc__.splitlines()[0], root=ROOT,
+                            pages=lambda: {PAGE: page(),
+                                           README: readme_with_verdicts(README.read_text())})
 
 
 if __name__ == "__main__":

@@ -204,30 +204,42 @@ def lines(x: Sequence[float], ys: dict[str, np.ndarray], xlabel: str, ylabel: st
     return _png(fig)
 
 
-def image_grid(rows: dict[str, ArrayLike], title: str) -> bytes:
-    """One row of images ``(n, H, W, C)`` per entry of ``rows``, labelled by its key. A stream
-    holds normalised images: each is shown rescaled to its own range (min to max), which keeps
-    what a transform did to it (solarized, blurred, grey) visible."""
-    rows = {name: np.asarray(images, dtype=float) for name, images in rows.items()}
-    n = max(len(images) for images in rows.values())
-    fig = Figure(figsize=(1.1 * n + 1.6, 1.15 * len(rows) + 0.4), layout="constrained")
+def _rows_of_panels(rows: dict[str, np.ndarray], title: str, draw, *, width: float,
+                    height: float):
+    """A figure of one row of small panels per entry of ``rows`` (labelled by its key on the
+    left), ``draw(ax, item)`` filling each panel; panels past a shorter row are left blank.
+    Returns the figure, its axes and the last value ``draw`` returned."""
+    n = max(len(items) for items in rows.values())
+    fig = Figure(figsize=(width * n + 1.7, height * len(rows) + 0.5), layout="constrained")
     axes = np.asarray(fig.subplots(len(rows), n, squeeze=False))
-    for r, (name, images) in enumerate(rows.items()):
+    shown = None
+    for r, (name, items) in enumerate(rows.items()):
         for c in range(n):
             ax = axes[r, c]
             ax.set_xticks([])
             ax.set_yticks([])
-            if c >= len(images):
+            if c >= len(items):
                 ax.axis("off")
                 continue
-            image = images[c]
-            low, high = image.min(), image.max()
-            image = (image - low) / (high - low) if high > low else np.zeros_like(image)
-            ax.imshow(image[..., 0] if image.shape[-1] == 1 else image,
-                      cmap="gray" if image.shape[-1] == 1 else None, vmin=0.0, vmax=1.0)
+            shown = draw(ax, items[c])
             if c == 0:
                 ax.set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
     fig.suptitle(title, fontsize=9)
+    return fig, axes, shown
+
+
+def image_grid(rows: dict[str, ArrayLike], title: str) -> bytes:
+    """One row of images ``(n, H, W, C)`` per entry of ``rows``, labelled by its key. A stream
+    holds normalised images: each is shown rescaled to its own range (min to max), which keeps
+    what a transform did to it (solarized, blurred, grey) visible."""
+    def draw(ax, image):
+        low, high = image.min(), image.max()
+        image = (image - low) / (high - low) if high > low else np.zeros_like(image)
+        return ax.imshow(image[..., 0] if image.shape[-1] == 1 else image,
+                         cmap="gray" if image.shape[-1] == 1 else None, vmin=0.0, vmax=1.0)
+
+    rows = {name: np.asarray(images, dtype=float) for name, images in rows.items()}
+    fig, _, _ = _rows_of_panels(rows, title, draw, width=1.1, height=1.15)
     return _png(fig)
 
 
@@ -236,21 +248,9 @@ def filters(rows: dict[str, ArrayLike], title: str) -> bytes:
     generated for two tasks), on one colour scale symmetric about 0 for the whole figure, so
     that rows compare weight for weight (the paper's Figure 6)."""
     rows = {name: np.asarray(f, dtype=float) for name, f in rows.items()}
-    n = max(len(f) for f in rows.values())
     scale = max(float(np.abs(f).max()) for f in rows.values()) or 1.0
-    fig = Figure(figsize=(0.7 * n + 1.8, 0.8 * len(rows) + 0.6), layout="constrained")
-    axes = np.asarray(fig.subplots(len(rows), n, squeeze=False))
-    for r, (name, f) in enumerate(rows.items()):
-        for c in range(n):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c >= len(f):
-                ax.axis("off")
-                continue
-            shown = ax.imshow(f[c], cmap="RdBu_r", vmin=-scale, vmax=scale)
-            if c == 0:
-                ax.set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
+    fig, axes, shown = _rows_of_panels(
+        rows, title, lambda ax, f: ax.imshow(f, cmap="RdBu_r", vmin=-scale, vmax=scale),
+        width=0.7, height=0.8)
     fig.colorbar(shown, ax=axes, shrink=0.8)
-    fig.suptitle(title, fontsize=9)
     return _png(fig)
