@@ -23,12 +23,19 @@ from jaxcl.config import check_distinct, section, setting
 from jaxcl.core.lookahead import VIRTUAL_STEPS
 from jaxcl.data.points import point_tasks
 from jaxcl.learners.sde_flow import SdeFlowLearner
-from jaxcl.learners.sde_flow_variant import LossWeights, Variant
+from jaxcl.learners.sde_flow_variant import LossWeights, Variant, param_count, stored_per_task
 from jaxcl.models.sde_flow import NLL_KINDS, SdeFlowConfig
 
 VARIANT_NAMES = ("mlp", "hypernet_sde_flow", "ablation_no_replay_sep", "ablation_penalties_x10",
                  "repair_order1", "repair_order2", "repair_generated_order1",
-                 "repair_generated_order2")
+                 "repair_generated_order2", "mlp_task", "mlp_task_wide", "replay_mlp_task",
+                 "hnet_mlp_order1", "hnet_mlp_order2", "repair_none", "oracle_stored")
+"""Every model the study can train (:func:`variant`): the study's model and its ablations, the
+repairs, and the fair baselines the repair is measured against."""
+PROTOCOL_VARIANTS = ("mlp", "mlp_task", "mlp_task_wide", "replay_mlp_task", "hypernet_sde_flow",
+                     "hnet_mlp_order1", "hnet_mlp_order2", "repair_none", "repair_order1",
+                     "repair_order2", "oracle_stored")
+"""The models of the fair study (``docs/protocols/sde_flow_fair.md``), the default ``variants``."""
 LATENTS = (1, 2, 3)
 SWEEPS = ("none", "replay", "virtual_step")
 """``--sweep``: the variants (``none``), or a grid of cells that share one compiled program per
@@ -138,7 +145,7 @@ class Config:
     data: PointsData = section(PointsData)
     model: StudyModel = section(StudyModel)
     weights: StudyWeights = section(StudyWeights)
-    variants: tuple[str, ...] = setting(VARIANT_NAMES, "models to train: "
+    variants: tuple[str, ...] = setting(PROTOCOL_VARIANTS, "models to train: "
                                         + ", ".join(VARIANT_NAMES), effect="selection",
                                         distinct=True)
     sweep: str = setting("none", "none (the variants), replay (memory per task x gamma, "
@@ -179,8 +186,24 @@ def variant(config: Config, name: str) -> Variant:
                    learning_rate=m.learning_rate, memory_per_task=m.memory_per_task,
                    virtual=m.virtual, weights=weights)
     f = config.ablation_factor
+    mlp = dataclasses.replace(model, model="mlp")
+    told = dataclasses.replace(mlp, task_inputs=NUM_TASKS)
+    plain = dataclasses.replace(base, model=mlp, memory_per_task=0)  # stores nothing
+    repair = dataclasses.replace(base, shared="frozen", order=1, memory_per_task=0,
+                                 weights=weights._replace(replay=0.0))
+    if name == "mlp_task_wide":  # as many parameters as the repair trains
+        return dataclasses.replace(plain, model=dataclasses.replace(
+            told, hidden=matched_width(told, param_count(repair, NUM_TASKS))))
+    if name == "replay_mlp_task":  # as many floats stored per task as the repair keeps
+        return dataclasses.replace(plain, model=told,
+                                   memory_per_task=replay_budget(config, repair))
+    if name in ("mlp", "mlp_task"):
+        return dataclasses.replace(plain, model=told if name == "mlp_task" else mlp)
     changes: dict[str, dict[str, Any]] = {
-        "mlp": {"model": dataclasses.replace(model, model="mlp")},
+        "repair_none": {"shared": "frozen", "order": "none", "memory_per_task": 0,
+                        "weights": weights._replace(replay=0.0)},
+        "oracle_stored": {"shared": "frozen", "order": 1, "memory_per_task": 0,
+                          "evaluate_stored": True, "weights": weights._replace(replay=0.0)},
         "hypernet_sde_flow": {},
         "ablation_no_replay_sep": {"weights": weights._replace(replay=0.0, separation=0.0)},
         "ablation_penalties_x10": {"weights": weights._replace(
@@ -191,7 +214,33 @@ def variant(config: Config, name: str) -> Variant:
             changes[f"{prefix}{order}"] = {"shared": shared, "order": order, "probe": m.probe,
                                            "memory_per_task": 0,
                                            "weights": weights._replace(replay=0.0)}
+    for order in (1, 2):
+        changes[f"hnet_mlp_order{order}"] = {
+            "model": dataclasses.replace(model, model="hypernet_mlp"), "order": order,
+            "memory_per_task": 0, "weights": weights._replace(replay=0.0)}
     return dataclasses.replace(base, **changes[name])
+
+
+def replay_budget(config: Config, repair: Variant) -> int:
+    """The points per task ``replay_mlp_task`` stores: as many 3-D points as fit in the floats
+    the repair keeps per task (its regulariser's targets), at most a task's training set."""
+    data_dim = repair.model.data_dim
+    return min(config.data.train_per_task, stored_per_task(repair)["targets"] // data_dim)
+
+
+def matched_width(model: SdeFlowConfig, target: int) -> tuple[int, ...]:
+    """The hidden widths, all equal and as many as ``model.hidden``, of the narrowest
+    encoder and decoder with at least ``target`` parameters together."""
+    def count(width):
+        wide = dataclasses.replace(model, hidden=(width,) * len(model.hidden))
+        return sum((inputs + 1) * outputs for path, net in wide.stacks().items()
+                   for inputs, outputs in zip((wide.input_dim(path), *net.features),
+                                              net.features))
+
+    width = max(model.hidden)
+    while count(width) < target:
+        width += 1
+    return (width,) * len(model.hidden)
 
 
 def cells(config: Config) -> dict[str, Variant]:

@@ -98,10 +98,13 @@ def summary(accuracy_matrix: ArrayLike) -> dict[str, float]:
 def error_summary(error_matrix: ArrayLike) -> dict[str, float]:
     """Forgetting as the increase of an error (positive is forgetting), keyed as in the study's
     ``metrics.json``: ``forgetting_t0 = M[N-1, 0] - M[0, 0]`` and ``mean_forgetting =
-    1/(N-1) sum_{j < N-1} (M[N-1, j] - M[j, j])`` (:func:`backward_transfer` of ``M``); both 0
-    for a single experience."""
+    1/(N-1) sum_{j < N-1} (M[N-1, j] - M[j, j])`` (:func:`backward_transfer` of ``M``), both 0
+    for a single experience; beside them the error left at the end, ``final_mse = 1/N sum_j
+    M[N-1, j]``, and how well each task is learned when it is trained, ``diagonal_mse = 1/N
+    sum_j M[j, j]``."""
     m = _matrix(error_matrix)
-    return {"forgetting_t0": float(m[-1, 0] - m[0, 0]), "mean_forgetting": backward_transfer(m)}
+    return {"forgetting_t0": float(m[-1, 0] - m[0, 0]), "mean_forgetting": backward_transfer(m),
+            "final_mse": float(np.mean(m[-1])), "diagonal_mse": float(np.mean(np.diag(m)))}
 
 
 SUMMARIES = {"accuracy": summary, "mse": error_summary}

@@ -36,6 +36,7 @@ from jaxcl.learners.sde_flow_variant import (
     LossWeights,
     Variant,
     all_task_params,
+    generated_parts,
     hypernetwork,
     init,
     optimizer,
@@ -81,6 +82,9 @@ class SdeFlowState(NamedTuple):
       step: steps taken in the current task (``k`` of the annealing restarted per task; the
         run's ``k``, for the annealing done once, is ``task_id K + step``).
       probe: the power iteration's vector, like ``psi`` (``Variant.probe``; ``{}`` without).
+      stored: the oracle's (``Variant.evaluate_stored``) generated weights of every task as it
+        ended, stacked like :func:`all_task_params`' generated parts, with ``"ended"`` ``(T,)``
+        marking the tasks stored (``{}`` for other variants).
     """
 
     psi: PyTree
@@ -90,6 +94,7 @@ class SdeFlowState(NamedTuple):
     weights: LossWeights
     step: jax.Array
     probe: PyTree
+    stored: PyTree = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,8 +154,13 @@ class SdeFlowLearner:
         weights = LossWeights(*(jnp.float32(w) for w in self.weights))
         probe = (optax.tree.random_like(jax.random.fold_in(key, 1), psi, jax.random.normal)
                  if self.variant.probe else {})
+        stored = {}
+        if self.variant.evaluate_stored:
+            thetas = all_task_params(self.variant, self._hnet, psi)
+            stored = {"theta": {part: thetas[part] for part in generated_parts(self.variant)},
+                      "ended": jnp.zeros((self.num_tasks,), bool)}
         return SdeFlowState(psi, optimizer(self.variant).init(psi), self._targets(psi), memory,
-                            weights, jnp.int32(0), probe)
+                            weights, jnp.int32(0), probe, stored)
 
     def begin_experience(self, state: SdeFlowState, task_id: jax.Array,
                          key: jax.Array) -> SdeFlowState:
@@ -179,7 +189,15 @@ class SdeFlowLearner:
 
     def end_experience(self, state: SdeFlowState, data: Batch, task_id: jax.Array,
                        key: jax.Array) -> SdeFlowState:
-        """The memory gets task ``task_id``'s row: ``m`` of its training points, at random."""
+        """The memory gets task ``task_id``'s row: ``m`` of its training points, at random; the
+        oracle stores the task's generated weights."""
+        if self.variant.evaluate_stored:
+            thetas = all_task_params(self.variant, self._hnet, state.psi)
+            theta = jax.tree.map(lambda old, new: old.at[task_id].set(new[task_id]),
+                                 state.stored["theta"],
+                                 {part: thetas[part] for part in state.stored["theta"]})
+            state = state._replace(stored={"theta": theta,
+                                           "ended": state.stored["ended"].at[task_id].set(True)})
         if not self.variant.memory_per_task:
             return state
         keep = jax.random.permutation(key, data.x.shape[0])[: state.memory.shape[1]]
@@ -190,16 +208,22 @@ class SdeFlowLearner:
                  key: jax.Array, *, batch_size: int) -> jax.Array:
         """Test MSE of task ``task_id``'s points ``x``, decoded with ``theta_task_id``, with the
         loop's fixed noise ``key`` (one solve: ``batch_size`` is not needed for a few hundred
-        points)."""
+        points); the oracle decodes a finished task with the weights it stored."""
         thetas = all_task_params(self.variant, self._hnet, state.psi)
+        if self.variant.evaluate_stored:  # a finished task through the weights it ended with
+            ended = state.stored["ended"][task_id]
+            thetas = {**thetas, **jax.tree.map(lambda now, kept: jnp.where(ended, kept, now),
+                                               {part: thetas[part]
+                                                for part in state.stored["theta"]},
+                                               state.stored["theta"])}
         ids = jnp.full(x.shape[:1], task_id, jnp.int32)
         x_hat = reconstruct_tasks(self.variant, thetas, x, ids, key,
                                   sde_gate=state.weights.sde_gate).x_hat
         return jnp.mean(jnp.square(x_hat - x))
 
     def memory_bytes(self, state: SdeFlowState) -> int:
-        """The episodic memory and the regulariser's targets."""
-        return bytes32((state.memory, state.targets))
+        """The episodic memory, the regulariser's targets and the oracle's stored weights."""
+        return bytes32((state.memory, state.targets, state.stored))
 
 
 # The gradient a step follows: plain, look-ahead, or probed.
@@ -348,13 +372,14 @@ WATCH_ROWS = 10
 decoder Jacobian per point of a 50-point batch cost the MLP's step more than its training."""
 
 
-def _watch(cfg: SdeFlowConfig, theta, x, rec, log_vol=None, sde_gate=1.0) -> dict:
-    """The collapse metrics of the first :data:`WATCH_ROWS` points of a batch ``x`` of one task,
-    decoded with its ``theta``."""
+def _watch(cfg: SdeFlowConfig, theta, x, rec, log_vol, sde_gate, task_id) -> dict:
+    """The collapse metrics of the first :data:`WATCH_ROWS` points of a batch ``x`` of task
+    ``task_id``, decoded with its ``theta``."""
     x, rec = x[:WATCH_ROWS], jax.tree.map(lambda a: a[:WATCH_ROWS], rec)
-    log_vol = (encoder_log_volume(cfg, theta["encoder"], x) if log_vol is None
+    ids = jnp.full(x.shape[:1], task_id, jnp.int32)
+    log_vol = (encoder_log_volume(cfg, theta["encoder"], x, task_ids=ids) if log_vol is None
                else log_vol[:WATCH_ROWS])
-    return {**collapse_metrics(cfg, theta, rec, sde_gate),
+    return {**collapse_metrics(cfg, theta, rec, sde_gate, task_id),
             "encoder_log_det": jnp.mean(jax.lax.stop_gradient(log_vol))}
 
 
@@ -370,12 +395,6 @@ def loss_terms(variant: Variant, weights: LossWeights, hnet: Hypernetwork | None
     """
     cfg = variant.model
     n = x.shape[0]
-    if not variant.is_hypernet:
-        rec = reconstruct(cfg, psi, x, key)
-        mse = jnp.mean(jnp.square(rec.x_hat - x))
-        zero = jnp.zeros((), mse.dtype)
-        return mse, {"mse": mse, "nll": zero, "replay": zero, "separation": zero,
-                     **_watch(cfg, psi, x, rec)}
     num_tasks, per_task, _ = memory.shape
     points = jnp.concatenate([x, memory.reshape(-1, x.shape[-1])])
     ids = jnp.concatenate([jnp.full((n,), task_id, jnp.int32),
@@ -383,16 +402,21 @@ def loss_terms(variant: Variant, weights: LossWeights, hnet: Hypernetwork | None
     thetas = all_task_params(variant, hnet, psi)
     rec = reconstruct_tasks(variant, thetas, points, ids, key, adjoint, weights.sde_gate)
     mse = jnp.mean(jnp.square(rec.x_hat[:n] - x))
-    theta_t = jax.tree.map(lambda a: a[task_id], thetas)
+    zero = jnp.zeros((), mse.dtype)
+    theta_t = (jax.tree.map(lambda a: a[task_id], thetas) if variant.is_hypernet else thetas)
     batch = jax.tree.map(lambda a: a[:n], rec)
-    nll_rows, log_vol = negative_log_likelihood(cfg, theta_t, x, batch.z0)
-    nll = jnp.mean(nll_rows)
+    nll, log_vol = zero, None
+    if cfg.has_latent_path:
+        nll_rows, log_vol = negative_log_likelihood(cfg, theta_t, x, batch.z0)
+        nll = jnp.mean(nll_rows)
+    if cfg.nll != "paper":  # the watched log volume is the encoder's
+        log_vol = None
     per_task_mse = (_per_task_mse(rec.x_hat[n:], points[n:], num_tasks, weights.memory)
                     if per_task else jnp.zeros((num_tasks,), mse.dtype))
     seen = (jnp.arange(num_tasks) < task_id).astype(per_task_mse.dtype)
     replay = jnp.sum(per_task_mse * seen) / jnp.maximum(jnp.sum(seen), 1.0)
-    sep = separation(psi["params"]["embedding"], task_id)
+    sep = separation(psi["params"]["embedding"], task_id) if variant.is_hypernet else zero
     total = (mse + nll_weight(variant, weights, progress) * nll + weights.replay * replay
              + weights.separation * sep)
     return total, {"mse": mse, "nll": nll, "replay": replay, "separation": sep,
-                   **_watch(cfg, theta_t, x, batch, log_vol, weights.sde_gate)}
+                   **_watch(cfg, theta_t, x, batch, log_vol, weights.sde_gate, task_id)}

@@ -2,7 +2,12 @@
 
 A variant (:class:`Variant`) is one model of the study:
 
-* ``model="mlp"``: the MLP autoencoder, loss ``MSE``, nothing against forgetting.
+* ``model="mlp"``: the MLP autoencoder, loss ``MSE`` (plus ``gamma R``, replay, when it keeps a
+  memory), told its task when ``model.task_inputs`` is the number of tasks (the task-conditioned
+  MLP).
+* ``model="hypernet_mlp"``: ``theta_t = H_psi(e_t)`` generates the whole MLP autoencoder (no flow,
+  no SDEs): ``L = MSE + gamma R + delta S``, and the repair's output regulariser below with
+  ``order`` set.
 * ``model="hypernet_sde_flow"``: ``theta_t = H_psi(e_t)`` generates the encoder and decoder
   (weights and biases); the flow and both SDEs are shared parameters of ``psi`` (or generated too,
   ``shared="generated"``). For a batch ``x`` of task ``t`` at step ``k`` of ``K``::
@@ -29,6 +34,9 @@ A variant (:class:`Variant`) is one model of the study:
   :func:`jaxcl.core.lookahead.lookahead_grad` (order 2 exact, order 1 without the Hessian term).
   A probed repair also logs the task loss's largest curvature and what order 2 adds
   (:func:`jaxcl.learners.sde_flow.probed_grad`).
+* The stored-weights oracle (``evaluate_stored``): a hypernetwork variant trained as it is, but
+  each task evaluated with the generated weights ``theta_j`` stored when task ``j`` ended, so that
+  no finished task can be forgotten: the floor that storing every task's weights gives for free.
 
 Every weight and switch (``beta, gamma, delta, lambda, eta``, the replayed points, the NLL's
 ramp, the SDE gate: :class:`LossWeights`) is a traced value: the study's model, its ablations
@@ -47,6 +55,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import traverse_util
 
@@ -98,7 +107,8 @@ class Variant:
     """One model of the study: everything but :class:`LossWeights` changes the program.
 
     Attributes:
-      model: the autoencoder's shapes; ``model.model`` is ``"mlp"`` or ``"hypernet_sde_flow"``.
+      model: the autoencoder's shapes; ``model.model`` is one of
+        :data:`jaxcl.models.sde_flow.MODEL_KINDS`.
       embedding_dim: dimension ``D`` of the task embeddings.
       hnet_hidden: widths of the hypernetwork's trunk.
       shared: the flow and SDE networks: ``"trained"`` (shared, trained on every task, the
@@ -120,6 +130,8 @@ class Variant:
         changes (:mod:`jaxcl.learners.sde_flow`); each step then computes the
         order-2 gradient, and follows it or its first-order part as ``order`` says.
       probe_iters: power-iteration products per step, warm-started from the last step's vector.
+      evaluate_stored: the oracle: store each task's generated weights when it ends and evaluate
+        it with them ever after (module docstring).
       weights: the traced loss weights.
 
     The study's model (all defaults) has 90,460 parameters in ``psi``, 94 % of them the heads
@@ -140,6 +152,7 @@ class Variant:
     virtual: str = "sgd"
     probe: bool = False
     probe_iters: int = 1
+    evaluate_stored: bool = False
     weights: LossWeights = LossWeights()
 
     def __post_init__(self):
@@ -147,9 +160,15 @@ class Variant:
             raise ValueError(f"shared={self.shared!r} is not one of {SHARED_MODES}")
         if self.order is not None:  # None: no output regulariser
             check_order(self.order)
-        if self.model.model == "mlp" and (self.order is not None or self.shared != "trained"):
-            raise ValueError("the MLP baseline has no hypernetwork: it takes order=None and "
-                             f"shared='trained', got order={self.order!r}, shared={self.shared!r}")
+        if self.model.model == "mlp" and (self.order is not None or self.shared != "trained"
+                                          or self.evaluate_stored):
+            raise ValueError("the MLP baseline has no hypernetwork: it takes order=None, "
+                             "shared='trained' and evaluate_stored=False, got "
+                             f"order={self.order!r}, shared={self.shared!r}, "
+                             f"evaluate_stored={self.evaluate_stored!r}")
+        if self.model.model == "hypernet_mlp" and self.shared != "trained":
+            raise ValueError("model='hypernet_mlp' generates every weight and shares none: it "
+                             f"takes shared='trained', got shared={self.shared!r}")
         if self.virtual not in VIRTUAL_STEPS:
             raise ValueError(f"virtual={self.virtual!r} is not one of {VIRTUAL_STEPS}")
         if self.probe and self.order not in (1, 2):
@@ -177,7 +196,7 @@ class Variant:
 
     @property
     def is_hypernet(self) -> bool:
-        return self.model.model == "hypernet_sde_flow"
+        return self.model.model != "mlp"
 
     @property
     def static(self) -> Variant:
@@ -191,8 +210,8 @@ class Variant:
 def hypernetwork(variant: Variant, num_tasks: int) -> Hypernetwork:
     """``H_psi``: generates the encoder and decoder (and, if ``shared="generated"``, the rest)."""
     shapes = jax.eval_shape(functools.partial(init_params, variant.model), jax.random.key(0))
-    generate = generate_all if variant.shared == "generated" else generate_under("encoder",
-                                                                                 "decoder")
+    generate = (generate_all if variant.shared == "generated" or not variant.model.has_latent_path
+                else generate_under("encoder", "decoder"))
     config = HypernetConfig(num_tasks=num_tasks, embedding_dim=variant.embedding_dim,
                             hidden=variant.hnet_hidden, new_task_init="random", vectors="generated")
     return Hypernetwork.for_params(shapes, config=config, generate=generate)
@@ -231,12 +250,12 @@ def shared_mask(psi: PyTree) -> PyTree:
         lambda path, _: any(getattr(p, "key", "").startswith("shared:") for p in path), psi)
 
 
-def _per_example_parts(variant: Variant) -> tuple[str, ...]:
+def generated_parts(variant: Variant) -> tuple[str, ...]:
     """The model parts that differ between tasks (generated), hence between examples of a
     mixed batch."""
     if not variant.is_hypernet:
         return ()
-    if variant.shared == "generated":
+    if variant.shared == "generated" and variant.model.has_latent_path:
         return PARTS
     return ("encoder", "decoder")
 
@@ -247,10 +266,11 @@ def reconstruct_tasks(variant: Variant, thetas: PyTree, x: jax.Array, task_ids: 
     """The :class:`jaxcl.models.sde_flow.Reconstruction` of points ``x`` ``(n, d)`` of several
     tasks ``task_ids`` ``(n,)``, in one solve: every example goes through its own task's
     generated parts; shared parts are shared. ``thetas`` is :func:`all_task_params`;
-    ``sde_gate`` as in :func:`jaxcl.models.sde_flow.latent_path`."""
+    ``sde_gate`` as in :func:`jaxcl.models.sde_flow.latent_path`; the task-conditioned MLP reads
+    ``task_ids``."""
     if not variant.is_hypernet:
-        return reconstruct(variant.model, thetas, x, key, adjoint)
-    per_example = _per_example_parts(variant)
+        return reconstruct(variant.model, thetas, x, key, adjoint, task_ids=task_ids)
+    per_example = generated_parts(variant)
     theta = {part: jax.tree.map(lambda a: jnp.take(a, task_ids, axis=0), tree)
              if part in per_example else jax.tree.map(lambda a: a[0], tree)
              for part, tree in thetas.items()}
@@ -260,3 +280,30 @@ def reconstruct_tasks(variant: Variant, thetas: PyTree, x: jax.Array, task_ids: 
 def optimizer(variant: Variant) -> optax.GradientTransformation:
     """AdamW with the variant's learning rate and weight decay, started afresh for every task."""
     return optax.adamw(variant.learning_rate, weight_decay=variant.weight_decay)
+
+
+@functools.cache
+def param_count(variant: Variant, num_tasks: int) -> int:
+    """The floats that training moves: ``psi`` (the MLP's weights, or the hypernetwork's
+    embeddings, trunk and heads with the shared parts)."""
+    shapes = jax.eval_shape(lambda k: init(variant, k, num_tasks), jax.random.key(0))
+    return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(shapes))
+
+
+def generated_count(variant: Variant) -> int:
+    """The floats of one task's generated weights ``theta_t`` (0 without a hypernetwork)."""
+    if not variant.is_hypernet:
+        return 0
+    shapes = jax.eval_shape(functools.partial(init_params, variant.model), jax.random.key(0))
+    return sum(int(np.prod(leaf.shape)) for part in generated_parts(variant)
+               for leaf in jax.tree.leaves(shapes[part]))
+
+
+def stored_per_task(variant: Variant) -> dict[str, int]:
+    """The floats a variant keeps for each finished task, by what they are: replayed ``points``
+    (``memory_per_task x data_dim``), the output regulariser's ``targets`` (one task's generated
+    weights), the oracle's ``weights`` (the same)."""
+    generated = generated_count(variant)
+    return {"points": variant.memory_per_task * variant.model.data_dim,
+            "targets": generated if variant.order is not None else 0,
+            "weights": generated if variant.evaluate_stored else 0}

@@ -18,11 +18,20 @@ loss, as ``SdeFlowConfig.nll`` says::
     "paper"      NLL(x)  = -log N(u; 0, I) - log|det du/dz0| - log_vol(dz0/dx)    (the default)
     "flow_only"  NLL(z0) = -log N(u; 0, I) - log|det du/dz0|                     (:func:`flow_nll`)
 
+    "rectangular" NLL(x)  = -log N(u; 0, I) - log|det du/dz0| + 0.5 log det(G^T G)   G = dDec/dz at z0
+
 ``"paper"`` is the paper's Eq. 2, ``log p(x) = log p(u) + log|det du/dx|`` through the encoder and
-the flow: ``log_vol(J) = log|det J|`` for the square Jacobian of a latent as large as the data,
-``0.5 log det(J J^T)`` for a smaller one (:func:`encoder_log_volume`). ``"flow_only"``, the flow's
-term alone, drops the encoder's Jacobian: it is no density of ``x``, and it rewards
-shrinking ``z0``.
+the flow: ``log_vol = log|det J|`` for the square encoder Jacobian ``J = dz0/dx`` of a latent as
+large as the data. Below the data's size ``"paper"`` uses ``0.5 log det(J J^T)``
+(:func:`encoder_log_volume`), **a heuristic**: it is no density of ``x``, and it can be raised
+by making the encoder steep off the data manifold, where no point lies
+(``tests/models/test_sde_flow_model.py``). It is kept because the study's runs used it.
+``"rectangular"`` is the density on the decoder's manifold of injective (rectangular) flows
+(Caterini et al. 2021): ``x = Dec(z0)``, ``p(x) = p(z0) det(G^T G)^(-1/2)``
+(:func:`decoder_log_volume`); the encoder only supplies ``z0``, so steepness off the manifold
+cannot change it. At a latent as large as the data it is ``log|det G|``, the change of variables
+through the decoder. ``"flow_only"``, the flow's term alone, drops the Jacobian: it is no density
+of ``x``, and it rewards shrinking ``z0``.
 
 Each coupling layer is ``u = m * z + (1 - m) * (z * exp(s(m z)) + t(m z))`` with the log-scale
 bounded, ``s = s_max tanh(s_raw / s_max)``, and its conditioner's last layer initialised to zero,
@@ -31,7 +40,10 @@ whose shift and scale are learned constants). Every network is a :class:`DenseSt
 its own sub-pytree; the SDE networks read theirs from Diffrax's ``args``, never from bound modules.
 
 The MLP baseline (``model="mlp"``) is ``x_hat = Dec(Enc(x))`` with the same encoder and decoder
-shapes, hence the same parameter count as the generated part of the Hypernet-SDE-Flow model.
+shapes, hence the same parameter count as the generated part of the Hypernet-SDE-Flow model;
+``"hypernet_mlp"`` is the same autoencoder with every weight generated per task (the learner's
+business: the shapes are the MLP's). With ``task_inputs > 0`` the encoder and decoder also read
+the task's one-hot code, ``Enc(x, e_t)`` and ``Dec(z, e_t)`` (the task-conditioned MLP).
 :func:`collapse_metrics` measures what a shrinking latent does: ``z0``'s scale, the diffusion,
 the decoder's gain.
 """
@@ -56,9 +68,12 @@ from jaxcl.models.sde_solve import (  # noqa: F401  (solve_sde and its options: 
 )
 from jaxcl.types import PyTree
 
-MODEL_KINDS = ("mlp", "hypernet_sde_flow")
-NLL_KINDS = ("paper", "flow_only")
-"""``SdeFlowConfig.nll``: ``-log p(x)`` through encoder and flow, or ``-log p(z0)`` (the flow's)."""
+MODEL_KINDS = ("mlp", "hypernet_sde_flow", "hypernet_mlp")
+"""``SdeFlowConfig.model``: the MLP autoencoder, the Hypernet-SDE-Flow autoencoder, or the MLP
+autoencoder's shapes generated per task (no flow, no SDEs)."""
+NLL_KINDS = ("paper", "rectangular", "flow_only")
+"""``SdeFlowConfig.nll``: ``-log p(x)`` through encoder and flow (the paper's; below the data's
+size a heuristic), the rectangular-flow density through the decoder, or ``-log p(z0)``."""
 
 
 class DenseStack(nn.Module):
@@ -83,13 +98,16 @@ class SdeFlowConfig:
     """The shapes of the autoencoder.
 
     Attributes:
-      model: ``"hypernet_sde_flow"`` (encoder, flow, SDEs, decoder) or ``"mlp"`` (encoder and
-        decoder only).
+      model: ``"hypernet_sde_flow"`` (encoder, flow, SDEs, decoder), ``"mlp"`` (encoder and
+        decoder only) or ``"hypernet_mlp"`` (the MLP's shapes, generated per task).
       data_dim: dimension of a point.
       latent_dim: dimension of ``z`` (the paper gives none; 3, the data's, by default; below
         the data's the encoder compresses).
       nll: the density term of the loss, a key of :data:`NLL_KINDS`
-        (:func:`negative_log_likelihood`); ``"paper"`` needs ``latent_dim <= data_dim``.
+        (:func:`negative_log_likelihood`); ``"paper"`` and ``"rectangular"`` need
+        ``latent_dim <= data_dim``.
+      task_inputs: length of the task's one-hot code the encoder and decoder also read (0: none);
+        MLP only.
       hidden: hidden widths of the encoder and of the decoder.
       flow_layers: affine coupling layers.
       flow_hidden: hidden widths of each coupling conditioner.
@@ -105,6 +123,7 @@ class SdeFlowConfig:
     data_dim: int = 3
     latent_dim: int = 3
     nll: str = "paper"
+    task_inputs: int = 0
     hidden: tuple[int, ...] = (32, 32)
     flow_layers: int = 4
     flow_hidden: tuple[int, ...] = (32,)
@@ -126,10 +145,17 @@ class SdeFlowConfig:
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.nll == "paper" and self.latent_dim > self.data_dim:
+        if self.nll != "flow_only" and self.latent_dim > self.data_dim:
             raise ValueError(f"latent_dim={self.latent_dim} exceeds data_dim={self.data_dim}: "
-                             "nll='paper' (-log p(x)) needs latent_dim <= data_dim; "
+                             f"nll={self.nll!r} (-log p(x)) needs latent_dim <= data_dim; "
                              "nll='flow_only' takes any latent_dim")
+        if not (isinstance(self.task_inputs, int) and self.task_inputs >= 0):
+            raise ValueError(f"task_inputs must be a non-negative integer, got "
+                             f"{self.task_inputs!r}")
+        if self.task_inputs and self.model != "mlp":
+            raise ValueError(f"task_inputs={self.task_inputs} is for model='mlp' (a "
+                             f"hypernetwork is told the task by its embedding), got "
+                             f"model={self.model!r}")
         for name in ("hidden", "flow_hidden", "sde_hidden"):
             widths = getattr(self, name)
             if not isinstance(widths, tuple) or not all(isinstance(w, int) and w >= 1 for w in widths):
@@ -144,7 +170,7 @@ class SdeFlowConfig:
         """Every network of the model, by its path in the params pytree."""
         d, z = self.data_dim, self.latent_dim
         nets = {"encoder": DenseStack((*self.hidden, z)), "decoder": DenseStack((*self.hidden, d))}
-        if self.model == "mlp":
+        if not self.has_latent_path:
             return nets
         for i in range(self.flow_layers):
             nets[f"flow/coupling_{i}"] = DenseStack((*self.flow_hidden, 2 * z), zero_last=True)
@@ -153,10 +179,17 @@ class SdeFlowConfig:
             nets[f"{sde}/diffusion"] = DenseStack((*self.sde_hidden, z))
         return nets
 
+    @property
+    def has_latent_path(self) -> bool:
+        """Whether the model has the flow and the SDEs (the Hypernet-SDE-Flow model)."""
+        return self.model == "hypernet_sde_flow"
+
     def input_dim(self, path: str) -> int:
         if path == "encoder":
-            return self.data_dim
-        if path.startswith("flow/") or path == "decoder":
+            return self.data_dim + self.task_inputs
+        if path == "decoder":
+            return self.latent_dim + self.task_inputs
+        if path.startswith("flow/"):
             return self.latent_dim
         return self.latent_dim + 1  # the SDE networks also see the time
 
@@ -189,16 +222,28 @@ def apply_stack(net: DenseStack, params: PyTree, x: jax.Array,
     return net.apply({"params": params}, x)
 
 
+def _with_task(config: SdeFlowConfig, v: jax.Array, task_ids: jax.Array | None) -> jax.Array:
+    """``v`` with the task's one-hot code appended when the model reads it (``task_inputs``)."""
+    if not config.task_inputs:
+        return v
+    if task_ids is None:
+        raise ValueError(f"the model reads its task (task_inputs={config.task_inputs}): pass "
+                         "task_ids")
+    return jnp.concatenate([v, jax.nn.one_hot(task_ids, config.task_inputs, dtype=v.dtype)], -1)
+
+
 def encode(config: SdeFlowConfig, params: PyTree, x: jax.Array,
-           per_example: Sequence[str] = ()) -> jax.Array:
+           per_example: Sequence[str] = (), task_ids: jax.Array | None = None) -> jax.Array:
     net = config.stacks()["encoder"]
-    return apply_stack(net, params["encoder"], x, "encoder" in per_example)
+    return apply_stack(net, params["encoder"], _with_task(config, x, task_ids),
+                       "encoder" in per_example)
 
 
 def decode(config: SdeFlowConfig, params: PyTree, z: jax.Array,
-           per_example: Sequence[str] = ()) -> jax.Array:
+           per_example: Sequence[str] = (), task_ids: jax.Array | None = None) -> jax.Array:
     net = config.stacks()["decoder"]
-    return apply_stack(net, params["decoder"], z, "decoder" in per_example)
+    return apply_stack(net, params["decoder"], _with_task(config, z, task_ids),
+                       "decoder" in per_example)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -238,48 +283,80 @@ def flow_nll(config: SdeFlowConfig, flow_params: PyTree, z0: jax.Array,
     return -density.log_prob(z0)
 
 
+def _log_volume(jac: jax.Array) -> jax.Array:
+    """``log|det J|`` of a square Jacobian, ``0.5 log det(J J^T)`` of a wide one and
+    ``0.5 log det(J^T J)`` of a tall one: the log of the volume it maps a unit cube of its
+    smaller side to."""
+    rows, cols = jac.shape
+    if rows == cols:
+        return jnp.linalg.slogdet(jac)[1]
+    gram = jac @ jac.T if rows < cols else jac.T @ jac
+    return 0.5 * jnp.linalg.slogdet(gram)[1]
+
+
 def encoder_log_volume(config: SdeFlowConfig, encoder_params: PyTree, x: jax.Array,
-                       per_example: bool = False) -> jax.Array:
+                       per_example: bool = False, task_ids: jax.Array | None = None) -> jax.Array:
     """The encoder's log volume factor per row of ``x``, ``J = dz0/dx`` (``latent x data``) from
     ``jax.jacfwd`` at each point:
 
     * ``latent_dim == data_dim``: ``log|det J|``, the change of variables of an invertible map.
-    * ``latent_dim < data_dim``: ``0.5 log det(J J^T)``, the volume factor of the change of
-      variables onto a ``latent_dim``-dimensional manifold, as in rectangular (injective) flows
-      (Caterini et al. 2021): exact for a density of ``x`` on the data manifold when the encoder
-      is the orthogonal left inverse of an injective decoder there, a density on that manifold
-      rather than on ``R^data_dim``.
+    * ``latent_dim < data_dim``: ``0.5 log det(J J^T)``, a heuristic (``nll="paper"`` below the
+      data's size). It equals the rectangular-flow term (:func:`decoder_log_volume`, with the
+      opposite sign) only where the encoder is the orthogonal left inverse of the decoder on the
+      data manifold; elsewhere it grows with the encoder's steepness across the manifold, where
+      no data lie, so the loss can lower itself there without changing any reconstruction.
+
+    A task-conditioned encoder (``task_inputs``) is differentiated in ``x`` alone, at each row's
+    task ``task_ids``.
     """
     net = config.stacks()["encoder"]
+    ids = jnp.zeros(x.shape[:1], jnp.int32) if task_ids is None else task_ids
 
-    def one(p, xi):
-        jac = jax.jacfwd(lambda v: net.apply({"params": p}, v))(xi)
-        if jac.shape[0] == jac.shape[1]:
-            return jnp.linalg.slogdet(jac)[1]
-        return 0.5 * jnp.linalg.slogdet(jac @ jac.T)[1]
+    def one(p, xi, ti):
+        def enc(v):
+            return net.apply({"params": p}, _with_task(config, v[None], ti[None])[0])
+        return _log_volume(jax.jacfwd(enc)(xi))
 
-    return jax.vmap(one, in_axes=(0 if per_example else None, 0))(encoder_params, x)
+    return jax.vmap(one, in_axes=(0 if per_example else None, 0, 0))(encoder_params, x, ids)
+
+
+def decoder_log_volume(config: SdeFlowConfig, decoder_params: PyTree, z: jax.Array,
+                       per_example: bool = False) -> jax.Array:
+    """``0.5 log det(G^T G)`` per row of ``z``, ``G = dDec/dz`` (``data x latent``) at ``z``
+    (``log|det G|`` at a latent as large as the data): how much the decoder stretches a latent
+    volume onto its manifold, the term of injective (rectangular) flows (Caterini et al. 2021),
+    ``log p(Dec(z)) = log p(z) - 0.5 log det(G^T G)``."""
+    net = config.stacks()["decoder"]
+
+    def one(p, zi):
+        return _log_volume(jax.jacfwd(lambda v: net.apply({"params": p}, v))(zi))
+
+    return jax.vmap(one, in_axes=(0 if per_example else None, 0))(decoder_params, z)
 
 
 def negative_log_likelihood(config: SdeFlowConfig, params: PyTree, x: jax.Array, z0: jax.Array,
                             per_example: Sequence[str] = ()) -> tuple[jax.Array, jax.Array]:
-    """``(NLL, log_vol)`` per row of ``x``, ``z0 = Enc(x)``, ``u = F(z0)``, by ``config.nll``:
+    """``(NLL, log_vol)`` per row of ``x``, ``z0 = Enc(x)``, ``u = F(z0)``, by ``config.nll``::
 
-    * ``"paper"`` (the paper's Eq. 2, ``log p(x) = log p(u) + log|det du/dx|``)::
+        "paper"        NLL(x) = -log N(u; 0, I) - log|det du/dz0| - log_vol
+                       log_vol = encoder_log_volume(x)     (the paper's Eq. 2; a heuristic below
+                                                            the data's size)
+        "rectangular"  the same with log_vol = -decoder_log_volume(z0): the density of x on the
+                       decoder's manifold (Caterini et al. 2021)
+        "flow_only"    NLL(z0) = -log N(u; 0, I) - log|det du/dz0|   (log_vol the encoder's,
+                       returned to watch it)
 
-          NLL(x) = -log N(u; 0, I) - log|det du/dz0| - log_vol(x)
-
-    * ``"flow_only"``: ``NLL(z0) = -log N(u; 0, I) - log|det du/dz0|``, the encoder's Jacobian
-      dropped. Not a density of ``x``: scaling the encoder by ``c`` lowers it without bound on
-      the flow's side, where the paper's term adds ``-latent_dim log c`` against it.
-
-    ``log_vol`` is :func:`encoder_log_volume` (returned in either case, to watch the latent's
-    volume). ``params`` holds ``"encoder"`` and ``"flow"``; ``per_example`` as in
+    ``"flow_only"`` is not a density of ``x``: scaling the encoder by ``c`` lowers it without bound
+    on the flow's side, where the paper's term adds ``-latent_dim log c`` against it.
+    ``params`` holds ``"encoder"``, ``"decoder"`` and ``"flow"``; ``per_example`` as in
     :func:`reconstruct`.
     """
     flow = flow_nll(config, params["flow"], z0, "flow" in per_example)
-    log_vol = encoder_log_volume(config, params["encoder"], x, "encoder" in per_example)
-    return (flow - log_vol if config.nll == "paper" else flow), log_vol
+    if config.nll == "rectangular":
+        log_vol = -decoder_log_volume(config, params["decoder"], z0, "decoder" in per_example)
+    else:
+        log_vol = encoder_log_volume(config, params["encoder"], x, "encoder" in per_example)
+    return (flow if config.nll == "flow_only" else flow - log_vol), log_vol
 
 
 # ----------------------------------------------------------------------------------------------
@@ -334,24 +411,26 @@ class Reconstruction(NamedTuple):
 
 def reconstruct(config: SdeFlowConfig, params: PyTree, x: jax.Array, key: jax.Array,
                 adjoint: str = "scan", per_example: Sequence[str] = (),
-                sde_gate: float | jax.Array = 1.0) -> Reconstruction:
+                sde_gate: float | jax.Array = 1.0,
+                task_ids: jax.Array | None = None) -> Reconstruction:
     """The :class:`Reconstruction` of a batch ``x`` ``(n, data_dim)`` (the MLP ignores ``key``).
 
     ``per_example`` names the :data:`PARTS` whose parameters carry a leading axis ``n`` (each
     example through its own task's weights); the others are shared by the whole batch, so that
-    one solve serves points of many tasks. ``sde_gate`` as in :func:`latent_path`.
+    one solve serves points of many tasks. ``sde_gate`` as in :func:`latent_path`; ``task_ids``
+    ``(n,)``, each row's task, for a model that reads it (``task_inputs``).
     """
     unknown = set(per_example) - set(PARTS)
     if unknown:
         raise ValueError(f"per_example names unknown parts {sorted(unknown)}; parts: {PARTS}")
-    z0 = encode(config, params, x, per_example)
-    zT, y0 = ((z0, z0) if config.model == "mlp"
-              else latent_path(config, params, z0, key, adjoint, per_example, sde_gate))
-    return Reconstruction(decode(config, params, y0, per_example), z0, zT, y0)
+    z0 = encode(config, params, x, per_example, task_ids)
+    zT, y0 = (latent_path(config, params, z0, key, adjoint, per_example, sde_gate)
+              if config.has_latent_path else (z0, z0))
+    return Reconstruction(decode(config, params, y0, per_example, task_ids), z0, zT, y0)
 
 
 def collapse_metrics(config: SdeFlowConfig, params: PyTree, rec: Reconstruction,
-                     sde_gate: float | jax.Array = 1.0) -> dict:
+                     sde_gate: float | jax.Array = 1.0, task_id: jax.Array | int = 0) -> dict:
     """What shows a collapsing latent, for one task's ``params`` and a batch's ``rec``:
 
     * ``z0_std``: ``z0``'s scale, the standard deviation over the batch, mean over coordinates.
@@ -362,13 +441,14 @@ def collapse_metrics(config: SdeFlowConfig, params: PyTree, rec: Reconstruction,
     * ``decoder_gain``: the largest singular value of ``dx_hat/dy`` at the decoder's input
       ``y0``, mean over the batch.
 
-    No gradient flows through them.
+    No gradient flows through them. ``task_id`` is the batch's task, for a model that reads it.
     """
     params, rec = jax.lax.stop_gradient((params, rec))
-    net = config.stacks()["decoder"]
-    jac = jax.vmap(jax.jacfwd(lambda y: net.apply({"params": params["decoder"]}, y)))(rec.y0)
+    ids = jnp.full(rec.y0.shape[:1], task_id, jnp.int32)
+    jac = jax.vmap(jax.jacfwd(lambda y, i: decode(config, params, y[None], (), i[None])[0]))(
+        rec.y0, ids)
     sigma = jnp.zeros((), rec.z0.dtype)
-    if config.model != "mlp":
+    if config.has_latent_path:
         times = jnp.linspace(0.0, config.horizon, config.sde_steps + 1)[:-1]
         levels = []
         for sde, start in (("sde", rec.z0), ("back_sde", rec.zT)):

@@ -126,6 +126,8 @@ def test_forgetting_formula():
     summary = metrics.error_summary(m)
     assert summary["forgetting_t0"] == pytest.approx(2.0)
     assert summary["mean_forgetting"] == pytest.approx(((3.0 - 1.0) + (2.5 - 2.0)) / 2)
+    assert summary["final_mse"] == pytest.approx((3.0 + 2.5 + 0.5) / 3)
+    assert summary["diagonal_mse"] == pytest.approx((1.0 + 2.0 + 0.5) / 3)
     assert metrics.SUMMARIES["mse"] is metrics.error_summary  # the study's matrix: an error
 
 

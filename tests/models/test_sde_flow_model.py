@@ -175,6 +175,61 @@ def test_paper_nll_penalises_a_shrinking_latent_where_flow_only_rewards_it(laten
         np.testing.assert_allclose(p - f, paper[0] - flow[0] - latent * np.log(c), atol=1e-8)
 
 
+def _plane_setup():
+    """A known manifold, the plane ``x_3 = 0`` in R^3, points on it, and a latent-2 model in
+    float64 with random encoder, decoder and flow."""
+    cfg = sf.SdeFlowConfig(latent_dim=2, hidden=(8,), flow_layers=2, flow_hidden=(8,),
+                           nll="rectangular")
+    params = jax.tree.map(lambda a: a.astype(jnp.float64), sf.init_params(cfg, jax.random.key(0)))
+    params = _perturbed({k: params[k] for k in ("encoder", "decoder", "flow")},
+                        jax.random.key(1))
+    x = jax.random.normal(jax.random.key(2), (6, 3), jnp.float64).at[:, 2].set(0.0)
+    return cfg, params, x
+
+
+def test_the_rectangular_nll_is_the_decoders_volume_at_the_encoders_latent(x64):
+    """``NLL = -log N(u; 0, I) - log|det du/dz0| + 0.5 log det(G^T G)``, ``G = dDec/dz`` at
+    ``z0 = Enc(x)``, the volume checked against the sum of ``G``'s log singular values (an
+    independent formula), the flow's part against the flow-only NLL."""
+    cfg, params, x = _plane_setup()
+    flow_only = dataclasses.replace(cfg, nll="flow_only")
+
+    @jax.jit
+    def check(params, x):
+        z0 = sf.encode(cfg, params, x)
+        gram = jax.vmap(jax.jacfwd(lambda z: sf.decode(cfg, params, z[None])[0]))(z0)
+        volume = jnp.sum(jnp.log(jnp.linalg.svd(gram, compute_uv=False)), axis=-1)
+        return (sf.negative_log_likelihood(cfg, params, x, z0),
+                sf.negative_log_likelihood(flow_only, params, x, z0)[0], volume)
+
+    (nll, log_vol), flow, volume = check(params, x)
+    np.testing.assert_allclose(log_vol, -volume, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(nll, flow + volume, rtol=0, atol=1e-10)
+    assert float(jnp.abs(volume).min()) > 0.01  # the decoder's term is not a rounding
+
+
+def test_only_the_rectangular_nll_ignores_steepness_off_the_data_manifold(x64):
+    """The encoder made 10x steeper across the plane (its first layer's weights on ``x_3``):
+    every point on the plane encodes as before, so every reconstruction is the same. The
+    rectangular NLL does not move; the paper's encoder heuristic (``0.5 log det(J J^T)`` below
+    the data's size) drops by more than one nat a point: a loss with it can be lowered where no
+    data lie."""
+    cfg, params, x = _plane_setup()
+    first = params["encoder"]["dense_0"]
+    steep = {**params, "encoder": {**params["encoder"], "dense_0": {
+        **first, "kernel": first["kernel"].at[2].multiply(10.0)}}}
+    nll = jax.jit(sf.negative_log_likelihood, static_argnums=0)
+    np.testing.assert_array_equal(sf.encode(cfg, steep, x), sf.encode(cfg, params, x))
+    for kind in ("rectangular", "paper"):
+        c = dataclasses.replace(cfg, nll=kind)
+        before = nll(c, params, x, sf.encode(c, params, x))[0]
+        after = nll(c, steep, x, sf.encode(c, steep, x))[0]
+        if kind == "rectangular":
+            np.testing.assert_allclose(after, before, rtol=0, atol=1e-12)
+        else:
+            assert float(jnp.mean(before - after)) > 1.0, (before, after)
+
+
 def test_encoder_log_volume_gradient_and_hessian_vector_product_match_differences(x64):
     """The encoder's log volume is differentiable as the look-ahead needs it: its gradient
     (reverse) and its Hessian-vector product (forward over reverse, order 2) against central
