@@ -1,31 +1,46 @@
-"""The Hypernet-SDE-Flow forgetting study, its two ablations, and its repair by partial hypernetworks.
+"""The Hypernet-SDE-Flow forgetting study, its repair by partial hypernetworks, and the fair
+baselines the repair is measured against.
 
 Five tasks of 3-D points (:mod:`jaxcl.data.points`), trained in sequence, 300 epochs each
 with AdamW at 5e-4. After each task the test MSE on every task fills one row of the MSE matrix.
 Models (:mod:`jaxcl.learners.sde_flow_variant`, trained as learners of the one loop,
-:mod:`jaxcl.learners.sde_flow`; ``--variants`` picks a subset):
+:mod:`jaxcl.learners.sde_flow`; ``--variants`` picks them, by default the main job's seven,
+:data:`experiments.sde_flow_settings.MAIN_VARIANTS`):
 
 =============================  ===============================================================
 ``mlp``                        MLP autoencoder, nothing against forgetting
+``mlp_task``                   the same, reading the task's one-hot code
+``mlp_task_wide``              ``mlp_task`` widened to the repair's parameter count
+``replay_mlp_task``            ``mlp_task`` replaying stored points, as many floats per task
+                               as the repair keeps (capped at the task's training set)
 ``hypernet_sde_flow``          the study's model: MSE + beta NLL + gamma replay + delta sep.
 ``ablation_no_replay_sep``     the same without replay and separation (gamma = delta = 0)
 ``ablation_penalties_x10``     replay and separation weights times ``ablation_factor``
+``hnet_mlp_order1`` / ``2``    a hypernetwork generating the whole MLP autoencoder, with the
+                               repair's output regulariser and look-ahead
 ``repair_order1`` / ``2``      flow and SDEs frozen after task 0; output regulariser through a
                                first- / second-order look-ahead; replay weight 0 (see below)
+``repair_none``                the repair without look-ahead (the regulariser on ``psi``)
 ``repair_generated_order1/2``  the same with flow and SDE networks generated per task too
+``oracle_stored``              ``repair_order1``, each finished task evaluated with the
+                               generated weights stored when it ended (zero forgetting)
 =============================  ===============================================================
 
-The repairs store no data: their memory holds 0 points per task (``memory_per_task=0``, replay
-weight 0). What they
-keep against forgetting is the hypernetwork's outputs at the start of each task (the output
-regulariser's targets), counted by ``memory_bytes``.
+The repairs store no data points (``memory_per_task=0``, replay weight 0); what they keep
+against forgetting is each task's generated encoder and decoder (the output regulariser's
+targets). Every table prints each model's parameters and the floats it keeps per finished task
+beside its numbers. With the models of the fair protocol's claims
+(``docs/protocols/sde_flow_fair.md``) the run also prints those claims as its rules read them
+on this run's seeds (:mod:`experiments.sde_flow_fair_rules`).
 
-The NLL (``--nll``, :func:`jaxcl.models.sde_flow.negative_log_likelihood`): ``paper`` (the
-default) is the paper's Eq. 2, ``-log p(x) = -log N(u; 0, I) - log|det du/dz0| - log_vol(x)``
-with ``u = F(Enc(x))`` through the encoder and the flow; ``flow_only`` is ``-log p(z0)``, the
-encoder's Jacobian dropped, which rewards shrinking ``z0``.
-``--latent`` (1, 2 or 3; the paper gives no size) sets both models' latent; below 3, ``log_vol``
-is ``0.5 log det(J J^T)`` of the ``latent x 3`` encoder Jacobian ``J`` (rectangular flows).
+The NLL (``--nll``, :func:`jaxcl.models.sde_flow.negative_log_likelihood`): ``rectangular`` (the
+default) is the density of ``x`` on the decoder's manifold, ``-log p(z0) + 0.5 log det(G^T G)``
+with ``G = dDec/dz`` at ``z0 = Enc(x)`` (rectangular flows, Caterini et al. 2021); ``paper`` is
+the paper's Eq. 2 through the encoder, ``-log N(u; 0, I) - log|det du/dz0| - log_vol(x)`` with
+``u = F(Enc(x))``, exact at latent 3 and below it a heuristic (``0.5 log det(J J^T)`` of the
+encoder, which steepness off the data manifold lowers); ``flow_only`` is ``-log p(z0)``, which
+rewards shrinking ``z0``. ``--latent`` (1, 2 or 3; the paper gives no size; 2 by default, where
+the plain MLP forgets) sets every model's latent.
 
 ``--sweep`` trains a grid of cells beside the MLP instead of ``--variants``
 (:func:`experiments.sde_flow_settings.cells`); cells that differ only in traced weights share
@@ -65,21 +80,24 @@ The run folder (``--out DIR``)::
        "paired": [{"model", "against", "metric", "diff", "ci95", "lower_in", "seeds"}],
        "programs": compiled loop programs the run added,
        "<model>": {"mse_matrix": [[...]] (mean over seeds), "forgetting_t0", "mean_forgetting",
-                   "<same>_std", "<same>_ci95" (the forgetting's 95 % interval's half-width,
-                   Student's t; null for one seed), "time_s", "compile_s",
+                   "final_mse", "diagonal_mse", "<same>_std" (ddof 1), "<same>_ci95" (the 95 %
+                   interval's half-width, Student's t; null for one seed), "time_s",
+                   "compile_s", "params" (trained floats), "stored_per_task" ({"points",
+                   "targets", "weights"}: floats kept per finished task),
                    "end_of_task": {"z0_std", "sigma", "decoder_gain", "encoder_log_det": one
                                    value per task, the mean of its last 10 steps and the seeds},
                    "probe": {"curvature", "step_curvature", "virtual_move", "correction_ratio",
                              "correction_cosine": {"start_of_task", "end_of_task": per task,
                              first / last 10 steps, median over seeds}} (probed repairs only),
-                   "per_seed": [{"seed", "mse_matrix", "forgetting_t0", "mean_forgetting"}]},
+                   "per_seed": [{"seed", "mse_matrix", "forgetting_t0", "mean_forgetting",
+                                 "final_mse", "diagonal_mse"}]},
        ...one entry per model run}
 
 ``forgetting_t0 = M[4, 0] - M[0, 0]`` (the MSE increase on task 0 from after task 0 to after the
 last task; positive is forgetting); ``mean_forgetting`` averages ``M[4, j] - M[j, j]`` over
-``j = 0..3``.
+``j = 0..3``; ``final_mse`` is the mean of the last row, ``diagonal_mse`` of the diagonal.
 
-    python -m experiments.sde_flow_forgetting            # the study, about 4.5 minutes on 2 cores
+    python -m experiments.sde_flow_forgetting            # the main job: 7 models, seeds 0-4
     python -m experiments.sde_flow_forgetting --quick    # seconds of training, for tests
     jaxcl run sde_flow_forgetting --seeds 0 1 2 --devices 2 --out runs/sde   # the same entry
 """
@@ -94,11 +112,12 @@ from typing import Any
 import numpy as np
 
 from experiments.runner import Job, config_dict, module_main, train_learners, write_run
-from experiments.sde_flow_settings import QUICK, Config, cells, learner, tasks
+from experiments.sde_flow_settings import NUM_TASKS, QUICK, Config, cells, learner, tasks
 from experiments.sde_flow_tables import (
     REFERENCE,
     comparisons,
     paired_table,
+    protocol_section,
     record,
     sweep_tables,
     tables,
@@ -108,9 +127,14 @@ from jaxcl.core import metrics as cl_metrics
 from jaxcl.io import plots, run_folder
 from jaxcl.learners.sde_flow import STEP_METRICS
 from jaxcl.learners.sde_flow import PROBE_METRICS
+from jaxcl.learners.sde_flow_variant import param_count, stored_per_task
 from jaxcl.train.events import ExperienceEnded
 
 NAME = "sde_flow_forgetting"
+PROTOCOL_NOTE = ("The rules of docs/protocols/sde_flow_fair.md applied to this run's models and "
+                 "seeds {seeds} (paired by seed, Holm over the comparisons present). The "
+                 "evidence is the protocol's own run, on seeds no other run used: "
+                 "docs/results/sde_flow_fair.md.")
 SCHEMA = "jaxcl.sde_flow/1"
 
 
@@ -159,7 +183,9 @@ def run(config: Config, out) -> dict:
                           options=settings.fingerprint(config), describe=describe,
                           label_lines=lambda name, s: _task_lines(config, name, s),
                           cache=_program_cache())
-    records = {name: record(r) for name, r in runs.items()}
+    records = {name: {**record(r), "params": param_count(models[name], NUM_TASKS),
+                      "stored_per_task": stored_per_task(models[name])}
+               for name, r in runs.items()}
     title = (f"{NAME}: 5 tasks x {config.data.train_per_task} points, {config.run.epochs} "
              f"epochs per task, NLL {config.model.nll}, latent {config.model.latent}, seeds "
              f"{seeds}")
@@ -168,6 +194,9 @@ def run(config: Config, out) -> dict:
     if pairs:
         summary += ("\n\n## Paired by seed (model minus reference; negative: the model forgets "
                     "less)\n\n" + paired_table(pairs))
+    fair = protocol_section(records, PROTOCOL_NOTE.format(seeds=seeds))
+    if fair and config.sweep == "none":
+        summary = fair + "\n\n" + summary
     sweep_md, sweep_png = sweep_tables(config, models, records)
     programs = len(_program_cache()) - programs_before
     if sweep_md:

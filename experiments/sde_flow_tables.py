@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from experiments import sde_flow_fair_rules as rules
 from experiments.runner import markdown_table
 from experiments.sde_flow_settings import REPLAY_GAMMAS, REPLAY_MEMORY, VIRTUAL_LRS, Config
 from jaxcl.core import metrics as cl_metrics
@@ -23,6 +24,7 @@ from jaxcl.train.loop import RunResult
 
 # The study's forgetting on task 0 (MSE after task 4 minus after task 0).
 REFERENCE = {"mlp": 0.0016, "hypernet_sde_flow": 0.3822}
+METRICS = rules.METRICS
 COLLAPSE = ("z0_std", "sigma", "decoder_gain", "encoder_log_det")
 """The step metrics that show a collapsing latent, summarised per task in ``end_of_task``."""
 
@@ -33,10 +35,11 @@ def record(runs: list[tuple[int, RunResult]]) -> dict[str, Any]:
     scalars = [{**p, "time_s": r.time_s, "compile_s": r.compile_s}
                for p, (_, r) in zip(per_seed, runs)]
     out: dict[str, Any] = {"mse_matrix": np.mean([r.matrix for _, r in runs], axis=0).tolist()}
-    for name in ("forgetting_t0", "mean_forgetting", "time_s", "compile_s"):
+    for name in (*METRICS, "time_s", "compile_s"):
         values = np.array([row[name] for row in scalars], dtype=float)
-        out[name], out[f"{name}_std"] = float(values.mean()), float(values.std())
-        if name in ("forgetting_t0", "mean_forgetting"):
+        out[name] = float(values.mean())
+        out[f"{name}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        if name in METRICS:
             out[f"{name}_ci95"] = ci95(values)
     out["end_of_task"] = {name: np.mean([_end_of_task(r.step_metrics, name) for _, r in runs],
                                         axis=0).tolist() for name in COLLAPSE}
@@ -172,6 +175,36 @@ def _start_of_task(log: dict[str, np.ndarray], name: str, first: int = 10) -> np
                      for t in range(int(tasks.max()) + 1)])
 
 
+def _kept(stored: dict[str, int]) -> str:
+    parts = [f"{n:,} {what}" for what, n in stored.items() if n]
+    return " + ".join(parts) if parts else "0"
+
+
+def protocol_section(records: dict[str, dict], note: str) -> str:
+    """The fair protocol's claims whose models ``records`` hold, read by its rules
+    (:mod:`experiments.sde_flow_fair_rules`: paired by seed, Holm over every tested comparison
+    present), with each tested comparison; empty when no claim's models are all present."""
+    found = rules.results(records)
+    rows, claims = [], []
+    for claim in rules.CLAIMS:
+        said = rules.verdict(claim, found)
+        if said is None:
+            continue
+        claims.append(f"- **{claim.number}. {claim.text}: {said}.**")
+        for t in claim.tests:
+            r = found[t]
+            rows.append([claim.number, str(t), r.paired.cell(),
+                         _interval(r.paired.diff, r.paired.half),
+                         f"{r.paired.p_tost if t.predicted == '~' else r.paired.p:.2g}",
+                         f"{r.p_adjusted:.2g}", r.outcome])
+    if not claims:
+        return ""
+    return ("## The fair protocol's claims among these models\n\n" + note + "\n\n"
+            + "\n".join(claims) + "\n\n"
+            + markdown_table(["claim", "comparison", "mean ± 95 %", "interval", "p",
+                              "p (Holm)", "outcome"], rows))
+
+
 def _pm(record, name, digits=4):
     value, std = record[name], record[f"{name}_std"]
     return f"{value:+.{digits}f}" + (f" ± {std:.{digits}f}" if std else "")
@@ -187,32 +220,31 @@ def tables(config: Config, records: dict[str, dict]) -> tuple[str, list[list]]:
         rows = [[f"after task {i}", *(f"{v:.4f}" for v in m[i])] for i in range(n)]
         parts.append(f"### Test MSE, {name} (row: after training task i; column: task j)\n\n"
                      + markdown_table(["", *(f"task {j}" for j in range(n))], rows))
-    header = ["model", "MSE t0 after t0", "MSE t0 after t4", "increase (ours)",
-              "95 % interval", "increase (study)", "increase / MLP's", "mean forgetting t0..3",
-              "train s", "compile s"]
-    # A ratio over the MLP's increase only where that increase is above zero beyond the seeds'
-    # noise (its 95 % interval excludes zero; one seed has no interval, so no ratio).
-    mlp_rec = records.get("mlp")
-    mlp = (mlp_rec["forgetting_t0"] if mlp_rec is not None and mlp_rec["forgetting_t0_ci95"]
-           is not None and mlp_rec["forgetting_t0"] - mlp_rec["forgetting_t0_ci95"] > 0
-           else None)
+    header = ["model", "parameters", "floats kept a task", "MSE t0 after t0", "MSE t0 after t4",
+              "increase (ours)", "95 % interval", "increase (study)", "increase / MLP's",
+              "mean forgetting t0..3", "final MSE", "learning MSE (diagonal)", "train s",
+              "compile s"]
     rows, numbers = [], []
     for name, rec in records.items():
         m = np.asarray(rec["mse_matrix"])
         study = REFERENCE.get(name)
-        ratio = f"{rec['forgetting_t0'] / mlp:.3g}x" if mlp is not None else "—"
+        # A ratio only where both increases are away from zero beyond the seeds' noise (both
+        # 95 % intervals exclude zero; one seed has no interval, so no ratio).
+        ratio = (rules.ratio(records, name, "mlp", "forgetting_t0")
+                 if "mlp" in records and name != "mlp" else None)
         half = rec["forgetting_t0_ci95"]
-        interval = ("—" if half is None else f"[{rec['forgetting_t0'] - half:+.4f}, "
-                    f"{rec['forgetting_t0'] + half:+.4f}]")
-        numbers.append([name, float(m[0, 0]), float(m[-1, 0]), rec["forgetting_t0"],
-                        rec["forgetting_t0_std"], half, study,
-                        rec["forgetting_t0"] / mlp if mlp is not None else None,
-                        rec["mean_forgetting"], rec["mean_forgetting_std"], rec["time_s"],
-                        rec["compile_s"]])
-        rows.append([name, f"{m[0, 0]:.4f}", f"{m[-1, 0]:.4f}", _pm(rec, "forgetting_t0"),
-                     interval, f"{study:+.4f}" if study is not None else "—", ratio,
-                     _pm(rec, "mean_forgetting"), f"{rec['time_s']:.1f}",
-                     f"{rec['compile_s']:.1f}"])
+        kept = sum(rec["stored_per_task"].values())
+        numbers.append([name, rec["params"], kept, float(m[0, 0]), float(m[-1, 0]),
+                        rec["forgetting_t0"], rec["forgetting_t0_std"], half, study, ratio,
+                        rec["mean_forgetting"], rec["mean_forgetting_std"], rec["final_mse"],
+                        rec["diagonal_mse"], rec["time_s"], rec["compile_s"]])
+        rows.append([name, f"{rec['params']:,}", _kept(rec["stored_per_task"]), f"{m[0, 0]:.4f}",
+                     f"{m[-1, 0]:.4f}", _pm(rec, "forgetting_t0"),
+                     _interval(rec["forgetting_t0"], half),
+                     f"{study:+.4f}" if study is not None else "—",
+                     f"{ratio:.3g}x" if ratio is not None else "—",
+                     _pm(rec, "mean_forgetting"), _pm(rec, "final_mse"),
+                     _pm(rec, "diagonal_mse"), f"{rec['time_s']:.1f}", f"{rec['compile_s']:.1f}"])
     forgetting_md = markdown_table(header, rows)
     n = len(next(iter(records.values()))["mse_matrix"])
     collapse = markdown_table(
@@ -221,19 +253,23 @@ def tables(config: Config, records: dict[str, dict]) -> tuple[str, list[list]]:
          for name, rec in records.items() for metric in COLLAPSE])
     study_ratio = REFERENCE["hypernet_sde_flow"] / REFERENCE["mlp"]
     forgetting_md += (f"\n\nRatio of the task-0 increases in the study, Hypernet-SDE-Flow / MLP: "
-                      f"{study_ratio:.0f}x. ± is the standard deviation over the seeds, the "
-                      "interval the 95 % confidence interval of the mean (Student's t). A ratio "
-                      "over the MLP's increase is shown only where the MLP's interval lies above "
-                      "zero (not with one seed); a negative increase means the task got better."
+                      f"{study_ratio:.0f}x. ± is the standard deviation over the seeds (ddof "
+                      "1), the interval the 95 % confidence interval of the mean (Student's t, "
+                      "ddof 1). A ratio over the MLP's increase is shown only where both "
+                      "intervals exclude zero (not with one seed); a negative increase means "
+                      "the task got better. Floats kept a task: what a model keeps for each "
+                      "finished task (replayed points, the regulariser's targets, the oracle's "
+                      "stored weights). Final MSE: the mean of the last row; learning MSE: of "
+                      "the diagonal."
                       + (f" Train and compile seconds are those of all {len(config.run.seeds)} "
                          "seeds together: one vmapped program." if len(config.run.seeds) > 1
                          else " One seed is one draw: in the default study (300 epochs a "
                          "task) rounding alone moves these numbers several-fold "
                          "(benchmarks/seed_drift.py); --seeds 0 1 2 gives the spread."))
-    csv_header = ["model", "mse_t0_after_t0", "mse_t0_after_t4", "forgetting_t0",
-                  "forgetting_t0_std", "forgetting_t0_ci95", "forgetting_t0_study",
-                  "forgetting_t0_over_mlp",
-                  "mean_forgetting", "mean_forgetting_std", "train_s", "compile_s"]
+    csv_header = ["model", "parameters", "floats_kept_per_task", "mse_t0_after_t0",
+                  "mse_t0_after_t4", "forgetting_t0", "forgetting_t0_std", "forgetting_t0_ci95",
+                  "forgetting_t0_study", "forgetting_t0_over_mlp", "mean_forgetting",
+                  "mean_forgetting_std", "final_mse", "diagonal_mse", "train_s", "compile_s"]
     return ("## Forgetting (MSE increase; positive is forgetting)\n\n" + forgetting_md + "\n\n"
             + f"## The latent at the end of each task (NLL {config.model.nll}, latent "
             f"{config.model.latent}; mean of its last 10 steps and the seeds)\n\nz0_std: z0's standard deviation over "

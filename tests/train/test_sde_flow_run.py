@@ -81,7 +81,7 @@ def test_what_the_loop_cannot_run_is_refused_before_anything_compiles(streams, m
     from experiments import sde_flow_forgetting as study
 
     for argv, match in ((["--latent", "4"], r"latent=4 is not one of \(1, 2, 3\)"),
-                        (["--nll", "exact"], (r"nll='exact' is not one of \('paper', "
+                        (["--nll", "exact"], (r"nll='exact' is not one of \('paper', 'rectangular', "
                                               r"'flow_only'\)"))):
         with pytest.raises(ValueError, match=match):
             study.main(["--quick", *argv])
