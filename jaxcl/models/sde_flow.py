@@ -30,7 +30,10 @@ by making the encoder steep off the data manifold, where no point lies
 (Caterini et al. 2021): ``x = Dec(z0)``, ``p(x) = p(z0) det(G^T G)^(-1/2)``
 (:func:`decoder_log_volume`); the encoder only supplies ``z0``, so steepness off the manifold
 cannot change it. At a latent as large as the data it is ``log|det G|``, the change of variables
-through the decoder. ``"flow_only"``, the flow's term alone, drops the Jacobian: it is no density
+through the decoder. Trained as the study trains (latent 2, beta 0.01, 300 epochs) it diverged:
+the decoder's Jacobian grew singular and the term fell to ``-inf`` within 140 epochs of task 0
+(``docs/protocols/sde_flow_fair.md``, amendment 1); it needs a bound on that collapse before it
+can train these models. ``"flow_only"``, the flow's term alone, drops the Jacobian: it is no density
 of ``x``, and it rewards shrinking ``z0``.
 
 Each coupling layer is ``u = m * z + (1 - m) * (z * exp(s(m z)) + t(m z))`` with the log-scale
