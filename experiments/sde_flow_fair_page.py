@@ -185,7 +185,7 @@ def run_section(folder: str) -> str:
                f"config.json --out runs/sde_flow_fair-{folder}-again")
     summary = (RUNS / folder / "summary.md").read_text().split("\n", 1)[1].strip()
     return "\n".join([f"## Run {folder}: as it printed", "", "Re-run:", "", "```", command, "```",
-                      "", summary.replace("\n## ", "\n### "), ""])
+                      "", ("\n" + summary).replace("\n## ", "\n### ").strip(), ""])
 
 
 def page() -> str:
