@@ -81,7 +81,7 @@ class StudyModel:
     latent: int = setting(2, "latent size of both models, 1, 2 or 3 (the data are 3-D; the "
                           "paper gives no size)", note="2: the fair protocol's, where the plain "
                           "MLP forgets (docs/protocols/sde_flow_fair.md)")
-    nll: str = setting("paper", "the NLL: paper (-log p(x) through encoder and flow, the "
+    nll: str = setting(SdeFlowConfig.nll, "the NLL: paper (-log p(x) through encoder and flow, the "
                        "paper's Eq. 2; below latent 3 a heuristic), rectangular (the density on "
                        "the decoder's manifold, rectangular flows) or flow_only (-log p(z0))",
                        note="paper: the fair protocol's (amendment 1: rectangular reached -inf "

@@ -120,7 +120,9 @@ def test_one_default_per_setting_across_the_library():
         weights.virtual_lr, weights.coef, weights.nll)
     assert (study.model.batch_size, study.model.learning_rate, study.run.epochs) == (
         variant.batch_size, variant.learning_rate, variant.epochs)
-    assert (study.model.latent, study.model.hidden) == (model.latent_dim, model.hidden)
+    assert (study.model.nll, study.model.hidden) == (model.nll, model.hidden)
+    # The latent is the study's own (the fair protocol's 2); the model's default is the data's.
+    assert (study.model.latent, model.latent_dim) == (2, 3)
     assert study.data.train_per_task == points["train_per_task"].default
 
 

@@ -36,19 +36,21 @@ from jaxcl.learners.sde_flow_variant import (
     LossWeights,
     Variant,
     all_task_params,
+    frozen_leaves,
     generated_parts,
+    hold_still,
+    nll_weight,
+    separation,
     hypernetwork,
     init,
     optimizer,
     reconstruct_tasks,
-    shared_mask,
 )
 from jaxcl.models.sde_flow import (
     SdeFlowConfig,
     collapse_metrics,
     encoder_log_volume,
     negative_log_likelihood,
-    reconstruct,
 )
 from jaxcl.types import Batch, PyTree
 
@@ -240,19 +242,6 @@ def virtual_optimizer(variant: Variant, weights: LossWeights, psi: PyTree,
     return optax.chain(inner, optax.stateless(lambda u, _: hold_still(u, frozen)))
 
 
-def frozen_leaves(variant: Variant, psi: PyTree, task_id: jax.Array) -> PyTree:
-    """``True`` on the leaves that do not move in task ``task_id`` (shared ones after task 0,
-    with ``shared="frozen"``)."""
-    if variant.shared != "frozen":
-        return jax.tree.map(lambda _: jnp.zeros((), bool), psi)
-    return jax.tree.map(lambda f: f & (task_id > 0), shared_mask(psi))
-
-
-def hold_still(tree: PyTree, frozen: PyTree) -> PyTree:
-    """``tree`` with its :func:`frozen_leaves` set to 0 (an update, or a direction)."""
-    return jax.tree.map(lambda a, f: jnp.where(f, 0.0, a), tree, frozen)
-
-
 def _objective(variant, weights, hnet, psi, x, task_id, memory, targets, progress, key):
     """The task loss ``psi -> (L, terms)``, the regulariser ``psi -> L_H`` and the virtual
     optimizer of a step."""
@@ -341,30 +330,12 @@ def probed_grad(variant: Variant, weights: LossWeights, hnet: Hypernetwork | Non
 # The loss.
 
 
-def separation(embeddings: jax.Array, task_id: jax.Array) -> jax.Array:
-    """``S = mean_{i < j <= t} exp(-|e_i - e_j|^2 / D)`` (0 while only one task is seen)."""
-    n, dim = embeddings.shape
-    sq = jnp.sum(jnp.square(embeddings[:, None, :] - embeddings[None, :, :]), axis=-1)
-    ids = jnp.arange(n)
-    pairs = (ids[:, None] < ids[None, :]) & (ids[None, :] <= task_id)
-    kernel = jnp.exp(-sq / dim)
-    return jnp.sum(jnp.where(pairs, kernel, 0.0)) / jnp.maximum(jnp.sum(pairs), 1)
-
-
 def _per_task_mse(x_hat, x, num_groups, used):
     """Mean squared error of each of ``num_groups`` equal consecutive blocks of rows, over the
     first ``used`` rows of each block (0 where ``used`` is 0)."""
     err = jnp.sum(jnp.square(x_hat - x), axis=-1).reshape(num_groups, -1)
     rows = (jnp.arange(err.shape[1]) < used).astype(err.dtype)
     return jnp.sum(err * rows[None, :], axis=1) / jnp.maximum(jnp.sum(rows) * x.shape[-1], 1.0)
-
-
-def nll_weight(variant: Variant, weights: LossWeights, progress: jax.Array) -> jax.Array:
-    """``beta_k = beta min(1, k / (a K))`` at ``progress = k / K``, ``a`` the
-    ``anneal_fraction``: ``k`` is the step within the current task (it restarts at 0 with every
-    task) when ``weights.anneal_per_task`` is 1, the step since the run began when it is 0 (the
-    learner passes the matching ``progress``)."""
-    return weights.nll * jnp.minimum(1.0, progress / variant.anneal_fraction)
 
 
 WATCH_ROWS = 10

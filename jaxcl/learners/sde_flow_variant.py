@@ -307,3 +307,34 @@ def stored_per_task(variant: Variant) -> dict[str, int]:
     return {"points": variant.memory_per_task * variant.model.data_dim,
             "targets": generated if variant.order is not None else 0,
             "weights": generated if variant.evaluate_stored else 0}
+
+
+def frozen_leaves(variant: Variant, psi: PyTree, task_id: jax.Array) -> PyTree:
+    """``True`` on the leaves that do not move in task ``task_id`` (shared ones after task 0,
+    with ``shared="frozen"``)."""
+    if variant.shared != "frozen":
+        return jax.tree.map(lambda _: jnp.zeros((), bool), psi)
+    return jax.tree.map(lambda f: f & (task_id > 0), shared_mask(psi))
+
+
+def hold_still(tree: PyTree, frozen: PyTree) -> PyTree:
+    """``tree`` with its :func:`frozen_leaves` set to 0 (an update, or a direction)."""
+    return jax.tree.map(lambda a, f: jnp.where(f, 0.0, a), tree, frozen)
+
+
+def separation(embeddings: jax.Array, task_id: jax.Array) -> jax.Array:
+    """``S = mean_{i < j <= t} exp(-|e_i - e_j|^2 / D)`` (0 while only one task is seen)."""
+    n, dim = embeddings.shape
+    sq = jnp.sum(jnp.square(embeddings[:, None, :] - embeddings[None, :, :]), axis=-1)
+    ids = jnp.arange(n)
+    pairs = (ids[:, None] < ids[None, :]) & (ids[None, :] <= task_id)
+    kernel = jnp.exp(-sq / dim)
+    return jnp.sum(jnp.where(pairs, kernel, 0.0)) / jnp.maximum(jnp.sum(pairs), 1)
+
+
+def nll_weight(variant: Variant, weights: LossWeights, progress: jax.Array) -> jax.Array:
+    """``beta_k = beta min(1, k / (a K))`` at ``progress = k / K``, ``a`` the
+    ``anneal_fraction``: ``k`` is the step within the current task (it restarts at 0 with every
+    task) when ``weights.anneal_per_task`` is 1, the step since the run began when it is 0 (the
+    learner passes the matching ``progress``)."""
+    return weights.nll * jnp.minimum(1.0, progress / variant.anneal_fraction)
