@@ -139,7 +139,7 @@ def models_section(recs: dict[str, dict]) -> str:
 
 
 def descriptive_section(recs: dict[str, dict]) -> str:
-    rows = [[f"{a} - {b}", metric, p.cell(), _interval(p)]
+    rows = [[f"{a} - {b}", metric, p.cell(), p.interval()]
             for a, b, metric, p in rules.descriptive(recs)]
     return "\n".join([
         "## Every pair on every metric (descriptive)", "",
@@ -147,11 +147,6 @@ def descriptive_section(recs: dict[str, dict]) -> str:
         "difference, and is not evidence of none.", "",
         markdown_table(["A - B", "metric", "mean ± 95 %", "interval"], rows), ""])
 
-
-def _interval(p: rules.Paired) -> str:
-    if p.half is None:
-        return "—"
-    return f"[{p.diff - p.half:+.4f}, {p.diff + p.half:+.4f}]"
 
 
 def reading_section(recs: dict[str, dict]) -> str:

@@ -123,6 +123,11 @@ class Paired:
         half = "—" if self.half is None else f"{self.half:.{digits}f}"
         return f"{self.diff:+.{digits}f} ± {half}"
 
+    def interval(self, digits: int = 4) -> str:
+        if self.half is None:
+            return "—"
+        return f"[{self.diff - self.half:+.{digits}f}, {self.diff + self.half:+.{digits}f}]"
+
 
 def paired(a: Mapping[int, float], b: Mapping[int, float], delta: float = DELTA) -> Paired:
     """Paired by seed: ``t = mean(d) / (s_d / sqrt(n))``, ``s_d`` with ddof 1, ``n - 1`` degrees

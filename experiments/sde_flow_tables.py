@@ -193,8 +193,7 @@ def protocol_section(records: dict[str, dict], note: str) -> str:
         claims.append(f"- **{claim.number}. {claim.text}: {said}.**")
         for t in claim.tests:
             r = found[t]
-            rows.append([claim.number, str(t), r.paired.cell(),
-                         _interval(r.paired.diff, r.paired.half),
+            rows.append([claim.number, str(t), r.paired.cell(), r.paired.interval(),
                          f"{r.paired.p_tost if t.predicted == '~' else r.paired.p:.2g}",
                          f"{r.p_adjusted:.2g}", r.outcome])
     if not claims:
