@@ -11,8 +11,18 @@ virtual Brownian tree; stepped in a scan, the default, or through ``diffeqsolve`
 reverse-only or the forward-and-reverse adjoint), a Hessian-vector product through a solve
 (what order 2 adds), and the whole loss; then a repair step of order 1 and of order 2.
 
+Part 3, the main job (``python -m experiments.sde_flow_forgetting``, its defaults) in fresh
+processes: cold (an empty compilation cache) and warm (the cache the cold run filled), its wall
+time, training and compile seconds as it prints them.
+
+Part 4, the cost of a model-step as models are stacked: a model's training step vmapped over
+``S`` copies (seeds, or variants differing in traced weights), ``S`` = 1, 8, 40, 200, run in a
+compiled scan of steps, for each kind of model of the main job; milliseconds per step of the
+stack and per model, and the step's GFLOP/s by XLA's cost analysis.
+
     python benchmarks/sde_flow_study.py            # the numbers in docs/devnotes/performance.md
     python benchmarks/sde_flow_study.py --quick    # a smoke run (3 epochs)
+    python benchmarks/sde_flow_study.py --parts 3 4
 """
 
 from __future__ import annotations
@@ -20,7 +30,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -136,17 +150,97 @@ def table(header, rows) -> str:
     return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
 
 
+def main_job(quick: bool) -> list[list]:
+    """Part 3: the main job cold and warm, each in a fresh process, the cache in a temporary
+    folder; the job's own summary line gives its training and compile seconds."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in ("cold", "warm"):
+            cmd = [sys.executable, "-m", "experiments.sde_flow_forgetting", "--compile-cache",
+                   "--compile-cache-dir", f"{tmp}/cache", "--out", f"{tmp}/{run}",
+                   *(["--quick"] if quick else [])]
+            start = time.perf_counter()
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            wall = time.perf_counter() - start
+            line = next(l for l in out.splitlines() if l.startswith("cost: "))
+            rows.append([run, f"{wall:.1f}", line.removeprefix("cost: ")])
+    return rows
+
+
+STACKS = (1, 8, 40, 200)
+STACK_MODELS = ("mlp", "mlp_task", "replay_mlp_task", "hnet_mlp_order1", "repair_none",
+                "repair_order1")
+"""Part 4's models: every model the main job trains (the oracle is derived from
+``repair_order1``'s training)."""
+
+
+def stack_cost(stacks: Sequence[int], steps: int) -> list[list]:
+    """Part 4: ms per step of ``S`` stacked copies of a model's training step (a later task,
+    task 3, with its memory), in a compiled scan of ``steps`` steps, best of 3 runs."""
+    from experiments.sde_flow_settings import Config, learner, tasks, variant
+    from jaxcl.types import Batch
+
+    config = Config()
+    x = tasks(config, 0)[3].x_train[:config.model.batch_size]
+    batch = Batch(x, jnp.zeros(x.shape[:1], jnp.int32))
+    rows = []
+    for name in STACK_MODELS:
+        model = learner(config, variant(config, name))
+
+        def one(state, key, model=model):
+            return model.train_step(state, batch, jnp.int32(3), key, first=False)
+
+        for size in stacks:
+            keys = jax.random.split(jax.random.key(0), size)
+            state = jax.jit(jax.vmap(lambda k, model=model: model.init(k, x)))(keys)
+
+            def run(state, keys, one=one):
+                def body(s, i):
+                    s, m = jax.vmap(one)(s, jax.vmap(jax.random.fold_in, (0, None))(keys, i))
+                    return s, m["loss"]
+                return jax.lax.scan(body, state, jnp.arange(steps))
+
+            compiled = jax.jit(run).lower(state, keys).compile()
+            flops = jax.jit(jax.vmap(one)).lower(state, keys).compile().cost_analysis()
+            flops = (flops[0] if isinstance(flops, list) else flops).get("flops", 0.0)
+            jax.block_until_ready(compiled(state, keys))
+            best = min(_timed(compiled, state, keys) for _ in range(3)) / steps
+            rows.append([name, size, f"{1e3 * best:.2f}", f"{1e3 * best / size:.3f}",
+                         f"{flops / size / 1e6:.2f}", f"{flops / best / 1e9:.2f}"])
+            print("| " + " | ".join(map(str, rows[-1])) + " |", flush=True)
+    return rows
+
+
+def _timed(fn, *args) -> float:
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    return time.perf_counter() - start
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 epochs, 5 repeats")
+    parser.add_argument("--quick", action="store_true", help="3 epochs, 5 repeats, stacks 1 2")
+    parser.add_argument("--parts", type=int, nargs="+", default=[1, 2, 3, 4],
+                        choices=[1, 2, 3, 4])
     args = parser.parse_args(argv)
     epochs, repeats = (3, 5) if args.quick else (300, 50)
     print(f"device: {jax.devices()[0].device_kind}, {jax.device_count()} device(s)\n")
-    print(f"End to end, 5 tasks x 300 points, {epochs} epochs per task, batch 50:\n")
-    print(table(["model", "compile s", "train s", "total s", "steps", "ms / step"],
-                end_to_end(epochs)))
-    print(f"\nOne Hypernet-SDE-Flow step taken apart (gradients; median of {repeats}):\n")
-    print(table(["piece", "ms", "compile s"], pieces(repeats)))
+    if 1 in args.parts:
+        print(f"End to end, 5 tasks x 300 points, {epochs} epochs per task, batch 50:\n")
+        print(table(["model", "compile s", "train s", "total s", "steps", "ms / step"],
+                    end_to_end(epochs)))
+    if 2 in args.parts:
+        print(f"\nOne Hypernet-SDE-Flow step taken apart (gradients; median of {repeats}):\n")
+        print(table(["piece", "ms", "compile s"], pieces(repeats)))
+    if 3 in args.parts:
+        print("\nThe main job in fresh processes (cold: empty compilation cache; warm: the cold "
+              "run's):\n")
+        print(table(["run", "wall s", "the job's summary"], main_job(args.quick)))
+    if 4 in args.parts:
+        print("\nA model's step stacked S times (vmap), in a compiled scan, task 3:\n")
+        print(table(["model", "S", "ms / step", "ms / model-step", "MFLOP / model-step",
+                     "GFLOP/s"], stack_cost((1, 2) if args.quick else STACKS,
+                                            5 if args.quick else 20)))
 
 
 if __name__ == "__main__":

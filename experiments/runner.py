@@ -106,7 +106,7 @@ def train_learners(jobs: dict[str, Job], streams: Sequence[Sequence[Experience]]
                     augment=(random_crop_flip if crop else FLIP_ONLY) if augment else None,
                     checkpoints=None if out is None else RunCheckpoints(
                         out / run_folder.CHECKPOINTS / name, name=f"{label} seeds {group_seeds}",
-                        report=print),
+                        report=print, min_interval_s=run.checkpoint_seconds),
                     checkpoint_epochs=run.checkpoint_epochs, run_name=job.run_name,
                     steps_in=run.steps_in, cache=cache,
                     settings={**job.settings, "options": options,

@@ -23,7 +23,9 @@ Models (:mod:`jaxcl.learners.sde_flow_variant`, trained as learners of the one l
 ``repair_none``                the repair without look-ahead (the regulariser on ``psi``)
 ``repair_generated_order1/2``  the same with flow and SDE networks generated per task too
 ``oracle_stored``              ``repair_order1``, each finished task evaluated with the
-                               generated weights stored when it ended (zero forgetting)
+                               generated weights stored when it ended (zero forgetting);
+                               with ``repair_order1`` in the run, derived from its training
+                               (:func:`shares_training`) rather than trained again
 =============================  ===============================================================
 
 The repairs store no data points (``memory_per_task=0``, replay weight 0); what they keep
@@ -78,7 +80,9 @@ The run folder (``--out DIR``)::
       {"schema", "experiment", "config", "seeds",
        "reference": {"mlp": {"forgetting_t0"}, "hypernet_sde_flow": {...}, "ratio"},
        "paired": [{"model", "against", "metric", "diff", "ci95", "lower_in", "seeds"}],
-       "programs": compiled loop programs the run added,
+       "programs": the learners' program sets the run added (one per model that is not
+                   derived, less those sharing a program), "compilations": XLA programs they
+                   compiled,
        "<model>": {"mse_matrix": [[...]] (mean over seeds), "forgetting_t0", "mean_forgetting",
                    "final_mse", "diagonal_mse", "<same>_std" (ddof 1), "<same>_ci95" (the 95 %
                    interval's half-width, Student's t; null for one seed), "time_s",
@@ -104,9 +108,11 @@ last task; positive is forgetting); ``mean_forgetting`` averages ``M[4, j] - M[j
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import pathlib
 import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -124,6 +130,7 @@ from experiments.sde_flow_tables import (
 )
 from jaxcl import config as settings
 from jaxcl.core import metrics as cl_metrics
+from jaxcl.core.metrics import held_at_end
 from jaxcl.io import plots, run_folder
 from jaxcl.learners.sde_flow import STEP_METRICS
 from jaxcl.learners.sde_flow import PROBE_METRICS
@@ -146,6 +153,11 @@ def _program_cache() -> dict:
     return {}
 
 
+def _compilations() -> int:
+    """XLA programs compiled so far by the process's cached loop programs."""
+    return sum(p.compilations for p in _program_cache().values())
+
+
 def _task_lines(config: Config, name: str, seeds: list[int]):
     """One line per seed after every task: its loss, MSE and regulariser (last 10 steps)."""
     def report(event):
@@ -158,11 +170,22 @@ def _task_lines(config: Config, name: str, seeds: list[int]):
     return report
 
 
+def shares_training(models: dict) -> dict[str, str]:
+    """``{oracle: source}`` for every stored-weights oracle (``Variant.evaluate_stored``) whose
+    training another model of the run repeats exactly (the same variant without the oracle's
+    evaluation): it is derived from that model's matrix rather than trained again."""
+    trained = {v: name for name, v in models.items() if not v.evaluate_stored}
+    return {name: trained[dataclasses.replace(v, evaluate_stored=False)]
+            for name, v in models.items()
+            if v.evaluate_stored and dataclasses.replace(v, evaluate_stored=False) in trained}
+
+
 def run(config: Config, out) -> dict:
     out = pathlib.Path(out)  # module_main has checked it holds no finished run
     seeds = list(config.run.seeds)
     models = cells(config)
-    programs_before = len(_program_cache())
+    programs_before, compiled_before = len(_program_cache()), _compilations()
+    wall = time.perf_counter()
 
     def job(v) -> Job:
         return Job(build=lambda stream: learner(config, v), settings={}, run_name=repr(v))
@@ -177,12 +200,20 @@ def run(config: Config, out) -> dict:
         return (f"{line}\n  {name}, {together}: {result.time_s:.1f} s "
                 f"(+{result.compile_s:.1f} s compile)")
 
-    runs = train_learners({name: job(v) for name, v in models.items()},
+    derived = shares_training(models)
+    runs = train_learners({name: job(v) for name, v in models.items() if name not in derived},
                           [tasks(config, seed) for seed in seeds], seeds=seeds, run=config.run,
                           out=out, batch_size=config.model.batch_size,
                           options=settings.fingerprint(config), describe=describe,
                           label_lines=lambda name, s: _task_lines(config, name, s),
                           cache=_program_cache())
+    for name, source in derived.items():
+        print(f"  {name}: {source}'s training, each finished task held at its end-of-task MSE "
+              "(jaxcl.core.metrics.held_at_end; exactly what training it again would give)",
+              flush=True)
+        runs[name] = [(seed, dataclasses.replace(r, matrix=held_at_end(r.matrix), time_s=0.0,
+                                                 compile_s=0.0)) for seed, r in runs[source]]
+    runs = {name: runs[name] for name in models}  # the requested order
     records = {name: {**record(r), "params": param_count(models[name], NUM_TASKS),
                       "stored_per_task": stored_per_task(models[name])}
                for name, r in runs.items()}
@@ -199,6 +230,12 @@ def run(config: Config, out) -> dict:
         summary = fair + "\n\n" + summary
     sweep_md, sweep_png = sweep_tables(config, models, records)
     programs = len(_program_cache()) - programs_before
+    compilations = _compilations() - compiled_before
+    cost = (f"cost: {len(models)} models ({len(models) - len(derived)} trained, {len(derived)} "
+            f"derived), seeds {seeds} in one program per model, {compilations} programs "
+            f"compiled, training {sum(r[0][1].time_s for r in runs.values()):.1f} s, compile "
+            f"{sum(r[0][1].compile_s for r in runs.values()):.1f} s, wall "
+            f"{time.perf_counter() - wall:.1f} s")
     if sweep_md:
         summary += (f"\n\n{sweep_md}\n\n{len(models)} models trained by {programs} compiled "
                     "loop programs (cells that differ only in traced weights share one).")
@@ -209,7 +246,7 @@ def run(config: Config, out) -> dict:
                "reference": {"mlp": {"forgetting_t0": REFERENCE["mlp"]},
                              "hypernet_sde_flow": {"forgetting_t0": REFERENCE["hypernet_sde_flow"]},
                              "ratio": study_ratio},
-               "paired": pairs, "programs": programs, **records}
+               "paired": pairs, "programs": programs, "compilations": compilations, **records}
     matrix_rows, step_rows = [], []
     step_names = STEP_METRICS + (PROBE_METRICS if any(v.probe for v in models.values()) else ())
     for name, seeded in runs.items():
@@ -242,7 +279,7 @@ def run(config: Config, out) -> dict:
         files[f"mse_matrix_{name}.png"] = plots.matrix_heatmap(
             rec["mse_matrix"], f"{name}: test MSE (mean over seeds {seeds})",
             label="test MSE", limits=shared)
-    print(f"\n{title}\n\n{summary}")
+    print(f"\n{title}\n\n{summary}\n\n{cost}")
     write_run(out, files, keep_checkpoints=config.run.keep_checkpoints)
     return metrics
 

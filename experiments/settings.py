@@ -42,6 +42,10 @@ class RunOptions:
     checkpoint_epochs: int = setting(
         0, "also checkpoint every N epochs inside an experience; 0: after experiences only",
         effect="run")
+    checkpoint_seconds: float = setting(
+        0.0, "write a checkpoint only once this many seconds have passed since the last one "
+        "(or the start); 0: at the end of every experience (and every checkpoint_epochs)",
+        effect="run")
     keep_checkpoints: bool = setting(
         False, "keep OUT/checkpoints after the run has finished (they are there to resume an "
         "unfinished run)", effect="run")
@@ -67,6 +71,10 @@ class RunOptions:
         if not (isinstance(self.checkpoint_epochs, int) and self.checkpoint_epochs >= 0):
             raise ValueError(f"checkpoint_epochs must be a positive integer (or 0, the "
                              f"default), got {self.checkpoint_epochs!r}")
+        if not (isinstance(self.checkpoint_seconds, (int, float))
+                and self.checkpoint_seconds >= 0):
+            raise ValueError(f"checkpoint_seconds must be a number >= 0, got "
+                             f"{self.checkpoint_seconds!r}")
         if self.steps_in not in STEPS_IN:  # the name only: "auto" needs the backend, not yet
             raise ValueError(f"steps_in must be one of {STEPS_IN}, got {self.steps_in!r}")
         if self.tensorboard:

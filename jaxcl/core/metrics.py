@@ -107,5 +107,19 @@ def error_summary(error_matrix: ArrayLike) -> dict[str, float]:
             "final_mse": float(np.mean(m[-1])), "diagonal_mse": float(np.mean(np.diag(m)))}
 
 
+def held_at_end(matrix: ArrayLike) -> np.ndarray:
+    """The evaluation matrix of a learner trained exactly as the one that gave ``matrix`` but
+    evaluating every finished task with the parameters it ended that task with (the study's
+    stored-weights oracle): ``M'[i, j] = M[j, j]`` for ``j < i``, ``M[i, j]`` otherwise.
+
+    Exact, not an approximation, when an evaluation depends on nothing but the parameters and
+    the task (the loop's evaluation key is fixed per task): task ``j``'s entry after task ``j``
+    was measured with those very parameters."""
+    m = np.array(_matrix(matrix))
+    for j in range(m.shape[0]):
+        m[j + 1:, j] = m[j, j]
+    return m
+
+
 SUMMARIES = {"accuracy": summary, "mse": error_summary}
 """The metrics of a matrix by the learner's ``evaluation``."""

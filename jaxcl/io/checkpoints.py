@@ -27,6 +27,7 @@ import json
 import pathlib
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -80,7 +81,8 @@ def _interrupt_after():
 
 class RunCheckpoints:
     """The checkpoints of one run in ``directory``, one per finished experience or epoch (the last
-    two kept): the :class:`jaxcl.train.events.Checkpointer` the edge hands to the loop.
+    two kept), or fewer with ``min_interval_s`` (:meth:`save`): the
+    :class:`jaxcl.train.events.Checkpointer` the edge hands to the loop.
 
     Constructed at the edge, before the run's fingerprint is known; :meth:`resume` opens the
     orbax manager with it. ``name`` (the run's, e.g. a strategy's label) begins the line that
@@ -89,8 +91,12 @@ class RunCheckpoints:
     """
 
     def __init__(self, directory: str | pathlib.Path, *, name: str = "",
-                 report: Callable[[str], None] | None = None):
+                 report: Callable[[str], None] | None = None, min_interval_s: float = 0.0):
+        if not min_interval_s >= 0:
+            raise ValueError(f"min_interval_s must be >= 0, got {min_interval_s!r}")
         self.directory = pathlib.Path(directory).absolute()
+        self.min_interval_s = min_interval_s
+        self._since = time.monotonic()  # the last write, or the run's start
         self.name = name
         self.report = report
         self.fingerprint: dict[str, Any] | None = None
@@ -125,6 +131,7 @@ class RunCheckpoints:
         :class:`CheckpointCorruptError` is raised when none restores.
         """
         self.fingerprint, self.epochs = fingerprint, epochs
+        self._since = time.monotonic()
         restored = self._latest(record)
         if restored is None:
             return record, (0, 0), 0.0
@@ -139,10 +146,15 @@ class RunCheckpoints:
 
     def save(self, experience: int, epoch: int, record: PyTree, *, compile_s: float) -> None:
         """Store ``record`` after ``epoch`` of ``experience`` (at position ``experience * epochs +
-        epoch``) with the compile seconds so far and the fingerprint given to :meth:`resume`."""
+        epoch``) with the compile seconds so far and the fingerprint given to :meth:`resume`;
+        nothing is written until ``min_interval_s`` seconds have passed since the last write (or
+        since :meth:`resume`), so that a short run does not spend its time saving (a killed run
+        loses at most that much training)."""
         if self.fingerprint is None:
             raise RuntimeError(f"RunCheckpoints({str(self.directory)!r}).save before resume: "
                                "the run's fingerprint is given to resume")
+        if time.monotonic() - self._since < self.min_interval_s:
+            return
         meta = {"experience": experience, "epoch": epoch, "compile_s": compile_s,
                 "fingerprint": self.fingerprint}
         manager = self._open()
@@ -151,6 +163,7 @@ class RunCheckpoints:
                 tree=ocp.args.StandardSave(record), meta=ocp.args.JsonSave(meta)))
             manager.wait_until_finished()
             self.saved = (experience, epoch)
+        self._since = time.monotonic()
 
     def kept(self) -> str:
         """What a stopped run leaves to resume from, in words: the newest checkpoint and its

@@ -105,7 +105,10 @@ class SdeFlowLearner:
 
     Build with :meth:`build`. Learners that differ only in ``weights`` compare equal (the
     weights enter the state at ``init``, nowhere else), so that the loop's ``cache`` gives them
-    one set of compiled programs.
+    one set of compiled programs. A variant of ``order="none"`` (the regulariser on ``psi``, no
+    virtual step) is built as order 1 with ``virtual_lr = 0``: ``psi' = psi - 0 g = psi``
+    exactly, so the gradient is the same to the bit
+    (``tests/learners/test_sde_flow_baselines.py``) and it shares order 1's programs.
     """
 
     variant: Variant
@@ -130,7 +133,11 @@ class SdeFlowLearner:
                 raise ValueError(f"{name}={getattr(variant, name)} exceeds the {train_per_task} "
                                  "training points of a task")
         steps = variant.epochs * (train_per_task // variant.batch_size)
-        return cls(variant.static, num_tasks, steps, variant.weights)
+        weights = variant.weights
+        if variant.order == "none":  # order 1 at a zero virtual step: order 1's program
+            variant, weights = dataclasses.replace(variant, order=1), weights._replace(
+                virtual_lr=0.0)
+        return cls(variant.static, num_tasks, steps, weights)
 
     @property
     def run_options(self) -> dict[str, int]:

@@ -65,3 +65,12 @@ def test_single_experience_and_bad_shapes():
             metric(np.zeros((2, 3)))
         with pytest.raises(ValueError, match=r"\(0, 0\)"):
             metric(np.zeros((0, 0)))
+
+
+def test_held_at_end_repeats_each_task_at_its_end_below_the_diagonal():
+    m = np.array([[1.0, 5.0, 6.0], [2.0, 3.0, 7.0], [4.0, 8.0, 9.0]])
+    np.testing.assert_array_equal(metrics.held_at_end(m),
+                                  [[1.0, 5.0, 6.0], [1.0, 3.0, 7.0], [1.0, 3.0, 9.0]])
+    assert metrics.error_summary(metrics.held_at_end(m))["mean_forgetting"] == 0.0
+    with pytest.raises(ValueError, match="square"):
+        metrics.held_at_end(np.zeros((2, 3)))

@@ -48,3 +48,26 @@ def _interrupted_save(tmp_path):
     restored, after, _ = RunCheckpoints(tmp_path / "run").resume({"run": "x"}, RECORD, epochs=2)
     assert after == (1, 0)  # the checkpoint of (0, 1) is there
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_a_minimum_interval_skips_writes_until_it_has_passed(tmp_path, monkeypatch):
+    import jaxcl.io.checkpoints as checkpoints
+
+    clock = [100.0]
+    monkeypatch.setattr(checkpoints.time, "monotonic", lambda: clock[0])
+    saver = RunCheckpoints(tmp_path / "run", min_interval_s=60.0)
+    saver.resume({"run": "x"}, RECORD, epochs=1)
+    clock[0] += 59.0
+    saver.save(0, 0, RECORD, compile_s=0.0)  # 59 s after the start: not written
+    assert saver.saved is None and "interrupted before the first checkpoint" in str(
+        saver.interrupted())
+    clock[0] += 1.0
+    saver.save(1, 0, RECORD, compile_s=0.0)  # 60 s: written, and the interval starts again
+    clock[0] += 30.0
+    saver.save(2, 0, RECORD, compile_s=0.0)
+    saver.close()
+    assert saver.saved == (1, 0)
+    _, after, _ = RunCheckpoints(tmp_path / "run").resume({"run": "x"}, RECORD, epochs=1)
+    assert after == (2, 0)
+    with pytest.raises(ValueError, match="min_interval_s must be >= 0, got -1"):
+        RunCheckpoints(tmp_path / "other", min_interval_s=-1)

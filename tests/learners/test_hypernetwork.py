@@ -349,3 +349,32 @@ def test_an_order_is_checked_when_the_learner_is_built(key):
     for bad in (3, True, "2"):
         with pytest.raises(ValueError, match=f"order={bad!r} is not one of"):
             _learner(2, bad)
+
+
+def test_auto_prev_chunk_loops_only_over_a_large_generated_part(key, monkeypatch):
+    """``prev_chunk="auto"`` (the default of ``build``): every slot at once below
+    ``LOOP_SLOTS_FROM`` generated floats a task, the loop over real slots from it on; the
+    every-slot program drops the slots no task can fill (``NUM_TASKS - 1`` are enough) and gives
+    the loop's numbers (``test_real_slots_step_equals_every_slot_step``)."""
+    from jaxcl.learners import hypernetwork as hn
+
+    small, x = _learner(4, 1, max_prev_tasks=20)
+    assert small.prev_chunk is None and hn.generated_floats(small.hnet) < hn.LOOP_SLOTS_FROM
+    monkeypatch.setattr(hn, "LOOP_SLOTS_FROM", hn.generated_floats(small.hnet))
+    assert _learner(4, 1, max_prev_tasks=20)[0].prev_chunk == 1
+    state = _end(small, small.init(key, x))
+    jaxpr = jax.make_jaxpr(lambda s: small.train_step(s, _batch(key), jnp.int32(2), key,
+                                                      first=False))(state)
+    assert not _loops(jaxpr.jaxpr)
+    # 20 slots drawn, the hypernetwork run on the NUM_TASKS - 1 = 5 that a task can fill
+    assert "bool[20]" in str(jaxpr) and "i32[5]" in str(jaxpr) and "i32[20," not in str(jaxpr)
+    state = state._replace(psi_prev=jax.tree.map(lambda p: p + 0.01, state.psi))
+    looped = dataclasses.replace(small, prev_chunk=1)
+    for t in (1, 3, 5):
+        (a, ma), (b, mb) = (lrn.train_step(state, _batch(key), jnp.int32(t), key, first=False)
+                            for lrn in (small, looped))
+        jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6),
+                     a.psi, b.psi)
+        plain, _ = dataclasses.replace(small, coef=0.0).train_step(
+            state, _batch(key), jnp.int32(t), key, first=False)
+        assert optax.tree.norm(optax.tree.sub(a.psi, plain.psi)) > 1e-6  # the regulariser acts

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from experiments import sde_flow_settings as study
+from jaxcl.core.metrics import held_at_end
 from jaxcl.data.points import point_tasks
 from jaxcl.learners import sde_flow as step
 from jaxcl.learners import sde_flow_variant as cl
@@ -107,6 +108,8 @@ def test_the_oracle_forgets_nothing_and_learns_as_its_repair(tasks):
         for j in range(i + 1):
             assert matrices["oracle"][i, j] == matrices["oracle"][j, j]
     assert not np.array_equal(matrices["repair"][2, :2], np.diag(matrices["repair"])[:2])
+    # the study derives the oracle from its repair's training instead of training it again
+    np.testing.assert_array_equal(held_at_end(matrices["repair"]), matrices["oracle"])
     assert cl.stored_per_task(oracle)["weights"] == cl.generated_count(oracle) > 0
     with pytest.raises(ValueError, match="evaluate_stored"):
         dataclasses.replace(TINY, model=MLP, evaluate_stored=True)
@@ -134,3 +137,26 @@ def test_the_study_gives_its_baselines_the_repairs_resources():
     for name in ("mlp", "mlp_task", "mlp_task_wide"):
         assert cl.stored_per_task(models[name]) == {"points": 0, "targets": 0, "weights": 0}
     assert set(study.MAIN_VARIANTS) < set(study.PROTOCOL_VARIANTS)
+
+
+def test_order_none_is_order_one_at_a_zero_virtual_step_to_the_bit(tasks):
+    """``order="none"`` (the regulariser on ``psi``) is built as order 1 with ``virtual_lr = 0``
+    so that it shares order 1's programs: its gradient through the look-ahead's own "none" path
+    (``optax.set_to_zero``) and through order 1 at a zero step are the same, bit for bit."""
+    none = dataclasses.replace(TINY, shared="frozen", order="none")
+    one = dataclasses.replace(none, order=1)
+    hnet, psi = cl.hypernetwork(none, 3), cl.init(none, jax.random.key(0), 3)
+    psi = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.key(1), a.shape), psi)
+    targets = step.task_outputs(hnet, cl.init(none, jax.random.key(2), 3), jnp.arange(3))
+    args = (tasks[2].x_train[:10], jnp.int32(2), jnp.zeros((3, 0, 3)), targets, 0.5,
+            jax.random.key(3))
+    weights = cl.LossWeights(coef=2.0)
+    g_none, _ = step.objective_grad(none, weights, hnet, psi, *args)
+    g_one, _ = step.objective_grad(one, weights._replace(virtual_lr=0.0), hnet, psi, *args)
+    g_moved, _ = step.objective_grad(one, weights._replace(virtual_lr=0.1), hnet, psi, *args)
+    jax.tree.map(np.testing.assert_array_equal, g_none, g_one)
+    assert not all(jax.tree.leaves(jax.tree.map(np.array_equal, g_none, g_moved)))
+    built = {o: SdeFlowLearner.build(dataclasses.replace(none, order=o), num_tasks=3,
+                                     train_per_task=20) for o in ("none", 1)}
+    assert built["none"] == built[1]  # one set of compiled programs
+    assert built["none"].weights.virtual_lr == 0.0 and built[1].weights.virtual_lr > 0

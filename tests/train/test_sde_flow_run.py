@@ -94,7 +94,7 @@ def test_the_study_writes_every_file_and_resumes_where_a_killed_run_left_off(tmp
     variants = ["mlp", "hypernet_sde_flow", "ablation_no_replay_sep"]
     # A 1-D latent: both models at the smallest size, the paper's NLL with a 1 x 3 Jacobian.
     argv = ["--quick", "--variants", *variants, "--seeds", "0", "1", "--epochs", "2",
-            "--tensorboard", "--latent", "1"]
+            "--tensorboard", "--latent", "1", "--checkpoint-seconds", "0"]  # after every task
     plain_out = tmp_path / "plain"
     plain = study.main([*argv, "--out", str(plain_out)])
     files = {p.name for p in plain_out.iterdir()}
@@ -199,7 +199,8 @@ def test_the_main_jobs_fingerprint_holds_every_option_and_the_data():
 
     config = study.Config()
     assert set(settings.fingerprint(config)) == set(settings.flat(config)) - {
-        "variants", "checkpoint_epochs", "tensorboard", "keep_checkpoints", "progress",
+        "variants", "checkpoint_epochs", "checkpoint_seconds", "tensorboard", "keep_checkpoints",
+        "progress",
         "compile_cache", "compile_cache_dir"}
     noisier = settings.replace(config, noise=0.1)
     assert settings.fingerprint(config)["noise"] == 0.05
