@@ -174,7 +174,8 @@ STACK_MODELS = ("mlp", "mlp_task", "replay_mlp_task", "hnet_mlp_order1", "repair
 ``repair_order1``'s training)."""
 
 
-def stack_cost(stacks: Sequence[int], steps: int) -> list[list]:
+def stack_cost(stacks: Sequence[int], steps: int, models: Sequence[str] = STACK_MODELS
+               ) -> list[list]:
     """Part 4: ms per step of ``S`` stacked copies of a model's training step (a later task,
     task 3, with its memory), in a compiled scan of ``steps`` steps, best of 3 runs."""
     from experiments.sde_flow_settings import Config, learner, tasks, variant
@@ -184,7 +185,7 @@ def stack_cost(stacks: Sequence[int], steps: int) -> list[list]:
     x = tasks(config, 0)[3].x_train[:config.model.batch_size]
     batch = Batch(x, jnp.zeros(x.shape[:1], jnp.int32))
     rows = []
-    for name in STACK_MODELS:
+    for name in models:
         model = learner(config, variant(config, name))
 
         def one(state, key, model=model):
@@ -222,6 +223,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="3 epochs, 5 repeats, stacks 1 2")
     parser.add_argument("--parts", type=int, nargs="+", default=[1, 2, 3, 4],
                         choices=[1, 2, 3, 4])
+    parser.add_argument("--models", nargs="+", default=list(STACK_MODELS),
+                        choices=STACK_MODELS, help="part 4's models")
     args = parser.parse_args(argv)
     epochs, repeats = (3, 5) if args.quick else (300, 50)
     print(f"device: {jax.devices()[0].device_kind}, {jax.device_count()} device(s)\n")
@@ -240,7 +243,7 @@ def main(argv=None):
         print("\nA model's step stacked S times (vmap), in a compiled scan, task 3:\n")
         print(table(["model", "S", "ms / step", "ms / model-step", "MFLOP / model-step",
                      "GFLOP/s"], stack_cost((1, 2) if args.quick else STACKS,
-                                            5 if args.quick else 20)))
+                                            5 if args.quick else 20, args.models)))
 
 
 if __name__ == "__main__":

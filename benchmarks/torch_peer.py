@@ -28,8 +28,9 @@ Rows, on a batch of 64 images of 32x32x3 and 5 classes:
   runs over the 5 real previous tasks 0..4 on both sides, one task after another: jaxcl's
   ``max_prev_tasks`` (a fixed slot count, padded and masked) is set to 5, the real number, so that
   neither side computes more previous tasks than the other whatever jaxcl does with padding slots
-  (its default loop over the slots, ``prev_chunk=1``, skips them; ``prev_chunk=None`` would
-  evaluate all of them), and the torch loop, like the reference's, generates each one in turn.
+  (``prev_chunk="auto"``, the default, loops over the real slots when the hypernetwork generates
+  at least 100,000 floats a task, k < 4 here, and evaluates every slot at once below, k = 4), and
+  the torch loop, like the reference's, generates each one in turn.
 * ``Naive``: fine-tune the whole ResNet with one linear head per task (20 heads), task 0.
 
 Each row builds both steps on the same inputs and then calls them alternately, jaxcl then torch

@@ -18,6 +18,7 @@ step with 3 real previous tasks evaluates the hypernetwork on 3 slots, not on 20
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import jax
@@ -188,3 +189,33 @@ def output_regularizer_real_slots(
         return task_distances(task_outputs(hnet, p, ids), task_outputs(hnet, psi_prev, ids))
 
     return masked_slot_mean(per_slot, psi, task_ids, mask, chunk=chunk)
+
+
+LOOP_SLOTS_FROM = 100_000
+"""HN-k's ``prev_chunk="auto"`` (:func:`auto_prev_chunk`): the generated floats per task from
+which the output regulariser loops over the real previous tasks (``prev_chunk=1``) instead of
+evaluating every slot at once. Below it the loop's own cost is more than the padding it skips: on
+a 100-100 MLP (11,110 generated floats) HN-1's step took 9.3 ms looping and 4.2 ms with every
+slot at once; on the slim ResNet at k = 0 (about a million) the loop was 1.25-1.7x faster
+(``benchmarks/small_target.py``, ``benchmarks/prev_tasks.py``)."""
+
+
+def generated_floats(hnet: Hypernetwork) -> int:
+    """The floats the hypernetwork generates (or keeps per task) for one task."""
+    return sum(math.prod(spec.shape) for spec in hnet.specs if spec.role != "shared")
+
+
+def auto_prev_chunk(hnet: Hypernetwork) -> int | None:
+    """``1`` (loop over the real previous tasks, :func:`output_regularizer_real_slots`) when
+    ``hnet`` generates at least :data:`LOOP_SLOTS_FROM` floats a task, else ``None`` (every slot
+    at once, :func:`output_regularizer`)."""
+    return None if generated_floats(hnet) < LOOP_SLOTS_FROM else 1
+
+
+def fillable_slots(ids: jax.Array, mask: jax.Array, num_tasks: int
+                   ) -> tuple[jax.Array, jax.Array]:
+    """The first ``num_tasks - 1`` slots of :func:`previous_tasks`' ``(ids, mask)``: no task has
+    more previous tasks, and the real ones come first, so the slots dropped are padding and no
+    number changes."""
+    slots = max(min(ids.shape[0], num_tasks - 1), 1)
+    return ids[:slots], mask[:slots]

@@ -34,7 +34,6 @@ has two programs, one per phase (``first``, static): each compiles once for a wh
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -56,6 +55,8 @@ from jaxcl.core.lookahead import Order, check_order, lookahead_grad, virtual_ste
 from jaxcl.core.losses import accuracy, cross_entropy
 from jaxcl.core.nnx_target import NnxTarget, as_target
 from jaxcl.core.regularizers import (
+    auto_prev_chunk,
+    fillable_slots,
     output_regularizer,
     output_regularizer_real_slots,
     previous_tasks,
@@ -77,20 +78,6 @@ DEFAULTS = {"order": 1, "coef": 0.5, "max_prev_tasks": 20, "reg_warmup": 0.25,
 look-ahead (the paper's Table 2), ``lambda`` 0.5 and 20 previous tasks a step (the paper's), the
 regulariser off for the first quarter of each later experience and one learning rate for the
 per-task leaves (jaxcl's; the paper's ``reg_warmup`` is 0, :data:`jaxcl.learners.HN_PRESETS`)."""
-
-LOOP_SLOTS_FROM = 100_000
-"""``prev_chunk="auto"``: the generated floats per task from which the output regulariser loops
-over the real previous tasks (``prev_chunk=1``) instead of evaluating every slot at once. Below it
-the loop's own cost is more than the padding it skips: on a 100-100 MLP (11,110 generated floats)
-HN-1's step took 9.3 ms looping and 4.2 ms with every slot at once; on the slim ResNet at k = 0
-(about a million) the loop was 1.25-1.7x faster (``benchmarks/small_target.py``,
-``benchmarks/prev_tasks.py``)."""
-
-
-def generated_floats(hnet: Hypernetwork) -> int:
-    """The floats the hypernetwork generates (or keeps per task) for one task."""
-    return sum(math.prod(spec.shape) for spec in hnet.specs if spec.role != "shared")
-
 
 DIAGNOSTICS = ("reg_share", "embedding_shift", "table_shift")
 """HN-k's step metrics beyond :data:`jaxcl.learners.base.METRIC_KEYS`: ``reg_share``, the
@@ -144,8 +131,8 @@ class PartialHypernet(Classifier):
       max_prev_tasks: previous tasks in the regulariser per step (the study: 20).
       prev_chunk: previous-task slots the regulariser evaluates together in its loop over the
         slots, which skips chunks of padding (1: exactly the real previous tasks;
-        :func:`jaxcl.core.regularizers.output_regularizer_real_slots`); ``None`` evaluates all
-        ``max_prev_tasks`` slots at once every step, real or padding (the program before).
+        :func:`jaxcl.core.regularizers.output_regularizer_real_slots`); ``None`` evaluates at once
+        every slot a task can fill, real or padding (:func:`jaxcl.core.regularizers.fillable_slots`).
       reg_warmup: the fraction of every experience after the first, at its start, in which the
         regulariser is off (``lambda = 0``), in [0, 1): the first
         ``floor(reg_warmup * n_prev)`` steps, ``n_prev`` the steps the previous experience took
@@ -200,21 +187,16 @@ class PartialHypernet(Classifier):
         """A learner with jaxcl's defaults (:data:`DEFAULTS`; ``hnet_config`` says how the
         hypernetwork starts): Adam(lr) to train (the per-task leaves at ``task_lr_scale * lr``,
         :func:`jaxcl.core.hypernet.hypernet_optimizer`, unless ``optimizer`` is given), SGD(lr)
-        as the virtual step; ``prev_chunk="auto"`` loops over the real previous tasks when the
-        hypernetwork generates at least :data:`LOOP_SLOTS_FROM` floats a task, and evaluates
-        every slot at once below. ``upper`` and ``lower`` are Linen or NNX modules
-        (:func:`jaxcl.core.nnx_target.as_target`); ``generate`` filters the paths of ``upper``'s
+        as the virtual step; ``prev_chunk="auto"`` as
+        :func:`jaxcl.core.regularizers.auto_prev_chunk` says. ``upper`` and ``lower`` are Linen or
+        NNX modules (:func:`as_target`); ``generate`` filters the paths of ``upper``'s
         parameters."""
         default_optimizer = hypernet_optimizer(learning_rate, task_lr_scale)
         upper, lower = as_target(upper), None if lower is None else as_target(lower)
-        features = sample_x
-        if lower is not None:
-            features = jax.eval_shape(
-                lambda: lower.apply(lower.init(jax.random.key(0), sample_x), sample_x)
-            )
+        features = sample_x if lower is None else jax.eval_shape(
+            lambda: lower.apply(lower.init(jax.random.key(0), sample_x), sample_x))
         hnet = Hypernetwork.for_target(upper, features, config=hnet_config, generate=generate)
-        if prev_chunk == "auto":
-            prev_chunk = None if generated_floats(hnet) < LOOP_SLOTS_FROM else 1
+        prev_chunk = auto_prev_chunk(hnet) if prev_chunk == "auto" else prev_chunk
         return cls(
             upper=upper,
             lower=lower,
@@ -376,10 +358,7 @@ class PartialHypernet(Classifier):
             return cross_entropy(logits, batch.y), accuracy(logits, batch.y)
 
         if self.prev_chunk is None:  # every slot at once, real or padding
-            # Slots past the tasks that can precede one are always padding (the real ones come
-            # first): dropping them changes no number.
-            slots = max(min(prev_ids.shape[0], self.num_tasks - 1), 1)
-            prev_ids, prev_mask = prev_ids[:slots], prev_mask[:slots]
+            prev_ids, prev_mask = fillable_slots(prev_ids, prev_mask, self.num_tasks)
             targets = task_outputs(self.hnet, state.psi_prev, prev_ids)
 
             def reg_loss(psi):

@@ -105,10 +105,9 @@ class SdeFlowLearner:
 
     Build with :meth:`build`. Learners that differ only in ``weights`` compare equal (the
     weights enter the state at ``init``, nowhere else), so that the loop's ``cache`` gives them
-    one set of compiled programs. A variant of ``order="none"`` (the regulariser on ``psi``, no
-    virtual step) is built as order 1 with ``virtual_lr = 0``: ``psi' = psi - 0 g = psi``
-    exactly, so the gradient is the same to the bit
-    (``tests/learners/test_sde_flow_baselines.py``) and it shares order 1's programs.
+    one set of compiled programs. ``order="none"`` is built as order 1 at ``virtual_lr = 0``
+    (``psi' = psi``): order 1's programs, the same gradient op by op to the bit (compiled, XLA
+    may round otherwise: ``docs/devnotes/performance.md``).
     """
 
     variant: Variant
@@ -133,11 +132,10 @@ class SdeFlowLearner:
                 raise ValueError(f"{name}={getattr(variant, name)} exceeds the {train_per_task} "
                                  "training points of a task")
         steps = variant.epochs * (train_per_task // variant.batch_size)
-        weights = variant.weights
         if variant.order == "none":  # order 1 at a zero virtual step: order 1's program
-            variant, weights = dataclasses.replace(variant, order=1), weights._replace(
-                virtual_lr=0.0)
-        return cls(variant.static, num_tasks, steps, weights)
+            variant = dataclasses.replace(variant, order=1,
+                                          weights=variant.weights._replace(virtual_lr=0.0))
+        return cls(variant.static, num_tasks, steps, variant.weights)
 
     @property
     def run_options(self) -> dict[str, int]:

@@ -102,3 +102,55 @@ def test_the_page_is_what_the_records_give():
     """``python -m experiments.sde_flow_fair_page --check``: a record committed without its page,
     or a page edited by hand, fails here."""
     assert page.cli(["--check"]) == 0
+
+
+def _run_folder(folder, records, epochs):
+    import json
+
+    for rec in records.values():  # the means and intervals the budget page prints
+        for m in rules.METRICS:
+            values = [row[m] for row in rec["per_seed"]]
+            rec[m], rec[f"{m}_ci95"] = float(np.mean(values)), float(np.std(values))
+    folder.mkdir()
+    (folder / "metrics.json").write_text(json.dumps({
+        "seeds": sorted(r["seed"] for r in next(iter(records.values()))["per_seed"]),
+        "config": {"run": {"epochs": epochs}}, **records}))
+    return folder
+
+
+def test_the_budget_page_says_whether_a_short_run_reaches_the_full_runs_verdicts(tmp_path):
+    """Claim 7 holds in the full run; a short run where it holds too agrees, one where the
+    repair forgets as much as its reference does not, and the page says which."""
+    from experiments import sde_flow_budget as budget
+
+    full = _run_folder(tmp_path / "full", _records(-0.05), 300)
+    same = _run_folder(tmp_path / "same", _records(-0.04), 30)
+    other = _run_folder(tmp_path / "other", _records(0.0, noise=0.05), 60)
+    text, agree = budget.section(same, full)
+    assert agree and "**every verdict and every tested outcome agree" in text
+    assert "| **7. The look-ahead helps** | holds | holds | same |" in text
+    text, agree = budget.section(other, full)
+    assert not agree and "| holds | inconclusive | **differs** |" in text
+    out = tmp_path / "page.md"
+    assert budget.main([str(full), str(other), "--out", str(out)]) == 0
+    assert "No shorter budget tried reaches" in out.read_text()
+    assert budget.main([str(full), str(other), "--out", str(out), "--check"]) == 0
+    assert budget.main([str(full), str(same), "--out", str(out), "--check"]) == 1
+    with pytest.raises(ValueError, match="differ in seeds"):
+        budget.section(_run_folder(tmp_path / "few", _records(-0.05, seeds=4), 30), full)
+
+
+def test_the_budget_page_is_what_the_committed_records_give(monkeypatch):
+    """``docs/results/sde_flow_budget.md`` rebuilt from its first line's command with ``--check``:
+    a record committed without its page, or a page edited by hand, fails here."""
+    import pathlib
+    import shlex
+
+    from experiments import sde_flow_budget as budget
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    first = (root / "docs/results/sde_flow_budget.md").read_text().partition("\n")[0]
+    words = shlex.split(first.removeprefix("<!-- built by: ").removesuffix(" -->"))
+    assert words[:3] == ["python", "-m", "experiments.sde_flow_budget"]
+    assert budget.main([*words[3:], "--check"]) == 0

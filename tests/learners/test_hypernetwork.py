@@ -356,7 +356,7 @@ def test_auto_prev_chunk_loops_only_over_a_large_generated_part(key, monkeypatch
     ``LOOP_SLOTS_FROM`` generated floats a task, the loop over real slots from it on; the
     every-slot program drops the slots no task can fill (``NUM_TASKS - 1`` are enough) and gives
     the loop's numbers (``test_real_slots_step_equals_every_slot_step``)."""
-    from jaxcl.learners import hypernetwork as hn
+    from jaxcl.core import regularizers as hn
 
     small, x = _learner(4, 1, max_prev_tasks=20)
     assert small.prev_chunk is None and hn.generated_floats(small.hnet) < hn.LOOP_SLOTS_FROM

@@ -142,7 +142,8 @@ def test_the_study_gives_its_baselines_the_repairs_resources():
 def test_order_none_is_order_one_at_a_zero_virtual_step_to_the_bit(tasks):
     """``order="none"`` (the regulariser on ``psi``) is built as order 1 with ``virtual_lr = 0``
     so that it shares order 1's programs: its gradient through the look-ahead's own "none" path
-    (``optax.set_to_zero``) and through order 1 at a zero step are the same, bit for bit."""
+    (``optax.set_to_zero``) and through order 1 at a zero step are the same, bit for bit, op by
+    op."""
     none = dataclasses.replace(TINY, shared="frozen", order="none")
     one = dataclasses.replace(none, order=1)
     hnet, psi = cl.hypernetwork(none, 3), cl.init(none, jax.random.key(0), 3)
