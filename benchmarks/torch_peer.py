@@ -47,7 +47,10 @@ CPU with ``torch.get_num_threads()`` left at its default (printed; 2 on the 2-co
 the README) and ``OMP_WAIT_POLICY=PASSIVE`` unless set (see below); ``--peer reference`` also
 reproduces two costs of the reference's literal step that a lean step avoids (``(L_CE + L_H)
 .backward()`` back-propagates ``L_CE`` a second time, and the cosine of the two gradients takes
-one more ``autograd.grad`` of ``L_H``).
+one more ``autograd.grad`` of ``L_H``); ``--peer batched`` is the fastest formulation a user
+would write: the lean step with every previous task's weights generated in one call (each head
+one product over the stacked task ids, no Python loop), targets likewise. ``torch.compile`` is
+not used: order 2 needs a double backward, which it does not compile.
 
     pip install -e ".[bench]"                    # torch (CPU) for this script only
     python benchmarks/torch_peer.py              # k = 0..4 and Naive
@@ -149,8 +152,10 @@ class ConvHead(nn.Module):
         self.linear = nn.Linear(hidden + chunk_dim, shape[1:].numel())
 
     def forward(self, h, task_id):
-        inputs = torch.cat([h.expand(self.shape[0], -1), self.lookup], dim=1)
-        return self.linear(inputs).view(self.shape)
+        lead = h.shape[:-1]  # () for one task, (n,) for n tasks at once
+        inputs = torch.cat([h.unsqueeze(-2).expand(*lead, self.shape[0], h.shape[-1]),
+                            self.lookup.expand(*lead, *self.lookup.shape)], dim=-1)
+        return self.linear(inputs).view(*lead, *self.shape)
 
 
 class LinearHead(nn.Module):
@@ -162,7 +167,7 @@ class LinearHead(nn.Module):
         self.linear = nn.Linear(hidden, shape.numel())
 
     def forward(self, h, task_id):
-        return self.linear(h).view(self.shape)
+        return self.linear(h).view(*h.shape[:-1], *self.shape)
 
 
 class TableHead(nn.Module):
@@ -199,8 +204,15 @@ class WeightGenerator(nn.Module):
         self.heads = nn.ModuleDict(heads)
 
     def forward(self, task_id):
+        """The target's weights for a task id, or stacked on a leading axis for a tensor of
+        ids (every head generates all of them in one product)."""
         h = self.trunk(self.embedding[task_id])
         return {n: self.heads[n.replace(".", ":")](h, task_id) for n in self.names}
+
+
+def _rows(weights: dict, n: int) -> torch.Tensor:
+    """``n`` tasks' generated weights, one flat row each."""
+    return torch.cat([w.reshape(n, -1) for w in weights.values()], dim=1)
 
 
 @dataclasses.dataclass
@@ -237,19 +249,25 @@ class TorchHN:
     def lookahead_step(self, opt, x, y, task_id, prev_tasks, order):
         """``L_CE(psi) + COEF L_H(psi - LR g1)``, ``g1`` a constant for order 1."""
         opt.zero_grad()
+        batched, ids = self.peer == "batched", torch.as_tensor(prev_tasks)
         with torch.no_grad():
             feats = x if self.lower is None else self.lower(x)
-            targets = [parameters_to_vector(self.prev(t).values()) for t in prev_tasks]
+            targets = (_rows(self.prev(ids), len(prev_tasks)) if batched else
+                       [parameters_to_vector(self.prev(t).values()) for t in prev_tasks])
         names, psi = zip(*self.hnet.named_parameters())
         logits = self.logits(feats, task_id)
         loss = F.cross_entropy(logits, y)
         g1 = torch.autograd.grad(loss, psi, create_graph=order == 2,
                                  retain_graph=order == 2 or self.peer == "reference")
         psi2 = {n: p - LR * g for n, p, g in zip(names, psi, g1)}
-        reg = sum(((parameters_to_vector(functional_call(self.hnet, psi2, (t,)).values())
-                    - target) ** 2).sum() for t, target in zip(prev_tasks, targets))
+        if batched:  # every previous task generated at once: no Python loop over them
+            reg = ((_rows(functional_call(self.hnet, psi2, (ids,)), len(prev_tasks))
+                    - targets) ** 2).sum()
+        else:
+            reg = sum(((parameters_to_vector(functional_call(self.hnet, psi2, (t,)).values())
+                        - target) ** 2).sum() for t, target in zip(prev_tasks, targets))
         reg = COEF * reg / len(prev_tasks)
-        if self.peer == "lean":  # one gradient of L_H; the total is g1 + g2
+        if self.peer != "reference":  # one gradient of L_H; the total is g1 + g2
             g2 = torch.autograd.grad(reg, psi)
             for p, a, b in zip(psi, g1, g2):
                 p.grad = a.detach() + b
@@ -408,9 +426,11 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--ks", type=int, nargs="+", default=None, help="freeze depths (0..4)")
-    parser.add_argument("--peer", choices=("lean", "reference"), default="lean",
-                        help="the torch look-ahead step: lean (one gradient of L_H) or the "
-                             "reference's literal one (see the docstring)")
+    parser.add_argument("--peer", choices=("lean", "batched", "reference"), default="lean",
+                        help="the torch look-ahead step: lean (one gradient of L_H, a Python "
+                             "loop over the previous tasks as the reference's), batched (lean, "
+                             "every previous task generated in one call) or the reference's "
+                             "literal one (see the docstring)")
     parser.add_argument("--no-naive", dest="naive", action="store_false", help="skip Naive")
     parser.add_argument("--convs", nargs="+", choices=CONVS, default=["auto", "xla"],
                         help="jaxcl's ResNet convolutions to time, each against torch (default: "

@@ -370,7 +370,7 @@ def test_auto_prev_chunk_loops_only_over_a_large_generated_part(key, monkeypatch
     assert "bool[20]" in str(jaxpr) and "i32[5]" in str(jaxpr) and "i32[20," not in str(jaxpr)
     state = state._replace(psi_prev=jax.tree.map(lambda p: p + 0.01, state.psi))
     looped = dataclasses.replace(small, prev_chunk=1)
-    for t in (1, 3, 5):
+    for t in (5,):  # every fillable slot real: all five of the every-slot program's
         (a, ma), (b, mb) = (lrn.train_step(state, _batch(key), jnp.int32(t), key, first=False)
                             for lrn in (small, looped))
         jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6),

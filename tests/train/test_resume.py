@@ -254,7 +254,8 @@ def test_every_option_that_can_change_a_number_is_in_the_fingerprint(tmp_path):
     # preset only fills the settings it names, which are fingerprinted themselves; which
     # strategies run is each checkpoint's own (its strategy's settings)
     assert set(options) == set(settings.flat(config)) - {
-        "data_dir", "manual_dir", "download", "checkpoint_epochs", "keep_checkpoints",
+        "data_dir", "manual_dir", "download", "checkpoint_epochs", "checkpoint_seconds",
+        "keep_checkpoints",
         "tensorboard", "progress", "compile_cache", "compile_cache_dir", "preset", "strategies"}
     tree = {"w": jnp.zeros(3)}
     for i, (name, value) in enumerate(sorted(options.items())):
