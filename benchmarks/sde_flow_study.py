@@ -225,6 +225,8 @@ def main(argv=None):
                         choices=[1, 2, 3, 4])
     parser.add_argument("--models", nargs="+", default=list(STACK_MODELS),
                         choices=STACK_MODELS, help="part 4's models")
+    parser.add_argument("--stacks", type=int, nargs="+", default=list(STACKS),
+                        help="part 4's stack sizes S")
     args = parser.parse_args(argv)
     epochs, repeats = (3, 5) if args.quick else (300, 50)
     print(f"device: {jax.devices()[0].device_kind}, {jax.device_count()} device(s)\n")
@@ -242,7 +244,7 @@ def main(argv=None):
     if 4 in args.parts:
         print("\nA model's step stacked S times (vmap), in a compiled scan, task 3:\n")
         print(table(["model", "S", "ms / step", "ms / model-step", "MFLOP / model-step",
-                     "GFLOP/s"], stack_cost((1, 2) if args.quick else STACKS,
+                     "GFLOP/s"], stack_cost((1, 2) if args.quick else args.stacks,
                                             5 if args.quick else 20, args.models)))
 
 

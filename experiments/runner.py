@@ -7,9 +7,12 @@ from).
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime
+import os
 import pathlib
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -63,6 +66,14 @@ class Job:
     run_name: str
 
 
+def concurrent_jobs(workers: int, jobs: int) -> int:
+    """How many jobs train at once: ``workers`` (0: one per CPU core), at most ``jobs``."""
+    if not (isinstance(workers, int) and workers >= 0):
+        raise ValueError(f"workers must be a non-negative integer (0: one per CPU core), got "
+                         f"{workers!r}")
+    return max(1, min(workers or os.cpu_count() or 1, jobs))
+
+
 def train_learners(jobs: dict[str, Job], streams: Sequence[Sequence[Experience]], *,
                    seeds: Sequence[int], run: RunOptions, out: pathlib.Path | None,
                    batch_size: int, options: dict[str, Any], eval_batch_size: int = 256,
@@ -73,6 +84,12 @@ def train_learners(jobs: dict[str, Job], streams: Sequence[Sequence[Experience]]
     """Train every job on the stream of every seed (same stream and init key per seed): all
     seeds as one vmapped program (:func:`jaxcl.train.loop.train_seeds`) when ``together`` and
     their streams have equal shapes, else one after another.
+
+    ``run.workers`` jobs train at once, each in its own thread, taken in the order of ``jobs``
+    (put the longest first): on a CPU a small model's program keeps about one core busy, so two
+    run side by side in the time of one. The numbers are those of one at a time (each job is
+    its own programs, run as they would be alone); jobs that share compiled programs
+    (``cache``) compile them once, the second waiting for the first.
 
     With ``out``, checkpoints go to ``out/checkpoints/<label>-seeds-<seeds>`` after every
     experience and every ``run.checkpoint_epochs`` epochs (a killed run started again resumes
@@ -90,42 +107,89 @@ def train_learners(jobs: dict[str, Job], streams: Sequence[Sequence[Experience]]
     if together and not stack:
         print("  the seeds' streams differ in shape: training them one after another", flush=True)
     digests = [content_digest(stream) for stream in streams] if out is not None else []
-    results: dict[str, list[tuple[int, RunResult]]] = {label: [] for label in jobs}
-    for label, job in jobs.items():
-        for group in groups:
-            group_seeds = [seeds[i] for i in group]
-            name = f"{label}-seeds-{'-'.join(map(str, group_seeds))}".replace("/", "_")
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", NearChanceWarning)
-                seed_results = train_seeds(
-                    job.build(streams[group[0]]), [streams[i] for i in group],
-                    keys=[jax.random.key(seed) for seed in group_seeds], epochs=run.epochs,
-                    batch_size=batch_size, eval_batch_size=eval_batch_size,
-                    on_event=on_event(run, label_lines and label_lines(label, group_seeds)),
-                    label=f"{label} seeds {group_seeds}", devices=run.devices,
-                    augment=(random_crop_flip if crop else FLIP_ONLY) if augment else None,
-                    checkpoints=None if out is None else RunCheckpoints(
-                        out / run_folder.CHECKPOINTS / name, name=f"{label} seeds {group_seeds}",
-                        report=print, min_interval_s=run.checkpoint_seconds),
-                    checkpoint_epochs=run.checkpoint_epochs, run_name=job.run_name,
-                    steps_in=run.steps_in, cache=cache,
-                    settings={**job.settings, "options": options,
-                              "data": [digests[i] for i in group] if digests else []})
-            for warning in caught:  # the near-chance advice: one line each
-                if issubclass(warning.category, NearChanceWarning):
-                    print(f"  warning: {warning.message}", flush=True)
-                else:
-                    warnings.showwarning(warning.message, warning.category, warning.filename,
-                                         warning.lineno)
-            for seed, result in zip(group_seeds, seed_results):
-                results[label].append((seed, result))
-                if out is not None and run.tensorboard and jax.process_index() == 0:
-                    from jaxcl.io.event_logs import write_events
+    units = [(label, group) for label in jobs for group in groups]
+    workers = concurrent_jobs(run.workers, len(units))
+    stop = threading.Event()  # a Ctrl-C in the main thread stops the others at their next event
 
-                    write_events(out / "tensorboard" / label.replace("/", "_") / f"seed_{seed}",
-                                 result)
-                if describe is not None:
-                    print(describe(label, seed, result), flush=True)
+    def train(label: str, group: list[int]) -> list[tuple[int, RunResult]]:
+        job, group_seeds = jobs[label], [seeds[i] for i in group]
+        name = f"{label}-seeds-{'-'.join(map(str, group_seeds))}".replace("/", "_")
+        report = on_event(run, label_lines and label_lines(label, group_seeds))
+
+        def event(e):
+            if stop.is_set():
+                raise KeyboardInterrupt
+            report(e)
+
+        seed_results = train_seeds(
+            job.build(streams[group[0]]), [streams[i] for i in group],
+            keys=[jax.random.key(seed) for seed in group_seeds], epochs=run.epochs,
+            batch_size=batch_size, eval_batch_size=eval_batch_size, on_event=event,
+            label=f"{label} seeds {group_seeds}", devices=run.devices,
+            augment=(random_crop_flip if crop else FLIP_ONLY) if augment else None,
+            checkpoints=None if out is None else RunCheckpoints(
+                out / run_folder.CHECKPOINTS / name, name=f"{label} seeds {group_seeds}",
+                report=print, min_interval_s=run.checkpoint_seconds),
+            checkpoint_epochs=run.checkpoint_epochs, run_name=job.run_name,
+            steps_in=run.steps_in, cache=cache,
+            settings={**job.settings, "options": options,
+                      "data": [digests[i] for i in group] if digests else []})
+        done = list(zip(group_seeds, seed_results))
+        for seed, result in done:
+            if out is not None and run.tensorboard and jax.process_index() == 0:
+                from jaxcl.io.event_logs import write_events
+
+                write_events(out / "tensorboard" / label.replace("/", "_") / f"seed_{seed}",
+                             result)
+            if describe is not None:
+                print(describe(label, seed, result), flush=True)
+        return done
+
+    results: dict[str, list[tuple[int, RunResult]]] = {label: [] for label in jobs}
+    # catch_warnings is process-wide: one around all the threads, the near-chance advice as
+    # one line each (they name their run)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NearChanceWarning)
+        if workers == 1:
+            for label, group in units:
+                results[label] += train(label, group)
+        else:
+            results = _train_side_by_side(train, units, workers, stop, results)
+    for warning in caught:
+        if issubclass(warning.category, NearChanceWarning):
+            print(f"  warning: {warning.message}", flush=True)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename,
+                                 warning.lineno)
+    return results
+
+
+def _train_side_by_side(train, units, workers, stop, results):
+    """``train(label, group)`` of every unit in ``workers`` threads; the first failure (or a
+    Ctrl-C in the main thread) stops the others at their next event, and is raised once every
+    thread has ended (a Ctrl-C: the first run's report of what it kept)."""
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        futures = [(label, pool.submit(train, label, group)) for label, group in units]
+        every = [f for _, f in futures]
+
+        def stop_all():  # the queued never start, the running stop at their next event
+            stop.set()
+            for f in every:
+                f.cancel()
+            concurrent.futures.wait(every)
+            return [f.exception() for f in every if not f.cancelled() and f.exception()]
+
+        try:
+            done, _ = concurrent.futures.wait(every, return_when=concurrent.futures.FIRST_EXCEPTION)
+        except KeyboardInterrupt:
+            kept = [e for e in stop_all() if isinstance(e, KeyboardInterrupt)]
+            raise (kept[0] if kept else KeyboardInterrupt()) from None
+        failed = [f.exception() for f in done if f.exception() is not None]
+        if failed:
+            stop_all()
+            raise failed[0]
+    for label, future in futures:
+        results[label] += future.result()
     return results
 
 

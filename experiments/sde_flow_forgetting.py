@@ -117,7 +117,14 @@ from typing import Any
 
 import numpy as np
 
-from experiments.runner import Job, config_dict, module_main, train_learners, write_run
+from experiments.runner import (
+    Job,
+    concurrent_jobs,
+    config_dict,
+    module_main,
+    train_learners,
+    write_run,
+)
 from experiments.sde_flow_settings import NUM_TASKS, QUICK, Config, cells, learner, tasks
 from experiments.sde_flow_tables import (
     REFERENCE,
@@ -180,6 +187,20 @@ def shares_training(models: dict) -> dict[str, str]:
             if v.evaluate_stored and dataclasses.replace(v, evaluate_stored=False) in trained}
 
 
+def train_order(config: Config, models: dict) -> list[str]:
+    """The names of ``models`` in the order they start training: the costliest first (the SDE
+    path, then a hypernetwork, then a replayed memory), so that models trained side by side
+    (``run.workers``) end together; of two that share compiled programs, the second starts after
+    one other model, not at once waiting for the first's compilation."""
+    order = sorted(models, key=lambda n: (not models[n].model.has_latent_path,
+                                          not models[n].is_hypernet,
+                                          -models[n].memory_per_task))
+    for i in range(1, len(order) - 1):
+        if learner(config, models[order[i]]) == learner(config, models[order[i - 1]]):
+            order[i], order[i + 1] = order[i + 1], order[i]
+    return order
+
+
 def run(config: Config, out) -> dict:
     out = pathlib.Path(out)  # module_main has checked it holds no finished run
     seeds = list(config.run.seeds)
@@ -201,7 +222,8 @@ def run(config: Config, out) -> dict:
                 f"(+{result.compile_s:.1f} s compile)")
 
     derived = shares_training(models)
-    runs = train_learners({name: job(v) for name, v in models.items() if name not in derived},
+    trained = train_order(config, {n: v for n, v in models.items() if n not in derived})
+    runs = train_learners({name: job(models[name]) for name in trained},
                           [tasks(config, seed) for seed in seeds], seeds=seeds, run=config.run,
                           out=out, batch_size=config.model.batch_size,
                           options=settings.fingerprint(config), describe=describe,
@@ -231,8 +253,9 @@ def run(config: Config, out) -> dict:
     sweep_md, sweep_png = sweep_tables(config, models, records)
     programs = len(_program_cache()) - programs_before
     compilations = _compilations() - compiled_before
-    cost = (f"cost: {len(models)} models ({len(models) - len(derived)} trained, {len(derived)} "
-            f"derived), seeds {seeds} in one program per model, {compilations} programs "
+    cost = (f"cost: {len(models)} models ({len(trained)} trained, {len(derived)} derived), "
+            f"{concurrent_jobs(config.run.workers, len(trained))} at once, seeds {seeds} in one "
+            f"program per model, {compilations} programs "
             f"compiled, training {sum(r[0][1].time_s for r in runs.values()):.1f} s, compile "
             f"{sum(r[0][1].compile_s for r in runs.values()):.1f} s, wall "
             f"{time.perf_counter() - wall:.1f} s")
@@ -263,7 +286,7 @@ def run(config: Config, out) -> dict:
     files: dict[str, Any] = {
         "config.json": run_folder.config_json(written, NAME),
         "metrics.json": metrics,
-        "summary.md": f"# {title}\n\n{summary}\n",
+        "summary.md": f"# {title}\n\n{summary}\n\n{cost}\n",
         "mse_matrices.csv": run_folder.csv_text(
             ["model", "seed", "after_task", *(f"task_{j}" for j in range(n))],
             matrix_rows),

@@ -151,10 +151,14 @@ class Config:
                     "default model); auto would pick python on CPU",
         "checkpoint_seconds": "60: a model's five tasks train in seconds to a few minutes, and "
                               "writing a checkpoint after each cost the main job a fifth of its "
-                              "time (0.46 s a write); a killed run loses at most a minute"}
+                              "time (0.46 s a write); a killed run loses at most a minute",
+        "workers": "0: a model's step is many small operations that keep about one core busy, "
+                   "so the models train side by side, one per core (the main job on 2 cores: "
+                   "see docs/devnotes/performance.md)"}
 
     run: RunOptions = section(RunOptions, epochs=Variant.epochs, steps_in="scan",
-                              seeds=(0, 1, 2, 3, 4), checkpoint_seconds=60.0)
+                              seeds=(0, 1, 2, 3, 4), checkpoint_seconds=60.0,
+                              workers=0)
     data: PointsData = section(PointsData)
     model: StudyModel = section(StudyModel)
     weights: StudyWeights = section(StudyWeights)

@@ -52,6 +52,9 @@ class RunOptions:
     tensorboard: bool = setting(False, "also write TensorBoard event files in OUT/tensorboard",
                                 effect="run")
     progress: bool = setting(True, "progress bars", effect="run")
+    workers: int = setting(
+        1, "train this many models at once, each in its own thread (0: one per CPU core); the "
+        "numbers are the same", effect="run")
     compile_cache: bool = setting(
         True, "keep compiled programs on disk and load them in later runs (JAX's persistent "
         "compilation cache; the numbers are the same)", effect="run")
@@ -75,6 +78,9 @@ class RunOptions:
                 and self.checkpoint_seconds >= 0):
             raise ValueError(f"checkpoint_seconds must be a number >= 0, got "
                              f"{self.checkpoint_seconds!r}")
+        if not (isinstance(self.workers, int) and self.workers >= 0):
+            raise ValueError(f"workers must be a non-negative integer (0: one per CPU core), "
+                             f"got {self.workers!r}")
         if self.steps_in not in STEPS_IN:  # the name only: "auto" needs the backend, not yet
             raise ValueError(f"steps_in must be one of {STEPS_IN}, got {self.steps_in!r}")
         if self.tensorboard:

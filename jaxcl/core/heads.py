@@ -37,6 +37,7 @@ How the generated heads and the trunk start is a value, :data:`INITS`:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
@@ -201,6 +202,29 @@ HEADS: dict[str, type[nn.Module]] = {
     "shared": SharedParam,
 }
 """The head for each leaf role; registered heads are property-tested one by one."""
+
+
+def fused_linear_heads(params: Any, specs: Sequence[LeafSpec], h: jax.Array
+                       ) -> dict[Path, jax.Array]:
+    """Every ``dense`` and ``vector`` leaf, ``theta[leaf] = reshape(A_leaf h + b_leaf)``, as one
+    product ``h [A_1 ... A_n] + [b_1 ... b_n]`` split by leaf: the same numbers as each head
+    alone (``LinearHead``, ``VectorHead``), in one operation instead of one per leaf (a
+    hypernetwork of small leaves spent most of its step on many small products and their
+    gradients)."""
+    linear = [s for s in specs if s.role in ("dense", "vector")]
+    if not linear:
+        return {}
+    heads = [params[head_name(s)]["linear"] for s in linear]
+    flat = (h @ jnp.concatenate([p["kernel"] for p in heads], axis=-1)
+            + jnp.concatenate([p["bias"] for p in heads]))
+    ends = list(itertools.accumulate(math.prod(s.shape) for s in linear))
+    return {s.path: piece.reshape(s.shape)
+            for s, piece in zip(linear, jnp.split(flat, ends[:-1], axis=-1))}
+
+
+def head_name(spec: LeafSpec) -> str:
+    """The name of a leaf's head inside ``psi["params"]``: its role and its target path."""
+    return f"{spec.role}:{'.'.join(spec.path)}"
 
 
 def initial_fill(spec: LeafSpec) -> float | None:

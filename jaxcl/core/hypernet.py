@@ -32,12 +32,14 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, traverse_util
 
-from jaxcl.core.heads import (
+from jaxcl.core.heads import (  # noqa: F401  (head_name: part of the hypernetwork's API)
     HEADS,
     INITS,
     LeafSpec,
     Path,
     Role,
+    fused_linear_heads,
+    head_name,
     initial_fill,
     leaf_role,
     torch_uniform,
@@ -215,8 +217,10 @@ class Hypernetwork(nn.Module):
                                  name=f"trunk_{i}")
             h = nn.relu(dense(h))
         leaves = {}
+        if not self.is_initializing():  # linear heads: one matrix product for all of them
+            leaves = fused_linear_heads(self.variables["params"], self.specs, h)
         for spec in self.specs:
-            if task_only and spec.role == "shared":
+            if (task_only and spec.role == "shared") or spec.path in leaves:
                 continue
             kwargs: dict[str, Any] = {}
             if spec.role in ("table", "vector", "shared"):
@@ -230,11 +234,6 @@ class Hypernetwork(nn.Module):
             )
             leaves[spec.path] = head(h, task_id)
         return traverse_util.unflatten_dict(leaves)
-
-
-def head_name(spec: LeafSpec) -> str:
-    """The name of a leaf's head inside ``psi["params"]``: its role and its target path."""
-    return f"{spec.role}:{'.'.join(spec.path)}"
 
 
 def init_task_embedding(

@@ -45,12 +45,14 @@ from jaxcl.learners.sde_flow_variant import (
     init,
     optimizer,
     reconstruct_tasks,
+    replayed,
 )
 from jaxcl.models.sde_flow import (
     SdeFlowConfig,
     collapse_metrics,
     encoder_log_volume,
     negative_log_likelihood,
+    reconstruct,
 )
 from jaxcl.types import Batch, PyTree
 
@@ -335,14 +337,6 @@ def probed_grad(variant: Variant, weights: LossWeights, hnet: Hypernetwork | Non
 # The loss.
 
 
-def _per_task_mse(x_hat, x, num_groups, used):
-    """Mean squared error of each of ``num_groups`` equal consecutive blocks of rows, over the
-    first ``used`` rows of each block (0 where ``used`` is 0)."""
-    err = jnp.sum(jnp.square(x_hat - x), axis=-1).reshape(num_groups, -1)
-    rows = (jnp.arange(err.shape[1]) < used).astype(err.dtype)
-    return jnp.sum(err * rows[None, :], axis=1) / jnp.maximum(jnp.sum(rows) * x.shape[-1], 1.0)
-
-
 WATCH_ROWS = 10
 """The collapse metrics look at the batch's first rows only: they are logged every step, and a
 decoder Jacobian per point of a 50-point batch cost the MLP's step more than its training."""
@@ -364,33 +358,31 @@ def loss_terms(variant: Variant, weights: LossWeights, hnet: Hypernetwork | None
                key: jax.Array, adjoint: str = "scan") -> tuple[jax.Array, dict[str, jax.Array]]:
     """``(L, terms)`` for one batch ``x`` of task ``task_id``; ``progress = k / K`` in [0, 1].
 
-    The batch and the whole episodic memory go through the model together, each point with its
-    own task id (the memory rows of tasks not yet seen are computed and masked out: one shape
-    for every task). ``terms`` holds the loss terms (``nll`` as ``model.nll`` says, before its
-    weight ``beta_k``) and the batch's collapse metrics (module docstring).
-    """
+    The batch and the episodic memory go through the model together, each point with its own
+    task's weights (:func:`jaxcl.learners.sde_flow_variant.replayed`); without a memory only the
+    batch's task is generated, its weights shared by the batch. ``terms``: the loss terms (``nll`` as ``model.nll`` says, before its
+    weight ``beta_k``) and the batch's collapse metrics (module docstring)."""
     cfg = variant.model
-    n = x.shape[0]
     num_tasks, per_task, _ = memory.shape
-    points = jnp.concatenate([x, memory.reshape(-1, x.shape[-1])])
-    ids = jnp.concatenate([jnp.full((n,), task_id, jnp.int32),
-                           jnp.repeat(jnp.arange(num_tasks, dtype=jnp.int32), per_task)])
-    thetas = all_task_params(variant, hnet, psi)
-    rec = reconstruct_tasks(variant, thetas, points, ids, key, adjoint, weights.sde_gate)
-    mse = jnp.mean(jnp.square(rec.x_hat[:n] - x))
+    if variant.is_hypernet and not per_task:  # a matmul a layer, not a matvec a point
+        theta_t = hnet.apply(psi, task_id)
+        batch = reconstruct(cfg, theta_t, x, key, adjoint, sde_gate=weights.sde_gate)
+        task_mse = jnp.zeros((num_tasks,), x.dtype)
+    else:
+        thetas = all_task_params(variant, hnet, psi)
+        batch, task_mse = replayed(variant, thetas, x, task_id, memory, key, adjoint,
+                                   weights.sde_gate, weights.memory)
+        theta_t = (jax.tree.map(lambda a: a[task_id], thetas) if variant.is_hypernet else thetas)
+    mse = jnp.mean(jnp.square(batch.x_hat - x))
     zero = jnp.zeros((), mse.dtype)
-    theta_t = (jax.tree.map(lambda a: a[task_id], thetas) if variant.is_hypernet else thetas)
-    batch = jax.tree.map(lambda a: a[:n], rec)
     nll, log_vol = zero, None
     if cfg.has_latent_path:
         nll_rows, log_vol = negative_log_likelihood(cfg, theta_t, x, batch.z0)
         nll = jnp.mean(nll_rows)
     if cfg.nll != "paper":  # the watched log volume is the encoder's
         log_vol = None
-    per_task_mse = (_per_task_mse(rec.x_hat[n:], points[n:], num_tasks, weights.memory)
-                    if per_task else jnp.zeros((num_tasks,), mse.dtype))
-    seen = (jnp.arange(num_tasks) < task_id).astype(per_task_mse.dtype)
-    replay = jnp.sum(per_task_mse * seen) / jnp.maximum(jnp.sum(seen), 1.0)
+    seen = (jnp.arange(num_tasks) < task_id).astype(task_mse.dtype)
+    replay = jnp.sum(task_mse * seen) / jnp.maximum(jnp.sum(seen), 1.0)
     sep = separation(psi["params"]["embedding"], task_id) if variant.is_hypernet else zero
     total = (mse + nll_weight(variant, weights, progress) * nll + weights.replay * replay
              + weights.separation * sep)

@@ -277,6 +277,36 @@ def reconstruct_tasks(variant: Variant, thetas: PyTree, x: jax.Array, task_ids: 
     return reconstruct(variant.model, theta, x, key, adjoint, per_example, sde_gate)
 
 
+def replayed(variant: Variant, thetas: PyTree, x: jax.Array, task_id: jax.Array,
+             memory: jax.Array, key: jax.Array, adjoint: str = "scan",
+             sde_gate: float | jax.Array = 1.0, used: jax.Array | float = float("inf")
+             ) -> tuple[Reconstruction, jax.Array]:
+    """The batch ``x`` of task ``task_id`` and the episodic memory ``(T, m, d)`` through the
+    model in one pass (each point through its own task's weights, :func:`reconstruct_tasks`):
+    the batch's :class:`Reconstruction` and every task's replay MSE over its first ``used``
+    stored points (:func:`per_task_mse`; 0 for the tasks not finished, whose rows are zeros).
+
+    With the SDEs every row goes through (their noise is drawn for the whole array, so the rows
+    present decide the batch's noise); without them (the MLP) only the rows of finished tasks,
+    one ``lax.switch`` branch per number of them: the same numbers, in 2.4x fewer rows over a
+    study of 5 tasks."""
+    n, (num_tasks, per_task, d) = x.shape[0], memory.shape
+
+    def through(seen: int):  # the batch and the first ``seen`` tasks' rows
+        points = jnp.concatenate([x, memory[:seen].reshape(-1, d)])
+        ids = jnp.concatenate([jnp.full((n,), task_id, jnp.int32),
+                               jnp.repeat(jnp.arange(seen, dtype=jnp.int32), per_task)])
+        rec = reconstruct_tasks(variant, thetas, points, ids, key, adjoint, sde_gate)
+        task_mse = (per_task_mse(rec.x_hat[n:], points[n:], seen, used) if seen * per_task
+                    else jnp.zeros((seen,), x.dtype))
+        return (jax.tree.map(lambda a: a[:n], rec),
+                jnp.concatenate([task_mse, jnp.zeros((num_tasks - seen,), x.dtype)]))
+
+    if variant.model.has_latent_path or not per_task:
+        return through(num_tasks)
+    return jax.lax.switch(task_id, [functools.partial(through, i) for i in range(num_tasks)])
+
+
 def optimizer(variant: Variant) -> optax.GradientTransformation:
     """AdamW with the variant's learning rate and weight decay, started afresh for every task."""
     return optax.adamw(variant.learning_rate, weight_decay=variant.weight_decay)
@@ -320,6 +350,15 @@ def frozen_leaves(variant: Variant, psi: PyTree, task_id: jax.Array) -> PyTree:
 def hold_still(tree: PyTree, frozen: PyTree) -> PyTree:
     """``tree`` with its :func:`frozen_leaves` set to 0 (an update, or a direction)."""
     return jax.tree.map(lambda a, f: jnp.where(f, 0.0, a), tree, frozen)
+
+
+def per_task_mse(x_hat: jax.Array, x: jax.Array, num_groups: int,
+                 used: jax.Array | float) -> jax.Array:
+    """Mean squared error of each of ``num_groups`` equal consecutive blocks of rows, over the
+    first ``used`` rows of each block (0 where ``used`` is 0)."""
+    err = jnp.sum(jnp.square(x_hat - x), axis=-1).reshape(num_groups, -1)
+    rows = (jnp.arange(err.shape[1]) < used).astype(err.dtype)
+    return jnp.sum(err * rows[None, :], axis=1) / jnp.maximum(jnp.sum(rows) * x.shape[-1], 1.0)
 
 
 def separation(embeddings: jax.Array, task_id: jax.Array) -> jax.Array:

@@ -46,6 +46,7 @@ from jaxcl.train.steps import (  # noqa: F401  (NonFiniteError: part of the loop
     NonFiniteError,
     check_finite,
     resolve_steps_in,
+    thread_compile_s,
 )
 from jaxcl.types import Batch, Experience, PyTree
 
@@ -278,7 +279,7 @@ def train_seeds(
     programs = LoopPrograms.cached(cache, learner, augment=augment, mesh=mesh,
                                    batch_size=batch_size, seeds=seeds, steps_in=steps_in,
                                    eval_batch_size=eval_batch_size)
-    compiled_at_start = programs.compile_s
+    compiled_at_start = thread_compile_s()
     put = functools.partial(replicate, mesh=mesh)
     fold_in = jax.vmap(jax.random.fold_in, in_axes=(0, None))  # every seed's key with one value
     # (seeds, epochs): every seed's key folded with each epoch's number
@@ -301,7 +302,7 @@ def train_seeds(
             "steps_in": steps_in, "settings": settings or {}}, record, epochs=epochs)
 
     def compiled_s():  # this run's compile seconds so far, the earlier part's included
-        return compiled_before_s + programs.compile_s - compiled_at_start
+        return compiled_before_s + thread_compile_s() - compiled_at_start
 
     state = record["state"]
     first_experience, first_epoch = done
@@ -313,7 +314,7 @@ def train_seeds(
             k_begin, k_end, k_train = jnp.unstack(
                 jax.vmap(lambda k: jax.random.split(k, 3))(fold_in(keys, i)), axis=1)
             k_begin, k_end, k_train, k_pass = put((k_begin, k_end, k_train, fold_in(k_end, 1)))
-            compile_before = programs.compile_s
+            compile_before = thread_compile_s()
             start, earlier_s = time.perf_counter(), record["times"][i]
             resumed = i == first_experience and first_epoch > 0  # inside the experience
             epoch_from = first_epoch if resumed else 0
@@ -339,7 +340,7 @@ def train_seeds(
                 if (checkpoints is not None and checkpoint_epochs and e < epochs
                         and e % checkpoint_epochs == 0):
                     record["times"][i] = earlier_s + time.perf_counter() - start - (
-                        programs.compile_s - compile_before)
+                        thread_compile_s() - compile_before)
                     checkpoints.save(i, e - 1, {**record, "state": state}, compile_s=compiled_s())
             if "consolidate" in programs.steps:
                 state, _ = programs.loop("consolidate", state, data, task, k_pass[:, None])
@@ -348,7 +349,7 @@ def train_seeds(
                 record["matrix"][:, i, j] = local(programs.evaluate(state, *put((
                     other.x_test, other.y_test, jnp.int32(other.task_id), jnp.int32(j)))))
             record["times"][i] = earlier_s + time.perf_counter() - start - (
-                programs.compile_s - compile_before)
+                thread_compile_s() - compile_before)
             if checkpoints is not None:
                 checkpoints.save(i, epochs - 1, {**record, "state": state}, compile_s=compiled_s())
             last = slice(max(offsets[i], offsets[i + 1] - 10), offsets[i + 1])

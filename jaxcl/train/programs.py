@@ -12,6 +12,7 @@ traced) compile once when the caller hands the loop one ``cache`` for all of the
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
@@ -20,6 +21,8 @@ import jax
 from jaxcl.learners.base import Learner
 from jaxcl.train.parallel import over_seeds, replicated, shard_batch
 from jaxcl.train.steps import LOOPS, CompiledPrograms, TaskStep
+
+_CACHE_LOCK = threading.Lock()  # runs in threads that share a cache make each entry once
 from jaxcl.types import Batch
 
 
@@ -95,6 +98,7 @@ class LoopPrograms:
         mesh = options["mesh"]
         key = (learner, tuple(sorted((k, v) for k, v in options.items() if k != "mesh")),
                None if mesh is None else tuple(mesh.devices.flat))
-        if key not in cache:
-            cache[key] = cls(learner, **options)
-        return cache[key]
+        with _CACHE_LOCK:
+            if key not in cache:
+                cache[key] = cls(learner, **options)
+            return cache[key]

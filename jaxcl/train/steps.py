@@ -19,6 +19,7 @@ with the same keys; which one is a value, ``steps_in``:
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -79,6 +80,18 @@ def scan_minibatches(
     return jax.lax.scan(body, state, (indices, keys))
 
 
+_THREAD = threading.local()
+
+
+def thread_compile_s() -> float:
+    """Seconds the calling thread has spent on :class:`CompiledPrograms` compilations: compiling,
+    or waiting while another thread compiles the program it needs. A run measures its compile
+    time by this (its training time apart from it) so that runs trained side by side in threads
+    (``jaxcl.train.loop.train_seeds`` from several threads, sharing programs) each count their
+    own."""
+    return getattr(_THREAD, "compile_s", 0.0)
+
+
 class CompiledPrograms:
     """A jitted function compiled ahead of time once per input signature, compile time summed.
 
@@ -86,13 +99,15 @@ class CompiledPrograms:
     structure, shapes and dtypes of ``args``, values of the static keyword arguments) and reuses
     the executable after; ``len(programs.compiled)`` counts the compilations, ``compile_s`` their
     seconds, so that a run can report compile time apart from training time and prove that it
-    compiled once. ``jit_options`` go to ``jax.jit`` (e.g. ``out_shardings``).
+    compiled once. ``jit_options`` go to ``jax.jit`` (e.g. ``out_shardings``). Threads may share
+    it: a signature is compiled once, the others wait for it (:func:`thread_compile_s`).
     """
 
     def __init__(self, fn: Callable, static_argnames: Sequence[str] = (), **jit_options):
         self.jitted = jax.jit(fn, static_argnames=tuple(static_argnames), **jit_options)
         self.compiled: dict[Any, Any] = {}
         self.compile_s = 0.0
+        self._lock = threading.Lock()
 
     def __call__(self, *args, **static):
         return self.executable(*args, **static)(*args)
@@ -105,8 +120,12 @@ class CompiledPrograms:
                tuple(sorted(static.items())))
         if sig not in self.compiled:
             start = time.perf_counter()
-            self.compiled[sig] = self.jitted.lower(*args, **static).compile()
-            self.compile_s += time.perf_counter() - start
+            with self._lock:
+                if sig not in self.compiled:  # not compiled by another thread meanwhile
+                    begun = time.perf_counter()
+                    self.compiled[sig] = self.jitted.lower(*args, **static).compile()
+                    self.compile_s += time.perf_counter() - begun
+            _THREAD.compile_s = thread_compile_s() + time.perf_counter() - start
         return self.compiled[sig]
 
 

@@ -109,6 +109,42 @@ def test_vmap_over_task_ids_and_target_apply(key):
     assert float(jnp.abs(k0 - k3).max()) > 1e-3
 
 
+def test_linear_heads_fused_in_one_product_are_each_head_alone_values_and_gradients(x64, key):
+    """``fused_linear_heads`` (what ``Hypernetwork`` runs) against every ``dense`` and ``vector``
+    leaf made by its own head module from the trunk's output, in float64."""
+    target = MLP(num_classes=4, hidden=(16, 8))
+    hnet = Hypernetwork.for_target(target, jnp.ones((2, 6)), config=HypernetConfig(
+        num_tasks=3, hidden=(20, 12), chunk_dim=4, vectors="generated"))
+    psi = jax.tree.map(lambda a: a.astype(jnp.float64), hnet.init(key, 0))
+    psi = jax.tree.map(lambda a, k: a + 0.1 * jax.random.normal(k, a.shape, a.dtype), psi,
+                       jax.tree.unflatten(jax.tree.structure(psi),
+                                          list(jax.random.split(key, len(jax.tree.leaves(psi))))))
+    linear = [s for s in hnet.specs if s.role in ("dense", "vector")]
+    assert {s.role for s in linear} == {"dense", "vector"} and len(linear) == 6
+
+    def alone(psi, t):  # each head module on the trunk's output h_t
+        _, state = hnet.apply(psi, t, capture_intermediates=True, mutable=["intermediates"])
+        h = jax.nn.relu(state["intermediates"]["trunk_1"]["__call__"][0])
+        return {s.path: HEADS[s.role](shape=s.shape, chunk_dim=4).apply(
+            {"params": psi["params"][head_name(s)]}, h, t) for s in linear}
+
+    def fused(psi, t):
+        flat = traverse_util.flatten_dict(hnet.apply(psi, t))
+        return {s.path: flat[s.path] for s in linear}
+
+    def scalar(f):
+        return lambda psi, t: sum(jnp.sum(jnp.sin(3.0 * v)) for v in f(psi, t).values())
+
+    for t in range(3):
+        got, want = fused(psi, jnp.int32(t)), alone(psi, jnp.int32(t))
+        for path in want:
+            np.testing.assert_allclose(got[path], want[path], rtol=1e-12, atol=1e-14)
+        g_fused = jax.grad(scalar(fused))(psi, jnp.int32(t))
+        g_alone = jax.grad(scalar(alone))(psi, jnp.int32(t))
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14),
+                     g_fused, g_alone)
+
+
 def _head_inputs(role, shape):
     spec = LeafSpec(("m", "scale" if role == "table" else "kernel"), shape, jnp.float32, role)
     return spec

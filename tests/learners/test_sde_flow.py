@@ -282,6 +282,32 @@ def test_mixed_batches_use_each_examples_task(tasks):
                                        rtol=1e-5, atol=1e-6)
 
 
+def test_a_batch_without_memory_goes_through_its_tasks_weights_as_each_point_through_its_own(
+        tasks, x64):
+    """Without a memory the loss generates only the batch's task and shares its weights over
+    the batch: the same loss and gradient, float64, as every point through its own task's
+    weights (the path of a mixed batch, tested above)."""
+    variant = dataclasses.replace(TINY, shared="frozen", order=1, memory_per_task=0)
+    hnet = cl.hypernetwork(variant, 3)
+    psi = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64),
+                       cl.init(variant, jax.random.key(1), 3))
+    x = jnp.asarray(tasks[1].x_train[:10], jnp.float64)
+    key, task, weights = jax.random.key(2), jnp.int32(1), cl.LossWeights()
+
+    def shared(p):
+        return step.loss_terms(variant, weights, hnet, p, x, task, jnp.zeros((3, 0, 3)), 0.5,
+                               key)[1]["mse"]
+
+    def per_point(p):
+        rec = cl.reconstruct_tasks(variant, cl.all_task_params(variant, hnet, p), x,
+                                   jnp.full((10,), task), key)
+        return jnp.mean(jnp.square(rec.x_hat - x))
+
+    np.testing.assert_allclose(shared(psi), per_point(psi), rtol=1e-12)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12),
+                 jax.grad(shared)(psi), jax.grad(per_point)(psi))
+
+
 @pytest.mark.parametrize("bad,match", [
     ({"shared": "partly"}, "shared='partly'"), ({"order": 3}, "order=3"),
     ({"order": 0}, "order=0 is not one of"),  # no regulariser is None now, not 0

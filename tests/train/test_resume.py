@@ -256,7 +256,8 @@ def test_every_option_that_can_change_a_number_is_in_the_fingerprint(tmp_path):
     assert set(options) == set(settings.flat(config)) - {
         "data_dir", "manual_dir", "download", "checkpoint_epochs", "checkpoint_seconds",
         "keep_checkpoints",
-        "tensorboard", "progress", "compile_cache", "compile_cache_dir", "preset", "strategies"}
+        "tensorboard", "progress", "workers", "compile_cache", "compile_cache_dir", "preset",
+        "strategies"}
     tree = {"w": jnp.zeros(3)}
     for i, (name, value) in enumerate(sorted(options.items())):
         other = (not value if isinstance(value, bool) else value + (7,)

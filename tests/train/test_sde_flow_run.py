@@ -200,7 +200,7 @@ def test_the_main_jobs_fingerprint_holds_every_option_and_the_data():
     config = study.Config()
     assert set(settings.fingerprint(config)) == set(settings.flat(config)) - {
         "variants", "checkpoint_epochs", "checkpoint_seconds", "tensorboard", "keep_checkpoints",
-        "progress",
+        "progress", "workers",
         "compile_cache", "compile_cache_dir"}
     noisier = settings.replace(config, noise=0.1)
     assert settings.fingerprint(config)["noise"] == 0.05
