@@ -7,14 +7,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from support import MLP
 
 from experiments.runner import Job, concurrent_jobs, train_learners
 from experiments.settings import RunOptions
 from jaxcl.data import load_benchmark
 from jaxcl.learners import StrategyConfig, build_strategy
 from jaxcl.train.steps import CompiledPrograms, thread_compile_s
-
-MLP = {"model": "mlp", "mlp_hidden": (16,)}
 
 
 def _streams():
@@ -41,7 +40,9 @@ def _train(jobs, workers, cache=None):
 
 
 def test_side_by_side_gives_the_numbers_of_one_at_a_time_and_compiles_shared_programs_once():
-    jobs = {"Naive": _job("Naive"), "EWC": _job("EWC"), "Naive again": _job("Naive")}
+    naive = _job("Naive").build(_streams()[0])  # one learner, two jobs: one set of programs
+    same = Job(build=lambda stream: naive, settings={}, run_name="Naive")
+    jobs = {"Naive": same, "EWC": _job("EWC"), "Naive again": same}
     alone_cache, together_cache = {}, {}
     alone = _train(jobs, 1, alone_cache)
     together = _train(jobs, 3, together_cache)
