@@ -21,9 +21,9 @@ import jax
 from jaxcl.learners.base import Learner
 from jaxcl.train.parallel import over_seeds, replicated, shard_batch
 from jaxcl.train.steps import LOOPS, CompiledPrograms, TaskStep
+from jaxcl.types import Batch
 
 _CACHE_LOCK = threading.Lock()  # runs in threads that share a cache make each entry once
-from jaxcl.types import Batch
 
 
 def _train_step(learner: Learner, augment, mesh, state, batch: Batch, task_id, key, *,
