@@ -204,14 +204,21 @@ HEADS: dict[str, type[nn.Module]] = {
 """The head for each leaf role; registered heads are property-tested one by one."""
 
 
-def fused_linear_heads(params: Any, specs: Sequence[LeafSpec], h: jax.Array
-                       ) -> dict[Path, jax.Array]:
-    """Every ``dense`` and ``vector`` leaf, ``theta[leaf] = reshape(A_leaf h + b_leaf)``, as one
-    product ``h [A_1 ... A_n] + [b_1 ... b_n]`` split by leaf: the same numbers as each head
-    alone (``LinearHead``, ``VectorHead``), in one operation instead of one per leaf (a
-    hypernetwork of small leaves spent most of its step on many small products and their
-    gradients)."""
-    linear = [s for s in specs if s.role in ("dense", "vector")]
+FUSE_UP_TO = 256
+"""The largest head (outputs per task) :func:`fused_linear_heads` fuses; larger heads run alone."""
+
+
+def fused_linear_heads(params: Any, specs: Sequence[LeafSpec], h: jax.Array,
+                       up_to: int = FUSE_UP_TO) -> dict[Path, jax.Array]:
+    """Every ``dense`` and ``vector`` leaf of at most ``up_to`` floats, ``theta[leaf] =
+    reshape(A_leaf h + b_leaf)``, as one product ``h [A_1 ... A_n] + [b_1 ... b_n]`` split by
+    leaf: the same numbers as each head alone (``LinearHead``, ``VectorHead``), in one operation
+    instead of one per leaf. Small heads are fused because their step is per-operation overhead;
+    large ones are left to their own modules: concatenating their kernels at every call, and the
+    cotangent's contraction over thousands of concatenated outputs, cost more on XLA CPU than
+    the operations saved (the study's hypernetworks, whose two 32x32 kernels' heads have 1,024
+    outputs: 1.12 against 1.41 ms a step fusing all, ``docs/devnotes/performance.md``)."""
+    linear = [s for s in specs if s.role in ("dense", "vector") and math.prod(s.shape) <= up_to]
     if not linear:
         return {}
     heads = [params[head_name(s)]["linear"] for s in linear]

@@ -217,7 +217,7 @@ class Hypernetwork(nn.Module):
                                  name=f"trunk_{i}")
             h = nn.relu(dense(h))
         leaves = {}
-        if not self.is_initializing():  # linear heads: one matrix product for all of them
+        if not self.is_initializing():  # small linear heads: one matrix product for all
             leaves = fused_linear_heads(self.variables["params"], self.specs, h)
         for spec in self.specs:
             if (task_only and spec.role == "shared") or spec.path in leaves:

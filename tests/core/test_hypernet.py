@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from jaxcl.core.heads import HEADS, LeafSpec
+from jaxcl.core.heads import FUSE_UP_TO, HEADS, LeafSpec, fused_linear_heads
 from jaxcl.core.hypernet import (
     HypernetConfig,
     Hypernetwork,
@@ -110,9 +110,10 @@ def test_vmap_over_task_ids_and_target_apply(key):
 
 
 def test_linear_heads_fused_in_one_product_are_each_head_alone_values_and_gradients(x64, key):
-    """``fused_linear_heads`` (what ``Hypernetwork`` runs) against every ``dense`` and ``vector``
-    leaf made by its own head module from the trunk's output, in float64."""
-    target = MLP(num_classes=4, hidden=(16, 8))
+    """``fused_linear_heads`` (what ``Hypernetwork`` runs: the heads of at most ``FUSE_UP_TO``
+    floats fused, the larger alone) against every ``dense`` and ``vector`` leaf made by its own
+    head module from the trunk's output, in float64."""
+    target = MLP(num_classes=4, hidden=(16, 24))
     hnet = Hypernetwork.for_target(target, jnp.ones((2, 6)), config=HypernetConfig(
         num_tasks=3, hidden=(20, 12), chunk_dim=4, vectors="generated"))
     psi = jax.tree.map(lambda a: a.astype(jnp.float64), hnet.init(key, 0))
@@ -121,6 +122,10 @@ def test_linear_heads_fused_in_one_product_are_each_head_alone_values_and_gradie
                                           list(jax.random.split(key, len(jax.tree.leaves(psi))))))
     linear = [s for s in hnet.specs if s.role in ("dense", "vector")]
     assert {s.role for s in linear} == {"dense", "vector"} and len(linear) == 6
+    fused_paths = fused_linear_heads(psi["params"], hnet.specs, jnp.ones(12)).keys()
+    assert 0 < len(fused_paths) < len(linear)  # some heads fused, the 16x24 kernel's alone
+    assert ("dense1", "kernel") in {s.path for s in linear} - set(fused_paths)
+    assert FUSE_UP_TO < 16 * 24
 
     def alone(psi, t):  # each head module on the trunk's output h_t
         _, state = hnet.apply(psi, t, capture_intermediates=True, mutable=["intermediates"])
