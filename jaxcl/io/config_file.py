@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import json
+import os
 import pathlib
 import platform
 import subprocess
@@ -151,7 +152,9 @@ def _git(*args: str, cwd: pathlib.Path) -> str | None:
 def provenance() -> dict[str, Any]:
     """What a run ran on: package versions (:data:`PACKAGES`; ``None`` where not installed),
     Python, jaxcl's git commit and whether tracked files differed from it (``None`` outside a
-    git checkout), JAX's backend, device kind and count, and the process count."""
+    git checkout), JAX's backend, device kind and count, the process count, and the host's CPU
+    model and cores (``host``: timings are the host's, and float rounding can differ between CPU
+    models, so a run re-runs bitwise on the CPU it names)."""
     import jax
 
     versions = {}
@@ -169,4 +172,17 @@ def provenance() -> dict[str, Any]:
     return {"versions": versions, "python": platform.python_version(), "git_commit": commit,
             "git_dirty": dirty, "backend": jax.default_backend(),
             "device_kind": jax.devices()[0].device_kind, "device_count": jax.device_count(),
-            "process_count": jax.process_count()}
+            "process_count": jax.process_count(),
+            "host": {"cpu": cpu_model(), "cores": os.cpu_count()}}
+
+
+def cpu_model() -> str | None:
+    """The host CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``),
+    ``None`` where neither says."""
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None

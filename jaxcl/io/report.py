@@ -39,10 +39,13 @@ def provenance_line(provenance: dict) -> str:
     source = ("" if commit is None else f", commit {commit[:10]}" + (
         " with uncommitted changes" if provenance.get("git_dirty") else ""))
     day = provenance.get("date")
+    host = provenance.get("host") or {}
+    machine = (f", on {host['cpu'] or 'a CPU'} with {host['cores']} cores"
+               if "cores" in host else "")
     return (f"Ran on jaxcl {versions.get('jaxcl', '?')}{source}; {packages}; Python "
             f"{provenance.get('python', '?')}; {provenance.get('backend', '?')} "
             f"({provenance.get('device_kind', '?')} x{provenance.get('device_count', '?')}, "
-            f"{provenance.get('process_count', 1)} process(es))"
+            f"{provenance.get('process_count', 1)} process(es){machine})"
             + (f"; written {day}" if day else "") + ".")
 
 

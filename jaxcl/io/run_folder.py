@@ -5,7 +5,7 @@ The files of a finished run, from its records (:mod:`jaxcl.io.records`, which do
 the removal of a finished run's checkpoints. Every experiment writes one folder::
 
     config.json           the settings, each strategy's resolved ("strategy_settings") and
-                          its provenance (versions, commit, devices): ``--config`` re-runs it
+                          its provenance (versions, commit, devices, CPU): ``--config`` re-runs it
     metrics.json          :mod:`jaxcl.io.records`
     accuracy_matrix.csv   strategy, seed, row i, then R[i, 0..N-1] (seed "mean": over seeds)
     steps.csv             strategy, seed, step, experience, loss, cosine, grad_rel_diff

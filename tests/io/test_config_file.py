@@ -4,6 +4,8 @@ and values are refused with the key named, and config.json records what the run 
 import dataclasses
 import importlib.metadata
 import json
+import os
+import pathlib
 import re
 
 import jax
@@ -81,6 +83,10 @@ def test_provenance_names_versions_commit_and_devices():
     assert found["versions"]["jax"] == jax.__version__
     assert found["versions"]["flax"] == importlib.metadata.version("flax")
     assert found["device_count"] == jax.device_count() and found["backend"] == "cpu"
+    assert found["host"]["cores"] == os.cpu_count()
+    cpuinfo = pathlib.Path("/proc/cpuinfo")
+    if cpuinfo.exists():  # Linux (CI): the model name the kernel reports
+        assert found["host"]["cpu"] in cpuinfo.read_text() and found["host"]["cpu"]
     if (ROOT / ".git").exists():  # a clone (CI's is): the commit checked out
         assert re.fullmatch(r"[0-9a-f]{40}", found["git_commit"])
         assert isinstance(found["git_dirty"], bool)
