@@ -7,8 +7,8 @@ classes, in a later experience (task 3, so three previous tasks in the output re
 blocks of ``--block`` calls, so that a slow spell of the shared machine falls on all alike; the
 median of the calls after each block's first (a training loop calls one step again and again,
 its caches warm: a block's first call pays for what the previous program left in the caches)
-over ``--repeats`` blocks after ``--warmup``. Beside each time: XLA's FLOPs and bytes accessed of the
-compiled step, and the floats the step's state holds.
+over ``--repeats`` blocks after ``--warmup``. Beside each time: XLA's FLOPs and bytes accessed
+of the compiled step, and the floats the step's state holds.
 
 The rows: Naive; HN-k (k = 1: the first layer frozen after the first experience, the rest
 generated; k = 0: everything generated) at the order given; and HN-k taken apart: without its
